@@ -1,0 +1,43 @@
+"""btlab: Backtrader strategies on real market data, with every result durable and visible.
+
+The Python API is the product; the ``btlab`` command is a thin caller of it::
+
+    import btlab
+    result = btlab.run_backtest("sma_cross", symbol="BTC/USDT", timeframe="1h",
+                                start="2020-01-01", end="2023-12-31", params={"fast": 10, "slow": 30})
+    result.metrics          # pandas Series
+    result.equity           # DataFrame indexed by UTC bar time
+    result.trades           # DataFrame, one row per closed trade
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("btlab")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0.0.0+unknown"
+
+from btlab.errors import BtlabError  # noqa: E402
+from btlab.store import Store, open_store  # noqa: E402
+
+
+def __getattr__(name: str):  # lazy: importing btlab must not import Backtrader/plotly
+    if name in ("run_backtest", "BacktestResult", "BacktestConfig"):
+        from btlab.backtest import runner
+
+        return getattr(runner, name)
+    if name == "import_bars":
+        from btlab.marketdata.files import import_bars
+
+        return import_bars
+    if name == "write_report":
+        from btlab.report.html import write_report
+
+        return write_report
+    raise AttributeError(f"module 'btlab' has no attribute {name!r}")
+
+
+__all__ = ["BacktestConfig", "BacktestResult", "BtlabError", "Store", "__version__", "import_bars", "open_store",
+           "run_backtest", "write_report"]

@@ -1,0 +1,44 @@
+"""User settings, from ``BTLAB_*`` environment variables (and a ``.env`` file in the working directory)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "btlab"
+
+
+class Settings(BaseSettings):
+    """btlab settings.
+
+    Attributes:
+        home: folder for btlab's own files (``BTLAB_HOME``; default ``$XDG_DATA_HOME/btlab`` or
+            ``~/.local/share/btlab``).
+        store: store address (``BTLAB_STORE``): a DuckDB file path (default ``<home>/btlab.duckdb``), or a QuestDB
+            address such as ``http::addr=localhost:9000;`` (see :func:`btlab.store.open_store`).
+        reports: folder where HTML reports are written (``BTLAB_REPORTS``; default ``./reports``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BTLAB_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home)
+    store: str | None = None
+    reports: Path = Path("reports")
+
+    @property
+    def store_address(self) -> str:
+        """The configured store address, or the default DuckDB file under ``home``."""
+        return self.store or str(self.home / "btlab.duckdb")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

@@ -1,0 +1,263 @@
+"""The :class:`Store` interface: market data and backtest results, same tables on every backend.
+
+Backends implement four primitives (:meth:`Store.ensure_schema`, :meth:`Store.upsert`, :meth:`Store.query`,
+:meth:`Store.close`); everything a caller uses (bars, runs, equity, trades, orders) is written once here on top of
+them, so the backends cannot drift apart. Both backends pass ``tests/test_store_conformance.py``.
+
+SQL here uses ``?`` placeholders for every value (never string formatting of user input); a backend whose
+driver uses another style translates them. Only plain SELECT/WHERE/GROUP BY/ORDER BY/LIMIT is used, which
+DuckDB and QuestDB both document.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from btlab.errors import RunNotFoundError
+from btlab.model.bar import BAR_COLUMNS, validate_bars
+from btlab.model.timeframe import Timeframe
+from btlab.store.schema import TABLES, Table
+
+TimeLike = datetime | pd.Timestamp | str | None
+
+
+def to_utc(value: TimeLike) -> pd.Timestamp | None:
+    """Parse a time bound to a UTC :class:`pandas.Timestamp`; naive input is taken as UTC. ``None`` stays None."""
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def conform(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with exactly ``table``'s columns in order and canonical dtypes.
+
+    Missing columns become nulls; timestamps become ``datetime64[ns, UTC]`` (naive values are taken as UTC);
+    ``long`` columns become nullable ``Int64``; ``string``/``symbol`` columns become ``object`` with ``None``
+    for nulls. Extra columns raise ``ValueError`` (a typo would otherwise be dropped silently).
+    """
+    extra = set(frame.columns) - set(table.column_names)
+    if extra:
+        raise ValueError(f"unknown column(s) for table {table.name}: {sorted(extra)}")
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+    for col in table.columns:
+        values = frame[col.name].reset_index(drop=True) if col.name in frame.columns else pd.Series(
+            [None] * len(frame), dtype="object"
+        )
+        if col.kind == "timestamp":
+            ts = pd.to_datetime(values, utc=True)
+            out[col.name] = ts.astype("datetime64[ns, UTC]")
+        elif col.kind == "double":
+            out[col.name] = pd.to_numeric(values).astype("float64")
+        elif col.kind == "long":
+            out[col.name] = pd.to_numeric(values).astype("Int64")
+        else:
+            out[col.name] = values.astype("object").where(values.notna(), None)
+    return out
+
+
+class Store(ABC):
+    """Durable storage of bars, ticks and backtest results.
+
+    Use as a context manager or call :meth:`close`. Every write is an idempotent upsert on the table's natural
+    key (see :mod:`btlab.store.schema`): writing the same rows again changes nothing. Reads return
+    ``datetime64[ns, UTC]`` timestamps.
+
+    Attributes:
+        address: where the store lives, printable (no credentials).
+    """
+
+    address: str
+
+    # ---- backend primitives -------------------------------------------------------------------------------
+    @abstractmethod
+    def ensure_schema(self) -> None:
+        """Create missing tables (and add missing columns) from :data:`btlab.store.schema.TABLES`."""
+
+    @abstractmethod
+    def upsert(self, table: str, frame: pd.DataFrame) -> int:
+        """Insert or replace rows of ``table`` keyed by its natural key, atomically for the batch.
+
+        ``frame`` has the table's columns (missing ones are null). Returns the number of rows written.
+        After it returns, a :meth:`query` sees the rows (a backend with delayed visibility waits for it).
+        """
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run a read-only SQL query with ``?`` placeholders bound to ``params``; return all rows."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. Idempotent."""
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.address!r})"
+
+    # ---- helpers ---------------------------------------------------------------------------------------------
+    def _select(self, table: str, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        frame = self.query(sql, params)
+        for col in TABLES[table].kinds("timestamp"):
+            if col in frame.columns:
+                frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
+        return frame
+
+    @staticmethod
+    def _param_time(value: pd.Timestamp) -> datetime:
+        # naive UTC datetime: both drivers bind it to TIMESTAMP without a session time-zone shift
+        return value.tz_convert("UTC").tz_localize(None).to_pydatetime()
+
+    # ---- market data ---------------------------------------------------------------------------------------
+    def write_bars(
+        self, bars: pd.DataFrame, *, exchange: str, symbol: str, timeframe: Timeframe | str, source: str
+    ) -> int:
+        """Validate and upsert bars for one instrument and timeframe.
+
+        Args:
+            bars: bar frame (see :mod:`btlab.model.bar`), bar open times in UTC.
+            exchange, symbol, timeframe: the series' identity (ccxt id, unified symbol, ccxt timeframe).
+            source: provenance recorded with each bar (e.g. the file name, ``ccxt``).
+
+        Returns: rows written.
+
+        Raises:
+            DataValidationError: the batch is invalid; nothing was written.
+        """
+        tf = Timeframe.parse(timeframe)
+        frame = validate_bars(bars, source, tf)
+        frame["exchange"] = exchange
+        frame["symbol"] = symbol
+        frame["timeframe"] = tf.value
+        frame["source"] = source
+        return self.upsert("ohlcv", frame)
+
+    def read_bars(
+        self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None
+    ) -> pd.DataFrame:
+        """Bars with ``start <= ts < end`` (either bound optional), sorted by ``ts``.
+
+        Returns: a frame with :data:`btlab.model.bar.BAR_COLUMNS` (``ts`` as ``datetime64[ns, UTC]``); empty if none.
+        """
+        sql = "SELECT ts, open, high, low, close, volume, trades FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ?"
+        params: list[Any] = [exchange, symbol, Timeframe.parse(timeframe).value]
+        if (lo := to_utc(start)) is not None:
+            sql += " AND ts >= ?"
+            params.append(self._param_time(lo))
+        if (hi := to_utc(end)) is not None:
+            sql += " AND ts < ?"
+            params.append(self._param_time(hi))
+        frame = self._select("ohlcv", sql + " ORDER BY ts", params)
+        frame["trades"] = pd.to_numeric(frame["trades"]).astype("Int64")
+        for col in ("open", "high", "low", "close", "volume"):
+            frame[col] = frame[col].astype("float64")
+        return frame[list(BAR_COLUMNS)].reset_index(drop=True)
+
+    def bar_series(self) -> pd.DataFrame:
+        """One row per stored series: ``exchange, symbol, timeframe, first, last, bars``, sorted by identity."""
+        frame = self.query(
+            "SELECT exchange, symbol, timeframe, min(ts) AS first, max(ts) AS last, count(*) AS bars "
+            "FROM ohlcv GROUP BY exchange, symbol, timeframe ORDER BY exchange, symbol, timeframe"
+        )
+        for col in ("first", "last"):
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+        frame["bars"] = frame["bars"].astype("int64")
+        return frame
+
+    # ---- backtest results ------------------------------------------------------------------------------------
+    def write_run(self, run: Mapping[str, Any]) -> None:
+        """Upsert one ``bt_runs`` row (start it with status ``running``; write it again to finish it).
+
+        ``ts`` (the run's start time) must stay the same across writes of the same ``run_id``. Dict values of
+        ``params``/``metrics``/``config`` are stored as JSON text.
+        """
+        row = dict(run)
+        for key in ("params", "metrics", "config"):
+            if isinstance(row.get(key), (dict, list)):
+                row[key] = json.dumps(row[key], sort_keys=True, default=_json_default)
+        self.upsert("bt_runs", pd.DataFrame([row]))
+
+    def write_equity(self, frame: pd.DataFrame) -> int:
+        """Upsert equity points: ``ts, run_id, value, cash, drawdown, position_value``."""
+        return self.upsert("bt_equity", frame)
+
+    def write_trades(self, frame: pd.DataFrame) -> int:
+        """Upsert closed trades (``bt_trades`` columns; ``ts`` is the exit time)."""
+        return self.upsert("bt_trades", frame)
+
+    def write_orders(self, frame: pd.DataFrame) -> int:
+        """Upsert order events (``bt_orders`` columns)."""
+        return self.upsert("bt_orders", frame)
+
+    def list_runs(self, *, limit: int = 50, strategy: str | None = None) -> pd.DataFrame:
+        """Most recent runs first: the ``bt_runs`` rows (``limit`` at most), optionally of one strategy."""
+        sql, params = "SELECT * FROM bt_runs", []
+        if strategy:
+            sql += " WHERE strategy = ?"
+            params.append(strategy)
+        sql += " ORDER BY ts DESC LIMIT ?"
+        params.append(int(limit))
+        return self._select("bt_runs", sql, params)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The ``bt_runs`` row of ``run_id`` as a dict, with ``params``/``metrics``/``config`` parsed from JSON.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        frame = self._select("bt_runs", "SELECT * FROM bt_runs WHERE run_id = ?", [run_id])
+        if frame.empty:
+            raise RunNotFoundError(f"no run {run_id!r} in the store at {self.address} (see: btlab runs list)")
+        row = {k: (None if _isnull(v) else v) for k, v in frame.iloc[0].to_dict().items()}
+        for key in ("params", "metrics", "config"):
+            if isinstance(row.get(key), str):
+                row[key] = json.loads(row[key])
+        return row
+
+    def read_equity(self, run_id: str) -> pd.DataFrame:
+        """The equity curve of a run, sorted by ``ts``."""
+        return self._select(
+            "bt_equity",
+            "SELECT ts, value, cash, drawdown, position_value FROM bt_equity WHERE run_id = ? ORDER BY ts",
+            [run_id],
+        )
+
+    def read_trades(self, run_id: str) -> pd.DataFrame:
+        """Closed trades of a run, sorted by exit time then ``trade_ref``."""
+        return self._select(
+            "bt_trades", "SELECT * FROM bt_trades WHERE run_id = ? ORDER BY ts, trade_ref", [run_id]
+        ).drop(columns=["run_id"])
+
+    def read_orders(self, run_id: str) -> pd.DataFrame:
+        """Order events of a run, sorted by time then ``order_ref``."""
+        return self._select(
+            "bt_orders", "SELECT * FROM bt_orders WHERE run_id = ? ORDER BY ts, order_ref", [run_id]
+        ).drop(columns=["run_id"])
+
+
+def _isnull(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.isoformat()
+    return str(value)

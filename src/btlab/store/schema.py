@@ -1,0 +1,120 @@
+"""The store's tables, declared once and rendered to DDL by each backend.
+
+Contract (ARCHITECTURE.md): both backends have the same tables and columns; every table has a natural key and a
+write of an existing key replaces that row (QuestDB ``DEDUP UPSERT KEYS``, DuckDB ``PRIMARY KEY`` +
+``INSERT OR REPLACE``). All timestamps are UTC; the store keeps microsecond precision.
+Columns may be added; none renamed without a migration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ColumnKind = Literal["timestamp", "symbol", "string", "double", "long"]
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column: ``kind`` is backend-neutral (``symbol`` = low-cardinality text, QuestDB SYMBOL)."""
+
+    name: str
+    kind: ColumnKind
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table: its columns, its natural key and its QuestDB partitioning (designated timestamp is ``ts``)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    partition_by: Literal["DAY", "MONTH", "YEAR"]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def kinds(self, kind: ColumnKind) -> tuple[str, ...]:
+        """Names of the columns of one kind, in table order."""
+        return tuple(c.name for c in self.columns if c.kind == kind)
+
+
+def _cols(spec: str) -> tuple[Column, ...]:
+    out = []
+    for item in spec.split(","):
+        name, kind = item.split()
+        out.append(Column(name, kind))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+#: Headline metrics stored as columns of ``bt_runs`` (all of :class:`btlab.backtest.metrics.Metrics` is also
+#: stored as JSON in ``bt_runs.metrics``).
+RUN_METRIC_COLUMNS: tuple[Column, ...] = _cols(
+    "total_return double, cagr double, volatility double, sharpe double, sortino double, max_drawdown double,"
+    "max_drawdown_days double, calmar double, win_rate double, profit_factor double, avg_trade double,"
+    "exposure double, n_trades long, end_value double"
+)
+
+OHLCV = Table(
+    "ohlcv",
+    _cols(
+        "ts timestamp, exchange symbol, symbol symbol, timeframe symbol, open double, high double, low double,"
+        "close double, volume double, trades long, source symbol"
+    ),
+    key=("ts", "exchange", "symbol", "timeframe"),
+    partition_by="MONTH",
+)
+
+TICKS = Table(
+    "ticks",
+    _cols("ts timestamp, exchange symbol, symbol symbol, trade_id string, price double, amount double, side symbol"),
+    key=("ts", "exchange", "symbol", "trade_id"),
+    partition_by="DAY",
+)
+
+BT_RUNS = Table(
+    "bt_runs",
+    _cols(
+        "ts timestamp, run_id string, sweep_id string, strategy string, params string, exchange symbol,"
+        "symbols string, timeframe symbol, data_from timestamp, data_to timestamp, bars long, calendar symbol,"
+        "cash double, commission double, config string, config_hash string, data_hash string,"
+        "btlab_version string, backtrader_version string, status symbol, error string, finished_at timestamp,"
+        "metrics string"
+    )
+    + RUN_METRIC_COLUMNS,
+    key=("run_id",),
+    partition_by="YEAR",
+)
+
+BT_EQUITY = Table(
+    "bt_equity",
+    _cols("ts timestamp, run_id symbol, value double, cash double, drawdown double, position_value double"),
+    key=("ts", "run_id"),
+    partition_by="MONTH",
+)
+
+BT_TRADES = Table(
+    "bt_trades",
+    _cols(
+        "ts timestamp, run_id symbol, trade_ref long, symbol symbol, direction symbol, size double,"
+        "entry_ts timestamp, entry_price double, exit_price double, pnl double, pnl_net double, commission double,"
+        "bars_held long"
+    ),
+    key=("ts", "run_id", "trade_ref"),
+    partition_by="YEAR",
+)
+
+BT_ORDERS = Table(
+    "bt_orders",
+    _cols(
+        "ts timestamp, run_id symbol, order_ref long, symbol symbol, side symbol, type symbol, status symbol,"
+        "size double, price double, executed_size double, executed_price double, commission double"
+    ),
+    # executed_size/executed_price are cumulative/average over the order's fills so far, so a later
+    # notification of the same order in the same bar supersedes an earlier one without losing a fill.
+    key=("ts", "run_id", "order_ref"),
+    partition_by="YEAR",
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (OHLCV, TICKS, BT_RUNS, BT_EQUITY, BT_TRADES, BT_ORDERS)}
