@@ -1,0 +1,162 @@
+"""Finding strategies and checking their parameters.
+
+A strategy reference is either a bundled name (``sma_cross``), ``package.module:ClassName`` (importable from the
+current environment), or ``path/to/file.py:ClassName``. The class must subclass ``backtrader.Strategy``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from btlab.backtest.compat import bt
+from btlab.errors import StrategyParameterError, UnknownStrategyError
+
+#: Bundled strategies: name -> ``module:Class``.
+BUNDLED: dict[str, str] = {
+    "sma_cross": "btlab.strategies.sma_cross:SmaCross",
+    "buy_hold": "btlab.strategies.buy_hold:BuyAndHold",
+}
+
+
+def _load_ref(ref: str) -> type:
+    module_name, _, class_name = ref.partition(":")
+    if not class_name:
+        raise UnknownStrategyError(
+            f"unknown strategy {ref!r}: use a bundled name ({', '.join(sorted(BUNDLED))}), "
+            "package.module:ClassName or path/to/file.py:ClassName"
+        )
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).expanduser().resolve()
+            if not path.is_file():
+                raise UnknownStrategyError(f"strategy file not found: {path}")
+            spec = importlib.util.spec_from_file_location(f"btlab_user_{path.stem}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except UnknownStrategyError:
+        raise
+    except ImportError as exc:
+        raise UnknownStrategyError(f"cannot import module {module_name!r} for strategy {ref!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        found = sorted(n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, bt.Strategy)
+                       and v.__module__ == module.__name__)
+        raise UnknownStrategyError(
+            f"module {module_name!r} has no class {class_name!r}; strategies in it: {', '.join(found) or 'none'}"
+        )
+    if not (inspect.isclass(cls) and issubclass(cls, bt.Strategy)):
+        raise UnknownStrategyError(f"{ref!r} is not a backtrader.Strategy subclass")
+    return cls
+
+
+def resolve_strategy(strategy: str | type) -> tuple[str, type]:
+    """Find a strategy class.
+
+    Args:
+        strategy: a bundled name, ``module:Class``, ``file.py:Class`` or a ``bt.Strategy`` subclass.
+
+    Returns:
+        ``(reference, class)`` where reference is the bundled name or ``module:Class`` (recorded with the run).
+
+    Raises:
+        UnknownStrategyError: listing the bundled strategies and the accepted forms.
+    """
+    if inspect.isclass(strategy):
+        if not issubclass(strategy, bt.Strategy):
+            raise UnknownStrategyError(f"{strategy!r} is not a backtrader.Strategy subclass")
+        for name, ref in BUNDLED.items():
+            if ref == f"{strategy.__module__}:{strategy.__qualname__}":
+                return name, strategy
+        return f"{strategy.__module__}:{strategy.__qualname__}", strategy
+    text = str(strategy).strip()
+    if text in BUNDLED:
+        return text, _load_ref(BUNDLED[text])
+    if ":" not in text:
+        raise UnknownStrategyError(
+            f"unknown strategy {text!r}; bundled strategies: {', '.join(sorted(BUNDLED))}; "
+            "or give your own as package.module:ClassName or path/to/file.py:ClassName"
+        )
+    return text, _load_ref(text)
+
+
+def strategy_params(cls: type) -> dict[str, Any]:
+    """The strategy's parameters and their defaults, in declaration order."""
+    params = cls.params
+    return {name: getattr(params, name) for name in params._getkeys()}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        if isinstance(default, bool):
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if default is None:
+            for conv in (int, float):
+                try:
+                    return conv(text)
+                except ValueError:
+                    pass
+            return text
+    except ValueError:
+        raise StrategyParameterError(
+            f"parameter {name}={text!r}: expected {type(default).__name__} (default {default!r})"
+        ) from None
+    return text
+
+
+def coerce_params(cls: type, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check ``params`` against the strategy's and convert string values to each default's type.
+
+    Returns: the full parameter set (defaults updated with ``params``).
+
+    Raises:
+        StrategyParameterError: an unknown name (the message lists the valid ones with defaults) or a value that
+            cannot be converted.
+    """
+    known = strategy_params(cls)
+    unknown = [k for k in (params or {}) if k not in known]
+    if unknown:
+        listing = ", ".join(f"{k}={v!r}" for k, v in known.items()) or "none"
+        raise StrategyParameterError(
+            f"unknown parameter(s) {', '.join(unknown)} for strategy {cls.__name__}; its parameters: {listing}"
+        )
+    resolved = dict(known)
+    for key, value in (params or {}).items():
+        resolved[key] = _coerce(key, value, known[key])
+    return resolved
+
+
+def parse_param_pairs(pairs: list[str] | None) -> dict[str, str]:
+    """Parse CLI ``name=value`` pairs.
+
+    Raises:
+        StrategyParameterError: a pair without ``=``.
+    """
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise StrategyParameterError(f"--param {pair!r}: expected name=value")
+        out[name.strip()] = value.strip()
+    return out
