@@ -1,1 +1,1 @@
-"""cli."""
+"""The ``btlab`` command line (typer + rich): a thin caller of the Python API."""

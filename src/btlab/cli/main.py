@@ -1,0 +1,321 @@
+"""The ``btlab`` command: parses arguments, calls the Python API, shows progress. No business logic here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from btlab.errors import BtlabError
+
+app = typer.Typer(
+    name="btlab",
+    help=(
+        "Backtest Backtrader strategies on real market data; every run is stored and reportable.\n\n"
+        "Quick start: btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather --exchange binance "
+        "--symbol BTC/USDT --timeframe 1h, then btlab backtest --strategy sma_cross --symbol BTC/USDT "
+        "--timeframe 1h --from 2020-01-01 --to 2023-12-31, then btlab report RUN_ID."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Import and inspect market data in the store.", no_args_is_help=True)
+runs_app = typer.Typer(help="List and inspect recorded backtest runs.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
+
+console = Console()
+err_console = Console(stderr=True)
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="BTLAB_STORE",
+        help="Store address: a DuckDB file (default ~/.local/share/btlab/btlab.duckdb) or QuestDB, "
+        "e.g. 'http::addr=localhost:9000;'.",
+        show_default=False,
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Print a :class:`BtlabError` as one red line on stderr and exit with its code (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BtlabError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _open(store: str | None):
+    from btlab.store import open_store
+
+    return open_store(store)
+
+
+def _fmt(value: Any, kind: str = "num") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    if kind == "pct":
+        return f"{value * 100:,.2f} %"
+    if kind == "money":
+        return f"{value:,.2f}"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
+    return str(value)
+
+
+_METRIC_KINDS = {
+    "total_return": "pct", "cagr": "pct", "volatility": "pct", "max_drawdown": "pct", "win_rate": "pct",
+    "exposure": "pct", "start_value": "money", "end_value": "money", "avg_trade": "money", "avg_win": "money",
+    "avg_loss": "money", "best_trade": "money", "worst_trade": "money",
+}
+
+
+def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    from btlab.backtest.metrics import Metrics
+
+    order = {name: i for i, name in enumerate(Metrics.names())}
+    for name in sorted(metrics, key=lambda n: order.get(n, len(order))):
+        table.add_row(name, _fmt(metrics[name], _METRIC_KINDS.get(name, "num")))
+    return table
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
+        disable=not err_console.is_terminal,
+    )
+
+
+# ---- data --------------------------------------------------------------------------------------------------------
+@data_app.command("import")
+@friendly_errors
+def data_import(
+    files: Annotated[list[Path], typer.Argument(help="CSV (.csv, .csv.gz, .zip), feather or parquet files.")],
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id, e.g. binance.")] = "binance",
+    symbol: Annotated[str, typer.Option(help="Unified symbol, e.g. BTC/USDT (or a ticker such as AAPL).")] = ...,
+    timeframe: Annotated[str, typer.Option(help="ccxt timeframe of the bars: 1m, 5m, 1h, 1d, ...")] = ...,
+    store: StoreOption = None,
+) -> None:
+    """Import OHLCV bars from files into the store.
+
+    Accepts data.binance.vision kline CSVs (with or without header, ms or µs open times, zipped or not) and
+    CSV/feather/parquet files with a time column (ts, timestamp, date, datetime, open_time) and open, high, low,
+    close, volume. Each file is validated completely first: a bad file is rejected with its row and column and
+    nothing from it is written. Re-importing a file changes nothing.
+    """
+    from btlab.marketdata.files import import_bars
+
+    with _open(store) as st, _progress() as progress:
+        task = progress.add_task("importing", total=len(files))
+        for path in files:
+            progress.update(task, description=f"importing {path.name}")
+            report = import_bars(path, st, exchange=exchange, symbol=symbol, timeframe=timeframe)
+            progress.advance(task)
+            gaps = f", {report.gaps} missing bar(s) between them" if report.gaps else ", no gaps"
+            console.print(
+                f"{path}: {report.rows:,} {timeframe} bars for {exchange}:{symbol}, {report.first} .. {report.last}"
+                f"{gaps} -> {st.address}",
+                highlight=False,
+            )
+
+
+@data_app.command("list")
+@friendly_errors
+def data_list(store: StoreOption = None) -> None:
+    """List the bar series in the store: first and last bar, count, and missing bars in between."""
+    from btlab.model.timeframe import Timeframe
+
+    with _open(store) as st:
+        series = st.bar_series()
+        if series.empty:
+            console.print(f"no bars in {st.address} yet: see btlab data import --help")
+            return
+        table = Table(title=f"bars in {st.address}")
+        for col in ("exchange", "symbol", "timeframe", "first", "last", "bars", "missing"):
+            table.add_column(col, justify="right" if col in ("bars", "missing") else "left")
+        for row in series.itertuples(index=False):
+            tf = Timeframe.parse(row.timeframe)
+            expected = int((row.last - row.first).value // tf.nanos) + 1
+            table.add_row(row.exchange, row.symbol, row.timeframe, str(row.first), str(row.last),
+                          f"{row.bars:,}", f"{expected - row.bars:,}")
+        console.print(table)
+
+
+# ---- backtest ----------------------------------------------------------------------------------------------------
+@app.command("backtest")
+@friendly_errors
+def backtest(
+    strategy: Annotated[str, typer.Option(help="Bundled name (see btlab strategies), package.module:Class or file.py:Class.")] = "sma_cross",
+    symbol: Annotated[str, typer.Option(help="Instrument symbol in the store, e.g. BTC/USDT.")] = "BTC/USDT",
+    exchange: Annotated[str, typer.Option(help="Exchange id of the stored bars.")] = "binance",
+    timeframe: Annotated[str, typer.Option(help="Timeframe of the stored bars.")] = "1h",
+    from_: Annotated[str | None, typer.Option("--from", help="First day (UTC, inclusive), e.g. 2020-01-01.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Last day (UTC, inclusive), e.g. 2023-12-31.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Strategy parameter name=value (repeatable).")] = None,
+    cash: Annotated[float, typer.Option(help="Starting cash in quote currency.")] = 10_000.0,
+    commission: Annotated[float, typer.Option(help="Commission as a fraction of traded value (0.001 = 0.1 %).")] = 0.001,
+    size_pct: Annotated[float, typer.Option(help="Order size as percent of available cash.")] = 95.0,
+    stake: Annotated[float | None, typer.Option(help="Fixed order size in units (overrides --size-pct).")] = None,
+    slippage_pct: Annotated[float, typer.Option(help="Slippage as a fraction of price (0.0005 = 5 bp).")] = 0.0,
+    slippage_fixed: Annotated[float, typer.Option(help="Slippage in price units (ignored if --slippage-pct).")] = 0.0,
+    calendar: Annotated[str | None, typer.Option(help="crypto (365 days/year) or equity (252); default from the symbol.")] = None,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
+    store: StoreOption = None,
+) -> None:
+    """Run a strategy on stored bars; record the run, print its metrics and write its HTML report.
+
+    Orders fill at the next bar's open (Backtrader's default). Every run is stored with its parameters,
+    equity curve, trades and orders: see btlab runs list / btlab runs show / btlab report.
+    """
+    from btlab.backtest.registry import parse_param_pairs
+    from btlab.backtest.runner import run_backtest
+
+    params = parse_param_pairs(param)
+    with _open(store) as st, _progress() as progress:
+        task = progress.add_task(f"{strategy} on {exchange}:{symbol} {timeframe}", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = run_backtest(
+            strategy, symbol=symbol, exchange=exchange, timeframe=timeframe, start=from_, end=to, params=params,
+            cash=cash, commission=commission, size_pct=size_pct, stake=stake, slippage_pct=slippage_pct,
+            slippage_fixed=slippage_fixed, calendar=calendar, store=st, progress=on_progress,
+        )
+        progress.stop()
+        summary = result.summary
+        console.print(_metrics_table(summary.as_dict(), f"run {result.run_id}: {result.config.strategy} {params or ''}"))
+        console.print(f"[dim]{summary.conventions()}[/]", highlight=False)
+        console.print(f"run id: [bold]{result.run_id}[/] (stored in {st.address})", highlight=False)
+        if report:
+            from btlab.report.html import write_report
+
+            path = write_report(st, result.run_id)
+            console.print(f"report: {path.resolve()}", highlight=False)
+
+
+@app.command("strategies")
+@friendly_errors
+def strategies() -> None:
+    """List the bundled strategies and their parameters (defaults)."""
+    from btlab.backtest.registry import BUNDLED, resolve_strategy, strategy_params
+
+    table = Table(title="bundled strategies (or use --strategy package.module:Class)")
+    table.add_column("name")
+    table.add_column("parameters")
+    table.add_column("description")
+    for name in sorted(BUNDLED):
+        _, cls = resolve_strategy(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        table.add_row(name, ", ".join(f"{k}={v!r}" for k, v in strategy_params(cls).items()) or "—", doc)
+    console.print(table)
+
+
+# ---- runs --------------------------------------------------------------------------------------------------------
+@runs_app.command("list")
+@friendly_errors
+def runs_list(
+    limit: Annotated[int, typer.Option(help="Show at most this many runs, newest first.")] = 20,
+    strategy: Annotated[str | None, typer.Option(help="Only runs of this strategy.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """List recorded runs, newest first, with their headline metrics."""
+    with _open(store) as st:
+        runs = st.list_runs(limit=limit, strategy=strategy)
+        if runs.empty:
+            console.print(f"no runs in {st.address} yet: see btlab backtest --help")
+            return
+        table = Table(title=f"runs in {st.address}")
+        for col in ("run_id", "started", "strategy", "params", "symbols", "tf", "status", "return", "sharpe",
+                    "max dd", "trades"):
+            table.add_column(col, justify="right" if col in ("return", "sharpe", "max dd", "trades") else "left",
+                             no_wrap=col in ("run_id", "started"))
+        for row in runs.to_dict("records"):
+            table.add_row(
+                row["run_id"], f"{row['ts']:%Y-%m-%d %H:%M}", str(row["strategy"]), str(row["params"] or ""),
+                str(row["symbols"]), str(row["timeframe"]), str(row["status"]),
+                _fmt(row.get("total_return"), "pct"), _fmt(row.get("sharpe")), _fmt(row.get("max_drawdown"), "pct"),
+                _fmt(None if row.get("n_trades") is None or row.get("n_trades") != row.get("n_trades") else int(row["n_trades"])),
+            )
+        console.print(table)
+
+
+@runs_app.command("show")
+@friendly_errors
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id (see btlab runs list).")],
+    store: StoreOption = None,
+) -> None:
+    """Show one run: what was run, on which data, its status and all its metrics."""
+    with _open(store) as st:
+        run = st.get_run(run_id)
+        info = Table(title=f"run {run_id}", show_header=False)
+        info.add_column("field")
+        info.add_column("value")
+        for key in ("status", "error", "strategy", "params", "exchange", "symbols", "timeframe", "data_from",
+                    "data_to", "bars", "calendar", "cash", "commission", "ts", "finished_at", "config_hash",
+                    "data_hash", "btlab_version", "backtrader_version", "sweep_id"):
+            value = run.get(key)
+            if value is not None:
+                info.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+        console.print(info)
+        if run.get("metrics"):
+            console.print(_metrics_table(run["metrics"], "metrics"))
+            from btlab.backtest.metrics import CONVENTIONS
+
+            m = run["metrics"]
+            console.print(f"[dim]{CONVENTIONS.format(periods=m.get('periods_per_year'), calendar=m.get('calendar'))}[/]",
+                          highlight=False)
+        trades = st.read_trades(run_id)
+        console.print(f"{len(trades)} closed trade(s), {len(st.read_orders(run_id))} order event(s); "
+                      f"HTML report: btlab report {run_id}")
+
+
+@app.command("report")
+@friendly_errors
+def report_cmd(
+    run_id: Annotated[str, typer.Argument(help="Run id (see btlab runs list).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write (default reports/RUN_ID.html).")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Write a run's self-contained HTML report (equity, drawdown, trades on price, monthly returns, metrics)."""
+    from btlab.report.html import write_report
+
+    with _open(store) as st:
+        path = write_report(st, run_id, output)
+    console.print(f"report: {Path(path).resolve()}", highlight=False)
+
+
+def main() -> None:
+    """Entry point of the ``btlab`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
