@@ -1,0 +1,41 @@
+# btlab — the commands a user needs. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+COMPOSE := docker compose -f deploy/docker-compose.yml
+
+.PHONY: help install demo test bench up down clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install btlab with its test tools
+
+demo: $(STAMP)  ## import real BTC/USDT 1h bars, backtest sma_cross, print metrics, write the HTML report
+	$(BIN)/btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather --exchange binance --symbol BTC/USDT --timeframe 1h
+	$(BIN)/btlab backtest --strategy sma_cross --symbol BTC/USDT --timeframe 1h --from 2020-01-01 --to 2023-12-31 \
+		--param fast=10 --param slow=30 --cash 10000 --commission 0.001
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)  ## run the benchmarks and write benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/run.py
+
+up:  ## start the full stack (QuestDB, Redpanda, Grafana) with docker compose; see deploy/README.md
+	@test -f deploy/.env || { echo "first: cp deploy/.env.example deploy/.env and set the passwords in it"; exit 1; }
+	$(COMPOSE) up -d
+	@echo "QuestDB console http://127.0.0.1:9000  Grafana http://127.0.0.1:3000  Kafka 127.0.0.1:19092"
+
+down:  ## stop the stack (data volumes are kept; add -v by hand to delete them)
+	$(COMPOSE) down
+
+clean:  ## remove the virtual environment, caches and generated reports
+	rm -rf $(VENV) .pytest_cache reports

@@ -1,0 +1,42 @@
+"""Run every benchmark and write benchmarks/RESULTS.md (machine and date included). Usage: make bench."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_backtest  # noqa: E402
+import bench_import  # noqa: E402
+from common import machine  # noqa: E402
+
+import btlab  # noqa: E402
+from btlab.backtest.compat import bt  # noqa: E402
+
+
+def main() -> None:
+    out = [
+        "# Benchmarks",
+        "",
+        f"Machine: {machine()}.",
+        f"btlab {btlab.__version__}, Backtrader {bt.__version__}. Produced by `make bench` (benchmarks/run.py); "
+        "this machine is shared and noisy, so compare the ratios of contenders measured side by side in one run, "
+        "not absolute times across runs.",
+        "",
+        "## Backtest throughput (issue 2)",
+        "",
+        *bench_backtest.run(),
+        "",
+        "## Import rate (issue 2)",
+        "",
+        *bench_import.run(),
+        "",
+    ]
+    text = "\n".join(out)
+    (Path(__file__).resolve().parent / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
