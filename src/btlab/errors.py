@@ -14,6 +14,10 @@ class BtlabError(Exception):
     exit_code: int = 1
 
 
+class InvalidArgumentError(BtlabError, ValueError):
+    """A value given by the user (timeframe, date bound, size, ...) is malformed or out of range."""
+
+
 class DataValidationError(BtlabError, ValueError):
     """Input market data is malformed; nothing from it was written.
 

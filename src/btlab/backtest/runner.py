@@ -19,7 +19,7 @@ from btlab.backtest.feed import StoreData
 from btlab.backtest.metrics import Metrics
 from btlab.backtest.recorder import Recorder
 from btlab.backtest.registry import coerce_params, resolve_strategy
-from btlab.errors import BtlabError
+from btlab.errors import InvalidArgumentError
 from btlab.model.instrument import Calendar, Instrument
 from btlab.model.timeframe import Timeframe
 from btlab.store import Store, open_store
@@ -33,14 +33,14 @@ def parse_bound(value: Any, *, end: bool) -> pd.Timestamp | None:
     UTC day; a timestamp includes bars opening at exactly that time.
 
     Raises:
-        BtlabError: the value cannot be parsed as a date/time.
+        InvalidArgumentError: the value cannot be parsed as a date/time.
     """
     if value is None or value == "":
         return None
     try:
         ts = to_utc(value)
     except (ValueError, TypeError):
-        raise BtlabError(f"cannot parse {'--to' if end else '--from'} value {value!r}: use YYYY-MM-DD or an ISO time")
+        raise InvalidArgumentError(f"cannot parse {'--to' if end else '--from'} value {value!r}: use YYYY-MM-DD or an ISO time")
     if not end:
         return ts
     date_only = isinstance(value, str) and len(value.strip()) == 10
@@ -197,13 +197,13 @@ def run_backtest(
     tf = Timeframe.parse(timeframe)
     cal = Calendar(calendar) if calendar is not None else Instrument(exchange, symbol).calendar
     if stake is not None and stake <= 0:
-        raise BtlabError(f"stake must be positive, got {stake}")
+        raise InvalidArgumentError(f"stake must be positive, got {stake}")
     if stake is None and size_pct is not None and not 0 < size_pct <= 100:
-        raise BtlabError(f"size_pct must be in (0, 100], got {size_pct}")
+        raise InvalidArgumentError(f"size_pct must be in (0, 100], got {size_pct}")
     if cash <= 0:
-        raise BtlabError(f"cash must be positive, got {cash}")
+        raise InvalidArgumentError(f"cash must be positive, got {cash}")
     if commission < 0 or slippage_pct < 0 or slippage_fixed < 0:
-        raise BtlabError("commission and slippage must be >= 0")
+        raise InvalidArgumentError("commission and slippage must be >= 0")
     lo, hi = parse_bound(start, end=False), parse_bound(end, end=True)
     config = BacktestConfig(
         strategy=ref, params=resolved, exchange=exchange, symbol=symbol, timeframe=tf.value,

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
+from btlab.errors import InvalidArgumentError
+
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _PATTERN = re.compile(r"^(\d+)([smhdw])$")
 
@@ -31,13 +33,13 @@ class Timeframe:
         """Parse ``"1m"``-style text.
 
         Raises:
-            ValueError: text is not ``<positive int><s|m|h|d|w>``.
+            InvalidArgumentError: (a ValueError) text is not ``<positive int><s|m|h|d|w>``.
         """
         if isinstance(text, Timeframe):
             return text
         match = _PATTERN.match(str(text).strip())
         if not match or int(match.group(1)) <= 0:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"invalid timeframe {text!r}: use a ccxt timeframe such as 1s, 1m, 5m, 15m, 1h, 4h, 1d or 1w"
             )
         count, unit = int(match.group(1)), match.group(2)

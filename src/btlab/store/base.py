@@ -116,8 +116,12 @@ class Store(ABC):
 
     @staticmethod
     def _param_time(value: pd.Timestamp) -> datetime:
-        # naive UTC datetime: both drivers bind it to TIMESTAMP without a session time-zone shift
-        return value.tz_convert("UTC").tz_localize(None).to_pydatetime()
+        """A bound as a naive UTC datetime (both drivers bind it to TIMESTAMP without a time-zone shift).
+
+        Stored times have microsecond precision, so a bound is rounded UP to the microsecond: for stored ``ts``,
+        ``ts >= b`` and ``ts < b`` mean the same with ``b`` or its ceiling (an ``end`` of ``t + 1 ns`` keeps ``t``).
+        """
+        return value.tz_convert("UTC").ceil("us").tz_localize(None).to_pydatetime()
 
     # ---- market data ---------------------------------------------------------------------------------------
     def write_bars(
@@ -171,7 +175,7 @@ class Store(ABC):
             "FROM ohlcv GROUP BY exchange, symbol, timeframe ORDER BY exchange, symbol, timeframe"
         )
         for col in ("first", "last"):
-            frame[col] = pd.to_datetime(frame[col], utc=True)
+            frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
         frame["bars"] = frame["bars"].astype("int64")
         return frame
 

@@ -26,8 +26,8 @@ class DuckDBStore(Store):
     """A :class:`~btlab.store.base.Store` in a local DuckDB file (or ``:memory:``).
 
     Upserts are ``INSERT OR REPLACE`` on the primary key inside one transaction per batch, so a failed batch
-    leaves nothing behind. DuckDB allows one writing process per file: a second process gets
-    :class:`~btlab.errors.StoreUnavailableError` naming the file.
+    leaves nothing behind; of rows with the same key in one batch the last one is kept. DuckDB allows one
+    writing process per file: a second process gets :class:`~btlab.errors.StoreUnavailableError` naming the file.
 
     Args:
         path: database file (parent folders are created) or ``":memory:"``.
@@ -69,7 +69,8 @@ class DuckDBStore(Store):
         spec = TABLES[table]
         if frame.empty:
             return 0
-        batch = conform(spec, frame)
+        # within one batch the last row of a key wins, as in QuestDB (INSERT OR REPLACE would keep the first)
+        batch = conform(spec, frame).drop_duplicates(subset=list(spec.key), keep="last").reset_index(drop=True)
         for col in spec.kinds("timestamp"):
             batch[col] = batch[col].dt.tz_localize(None)
         cols = ", ".join(spec.column_names)

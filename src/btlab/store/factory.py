@@ -5,7 +5,8 @@ from __future__ import annotations
 from btlab.errors import StoreConfigError
 from btlab.store.base import Store
 
-QUESTDB_PREFIXES = ("http::", "https::", "questdb://")
+# tcp:: is recognised only so that the QuestDB backend can refuse it clearly (ILP over TCP has no transactions)
+QUESTDB_PREFIXES = ("http::", "https::", "tcp::", "tcps::", "questdb://")
 
 
 def open_store(address: str | None = None) -> Store:

@@ -1,0 +1,718 @@
+"""Server backend: QuestDB (writes over ILP/HTTP, reads over the PostgreSQL wire protocol).
+
+Layout in QuestDB (from :data:`btlab.store.schema.TABLES`): every table has the designated timestamp ``ts``
+(``TIMESTAMP``, microsecond precision, UTC), is partitioned (``table.partition_by``), is a WAL table and
+deduplicates on ``DEDUP UPSERT KEYS(ts, <other key columns>)`` so a re-written key replaces its row. Column kinds
+map to ``symbol`` -> ``SYMBOL``, ``string`` -> ``VARCHAR``, ``timestamp`` -> ``TIMESTAMP``, ``double`` ->
+``DOUBLE``, ``long`` -> ``LONG``. Tables are created over SQL before any write, so ILP never auto-creates them.
+
+How it uses QuestDB (documented features only):
+
+* DDL and deduplication -- https://questdb.com/docs/reference/sql/create-table/ (``TIMESTAMP(ts) PARTITION BY
+  .. WAL DEDUP UPSERT KEYS(..)``; the designated timestamp must be one of the keys),
+  https://questdb.com/docs/concept/deduplication/, https://questdb.com/docs/reference/sql/alter-table-add-column/,
+  https://questdb.com/docs/reference/sql/alter-table-enable-deduplication/.
+* Writes -- the official client (https://py-questdb-client.readthedocs.io/, ``Sender.from_conf`` and
+  ``Sender.dataframe(df, table_name=.., symbols=[..], at='ts')``), ILP over HTTP with auto-flush off and
+  ``flush(transactional=True)``. https://questdb.com/docs/reference/api/ilp/overview/#http-transaction-semantics:
+  one HTTP request holding rows of one table is one transaction.
+* Visibility -- a WAL commit becomes readable once the WAL apply job has applied it:
+  ``wal_tables()`` (``name, suspended, writerTxn, sequencerTxn``,
+  https://questdb.com/docs/reference/function/meta/#wal_tables) is polled until ``writerTxn >= sequencerTxn``;
+  a suspended table is reported (https://questdb.com/docs/reference/sql/alter-table-resume-wal/).
+* Reads -- PGWire with psycopg 3 (https://questdb.com/docs/pgwire/python/: port 8812, user ``admin``, password
+  ``quest``, database ``qdb``, ``autocommit=True``), parameters always bound, results in binary format.
+  ``base.py`` binds ``LIMIT ?``: use QuestDB >= 8.2.2 (bind variables in ``LIMIT`` fixed there, questdb#5377).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+import numpy as np
+import pandas as pd
+
+from btlab.errors import StoreConfigError, StoreUnavailableError
+from btlab.store.base import Store, conform
+from btlab.store.schema import TABLES, Table
+
+#: QuestDB column type of each :data:`btlab.store.schema.ColumnKind`.
+QUESTDB_TYPES = {"timestamp": "TIMESTAMP", "symbol": "SYMBOL", "string": "VARCHAR", "double": "DOUBLE", "long": "LONG"}
+
+DEFAULT_HTTP_PORT = 9000
+DEFAULT_PG_PORT = 8812
+DEFAULT_PG_USER = "admin"
+DEFAULT_PG_PASSWORD = "quest"
+DEFAULT_PG_DBNAME = "qdb"
+
+#: btlab-only keys of the client configuration string (removed before the string reaches the ILP client).
+PG_KEYS = ("pg_host", "pg_port", "pg_user", "pg_password", "pg_dbname")
+#: Keys whose values never appear in :attr:`QuestDBConfig.display`.
+SECRET_KEYS = frozenset({"password", "token", "token_x", "token_y", "tls_roots_password", "pg_password"})
+#: The store decides when to flush (one request per table batch), so these client keys are dropped.
+_FLUSH_KEYS = frozenset({"auto_flush", "auto_flush_rows", "auto_flush_bytes", "auto_flush_interval"})
+_SCHEMES = ("http", "https")
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+_FORMS = (
+    "use http::addr=HOST:9000; (optionally username=..;password=..; and pg_host, pg_port, pg_user, pg_password, "
+    "pg_dbname for the PostgreSQL wire protocol) or questdb://HOST[:9000][?pg_port=8812&pg_user=..]"
+)
+
+
+# ---- address --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class QuestDBConfig:
+    """Where a QuestDB store lives, parsed from an address by :func:`parse_address`.
+
+    Attributes:
+        ilp_conf: configuration string for :meth:`questdb.Sender.from_conf` (ILP over HTTP(S); may hold
+            credentials, so it is left out of ``repr``).
+        http_host, http_port: the HTTP endpoint (ILP writes).
+        tls: ``https`` instead of ``http``.
+        pg_host, pg_port, pg_user, pg_password, pg_dbname: the PostgreSQL wire endpoint (reads and DDL).
+        display: the address without any password or token, for messages and :attr:`Store.address`.
+    """
+
+    ilp_conf: str = field(repr=False)
+    http_host: str
+    http_port: int
+    tls: bool
+    pg_host: str
+    pg_port: int
+    pg_user: str
+    pg_password: str = field(repr=False)
+    pg_dbname: str
+    display: str
+
+
+def parse_address(address: str) -> QuestDBConfig:
+    """Parse a QuestDB store address (no network access).
+
+    Accepted forms:
+
+    * the official client configuration string ``http::addr=HOST[:PORT];`` or ``https::...``, with any client
+      keys (``username=..;password=..;`` for HTTP basic auth, ``token=..;``, ``retry_timeout=..;``, ...) plus
+      btlab's ``pg_host`` (default: the HTTP host), ``pg_port`` (8812), ``pg_user`` (``admin``), ``pg_password``
+      (``quest``) and ``pg_dbname`` (``qdb``), which are removed before the string reaches the client. A literal
+      ``;`` inside a value is written ``;;``. ``auto_flush*`` keys are dropped: the store flushes itself.
+    * ``questdb://[USER[:PASSWORD]@]HOST[:HTTP_PORT][?QUERY]`` where ``QUERY`` may set ``pg_host``, ``pg_port``,
+      ``pg_user``, ``pg_password``, ``pg_dbname`` and ``tls=true`` (https); ``USER``/``PASSWORD`` are HTTP
+      basic-auth credentials.
+
+    The HTTP port defaults to 9000.
+
+    Raises:
+        StoreConfigError: the address is malformed (naming what is wrong and the accepted forms).
+    """
+    text = address.strip()
+    if text.startswith("questdb://"):
+        return _parse_url(text)
+    scheme, sep, rest = text.partition("::")
+    if not sep:
+        raise StoreConfigError(f"not a QuestDB address: {address!r}; {_FORMS}")
+    if scheme not in _SCHEMES:
+        raise StoreConfigError(f"QuestDB address {address!r}: transport {scheme!r} is not supported; {_FORMS}")
+    pairs = _parse_conf_pairs(rest, address)
+    keys = [k for k, _ in pairs]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise StoreConfigError(f"QuestDB address {address!r}: key(s) given twice: {', '.join(dupes)}")
+    values = dict(pairs)
+    if not values.get("addr"):
+        raise StoreConfigError(f"QuestDB address {address!r} has no addr=HOST:PORT; {_FORMS}")
+    host, port = _split_host_port(values["addr"], DEFAULT_HTTP_PORT, address)
+    client = [(k, v) for k, v in pairs if k not in PG_KEYS and k not in _FLUSH_KEYS and k != "addr"]
+    ilp_conf = _render_conf(scheme, [("addr", _join_host_port(host, port))] + client)
+    display = _render_conf(
+        scheme,
+        [(k, v) for k, v in pairs if k not in SECRET_KEYS and k not in _FLUSH_KEYS],
+    )
+    return QuestDBConfig(
+        ilp_conf=ilp_conf,
+        http_host=host,
+        http_port=port,
+        tls=scheme == "https",
+        pg_host=values.get("pg_host") or host,
+        pg_port=_port(values.get("pg_port"), DEFAULT_PG_PORT, address, "pg_port"),
+        pg_user=values.get("pg_user") or DEFAULT_PG_USER,
+        pg_password=values.get("pg_password", DEFAULT_PG_PASSWORD),
+        pg_dbname=values.get("pg_dbname") or DEFAULT_PG_DBNAME,
+        display=display,
+    )
+
+
+def _parse_url(address: str) -> QuestDBConfig:
+    try:
+        url = urlsplit(address)
+        port = url.port
+    except ValueError as exc:
+        raise StoreConfigError(f"QuestDB address {_redact_url(address)!r}: {exc}; {_FORMS}") from None
+    shown = _redact_url(address)
+    if not url.hostname:
+        raise StoreConfigError(f"QuestDB address {shown!r} has no host; {_FORMS}")
+    if url.path not in ("", "/") or url.fragment:
+        raise StoreConfigError(f"QuestDB address {shown!r}: unexpected path {url.path!r}; {_FORMS}")
+    try:
+        query = parse_qsl(url.query, keep_blank_values=True, strict_parsing=bool(url.query))
+    except ValueError:
+        raise StoreConfigError(f"QuestDB address {shown!r}: malformed query string; {_FORMS}") from None
+    values = dict(query)
+    unknown = sorted(set(values) - set(PG_KEYS) - {"tls"})
+    if unknown:
+        raise StoreConfigError(f"QuestDB address {shown!r}: unknown parameter(s) {', '.join(unknown)}; {_FORMS}")
+    tls_text = values.get("tls", "false").lower()
+    if tls_text not in ("true", "false", "1", "0", "on", "off", "yes", "no"):
+        raise StoreConfigError(f"QuestDB address {shown!r}: tls must be true or false, got {tls_text!r}")
+    tls = tls_text in ("true", "1", "on", "yes")
+    host = url.hostname
+    http_port = port if port is not None else DEFAULT_HTTP_PORT
+    if not 0 < http_port < 65536:
+        raise StoreConfigError(f"QuestDB address {shown!r}: port {http_port} out of range")
+    scheme = "https" if tls else "http"
+    client: list[tuple[str, str]] = [("addr", _join_host_port(host, http_port))]
+    if url.username:
+        client.append(("username", unquote(url.username)))
+    if url.password is not None:
+        client.append(("password", unquote(url.password)))
+    return QuestDBConfig(
+        ilp_conf=_render_conf(scheme, client),
+        http_host=host,
+        http_port=http_port,
+        tls=tls,
+        pg_host=values.get("pg_host") or host,
+        pg_port=_port(values.get("pg_port"), DEFAULT_PG_PORT, shown, "pg_port"),
+        pg_user=values.get("pg_user") or DEFAULT_PG_USER,
+        pg_password=values.get("pg_password", DEFAULT_PG_PASSWORD),
+        pg_dbname=values.get("pg_dbname") or DEFAULT_PG_DBNAME,
+        display=shown,
+    )
+
+
+def _redact_url(address: str) -> str:
+    """``questdb://`` address without the URL password and without ``pg_password``."""
+    scheme, _, rest = address.partition("://")
+    netloc, sep_q, query = rest.partition("?")
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}@{hostport}" if user else hostport
+    if sep_q:
+        try:
+            kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in SECRET_KEYS]
+        except ValueError:
+            kept = []
+        query = urlencode(kept, quote_via=quote)
+    return f"{scheme}://{netloc}" + (f"?{query}" if query else "")
+
+
+def _parse_conf_pairs(rest: str, address: str) -> list[tuple[str, str]]:
+    """``key=value;`` pairs of a client configuration string (``;;`` is a literal ``;`` in a value)."""
+    pairs: list[tuple[str, str]] = []
+    i, n = 0, len(rest)
+    while i < n:
+        if rest[i] in " \t\n":
+            i += 1
+            continue
+        eq = rest.find("=", i)
+        if eq < 0:
+            raise StoreConfigError(f"QuestDB address {address!r}: expected key=value; at {rest[i:]!r}; {_FORMS}")
+        key = rest[i:eq].strip()
+        if not key or ";" in key:
+            raise StoreConfigError(f"QuestDB address {address!r}: malformed key at {rest[i:]!r}; {_FORMS}")
+        value: list[str] = []
+        j = eq + 1
+        while j < n:
+            ch = rest[j]
+            if ch == ";":
+                if j + 1 < n and rest[j + 1] == ";":
+                    value.append(";")
+                    j += 2
+                    continue
+                break
+            value.append(ch)
+            j += 1
+        pairs.append((key, "".join(value)))
+        i = j + 1
+    return pairs
+
+
+def _render_conf(scheme: str, pairs: Sequence[tuple[str, str]]) -> str:
+    return f"{scheme}::" + "".join(f"{k}={v.replace(';', ';;')};" for k, v in pairs)
+
+
+def _split_host_port(addr: str, default_port: int, address: str) -> tuple[str, int]:
+    addr = addr.strip()
+    if addr.startswith("["):  # [IPv6]:port
+        host, _, tail = addr[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else (None if not tail else "x")
+    elif addr.count(":") == 1:
+        host, port_text = addr.split(":")
+    elif ":" in addr:  # bare IPv6 without a port
+        host, port_text = addr, None
+    else:
+        host, port_text = addr, None
+    if not host:
+        raise StoreConfigError(f"QuestDB address {address!r}: addr has no host; {_FORMS}")
+    return host, _port(port_text, default_port, address, "addr port")
+
+
+def _join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _port(text: str | None, default: int, address: str, what: str) -> int:
+    if text is None or text == "":
+        return default
+    try:
+        port = int(text)
+    except ValueError:
+        raise StoreConfigError(f"QuestDB address {address!r}: {what} must be a number, got {text!r}") from None
+    if not 0 < port < 65536:
+        raise StoreConfigError(f"QuestDB address {address!r}: {what} {port} out of range")
+    return port
+
+
+# ---- SQL helpers ---------------------------------------------------------------------------------------------
+def table_ddl(table: Table) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for QuestDB: designated timestamp ``ts``, partitioned, WAL, deduplicated.
+
+    The dedup keys are ``ts`` followed by the table's other key columns (QuestDB requires the designated
+    timestamp among them; for ``bt_runs``, keyed by ``run_id``, that is ``(ts, run_id)`` -- a run keeps its ``ts``).
+    """
+    _check_name(table.name)
+    cols = ", ".join(f"{_ident(c.name)} {QUESTDB_TYPES[c.kind]}" for c in table.columns)
+    keys = ", ".join(_ident(k) for k in dedup_keys(table))
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}) TIMESTAMP({_ident('ts')}) "
+        f"PARTITION BY {table.partition_by} WAL DEDUP UPSERT KEYS({keys})"
+    )
+
+
+def dedup_keys(table: Table) -> tuple[str, ...]:
+    """The QuestDB ``UPSERT KEYS`` of ``table``: ``ts`` first, then its other natural-key columns."""
+    return ("ts", *(k for k in table.key if k != "ts"))
+
+
+def to_pyformat(sql: str) -> str:
+    """Translate ``?`` placeholders to psycopg's ``%s`` (and escape literal ``%`` as ``%%``).
+
+    ``?`` inside single-quoted literals or double-quoted identifiers is left alone.
+    """
+    out: list[str] = []
+    quote_char: str | None = None
+    for ch in sql:
+        if quote_char is not None:
+            if ch == quote_char:
+                quote_char = None
+            out.append("%%" if ch == "%" else ch)
+        elif ch in ("'", '"'):
+            quote_char = ch
+            out.append(ch)
+        elif ch == "?":
+            out.append("%s")
+        elif ch == "%":
+            out.append("%%")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _ident(name: str) -> str:
+    _check_name(name)
+    return f'"{name}"'  # quoted: some column names (e.g. ``type``) are QuestDB keywords
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise ValueError(f"invalid identifier {name!r}")
+
+
+def ilp_frame(table: Table, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Prepare rows for :meth:`questdb.Sender.dataframe`: returns ``(frame, symbol_columns)``.
+
+    The frame is :func:`btlab.store.base.conform`-ed and reduced to the last row of each key (QuestDB would keep
+    the last one too; this makes the returned row count match DuckDB's), then sorted by ``ts``. Text columns
+    hold ``str`` or ``None``. Columns that are null in every row are dropped: ILP has no null literal (an absent
+    column is null) and the client does not accept an all-null object column as a SYMBOL column. Timestamps are
+    ``datetime64[ns, UTC]`` (QuestDB keeps microseconds).
+
+    Raises:
+        ValueError: a key column (``ts`` included) holds a null -- QuestDB would otherwise stamp rows with the
+            server time or store null keys, where DuckDB refuses the batch -- or a timestamp is before
+            1970-01-01 UTC, which the client cannot send. Nothing is sent then.
+    """
+    batch = conform(table, frame)
+    for key in table.key:
+        if batch[key].isna().any():
+            row = int(np.flatnonzero(batch[key].isna().to_numpy())[0]) + 1
+            raise ValueError(f"table {table.name}: key column {key!r} is null in row {row}")
+    epoch = pd.Timestamp(0, tz="UTC")
+    for col in table.kinds("timestamp"):
+        early = (batch[col] < epoch).to_numpy()
+        if early.any():
+            row = int(np.flatnonzero(early)[0])
+            raise ValueError(
+                f"table {table.name}: {col} {batch[col].iloc[row]} in row {row + 1} is before 1970-01-01 UTC"
+            )
+    text_cols = [c.name for c in table.columns if c.kind in ("symbol", "string")]
+    for col in text_cols:
+        values = batch[col]
+        if not values.map(lambda v: v is None or isinstance(v, str)).all():
+            batch[col] = values.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    batch = batch.drop_duplicates(subset=list(table.key), keep="last")  # last of a key wins, in any backend
+    keep = [c for c in batch.columns if c == "ts" or batch[c].notna().any()]
+    batch = batch[keep].sort_values("ts", kind="stable").reset_index(drop=True)
+    symbols = [c for c in table.kinds("symbol") if c in batch.columns]
+    return batch, symbols
+
+
+# ---- store ---------------------------------------------------------------------------------------------------
+_INT_OIDS = frozenset({20, 21, 23})  # int8, int2, int4
+_FLOAT_OIDS = frozenset({700, 701})  # float4, float8
+_TS_OIDS = frozenset({1114, 1184})  # timestamp, timestamptz
+
+
+class QuestDBStore(Store):
+    """A :class:`~btlab.store.base.Store` in a QuestDB server.
+
+    Writes go through the official ``questdb`` client over ILP/HTTP, reads and DDL through the PostgreSQL wire
+    protocol (psycopg 3). Timestamps are stored as QuestDB ``TIMESTAMP`` (UTC, microsecond precision: sub-
+    microsecond parts are truncated); reads return them as ``datetime64[ns, UTC]`` through the base class.
+
+    Upserts: :meth:`upsert` sends the batch for one table as one HTTP request when it has at most
+    ``rows_per_request`` rows, which QuestDB commits as one transaction (all rows or none). A larger batch is
+    sent as several requests of ``rows_per_request`` rows, each its own transaction: if one fails, the earlier
+    ones stay written. Every table deduplicates on its natural key, so running the same write again completes
+    it without duplicates. After the requests, :meth:`upsert` waits until QuestDB has applied them (WAL), so a
+    following :meth:`query` sees the rows.
+
+    Not thread-safe: use one store per thread.
+
+    Args:
+        config: from :func:`parse_address`.
+        connect_timeout: seconds to wait for the PostgreSQL wire connection (libpq rounds up to >= 2).
+        wal_timeout: seconds :meth:`upsert` waits for written rows to become visible.
+        rows_per_request: rows per ILP/HTTP request (one QuestDB transaction each).
+
+    Raises:
+        StoreUnavailableError: the server cannot be reached (naming the address without credentials), or its
+            tables are unusable (not WAL, suspended, another designated timestamp).
+    """
+
+    def __init__(
+        self,
+        config: QuestDBConfig,
+        *,
+        connect_timeout: float = 5.0,
+        wal_timeout: float = 30.0,
+        rows_per_request: int = 100_000,
+    ) -> None:
+        if rows_per_request <= 0:
+            raise ValueError("rows_per_request must be positive")
+        self.config = config
+        self.address = config.display
+        self.connect_timeout = connect_timeout
+        self.wal_timeout = wal_timeout
+        self.rows_per_request = int(rows_per_request)
+        self._conn: Any = None
+        self._sender: Any = None
+        self._closed = False
+        self._connect()
+        try:
+            self.ensure_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_address(cls, address: str, **kwargs: Any) -> "QuestDBStore":
+        """Open the store at ``address`` (see :func:`parse_address` for the forms); ``kwargs`` go to ``__init__``.
+
+        Raises:
+            StoreConfigError: the address is malformed.
+            StoreUnavailableError: the server cannot be reached.
+        """
+        return cls(parse_address(address), **kwargs)
+
+    # ---- connections --------------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        import psycopg
+
+        cfg = self.config
+        try:
+            self._conn = psycopg.connect(
+                host=cfg.pg_host,
+                port=cfg.pg_port,
+                user=cfg.pg_user,
+                password=cfg.pg_password,
+                dbname=cfg.pg_dbname,
+                connect_timeout=max(1, int(round(self.connect_timeout))),
+                autocommit=True,
+                prepare_threshold=None,
+            )
+        except psycopg.Error as exc:
+            raise StoreUnavailableError(
+                self.address, f"PostgreSQL wire at {cfg.pg_host}:{cfg.pg_port}: {_one_line(exc)}"
+            ) from None
+
+    @property
+    def _connection(self) -> Any:
+        if self._closed:
+            raise RuntimeError(f"store {self.address} is closed")
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = None
+            self._connect()
+        return self._conn
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, list[tuple]]:
+        """Run ``sql`` (psycopg ``%s`` style); returns ``(description, rows)``. Reconnects once if the link broke."""
+        import psycopg
+
+        args = tuple(_bind(p) for p in params)
+        for attempt in (1, 2):
+            conn = self._connection
+            try:
+                with conn.cursor(binary=True) as cur:
+                    cur.execute(sql, args)
+                    if cur.description is None:
+                        return None, []
+                    return cur.description, cur.fetchall()
+            except psycopg.OperationalError as exc:
+                if conn.broken and attempt == 1:
+                    continue  # connection lost (e.g. server restart): statements here are read-only or idempotent
+                if conn.broken:
+                    raise StoreUnavailableError(self.address, _one_line(exc)) from None
+                raise
+        raise AssertionError("unreachable")
+
+    def _get_sender(self) -> Any:
+        if self._sender is None:
+            import questdb
+
+            sender = questdb.Sender.from_conf(self.config.ilp_conf, auto_flush=False)
+            try:
+                sender.establish()
+            except questdb.QuestDBError as exc:
+                sender.close(flush=False)
+                raise self._ilp_error(exc) from None
+            self._sender = sender
+        return self._sender
+
+    def _ilp_error(self, exc: Exception) -> Exception:
+        """A :class:`StoreUnavailableError` for connection-type client errors, else ``exc`` unchanged."""
+        import questdb
+
+        code = getattr(exc, "code", None)
+        names = (
+            "CouldNotResolveAddr", "SocketError", "AuthError", "TlsError", "HttpNotSupported",
+            "ProtocolVersionError", "ConnectTimeout", "HandshakeError",
+        )
+        unavailable = {getattr(questdb.QuestDBErrorCode, n) for n in names if hasattr(questdb.QuestDBErrorCode, n)}
+        if code in unavailable:
+            cfg = self.config
+            scheme = "https" if cfg.tls else "http"
+            return StoreUnavailableError(
+                self.address, f"ILP at {scheme}://{_join_host_port(cfg.http_host, cfg.http_port)}: {_one_line(exc)}"
+            )
+        return exc
+
+    # ---- primitives ---------------------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create missing tables, add missing columns, and make sure each table is WAL with the right dedup keys.
+
+        Raises:
+            StoreUnavailableError: a table exists but is not a WAL table, is suspended, or has another designated
+                timestamp than ``ts`` (e.g. it was auto-created by ILP from other data).
+        """
+        for table in TABLES.values():
+            self._execute(table_ddl(table))
+        wal = self._wal_status()
+        for table in TABLES.values():
+            if table.name not in wal:
+                raise StoreUnavailableError(
+                    self.address,
+                    f"table {table.name} exists but is not a WAL table; btlab needs WAL + DEDUP "
+                    f"(rename or drop it so btlab can create it)",
+                )
+            desc, rows = self._execute(f"SELECT * FROM table_columns('{table.name}')")  # name checked: constant
+            names = [d.name.lower() for d in desc]
+            info = {r[names.index("column")]: dict(zip(names, r)) for r in rows}
+            designated = [c for c, r in info.items() if r.get("designated")]
+            if designated != ["ts"]:
+                raise StoreUnavailableError(
+                    self.address,
+                    f"table {table.name} has designated timestamp {designated or None}, expected ['ts'] "
+                    f"(created outside btlab?)",
+                )
+            changed = False
+            for col in table.columns:
+                if col.name not in info:  # additive migration
+                    self._execute(
+                        f"ALTER TABLE {table.name} ADD COLUMN {_ident(col.name)} {QUESTDB_TYPES[col.kind]}"
+                    )
+                    changed = True
+            have_keys = {c for c, r in info.items() if r.get("upsertkey")}
+            if have_keys != set(dedup_keys(table)):
+                keys = ", ".join(_ident(k) for k in dedup_keys(table))
+                self._execute(f"ALTER TABLE {table.name} DEDUP ENABLE UPSERT KEYS({keys})")
+                changed = True
+            if changed:
+                self._wait_applied(table.name)
+
+    def upsert(self, table: str, frame: pd.DataFrame) -> int:
+        """Insert or replace rows of ``table`` by its dedup keys; returns the number of rows sent.
+
+        See the class docstring for atomicity (one transaction per ``rows_per_request`` rows). Returns after the
+        rows are visible to :meth:`query`.
+
+        Raises:
+            KeyError: unknown table.
+            ValueError: unknown columns, or a null in a key column (nothing was sent).
+            StoreUnavailableError: the server cannot be reached, the table is suspended, or the rows did not
+                become visible within ``wal_timeout`` seconds.
+            questdb.QuestDBError: the server rejected the data (e.g. a column of another type).
+        """
+        import questdb
+
+        spec = TABLES[table]
+        if frame.empty:
+            return 0
+        batch, symbols = ilp_frame(spec, frame)
+        sender = self._get_sender()
+        step = self.rows_per_request
+        try:
+            for lo in range(0, len(batch), step):
+                chunk = batch.iloc[lo : lo + step]
+                sender.dataframe(chunk, table_name=spec.name, symbols=symbols, at="ts")
+                sender.flush(transactional=True)
+        except questdb.QuestDBError as exc:
+            err = self._ilp_error(exc)
+            if isinstance(err, StoreUnavailableError):
+                self._drop_sender()
+                raise err from None
+            raise
+        self._wait_applied(spec.name)
+        return len(batch)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run read-only SQL with ``?`` placeholders over PGWire; returns every row.
+
+        Columns are named from the cursor description. Integer columns are ``int64`` (``Int64`` when they hold
+        nulls), floating-point columns ``float64`` (nulls as NaN), timestamps naive ``datetime64`` in UTC,
+        text ``object`` with ``None`` for nulls.
+
+        Raises:
+            StoreUnavailableError: the connection is lost and cannot be re-established.
+            psycopg.Error: the SQL is invalid for QuestDB.
+        """
+        desc, rows = self._execute(to_pyformat(sql), params)
+        if desc is None:
+            return pd.DataFrame()
+        return _frame(desc, rows)
+
+    def close(self) -> None:
+        """Close the ILP sender and the PostgreSQL wire connection. Idempotent."""
+        self._closed = True
+        self._drop_sender()
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    # ---- internals ----------------------------------------------------------------------------------------
+    def _drop_sender(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            try:
+                sender.close(flush=False)
+            except Exception:  # noqa: BLE001 -- closing a broken sender must not hide the original error
+                pass
+
+    def _wal_status(self, name: str | None = None) -> dict[str, tuple[bool, int, int]]:
+        sql = "SELECT name, suspended, writerTxn, sequencerTxn FROM wal_tables()"
+        desc, rows = self._execute(sql + " WHERE name = %s", [name]) if name else self._execute(sql)
+        return {r[0]: (bool(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
+
+    def _wait_applied(self, table: str) -> None:
+        """Block until every WAL transaction of ``table`` committed so far is applied (visible to readers).
+
+        Polls ``wal_tables()`` with a short, growing interval (5 ms .. 100 ms), at most ``wal_timeout`` seconds.
+        """
+        deadline = time.monotonic() + self.wal_timeout
+        target: int | None = None
+        delay = 0.005
+        while True:
+            status = self._wal_status(table).get(table)
+            if status is None:
+                raise StoreUnavailableError(self.address, f"table {table} is not listed by wal_tables()")
+            suspended, writer_txn, sequencer_txn = status
+            if suspended:
+                raise StoreUnavailableError(
+                    self.address,
+                    f"table {table} is suspended (applying a WAL transaction failed; see the server log, "
+                    f"SELECT * FROM wal_tables() and ALTER TABLE {table} RESUME WAL)",
+                )
+            if target is None:
+                target = sequencer_txn  # includes our commits; later writers do not extend the wait
+            if writer_txn >= target:
+                return
+            if time.monotonic() >= deadline:
+                raise StoreUnavailableError(
+                    self.address,
+                    f"rows written to {table} not visible after {self.wal_timeout:g} s "
+                    f"(writerTxn {writer_txn} < sequencerTxn {target}; the WAL apply job is lagging)",
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _bind(value: Any) -> Any:
+    """A Python value psycopg binds with a type QuestDB understands (ints as int8, times as naive UTC)."""
+    from psycopg.types.numeric import Int8
+
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return Int8(int(value))
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _frame(description: Sequence[Any], rows: list[tuple]) -> pd.DataFrame:
+    names = [d.name for d in description]
+    columns = list(zip(*rows)) if rows else [()] * len(names)
+    data: dict[int, Any] = {}
+    for i, (desc, values) in enumerate(zip(description, columns)):
+        oid = desc.type_code
+        if oid in _INT_OIDS:
+            arr = pd.array(list(values), dtype="Int64")
+            data[i] = arr if arr.isna().any() else arr.astype("int64")
+        elif oid in _FLOAT_OIDS:
+            data[i] = np.array([np.nan if v is None else v for v in values], dtype="float64")
+        elif oid in _TS_OIDS:
+            ts = pd.to_datetime(pd.Series(list(values), dtype="object"), utc=oid == 1184)
+            data[i] = ts.dt.tz_localize(None) if oid == 1184 else ts
+            if not len(values):
+                data[i] = pd.Series([], dtype="datetime64[ns]")
+        else:
+            data[i] = pd.Series(list(values), dtype="object")
+    out = pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+    out.columns = names
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,79 @@
+"""Shared test fixtures.
+
+Stores: the ``store`` fixture runs a test once per backend -- DuckDB always (a fresh file under ``tmp_path``),
+QuestDB only when ``BTLAB_TEST_QUESTDB`` holds its address (e.g. ``http::addr=127.0.0.1:9000;``, PG wire on
+8812), otherwise that case is skipped with :data:`QUESTDB_SKIP_REASON`. A QuestDB server keeps data between
+runs, so tests that use ``store`` name their series and runs with the ``uid`` fixture.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from btlab.store.base import Store
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+BTC_1H_FEATHER = DATA_DIR / "BTC_USDT-1h_2017-08-17_2024-04-21.feather"
+
+QUESTDB_ENV = "BTLAB_TEST_QUESTDB"
+QUESTDB_SKIP_REASON = "QuestDB not available: set BTLAB_TEST_QUESTDB=http::addr=HOST:9000; (PG wire on 8812)"
+
+
+def questdb_address() -> str | None:
+    """The QuestDB address tests may use (``BTLAB_TEST_QUESTDB``), or ``None`` when no server is available."""
+    value = os.environ.get(QUESTDB_ENV, "").strip()
+    return value or None
+
+
+#: Marks a test that needs a QuestDB server: skipped with :data:`QUESTDB_SKIP_REASON` when there is none.
+requires_questdb = pytest.mark.skipif(questdb_address() is None, reason=QUESTDB_SKIP_REASON)
+
+STORE_BACKENDS = [
+    pytest.param("duckdb", id="duckdb"),
+    pytest.param("questdb", id="questdb", marks=[pytest.mark.questdb, requires_questdb]),
+]
+
+
+def open_backend(backend: str, tmp_path: Path) -> Store:
+    """Open a fresh store of ``backend`` (``"duckdb"``: a new file in ``tmp_path``; ``"questdb"``: the test server)."""
+    if backend == "duckdb":
+        from btlab.store.duckdb import DuckDBStore
+
+        return DuckDBStore(tmp_path / "store.duckdb")
+    if backend == "questdb":
+        from btlab.store.questdb import QuestDBStore
+
+        address = questdb_address()
+        if address is None:
+            pytest.skip(QUESTDB_SKIP_REASON)
+        return QuestDBStore.from_address(address)
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An open store of each backend (closed after the test)."""
+    opened = open_backend(request.param, tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique token for names (exchange, symbol, run_id, strategy) that must not collide across runs."""
+    return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def btc_1h() -> pd.DataFrame:
+    """Real BTC/USDT 1h bars (Binance, 2017-08-17 .. 2024-04-21): ``ts`` (UTC open time), OHLCV. Read-only copy."""
+    frame = pd.read_feather(BTC_1H_FEATHER).rename(columns={"date": "ts"})
+    return frame
