@@ -6,6 +6,7 @@ import collections
 import collections.abc
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -15,16 +16,17 @@ import btlab
 from btlab.backtest.compat import bt
 from btlab.backtest.feed import StoreData
 from btlab.errors import NoDataError, StrategyParameterError, UnknownStrategyError
-from btlab.store.duckdb import DuckDBStore
+from conftest import STORE_BACKENDS, open_backend
 from btlab.strategies.sma_cross import SmaCross
 from realdata import btc_1h
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    with DuckDBStore(tmp_path_factory.mktemp("bt") / "bt.duckdb") as st:
+@pytest.fixture(scope="module", params=STORE_BACKENDS)
+def store(request, tmp_path_factory):
+    """The real BTC/USDT 1h bars in each backend (QuestDB only with BTLAB_TEST_QUESTDB)."""
+    with open_backend(request.param, tmp_path_factory.mktemp("bt")) as st:
         st.write_bars(btc_1h(), exchange="binance", symbol="BTC/USDT", timeframe="1h", source="test")
         yield st
 
@@ -120,13 +122,14 @@ class Exploding(SmaCross):
 
 
 def test_failed_run_is_recorded_with_error(store):
+    run_id = f"failing-{uuid.uuid4().hex[:8]}"
     with pytest.raises(ZeroDivisionError):
-        btlab.run_backtest(Exploding, store=store, start="2019-01-01", end="2019-12-31", run_id="failing-run",
+        btlab.run_backtest(Exploding, store=store, start="2019-01-01", end="2019-12-31", run_id=run_id,
                            flush_bars=256, flush_seconds=3600)
-    run = store.get_run("failing-run")
+    run = store.get_run(run_id)
     assert run["status"] == "failed"
     assert run["error"] == "ZeroDivisionError: strategy bug at bar 3000"
-    n = len(store.read_equity("failing-run"))
+    n = len(store.read_equity(run_id))
     assert 2500 <= n < 3000  # what was recorded up to the failure stays
 
 

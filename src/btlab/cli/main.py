@@ -210,7 +210,8 @@ def backtest(
         )
         progress.stop()
         summary = result.summary
-        console.print(_metrics_table(summary.as_dict(), f"run {result.run_id}: {result.config.strategy} {params or ''}"))
+        shown = ", ".join(f"{k}={v}" for k, v in result.config.params.items())
+        console.print(_metrics_table(summary.as_dict(), f"{result.config.strategy}({shown}) on {exchange}:{symbol} {timeframe}"))
         console.print(f"[dim]{summary.conventions()}[/]", highlight=False)
         console.print(f"run id: [bold]{result.run_id}[/] (stored in {st.address})", highlight=False)
         if report:

@@ -1,0 +1,129 @@
+"""The btlab command, end to end on real data: what a user types and sees."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from btlab.cli.main import app
+from btlab.store.duckdb import DuckDBStore
+from realdata import BTC_1H
+
+runner = CliRunner()
+
+
+def btlab_cli(*args: str, store: Path | str | None = None) -> "subprocess.CompletedProcess[str]":
+    """Run the installed ``btlab`` console script in a subprocess (real exit codes, real stderr)."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    if store is not None:
+        env["BTLAB_STORE"] = str(store)
+    exe = Path(sys.executable).with_name("btlab")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def invoke(*args: str) -> "CliRunner.Result":
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"}, catch_exceptions=False)
+
+
+def test_import_backtest_list_show_report(tmp_path):
+    store = tmp_path / "cli.duckdb"
+    res = invoke("data", "import", str(BTC_1H), "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h",
+                 "--store", str(store))
+    assert res.exit_code == 0, res.output
+    assert "58,419 1h bars for binance:BTC/USDT" in res.output and "128 missing bar(s)" in res.output
+
+    res = invoke("data", "list", "--store", str(store))
+    assert res.exit_code == 0 and "58,419" in res.output and "128" in res.output
+
+    report_dir = tmp_path / "reports"
+    res = runner.invoke(app, ["backtest", "--strategy", "sma_cross", "--symbol", "BTC/USDT", "--timeframe", "1h",
+                              "--from", "2020-01-01", "--to", "2023-12-31", "--param", "fast=10", "--param", "slow=30",
+                              "--cash", "10000", "--commission", "0.001", "--store", str(store)],
+                        env={"COLUMNS": "200", "BTLAB_REPORTS": str(report_dir)}, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    run_id = re.search(r"run id: (\S+)", res.output).group(1)
+    with DuckDBStore(store) as st:
+        run = st.get_run(run_id)
+    assert run["status"] == "finished" and run["params"] == {"fast": 10, "slow": 30}
+    assert f"{run['total_return'] * 100:,.2f} %" in res.output
+    assert "annualization 365 (crypto)" in res.output
+    report = re.search(r"report: (\S+\.html)", res.output).group(1)
+    assert Path(report).is_file() and Path(report).parent == report_dir.resolve()
+
+    res = invoke("runs", "list", "--store", str(store))
+    assert res.exit_code == 0 and run_id in res.output and "finished" in res.output
+    res = invoke("runs", "show", run_id, "--store", str(store))
+    assert res.exit_code == 0 and "sharpe" in res.output and run["data_hash"] in res.output
+    out = tmp_path / "r.html"
+    res = invoke("report", run_id, "-o", str(out), "--store", str(store))
+    assert res.exit_code == 0 and out.stat().st_size > 100_000
+
+
+def test_bad_file_is_one_line_and_writes_nothing(tmp_path):
+    store = tmp_path / "bad.duckdb"
+    frame = pd.read_feather(BTC_1H).iloc[:500]
+    frame.loc[300, "low"] = frame.loc[300, "high"] + 1.0
+    bad = tmp_path / "bad.csv"
+    frame.to_csv(bad, index=False)
+    proc = btlab_cli("data", "import", str(bad), "--symbol", "BTC/USDT", "--timeframe", "1h", store=store)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and str(bad) in lines[0] and "row 301" in lines[0] and "column 'high'" in lines[0]
+    with DuckDBStore(store) as st:
+        assert st.bar_series().empty
+
+
+def test_unreachable_store_is_one_line_with_address():
+    address = "http::addr=127.0.0.1:9;pg_port=9;"
+    proc = btlab_cli("runs", "list", "--store", address)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "cannot reach the store" in lines[0] and "127.0.0.1" in lines[0]
+
+
+def test_locked_duckdb_file_is_a_clear_error(tmp_path):
+    store = tmp_path / "locked.duckdb"
+    with DuckDBStore(store):  # this process holds the write lock
+        proc = btlab_cli("runs", "list", store=store)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and str(store) in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["backtest", "--strategy", "nope"], "bundled strategies: buy_hold, sma_cross"),
+        (["backtest", "--param", "fats=3"], "its parameters: fast=10, slow=30"),
+        (["backtest", "--param", "fast"], "expected name=value"),
+        (["backtest", "--timeframe", "1x"], "invalid timeframe '1x'"),
+        (["backtest", "--from", "yesterday-ish"], "cannot parse --from"),
+        (["backtest", "--symbol", "DOGE/USDT"], "no 1h bars for binance:DOGE/USDT"),
+        (["runs", "show", "no-such-run"], "no run 'no-such-run'"),
+        (["report", "no-such-run"], "no run 'no-such-run'"),
+    ],
+)
+def test_user_errors_are_explained(tmp_path, args, message):
+    res = runner.invoke(app, [*args, "--store", str(tmp_path / "e.duckdb")], env={"COLUMNS": "300"})
+    assert res.exit_code == 1, res.output
+    assert message in " ".join(res.output.split()), res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+@pytest.mark.parametrize("command", [[], ["data"], ["data", "import"], ["backtest"], ["runs"], ["runs", "list"],
+                                     ["runs", "show"], ["report"], ["strategies"]])
+def test_help_teaches(command):
+    res = invoke(*command, "--help")
+    assert res.exit_code == 0 and "Usage" in res.output
+
+
+def test_strategies_lists_bundled_with_parameters():
+    res = invoke("strategies")
+    assert res.exit_code == 0 and "sma_cross" in res.output and "fast=10, slow=30" in res.output
