@@ -60,7 +60,7 @@ def test_import_backtest_list_show_report(tmp_path):
     res = invoke("runs", "list", "--store", str(store))
     assert res.exit_code == 0 and run_id in res.output and "finished" in res.output
     res = invoke("runs", "show", run_id, "--store", str(store))
-    assert res.exit_code == 0 and "sharpe" in res.output and run["data_hash"] in res.output
+    assert res.exit_code == 0 and "Sharpe" in res.output and run["data_hash"] in res.output
     out = tmp_path / "r.html"
     res = invoke("report", run_id, "-o", str(out), "--store", str(store))
     assert res.exit_code == 0 and out.stat().st_size > 100_000

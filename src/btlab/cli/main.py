@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -71,36 +70,22 @@ def _open(store: str | None):
     return open_store(store)
 
 
-def _fmt(value: Any, kind: str = "num") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, float) and math.isinf(value):
-        return "∞" if value > 0 else "-∞"
-    if kind == "pct":
-        return f"{value * 100:,.2f} %"
-    if kind == "money":
-        return f"{value:,.2f}"
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
-    return str(value)
+def _fmt(value: Any, unit: str = "ratio") -> str:
+    from btlab.report.format import format_value
 
-
-_METRIC_KINDS = {
-    "total_return": "pct", "cagr": "pct", "volatility": "pct", "max_drawdown": "pct", "win_rate": "pct",
-    "exposure": "pct", "start_value": "money", "end_value": "money", "avg_trade": "money", "avg_win": "money",
-    "avg_loss": "money", "best_trade": "money", "worst_trade": "money",
-}
+    return format_value(value, unit)
 
 
 def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    from btlab.report.format import METRIC_SECTIONS
+
     table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("section", style="dim")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    from btlab.backtest.metrics import Metrics
-
-    order = {name: i for i, name in enumerate(Metrics.names())}
-    for name in sorted(metrics, key=lambda n: order.get(n, len(order))):
-        table.add_row(name, _fmt(metrics[name], _METRIC_KINDS.get(name, "num")))
+    for section, rows in METRIC_SECTIONS:
+        for i, (key, label, unit) in enumerate(rows):
+            table.add_row(section if i == 0 else "", label, _fmt(metrics.get(key), unit))
     return table
 
 
@@ -262,7 +247,7 @@ def runs_list(
                 row["run_id"], f"{row['ts']:%Y-%m-%d %H:%M}", str(row["strategy"]), str(row["params"] or ""),
                 str(row["symbols"]), str(row["timeframe"]), str(row["status"]),
                 _fmt(row.get("total_return"), "pct"), _fmt(row.get("sharpe")), _fmt(row.get("max_drawdown"), "pct"),
-                _fmt(None if row.get("n_trades") is None or row.get("n_trades") != row.get("n_trades") else int(row["n_trades"])),
+                _fmt(row.get("n_trades"), "int"),
             )
         console.print(table)
 

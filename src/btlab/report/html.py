@@ -40,102 +40,20 @@ import pandas as pd
 
 from btlab.backtest.metrics import CONVENTIONS, monthly_returns
 from btlab.model.instrument import Calendar
+from btlab.report.format import METRIC_SECTIONS as _METRIC_SECTIONS
+from btlab.report.format import format_value
+from btlab.report.format import to_number as _number
 
 #: Most points drawn per line chart trace (see the module docstring); the data itself is never reduced.
 MAX_LINE_POINTS = 5_000
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-# (key, label, unit) per section; unit: pct, money, ratio, int, days, text
-_METRIC_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
-    (
-        "Returns",
-        (
-            ("start_value", "Start value", "money"),
-            ("end_value", "End value", "money"),
-            ("total_return", "Total return", "pct"),
-            ("cagr", "CAGR", "pct"),
-            ("volatility", "Volatility (annualized)", "pct"),
-            ("sharpe", "Sharpe", "ratio"),
-            ("sortino", "Sortino", "ratio"),
-            ("calmar", "Calmar", "ratio"),
-        ),
-    ),
-    (
-        "Risk",
-        (
-            ("max_drawdown", "Max drawdown", "pct"),
-            ("max_drawdown_days", "Longest drawdown", "days"),
-            ("max_drawdown_bars", "Longest drawdown (bars)", "int"),
-            ("exposure", "Exposure (bars in market)", "pct"),
-        ),
-    ),
-    (
-        "Trades",
-        (
-            ("n_trades", "Closed trades", "int"),
-            ("win_rate", "Win rate", "pct"),
-            ("profit_factor", "Profit factor", "ratio"),
-            ("avg_trade", "Average trade (net)", "money"),
-            ("avg_win", "Average win", "money"),
-            ("avg_loss", "Average loss", "money"),
-            ("best_trade", "Best trade", "money"),
-            ("worst_trade", "Worst trade", "money"),
-        ),
-    ),
-    (
-        "Sample",
-        (
-            ("n_bars", "Bars", "int"),
-            ("n_days", "Daily returns", "int"),
-            ("periods_per_year", "Periods per year", "int"),
-            ("calendar", "Calendar", "text"),
-        ),
-    ),
-)
-
 _GREEN, _RED, _BLUE, _GREY = "#1a9850", "#d73027", "#1f77b4", "#555555"
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True, "scrollZoom": False}
 
 
 # ---- formatting --------------------------------------------------------------------------------------------------
-def _number(value: Any) -> float | None:
-    """``value`` as a float, or None when it is missing or not numeric."""
-    if value is None or isinstance(value, (bool, str)):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def format_value(value: Any, unit: str, currency: str | None = None) -> str:
-    """Format one metric value for display (plain text, not escaped).
-
-    Args:
-        value: the number (or text for ``unit="text"``); ``None``/NaN give "—", ±infinity "∞"/"−∞".
-        unit: ``pct`` (a fraction: 0.1234 -> "12.34 %"), ``money`` ("1,234.56" plus ``currency``), ``ratio``
-            ("1.23"), ``int`` ("1,234"), ``days`` ("12.5 d"), ``text`` (as is).
-        currency: appended to money values (e.g. ``USDT``), if given.
-    """
-    if unit == "text":
-        return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    v = _number(value)
-    if v is None or math.isnan(v):
-        return "—"
-    if math.isinf(v):
-        return "∞" if v > 0 else "−∞"
-    if unit == "pct":
-        return f"{v * 100:,.2f} %"
-    if unit == "money":
-        return f"{v:,.2f} {currency}" if currency else f"{v:,.2f}"
-    if unit == "int":
-        return f"{int(round(v)):,d}"
-    if unit == "days":
-        return f"{v:,.1f} d"
-    return f"{v:,.2f}"
-
-
 def _fmt_price(value: Any) -> str:
     v = _number(value)
     if v is None or math.isnan(v):

@@ -1,0 +1,95 @@
+"""Display formatting of metric values, shared by the HTML report and the CLI (plain text, not escaped)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: The metrics shown, grouped: (section, ((key, label, unit), ...)); unit: pct, money, ratio, int, days, text.
+METRIC_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
+    (
+        "Returns",
+        (
+            ("start_value", "Start value", "money"),
+            ("end_value", "End value", "money"),
+            ("total_return", "Total return", "pct"),
+            ("cagr", "CAGR", "pct"),
+            ("volatility", "Volatility (annualized)", "pct"),
+            ("sharpe", "Sharpe", "ratio"),
+            ("sortino", "Sortino", "ratio"),
+            ("calmar", "Calmar", "ratio"),
+        ),
+    ),
+    (
+        "Risk",
+        (
+            ("max_drawdown", "Max drawdown", "pct"),
+            ("max_drawdown_days", "Longest drawdown", "days"),
+            ("max_drawdown_bars", "Longest drawdown (bars)", "int"),
+            ("exposure", "Exposure (bars in market)", "pct"),
+        ),
+    ),
+    (
+        "Trades",
+        (
+            ("n_trades", "Closed trades", "int"),
+            ("win_rate", "Win rate", "pct"),
+            ("profit_factor", "Profit factor", "ratio"),
+            ("avg_trade", "Average trade (net)", "money"),
+            ("avg_win", "Average win", "money"),
+            ("avg_loss", "Average loss", "money"),
+            ("best_trade", "Best trade", "money"),
+            ("worst_trade", "Worst trade", "money"),
+        ),
+    ),
+    (
+        "Sample",
+        (
+            ("n_bars", "Bars", "int"),
+            ("n_days", "Daily returns", "int"),
+            ("periods_per_year", "Periods per year", "int"),
+            ("calendar", "Calendar", "text"),
+        ),
+    ),
+)
+
+
+#: unit of each metric key
+METRIC_UNITS: dict[str, str] = {key: unit for _, rows in METRIC_SECTIONS for key, _, unit in rows}
+
+
+def to_number(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing or not numeric."""
+    if value is None or isinstance(value, (bool, str)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def format_value(value: Any, unit: str, currency: str | None = None) -> str:
+    """Format one metric value for display (plain text, not escaped).
+
+    Args:
+        value: the number (or text for ``unit="text"``); ``None``/NaN give "—", ±infinity "∞"/"−∞".
+        unit: ``pct`` (a fraction: 0.1234 -> "12.34 %"), ``money`` ("1,234.56" plus ``currency``), ``ratio``
+            ("1.23"), ``int`` ("1,234"), ``days`` ("12.5 d"), ``text`` (as is).
+        currency: appended to money values (e.g. ``USDT``), if given.
+    """
+    if unit == "text":
+        return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    v = to_number(value)
+    if v is None or math.isnan(v):
+        return "—"
+    if math.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    if unit == "pct":
+        return f"{v * 100:,.2f} %"
+    if unit == "money":
+        return f"{v:,.2f} {currency}" if currency else f"{v:,.2f}"
+    if unit == "int":
+        return f"{int(round(v)):,d}"
+    if unit == "days":
+        return f"{v:,.1f} d"
+    return f"{v:,.2f}"
