@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,9 @@ class Settings(BaseSettings):
         store: store address (``BTLAB_STORE``): a DuckDB file path (default ``<home>/btlab.duckdb``), or a QuestDB
             address such as ``http::addr=localhost:9000;`` (see :func:`btlab.store.open_store`).
         reports: folder where HTML reports are written (``BTLAB_REPORTS``; default ``./reports``).
+        kafka: Kafka-protocol bootstrap servers (``BTLAB_KAFKA``, e.g. ``127.0.0.1:19092`` for the compose
+            stack's Redpanda); None = no broker: jobs write to the store only.
+        cryptocompare_api_key: CryptoCompare API key (``BTLAB_CRYPTOCOMPARE_API_KEY`` or ``CRYPTOCOMPARE_API_KEY``).
     """
 
     model_config = SettingsConfigDict(env_prefix="BTLAB_", env_file=".env", extra="ignore")
@@ -31,6 +34,12 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home)
     store: str | None = None
     reports: Path = Path("reports")
+    kafka: str | None = None
+    cryptocompare_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BTLAB_CRYPTOCOMPARE_API_KEY", "CRYPTOCOMPARE_API_KEY"),
+        repr=False,
+    )
 
     @property
     def store_address(self) -> str:
