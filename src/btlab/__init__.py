@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+import btlab._pyfix  # noqa: F401  (mends Backtrader on Python 3.10+ before anyone uses it)
+
 try:
     __version__ = version("btlab")
 except PackageNotFoundError:  # running from a source tree without installing

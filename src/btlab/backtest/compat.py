@@ -9,14 +9,9 @@
 
 from __future__ import annotations
 
-import collections
-import collections.abc
 import importlib.util
 
-for _name in ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable", "Hashable"):
-    if not hasattr(collections, _name):
-        setattr(collections, _name, getattr(collections.abc, _name))
-
+import btlab._pyfix  # noqa: F401  (collections.Iterable & co.)
 import backtrader as bt  # noqa: E402
 
 _plot_imported = False
