@@ -60,6 +60,10 @@ import numpy as np
 import pandas as pd
 
 from btlab.errors import DataValidationError
+from btlab.marketdata.csvio import NUMBER as _NUMBER
+from btlab.marketdata.csvio import epoch_to_utc as _epoch_to_utc
+from btlab.marketdata.csvio import first_line as _first_line
+from btlab.marketdata.csvio import zip_csv_member
 from btlab.marketdata.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS, PRICE_COLUMNS, validate_bars
 from btlab.model.timeframe import Timeframe
@@ -91,12 +95,6 @@ OHLCV_COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "
 
 TIME_COLUMN_NAMES: tuple[str, ...] = ("ts", "timestamp", "date", "datetime", "time", "open_time", "open time")
 TRADES_COLUMN_NAMES: tuple[str, ...] = ("trades", "count", "number of trades", "transactions")
-
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_UNIT_NAMES = ("seconds", "milliseconds", "microseconds", "nanoseconds")
-_UNIT_FACTORS = (1_000_000_000, 1_000_000, 1_000, 1)
-_UNIT_LIMITS = (1e11, 1e14, 1e17)  # magnitude below which a value is s / ms / us; above the last: ns
-_I64_MAX = np.iinfo(np.int64).max
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -249,12 +247,7 @@ def _csv_bytes(p: Path, kind: str, src: str) -> bytes:
         if kind == ".csv.gz":
             return gzip.decompress(p.read_bytes())
         with zipfile.ZipFile(p) as zf:
-            members = [i for i in zf.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-            csvs = [i for i in members if i.filename.lower().endswith(".csv")]
-            if len(csvs) != 1:
-                listed = ", ".join(i.filename for i in members) or "nothing"
-                raise DataValidationError(src, f"a .zip must hold exactly one .csv file; it holds {listed}")
-            return zf.read(csvs[0])
+            return zf.read(zip_csv_member(zf, src))
     except DataValidationError:
         raise
     except zipfile.BadZipFile as exc:
@@ -263,14 +256,6 @@ def _csv_bytes(p: Path, kind: str, src: str) -> bytes:
         raise DataValidationError(src, f"not a valid gzip file ({exc})") from None
     except OSError as exc:
         raise DataValidationError(src, f"cannot read the file ({exc.strerror or exc})") from None
-
-
-def _first_line(data: bytes) -> str | None:
-    for line in io.BytesIO(data):
-        text = line.decode("utf-8-sig", errors="replace").strip()
-        if text:
-            return text
-    return None
 
 
 def _read_csv_bytes(data: bytes, src: str) -> pd.DataFrame:
@@ -489,41 +474,3 @@ def _parse_datetimes(text: pd.Series, nulls: np.ndarray, src: str, col: str) -> 
         raise DataValidationError(src, "cannot parse the time column", column=col)
     row = int(np.flatnonzero(best)[0])
     raise DataValidationError(src, f"cannot parse time {text.iloc[row]!r}", row=row + 1, column=col)
-
-
-def _epoch_to_utc(values: np.ndarray, nulls: np.ndarray, src: str, col: str) -> pd.Series:
-    """Epoch numbers (one unit per file, detected by magnitude) -> datetime64[ns, UTC]; NaT where ``nulls``."""
-    present = np.flatnonzero(~nulls)
-    ns = np.full(len(values), np.iinfo(np.int64).min, dtype=np.int64)  # the NaT sentinel
-    if present.size:
-        vals = values[present]
-        if vals.dtype.kind == "f" and not np.isfinite(vals).all():
-            row = int(present[np.flatnonzero(~np.isfinite(vals))[0]])
-            raise DataValidationError(src, f"cannot parse time {float(values[row])}", row=row + 1, column=col)
-        magnitude = np.abs(vals.astype(np.float64))
-        units = np.searchsorted(np.array(_UNIT_LIMITS), magnitude, side="right")
-        counts = np.bincount(units, minlength=len(_UNIT_NAMES))
-        unit = int(counts.argmax())
-        odd = np.flatnonzero(units != unit)
-        if odd.size:
-            row = int(present[odd[0]])
-            raise DataValidationError(
-                src,
-                f"epoch time {values[row]} looks like {_UNIT_NAMES[units[odd[0]]]} but most of the file is in "
-                f"{_UNIT_NAMES[unit]} (a file must use one unit)",
-                row=row + 1,
-                column=col,
-            )
-        factor = _UNIT_FACTORS[unit]
-        limit = _I64_MAX // factor
-        out = np.flatnonzero(magnitude > limit)
-        if out.size:
-            row = int(present[out[0]])
-            raise DataValidationError(
-                src, f"epoch time {values[row]} ({_UNIT_NAMES[unit]}) is out of range", row=row + 1, column=col
-            )
-        if vals.dtype.kind == "f":
-            ns[present] = np.round(vals * factor).astype(np.int64)
-        else:
-            ns[present] = vals.astype(np.int64) * factor
-    return pd.Series(ns.view("datetime64[ns]")).dt.tz_localize("UTC")

@@ -1,0 +1,561 @@
+"""Bulk import of data.binance.vision files: klines into ``ohlcv``, trades and aggTrades into ``ticks``.
+
+Files are ``.zip`` (one ``.csv`` inside, as Binance ships them), ``.csv`` or ``.csv.gz``, with or without a header
+line (a file has one when the first field of its first line is not a number).
+
+Kinds and layouts
+-----------------
+* klines -- ``open_time, open, high, low, close, volume, close_time, quote_volume, count, taker_buy_volume,
+  taker_buy_quote_volume, ignore``: read and validated exactly as :func:`btlab.marketdata.files.read_bars_file`
+  reads them (millisecond or microsecond open times, ``count`` -> ``trades``); a bad row rejects the whole file
+  and nothing of it is written.
+* trades -- spot ``id, price, qty, quote_qty, time, is_buyer_maker, is_best_match`` (futures files lack
+  ``is_best_match``) -> one tick per row: ``trade_id`` = ``id``.
+* aggTrades -- spot ``agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time,
+  is_buyer_maker, is_best_match`` (futures lack ``is_best_match``) -> one tick per AGGREGATED trade:
+  ``trade_id`` = ``agg_trade_id`` (Binance's own aggregate id; the first/last trade ids are not stored), ``amount``
+  = ``quantity`` (the sum over the trades it aggregates, all at one price, one taker side and one time).
+
+For trades and aggTrades: ``ts`` = the trade time (milliseconds, or microseconds in spot files from 2025 on: the
+unit is taken from the file's first good rows by magnitude), ``price`` in the quote asset, ``amount`` in the base
+asset, ``side`` = the TAKER side = ``sell`` if ``is_buyer_maker`` else ``buy``. Ticks are upserted on ``(ts,
+exchange, symbol, trade_id)``, so importing a file again changes nothing.
+
+What a file is: from its name first (``BTCUSDT-1m-2024-01-01.zip`` -> klines of ``BTC/USDT``, timeframe ``1m``;
+``BTCUSDT-trades-2024-01.zip``; ``BTCUSDT-aggTrades-2024-01-01.csv``), else from its header line, else from its
+column count (12 klines, 8 spot aggTrades, 6 futures trades; 7 is spot trades when the 6th field is
+``True``/``False``, else futures aggTrades). A kline file's timeframe comes from its name, else from its first row
+(``close_time - open_time + 1`` unit). The unified symbol comes from the market id by splitting off a known quote
+asset (:data:`QUOTE_ASSETS`, longest match first: ``XRPETH`` -> ``XRP/ETH``), unless ``symbol=`` is given.
+
+Bad rows in trades / aggTrades files are quarantined, not fatal: a row with the wrong number of fields, a trade id
+that is not a whole number, an unparsable time or one in another unit than the file's, an ``is_buyer_maker``
+other than true/false, and every rule of :func:`btlab.model.tick.split_valid_ticks` (price and amount finite and
+> 0, time present). The report counts them by reason and keeps the first few (1-based data row, reason, text).
+
+Large files are streamed in blocks (``chunk_bytes`` of CSV text at a time; Arrow's CSV reader), each block
+validated and upserted on its own, so memory stays constant whatever the file size. A file-level failure in the
+middle of a tick file (corrupt zip, invalid UTF-8) raises after the earlier blocks were written; they are valid,
+and importing the repaired file again simply rewrites them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from btlab.errors import DataValidationError, InvalidArgumentError
+from btlab.marketdata.csvio import (
+    EPOCH_UNIT_FACTORS,
+    EPOCH_UNIT_NAMES,
+    CountingReader,
+    csv_suffix,
+    epoch_units,
+    head_lines,
+    looks_like_header,
+    open_csv,
+    read_error,
+)
+from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, read_bars_file
+from btlab.marketdata.gaps import find_gaps
+from btlab.model.tick import split_valid_ticks
+from btlab.model.timeframe import Timeframe
+
+if TYPE_CHECKING:
+    from btlab.store.base import Store
+
+__all__ = [
+    "AGG_TRADE_COLUMNS",
+    "KLINE_COLUMNS",
+    "QUOTE_ASSETS",
+    "TRADE_COLUMNS",
+    "QuarantinedRow",
+    "VisionImportReport",
+    "detect_kind",
+    "import_binance_vision",
+    "parse_vision_name",
+    "unified_symbol",
+]
+
+KLINE_COLUMNS: tuple[str, ...] = BINANCE_KLINE_COLUMNS
+TRADE_COLUMNS: tuple[str, ...] = ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match")
+AGG_TRADE_COLUMNS: tuple[str, ...] = (
+    "agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time", "is_buyer_maker",
+    "is_best_match",
+)
+#: Quote assets of Binance markets, to split a market id (``BTCUSDT``) into ``BTC/USDT`` (longest match wins).
+QUOTE_ASSETS: tuple[str, ...] = (
+    "USDT", "FDUSD", "USDC", "TUSD", "BUSD", "USDP", "USDS", "DAI", "UST", "PAX", "AEUR", "EURI", "EUR", "GBP",
+    "AUD", "BRL", "TRY", "RUB", "UAH", "ZAR", "JPY", "PLN", "RON", "ARS", "MXN", "COP", "CZK", "IDR", "IDRT", "BIDR",
+    "NGN", "KRW", "BKRW", "BVND", "VAI", "BTC", "ETH", "BNB", "XRP", "TRX", "DOGE", "DOT", "SOL",
+)
+KINDS = ("klines", "trades", "aggTrades")
+#: Rows shown per file in a report's quarantine sample.
+SAMPLE_ROWS = 20
+
+_NAME = re.compile(r"^(?P<market>[A-Za-z0-9]+)-(?P<what>aggTrades|trades|\d+(?:mo|[smhdw]))(?=[-_.]|$)", re.I)
+# header aliases of the columns a tick needs (data.binance.vision names; websocket letters for convenience)
+_TICK_FIELDS = {
+    "id": ("id", "agg_trade_id", "a", "t"),
+    "price": ("price", "p"),
+    "qty": ("qty", "quantity", "q"),
+    "time": ("time", "transact_time", "timestamp", "T"),
+    "ibm": ("is_buyer_maker", "m"),
+}
+_POSITIONS = {  # positional layouts: kind -> {field count: field index of id, price, qty, time, ibm}
+    "trades": {7: (0, 1, 2, 4, 5), 6: (0, 1, 2, 4, 5)},
+    "aggTrades": {8: (0, 1, 2, 5, 6), 7: (0, 1, 2, 5, 6)},
+}
+_DIGITS = r"^[0-9]+$"
+_UNIT_CODES = ("s", "ms", "us", "ns")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# names
+# ---------------------------------------------------------------------------------------------------------------
+def unified_symbol(market_id: str) -> str | None:
+    """``BTCUSDT`` -> ``BTC/USDT`` by the longest known quote asset ending the id; None if none fits."""
+    text = market_id.strip().upper()
+    for quote in sorted(QUOTE_ASSETS, key=len, reverse=True):
+        if text.endswith(quote) and len(text) > len(quote):
+            return f"{text[: -len(quote)]}/{quote}"
+    return None
+
+
+def parse_vision_name(name: str | Path) -> tuple[str | None, str | None, str | None]:
+    """``(market_id, kind, timeframe)`` from a data.binance.vision file name; None for what it does not say.
+
+    ``BTCUSDT-1h-2024-01-01.zip`` -> ``("BTCUSDT", "klines", "1h")``; ``BTCUSDT-aggTrades-2024-01.zip`` ->
+    ``("BTCUSDT", "aggTrades", None)``; ``prices.csv`` -> ``(None, None, None)``.
+
+    Raises:
+        InvalidArgumentError: a kline interval that is not a fixed length (``1mo``).
+    """
+    match = _NAME.match(Path(name).name)
+    if not match:
+        return None, None, None
+    market, what = match.group("market").upper(), match.group("what")
+    if what.lower() == "aggtrades":
+        return market, "aggTrades", None
+    if what.lower() == "trades":
+        return market, "trades", None
+    if what.lower().endswith("mo"):
+        raise InvalidArgumentError(f"{Path(name).name}: monthly klines ({what}) have no fixed length; not supported")
+    return market, "klines", Timeframe.parse(what).value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reports
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class QuarantinedRow:
+    """One quarantined row: 1-based data row (a header line not counted; None if unknown), reason, the row's text."""
+
+    row: int | None
+    reason: str
+    text: str
+
+
+@dataclass(frozen=True)
+class VisionImportReport:
+    """What :func:`import_binance_vision` did with one file.
+
+    Attributes:
+        path: the file.
+        kind: ``klines``, ``trades`` or ``aggTrades``.
+        exchange, symbol: the series written; timeframe: the klines' timeframe (None for ticks).
+        rows: rows written (bars or ticks; re-written rows included, which changes nothing).
+        quarantined: malformed tick rows set aside (always 0 for klines, which reject the whole file instead).
+        reasons: quarantined rows per reason.
+        sample: the first :data:`SAMPLE_ROWS` quarantined rows.
+        first, last: first and last bar open time / trade time written (UTC), None if nothing was written.
+        gaps: klines: missing bars between first and last (:func:`btlab.marketdata.gaps.find_gaps`); ticks:
+            missing trade ids between consecutive good rows in file order (ids increasing by more than 1).
+    """
+
+    path: Path
+    kind: str
+    exchange: str
+    symbol: str
+    timeframe: str | None
+    rows: int
+    quarantined: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    sample: tuple[QuarantinedRow, ...] = ()
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
+    gaps: int = 0
+
+    def __str__(self) -> str:
+        what = f"{self.timeframe} bars" if self.kind == "klines" else f"{self.kind} ticks"
+        span = f"{self.first} .. {self.last}" if self.first is not None else "nothing written"
+        bad = f", {self.quarantined} quarantined" if self.quarantined else ""
+        return (f"{self.path.name}: {self.rows} {what} of {self.exchange} {self.symbol}, {span}, "
+                f"{self.gaps} missing{bad}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# detection
+# ---------------------------------------------------------------------------------------------------------------
+def _norm(name: str) -> str:
+    return name.strip().strip("\"'").strip()
+
+
+def detect_kind(path: str | Path) -> tuple[str, bool, int]:
+    """``(kind, has_header, field_count)`` of a data.binance.vision file, from its name, header or column count.
+
+    Raises:
+        DataValidationError: unreadable or empty file; a layout that fits no kind; a name that says one kind
+            while the columns say another.
+    """
+    p = Path(path)
+    src = str(path)
+    _, named, _ = parse_vision_name(p)
+    lines = head_lines(p, 2, src)
+    if not lines:
+        raise DataValidationError(src, "empty file")
+    header = looks_like_header(lines[0])
+    fields = [_norm(f) for f in lines[0].split(",")]
+    data = [_norm(f) for f in lines[1].split(",")] if header and len(lines) > 1 else (None if header else fields)
+    n = len(fields)
+    by_layout: str | None = None
+    if header:
+        names = {f.lower() for f in fields}
+        if {"open_time", "close_time"} <= names or n == len(KLINE_COLUMNS) and "open" in names:
+            by_layout = "klines"
+        elif "agg_trade_id" in names or "first_trade_id" in names:
+            by_layout = "aggTrades"
+        elif "id" in names and ("qty" in names or "quote_qty" in names):
+            by_layout = "trades"
+    else:
+        if n == len(KLINE_COLUMNS):
+            by_layout = "klines"
+        elif n == 8:
+            by_layout = "aggTrades"
+        elif n == 6:
+            by_layout = "trades"
+        elif n == 7:
+            by_layout = "trades" if fields[5].lower() in ("true", "false") else "aggTrades"
+    kind = named or by_layout
+    if kind is None:
+        raise DataValidationError(
+            src,
+            f"cannot tell what this file holds ({n} columns{', header ' + ','.join(fields) if header else ''}): "
+            "expected data.binance.vision klines (12 columns), trades (7, futures 6) or aggTrades (8, futures 7)",
+        )
+    if named is not None and by_layout is not None and named != by_layout:
+        what = f"header {','.join(fields)}" if header else f"{n} columns"
+        raise DataValidationError(src, f"the name says {named} but the file has the {what} of {by_layout}")
+    expected = {"klines": (12,), "trades": (6, 7), "aggTrades": (7, 8)}[kind]
+    width = len(data) if data is not None else n
+    if width not in expected:
+        raise DataValidationError(
+            src, f"a {kind} file has {' or '.join(map(str, expected))} columns; this one has {width}"
+        )
+    return kind, header, width
+
+
+def _kline_timeframe_from_row(path: Path, src: str, header: bool) -> str | None:
+    """The klines' timeframe from the first data row: ``close_time - open_time + 1`` in the file's unit."""
+    lines = head_lines(path, 2, src)
+    line = lines[1] if header and len(lines) > 1 else (lines[0] if not header else None)
+    if line is None:
+        return None
+    fields = [_norm(f) for f in line.split(",")]
+    try:
+        open_time, close_time = int(fields[0]), int(fields[6])
+    except (ValueError, IndexError):
+        return None
+    factor = EPOCH_UNIT_FACTORS[int(epoch_units(np.array([open_time]))[0])]
+    length_ns = (close_time - open_time + 1) * factor
+    if length_ns <= 0 or length_ns % 1_000_000_000:
+        return None
+    seconds = length_ns // 1_000_000_000
+    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return None  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# import
+# ---------------------------------------------------------------------------------------------------------------
+def import_binance_vision(
+    paths: str | Path | Iterable[str | Path],
+    store: Store,
+    *,
+    exchange: str = "binance",
+    symbol: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_bytes: int = 32 << 20,
+) -> list[VisionImportReport]:
+    """Import data.binance.vision klines / trades / aggTrades files (see the module docstring).
+
+    Files are imported one after the other; each is idempotent (upserts on the natural keys).
+
+    Args:
+        paths: one path or several (``.zip``, ``.csv``, ``.csv.gz``).
+        store: where to write (``ohlcv`` for klines, ``ticks`` for trades and aggTrades).
+        exchange: ccxt exchange id written with the data (``binance``; e.g. ``binanceusdm`` for USD-M futures).
+        symbol: the unified symbol for every file (default: from each file name).
+        progress: called as ``progress(bytes_done, bytes_total)`` over all files (uncompressed CSV bytes).
+        chunk_bytes: CSV text per block when streaming tick files (memory use is a small multiple of it).
+
+    Returns:
+        One :class:`VisionImportReport` per file, in order.
+
+    Raises:
+        DataValidationError: a file is missing, unreadable, of an unknown layout, or (klines) holds a bad row --
+            naming the file, and the row and column where they apply. Files before it were imported.
+        InvalidArgumentError: no symbol can be inferred from a file name and none was given; a monthly kline file.
+    """
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    files = [Path(p) for p in items]
+    sizes = [_size(p) for p in files]
+    total = sum(sizes)
+    done = 0
+    reports = []
+    for path, size in zip(files, sizes, strict=True):
+        src = str(path)
+        if csv_suffix(path) is None:
+            raise DataValidationError(src, "unsupported file type: expected .zip, .csv or .csv.gz")
+        market, _, named_tf = parse_vision_name(path)
+        unified = symbol or (unified_symbol(market) if market else None)
+        if unified is None:
+            raise InvalidArgumentError(
+                f"{path.name}: cannot infer the symbol from the file name"
+                f"{f' (no known quote asset ends {market})' if market else ''}; pass symbol= (--symbol)"
+            )
+        kind, header, width = detect_kind(path)
+        base = done
+
+        def step(n: int, base: int = base) -> None:
+            if progress is not None:
+                progress(base + n, total)
+
+        if kind == "klines":
+            report = _import_klines(path, src, store, exchange, unified, named_tf, header)
+        else:
+            report = _import_ticks(path, src, store, exchange, unified, kind, header, width, chunk_bytes, step)
+        done = base + size
+        if progress is not None:
+            progress(done, total)
+        reports.append(report)
+    return reports
+
+
+def _size(path: Path) -> int:
+    try:
+        with open_csv(path) as (_fh, size):
+            return int(size) if size is not None else path.stat().st_size
+    except DataValidationError:
+        return 0  # reported when the file is imported
+
+
+def _import_klines(path: Path, src: str, store: Store, exchange: str, symbol: str, named_tf: str | None,
+                   header: bool) -> VisionImportReport:
+    row_tf = _kline_timeframe_from_row(path, src, header)
+    if named_tf and row_tf and Timeframe.parse(named_tf) != Timeframe.parse(row_tf):
+        raise DataValidationError(
+            src, f"the name says {named_tf} klines but the first row spans {row_tf} (close_time - open_time + 1)",
+            row=1, column="close_time",
+        )
+    tf_text = named_tf or row_tf
+    if tf_text is None:
+        raise DataValidationError(src, "cannot tell the klines' timeframe from the file name or its first row")
+    tf = Timeframe.parse(tf_text)
+    bars = read_bars_file(path, timeframe=tf)  # the whole file is validated before anything is written
+    rows = store.write_bars(bars, exchange=exchange, symbol=symbol, timeframe=tf, source=path.name)
+    gaps = find_gaps(bars["ts"], tf)
+    return VisionImportReport(path, "klines", exchange, symbol, tf.value, rows, 0, {}, (),
+                              bars["ts"].iloc[0], bars["ts"].iloc[-1], int(gaps["missing_bars"].sum()))
+
+
+@dataclass
+class _TickState:
+    unit: int | None = None  # index into EPOCH_UNIT_NAMES, fixed by the first good rows
+    parsed: int = 0  # rows delivered by the CSV reader so far
+    skipped: list[int] = field(default_factory=list)  # physical line numbers of rows with a wrong field count
+    rows: int = 0
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    sample: list[QuarantinedRow] = field(default_factory=list)
+    first: int | None = None
+    last: int | None = None
+    prev_id: int | None = None
+    missing_ids: int = 0
+
+    def quarantine(self, reason: str, count: int = 1) -> None:
+        self.quarantined += count
+        self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+    def keep(self, row: int | None, reason: str, text: str) -> None:
+        if len(self.sample) < SAMPLE_ROWS:
+            self.sample.append(QuarantinedRow(row, reason, text))
+
+
+def _import_ticks(path: Path, src: str, store: Store, exchange: str, symbol: str, kind: str, header: bool,
+                  width: int, chunk_bytes: int, step: Callable[[int], None]) -> VisionImportReport:
+    names = [f"c{i}" for i in range(width)]
+    positions = _POSITIONS[kind][width]
+    if header:
+        head = [_norm(f) for f in head_lines(path, 1, src)[0].split(",")]
+        positions = _header_positions(head, src)
+    state = _TickState()
+    first_line = 2 if header else 1
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        reason = f"{row.actual_columns} fields, expected {row.expected_columns}"
+        state.quarantine(reason)
+        if row.number is not None:
+            state.skipped.append(int(row.number))
+        state.keep(None if row.number is None else int(row.number) - first_line + 1, reason, row.text)
+        return "skip"
+
+    read_options = pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0, block_size=int(chunk_bytes),
+                                     use_threads=False, encoding="utf8")
+    parse_options = pacsv.ParseOptions(invalid_row_handler=on_invalid)
+    convert_options = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                                           quoted_strings_can_be_null=False)
+    with open_csv(path, src) as (fh, _size):
+        counter = CountingReader(fh)
+        try:
+            reader = pacsv.open_csv(counter, read_options=read_options, parse_options=parse_options,
+                                    convert_options=convert_options)
+            for batch in reader:
+                _tick_batch(batch, positions, state, store, exchange, symbol, src, first_line)
+                step(counter.count)
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" in str(exc):
+                pass
+            else:
+                raise DataValidationError(src, f"not a readable CSV ({str(exc).splitlines()[0]})") from None
+        except DataValidationError:
+            raise
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error, zipfile.BadZipFile) as exc:
+            raise read_error(src, exc) from None
+    first = None if state.first is None else pd.Timestamp(state.first, tz="UTC")
+    last = None if state.last is None else pd.Timestamp(state.last, tz="UTC")
+    return VisionImportReport(path, kind, exchange, symbol, None, state.rows, state.quarantined, dict(state.reasons),
+                              tuple(state.sample), first, last, state.missing_ids)
+
+
+def _header_positions(head: list[str], src: str) -> tuple[int, ...]:
+    """Field index of id, price, qty, time, is_buyer_maker, by header name."""
+    lowered = [h.lower() for h in head]
+    out = []
+    for key in ("id", "price", "qty", "time", "ibm"):
+        aliases = _TICK_FIELDS[key]
+        found = next((i for i, h in enumerate(head) if h in aliases), None)  # exact (T vs t)
+        if found is None:
+            found = next((i for i, h in enumerate(lowered) if h in {a.lower() for a in aliases if len(a) > 1}), None)
+        if found is None:
+            raise DataValidationError(
+                src, f"header {','.join(head)}: no {'/'.join(a for a in aliases if len(a) > 1)} column"
+            )
+        out.append(found)
+    return tuple(out)
+
+
+def _physical_row(k: int, skipped: list[int], first_line: int) -> int:
+    """1-based data row of the ``k``-th (0-based) row the reader delivered, counting the rows it skipped."""
+    line = first_line + k
+    count = 0
+    while True:
+        new = bisect.bisect_right(skipped, line)
+        if new == count:
+            return line - first_line + 1
+        line += new - count
+        count = new
+
+
+def _tick_batch(batch: pa.RecordBatch, positions: tuple[int, ...], state: _TickState, store: Store, exchange: str,
+                symbol: str, src: str, first_line: int) -> None:
+    n = batch.num_rows
+    if n == 0:
+        return
+    i_id, i_price, i_qty, i_time, i_ibm = positions
+    ids_col, time_col = batch.column(i_id), batch.column(i_time)
+    reason = np.full(n, None, dtype=object)
+
+    def mark(mask: np.ndarray, text: str) -> None:
+        reason[mask & (reason == None)] = text  # noqa: E711 (elementwise)
+
+    id_ok = pc.match_substring_regex(pc.utf8_trim_whitespace(ids_col), _DIGITS).to_numpy(zero_copy_only=False)
+    mark(~id_ok, "trade id not a whole number")
+    time_ok = pc.match_substring_regex(pc.utf8_trim_whitespace(time_col), _DIGITS).to_numpy(zero_copy_only=False)
+    mark(~time_ok, "time not a whole number")
+    ibm = pc.utf8_lower(pc.utf8_trim_whitespace(batch.column(i_ibm)))
+    maker = pc.equal(ibm, "true").to_numpy(zero_copy_only=False)
+    ibm_ok = maker | pc.equal(ibm, "false").to_numpy(zero_copy_only=False)
+    mark(~ibm_ok, "is_buyer_maker not true/false")
+
+    ids = np.zeros(n, dtype=np.int64)
+    times = np.zeros(n, dtype=np.int64)
+    for target, col, ok, what in ((ids, ids_col, id_ok, "trade id"), (times, time_col, time_ok, "time")):
+        if ok.any():
+            good_text = pc.utf8_trim_whitespace(pc.filter(col, pa.array(ok)))
+            try:
+                target[ok] = pc.cast(good_text, pa.int64()).to_numpy()
+            except pa.ArrowInvalid:  # more digits than int64 holds: find them one by one (rare)
+                for i in np.flatnonzero(ok):
+                    try:
+                        target[i] = np.int64(int(col[i].as_py()))
+                    except OverflowError:
+                        mark(np.arange(n) == i, f"{what} out of range")
+    time_ok &= reason == None  # noqa: E711
+    if state.unit is None and time_ok.any():
+        units = epoch_units(times[time_ok])
+        state.unit = int(np.bincount(units, minlength=len(EPOCH_UNIT_NAMES)).argmax())
+    if state.unit is not None:
+        other = time_ok & (epoch_units(times) != state.unit)
+        mark(other, f"time not in {EPOCH_UNIT_NAMES[state.unit]} like the rest of the file")
+        mark(time_ok & (times <= 0), "time not positive")
+
+    pre_ok = reason == None  # noqa: E711
+    frame = pd.DataFrame({
+        "ts": times[pre_ok],
+        "price": batch.column(i_price).filter(pa.array(pre_ok)).to_pandas(),
+        "amount": batch.column(i_qty).filter(pa.array(pre_ok)).to_pandas(),
+        "trade_id": ids[pre_ok],
+    })
+    unit_code = _UNIT_CODES[state.unit] if state.unit is not None else "ms"
+    valid, bad = split_valid_ticks(frame, src, time_unit=unit_code)
+    pre_index = np.flatnonzero(pre_ok)
+    if len(bad):
+        reason[pre_index[bad["row"].to_numpy() - 1]] = bad["reason"].to_numpy()
+    good = reason == None  # noqa: E711
+
+    for i in np.flatnonzero(~good):
+        state.quarantine(str(reason[i]))
+        if len(state.sample) < SAMPLE_ROWS:
+            text = ",".join(str(batch.column(c)[int(i)].as_py()) for c in range(batch.num_columns))
+            state.keep(_physical_row(state.parsed + int(i), state.skipped, first_line), str(reason[i]), text)
+    state.parsed += n
+
+    if len(valid):
+        valid["exchange"] = exchange
+        valid["symbol"] = symbol
+        valid["side"] = np.where(maker[good], "sell", "buy")
+        state.rows += store.upsert("ticks", valid)
+        ns = valid["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        lo, hi = int(ns.min()), int(ns.max())
+        state.first = lo if state.first is None else min(state.first, lo)
+        state.last = hi if state.last is None else max(state.last, hi)
+        good_ids = ids[good]
+        seq = good_ids if state.prev_id is None else np.concatenate([[state.prev_id], good_ids])
+        diff = np.diff(seq)
+        state.missing_ids += int((diff[diff > 1] - 1).sum())
+        state.prev_id = int(good_ids[-1])
