@@ -39,8 +39,9 @@ def test_import_backtest_list_show_report(tmp_path):
     assert res.exit_code == 0, res.output
     assert "58,419 1h bars for binance:BTC/USDT" in res.output and "128 missing bar(s)" in res.output
 
-    res = invoke("data", "list", "--store", str(store))
+    res = invoke("data", "coverage", "--store", str(store))
     assert res.exit_code == 0 and "58,419" in res.output and "128" in res.output
+    assert "2018-02-08 01:00:00+00:00 .. 2018-02-09 09:00:00+00:00: 33 bar(s)" in res.output
 
     report_dir = tmp_path / "reports"
     res = runner.invoke(app, ["backtest", "--strategy", "sma_cross", "--symbol", "BTC/USDT", "--timeframe", "1h",
@@ -118,7 +119,8 @@ def test_user_errors_are_explained(tmp_path, args, message):
 
 
 @pytest.mark.parametrize("command", [[], ["data"], ["data", "import"], ["backtest"], ["runs"], ["runs", "list"],
-                                     ["runs", "show"], ["report"], ["strategies"]])
+                                     ["runs", "show"], ["report"], ["strategies"], ["data", "coverage"],
+                                     ["ingest"], ["ingest", "history"], ["ingest", "binance-vision"]])
 def test_help_teaches(command):
     res = invoke(*command, "--help")
     assert res.exit_code == 0 and "Usage" in res.output

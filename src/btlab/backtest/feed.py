@@ -125,7 +125,7 @@ class StoreData(BarFrameData):
                 raise NoDataError(
                     f"no {self.p.bars_timeframe} bars for {self.p.exchange}:{self.p.symbol} between "
                     f"{self.p.start or 'the beginning'} and {self.p.end or 'the end'} in the store at "
-                    f"{self.p.store.address} (see: btlab data list; btlab data import)"
+                    f"{self.p.store.address} (see: btlab data coverage; btlab data import)"
                 )
             self.p.bars = frame
         return self.p.bars

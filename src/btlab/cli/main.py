@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from btlab.errors import BtlabError
+from btlab.cli.ingest import ingest_app
+from btlab.cli.common import (
+    StoreOption,
+    console,
+    fmt,
+    friendly_errors,
+    metrics_table,
+    open_store_cli,
+    progress_bar,
+)
 
 app = typer.Typer(
     name="btlab",
@@ -32,70 +37,7 @@ data_app = typer.Typer(help="Import and inspect market data in the store.", no_a
 runs_app = typer.Typer(help="List and inspect recorded backtest runs.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
-
-console = Console()
-err_console = Console(stderr=True)
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar="BTLAB_STORE",
-        help="Store address: a DuckDB file (default ~/.local/share/btlab/btlab.duckdb) or QuestDB, "
-        "e.g. 'http::addr=localhost:9000;'.",
-        show_default=False,
-    ),
-]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(func: F) -> F:
-    """Print a :class:`BtlabError` as one red line on stderr and exit with its code (no traceback)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except BtlabError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _open(store: str | None):
-    from btlab.store import open_store
-
-    return open_store(store)
-
-
-def _fmt(value: Any, unit: str = "ratio") -> str:
-    from btlab.report.format import format_value
-
-    return format_value(value, unit)
-
-
-def _metrics_table(metrics: dict[str, Any], title: str) -> Table:
-    from btlab.report.format import METRIC_SECTIONS
-
-    table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("section", style="dim")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for section, rows in METRIC_SECTIONS:
-        for i, (key, label, unit) in enumerate(rows):
-            table.add_row(section if i == 0 else "", label, _fmt(metrics.get(key), unit))
-    return table
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
-        disable=not err_console.is_terminal,
-    )
-
+app.add_typer(ingest_app, name="ingest")
 
 # ---- data --------------------------------------------------------------------------------------------------------
 @data_app.command("import")
@@ -116,7 +58,7 @@ def data_import(
     """
     from btlab.marketdata.files import import_bars
 
-    with _open(store) as st, _progress() as progress:
+    with open_store_cli(store) as st, progress_bar() as progress:
         task = progress.add_task("importing", total=len(files))
         for path in files:
             progress.update(task, description=f"importing {path.name}")
@@ -130,26 +72,45 @@ def data_import(
             )
 
 
-@data_app.command("list")
+@data_app.command("coverage")
 @friendly_errors
-def data_list(store: StoreOption = None) -> None:
-    """List the bar series in the store: first and last bar, count, and missing bars in between."""
-    from btlab.model.timeframe import Timeframe
+def data_coverage(
+    exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
+    gaps: Annotated[int, typer.Option(help="List at most this many gaps per series (0: none).")] = 10,
+    store: StoreOption = None,
+) -> None:
+    """Per exchange/symbol/timeframe: first and last bar, count, and the gaps (missing bars); then tick coverage."""
+    from btlab.marketdata.coverage import coverage, tick_coverage
 
-    with _open(store) as st:
-        series = st.bar_series()
-        if series.empty:
-            console.print(f"no bars in {st.address} yet: see btlab data import --help")
-            return
-        table = Table(title=f"bars in {st.address}")
-        for col in ("exchange", "symbol", "timeframe", "first", "last", "bars", "missing"):
-            table.add_column(col, justify="right" if col in ("bars", "missing") else "left")
-        for row in series.itertuples(index=False):
-            tf = Timeframe.parse(row.timeframe)
-            expected = int((row.last - row.first).value // tf.nanos) + 1
-            table.add_row(row.exchange, row.symbol, row.timeframe, str(row.first), str(row.last),
-                          f"{row.bars:,}", f"{expected - row.bars:,}")
-        console.print(table)
+    with open_store_cli(store) as st:
+        frame = coverage(st, exchange=exchange, symbol=symbol, timeframe=timeframe)
+        if frame.empty:
+            console.print(f"no bars in {st.address}" + (" for that filter" if exchange or symbol or timeframe else ""))
+        else:
+            table = Table(title=f"bar coverage in {st.address}")
+            for col in ("exchange", "symbol", "timeframe", "first", "last", "bars", "missing", "gaps"):
+                table.add_column(col, justify="right" if col in ("bars", "missing", "gaps") else "left")
+            for row in frame.itertuples(index=False):
+                table.add_row(row.exchange, row.symbol, row.timeframe, str(row.first), str(row.last),
+                              f"{row.bars:,}", f"{row.missing_bars:,}", f"{row.n_gaps:,}")
+            console.print(table)
+            for row in frame.itertuples(index=False):
+                if gaps and row.n_gaps:
+                    shown = row.gaps.head(gaps)
+                    console.print(f"gaps in {row.exchange}:{row.symbol} {row.timeframe} (first {len(shown)} of {row.n_gaps}):")
+                    for g in shown.itertuples(index=False):
+                        console.print(f"  {g.gap_start} .. {g.gap_end}: {g.missing_bars:,} bar(s)", highlight=False)
+        ticks = tick_coverage(st, exchange=exchange, symbol=symbol)
+        if not ticks.empty:
+            table = Table(title="tick coverage")
+            for col in ticks.columns:
+                if col != "gaps":
+                    table.add_column(str(col))
+            for row in ticks.drop(columns=[c for c in ("gaps",) if c in ticks.columns]).itertuples(index=False):
+                table.add_row(*[str(v) for v in row])
+            console.print(table)
 
 
 # ---- backtest ----------------------------------------------------------------------------------------------------
@@ -182,7 +143,7 @@ def backtest(
     from btlab.backtest.runner import run_backtest
 
     params = parse_param_pairs(param)
-    with _open(store) as st, _progress() as progress:
+    with open_store_cli(store) as st, progress_bar() as progress:
         task = progress.add_task(f"{strategy} on {exchange}:{symbol} {timeframe}", total=None)
 
         def on_progress(done: int, total: int) -> None:
@@ -196,7 +157,7 @@ def backtest(
         progress.stop()
         summary = result.summary
         shown = ", ".join(f"{k}={v}" for k, v in result.config.params.items())
-        console.print(_metrics_table(summary.as_dict(), f"{result.config.strategy}({shown}) on {exchange}:{symbol} {timeframe}"))
+        console.print(metrics_table(summary.as_dict(), f"{result.config.strategy}({shown}) on {exchange}:{symbol} {timeframe}"))
         console.print(f"[dim]{summary.conventions()}[/]", highlight=False)
         console.print(f"run id: [bold]{result.run_id}[/] (stored in {st.address})", highlight=False)
         if report:
@@ -232,7 +193,7 @@ def runs_list(
     store: StoreOption = None,
 ) -> None:
     """List recorded runs, newest first, with their headline metrics."""
-    with _open(store) as st:
+    with open_store_cli(store) as st:
         runs = st.list_runs(limit=limit, strategy=strategy)
         if runs.empty:
             console.print(f"no runs in {st.address} yet: see btlab backtest --help")
@@ -246,8 +207,8 @@ def runs_list(
             table.add_row(
                 row["run_id"], f"{row['ts']:%Y-%m-%d %H:%M}", str(row["strategy"]), str(row["params"] or ""),
                 str(row["symbols"]), str(row["timeframe"]), str(row["status"]),
-                _fmt(row.get("total_return"), "pct"), _fmt(row.get("sharpe")), _fmt(row.get("max_drawdown"), "pct"),
-                _fmt(row.get("n_trades"), "int"),
+                fmt(row.get("total_return"), "pct"), fmt(row.get("sharpe")), fmt(row.get("max_drawdown"), "pct"),
+                fmt(row.get("n_trades"), "int"),
             )
         console.print(table)
 
@@ -259,7 +220,7 @@ def runs_show(
     store: StoreOption = None,
 ) -> None:
     """Show one run: what was run, on which data, its status and all its metrics."""
-    with _open(store) as st:
+    with open_store_cli(store) as st:
         run = st.get_run(run_id)
         info = Table(title=f"run {run_id}", show_header=False)
         info.add_column("field")
@@ -272,7 +233,7 @@ def runs_show(
                 info.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
         console.print(info)
         if run.get("metrics"):
-            console.print(_metrics_table(run["metrics"], "metrics"))
+            console.print(metrics_table(run["metrics"], "metrics"))
             from btlab.backtest.metrics import CONVENTIONS
 
             m = run["metrics"]
@@ -293,7 +254,7 @@ def report_cmd(
     """Write a run's self-contained HTML report (equity, drawdown, trades on price, monthly returns, metrics)."""
     from btlab.report.html import write_report
 
-    with _open(store) as st:
+    with open_store_cli(store) as st:
         path = write_report(st, run_id, output)
     console.print(f"report: {Path(path).resolve()}", highlight=False)
 
