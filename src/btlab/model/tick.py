@@ -16,9 +16,10 @@ column         dtype                       meaning
 
 Canonical trade order (used by every aggregation in btlab, batch and streaming alike): ascending ``ts``, then
 ascending **numeric** trade id among trades with the same ``ts`` (Binance stamps many trades of one taker order
-with the same millisecond; their ids give the exchange's matching order). When the ids are missing or not all
-decimal integers, trades with equal ``ts`` keep their input order (a stable sort by ``ts``). The first trade in
-this order is a bar's open, the last its close.
+with the same millisecond; their ids give the exchange's matching order, and ``"999" < "1000"``). When the ids are
+missing or not all integers (:func:`trade_ids_as_int`), trades with equal ``ts`` keep their input order (a stable
+sort by ``ts``). The first trade in this order is a bar's open, the last its close. Trades repeating an earlier
+trade's id are duplicates: the first one counts. The streaming aggregator needs integer ids.
 
 A malformed trade (missing or unparsable time, missing / non-numeric / infinite / non-positive price or amount,
 a side other than buy/sell) is never fatal: :func:`split_valid_ticks` moves it to a quarantine frame with the
@@ -49,41 +50,81 @@ REASON_AMOUNT_NONPOSITIVE = "amount not positive"
 REASON_SIDE = "side not buy or sell"
 
 
+_UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_NAT_I8 = np.iinfo(np.int64).min
+
+
+def _epoch_to_ns(values: np.ndarray, ok: np.ndarray, unit: str) -> np.ndarray:
+    """int64 epoch ``unit`` values -> int64 ns (NaT where not ``ok`` or out of the ns range)."""
+    factor = _UNIT_NS[unit]
+    limit = np.iinfo(np.int64).max // factor
+    ok = ok & (values != _NAT_I8) & (np.abs(values) <= limit)
+    out = np.full(values.size, _NAT_I8, dtype=np.int64)
+    out[ok] = values[ok] * factor
+    return out
+
+
 def _parse_time(values: pd.Series, time_unit: str) -> pd.Series:
-    """``values`` as ``datetime64[ns, UTC]``; unparsable or missing entries become NaT (never raises)."""
+    """``values`` as ``datetime64[ns, UTC]``; unparsable, missing or out-of-range entries become NaT (never raises).
+
+    Vectorized for datetime, integer, float and text columns; a Python loop only for text that is not ISO 8601.
+    """
+    if time_unit not in _UNIT_NS:
+        raise ValueError(f"time_unit must be one of {', '.join(_UNIT_NS)}, got {time_unit!r}")
     dtype = values.dtype
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    if pd.api.types.is_datetime64_dtype(dtype):
-        return values.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
-    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
-        num = pd.to_numeric(values, errors="coerce").astype("float64")
-        ok = np.isfinite(num.to_numpy())
-        out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-        if ok.any():
-            try:
-                out[ok] = pd.to_datetime(num[ok].round().astype("int64"), unit=time_unit, utc=True, errors="coerce")
-            except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
-                for idx in np.flatnonzero(ok):
-                    try:
-                        out.iloc[idx] = pd.Timestamp(int(round(num.iloc[idx])), unit=time_unit, tz="UTC")
-                    except (OverflowError, ValueError, pd.errors.OutOfBoundsDatetime):
-                        pass
-        return out
-    parsed = []
-    for value in values.tolist():
+    index = values.index
+
+    def as_series(ns: np.ndarray) -> pd.Series:
+        return pd.Series(pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC"), index=index)
+
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        arr = values.array
+        ints = np.asarray(arr.asi8) if hasattr(arr, "asi8") else values.to_numpy().view(np.int64)
+        unit = dtype.unit if hasattr(dtype, "unit") else np.datetime_data(values.dtype)[0]
+        return as_series(_epoch_to_ns(ints, np.ones(ints.size, dtype=bool), unit))  # naive values taken as UTC
+    if pd.api.types.is_bool_dtype(dtype):
+        return as_series(np.full(len(values), _NAT_I8, dtype=np.int64))
+    if pd.api.types.is_integer_dtype(dtype):
+        ok = values.notna().to_numpy()
+        ints = values.to_numpy(dtype=np.int64, na_value=0)
+        return as_series(_epoch_to_ns(ints, ok, time_unit))
+    if pd.api.types.is_float_dtype(dtype):
+        num = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = np.isfinite(num) & (np.abs(num) < 9.2e18)
+        ints = np.where(ok, np.round(np.where(ok, num, 0.0)), 0).astype(np.int64)
+        return as_series(_epoch_to_ns(ints, ok, time_unit))
+    # text / objects: numbers (and numeric text) are epoch time_unit, the rest is parsed as dates
+    ns = np.full(len(values), _NAT_I8, dtype=np.int64)
+    obj = values.astype(object)
+    num = pd.to_numeric(obj, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    is_num = np.isfinite(num) & (np.abs(num) < 9.2e18)
+    if is_num.any():
+        ns[is_num] = _epoch_to_ns(np.round(num[is_num]).astype(np.int64), np.ones(int(is_num.sum()), bool), time_unit)
+    rest = np.flatnonzero(~is_num & obj.notna().to_numpy())
+    if rest.size:
+        part = obj.iloc[rest]
         try:
-            if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-                ts = pd.Timestamp(int(round(float(value))), unit=time_unit) if np.isfinite(value) else pd.NaT
-            else:
+            parsed = pd.to_datetime(part, utc=True, errors="coerce", format="ISO8601")
+            ints = np.asarray(parsed.array.asi8)
+            ns[rest] = _epoch_to_ns(ints, ints != _NAT_I8, parsed.dt.unit)
+        except (TypeError, ValueError, OverflowError):
+            pass
+        for i in rest[ns[rest] == _NAT_I8]:  # not ISO 8601: let pandas try the element on its own
+            value = obj.iloc[i]
+            if not isinstance(value, str):
+                continue
+            try:
                 ts = pd.Timestamp(value)
-            if ts is pd.NaT or pd.isna(ts):
-                parsed.append(pd.NaT)
-            else:
-                parsed.append(ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC"))
-        except (TypeError, ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
-            parsed.append(pd.NaT)
-    return pd.Series(pd.to_datetime(parsed, utc=True), index=values.index).astype("datetime64[ns, UTC]")
+                ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+                ns[i] = ts.as_unit("ns").value
+            except (TypeError, ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+                pass
+    return as_series(ns)
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Values as pandas text (``str`` dtype), missing stays missing."""
+    return values.astype("str")
 
 
 def _trade_id_text(values: pd.Series) -> pd.Series:
@@ -91,12 +132,15 @@ def _trade_id_text(values: pd.Series) -> pd.Series:
     if pd.api.types.is_integer_dtype(values.dtype):
         return values.astype("Int64").astype("str")
     if pd.api.types.is_float_dtype(values.dtype):
-        num = values.to_numpy()
+        num = values.to_numpy(dtype=np.float64, na_value=np.nan)
         out = [None if not np.isfinite(v) else (str(int(v)) if float(v).is_integer() else repr(float(v))) for v in num]
         return pd.Series(out, index=values.index, dtype="str")
-    out = [None if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA) else str(v).strip()
-           for v in values.tolist()]
-    return pd.Series(out, index=values.index, dtype="str")
+    text = values.astype("str").str.strip()
+    floats = values.map(lambda v: isinstance(v, float) and np.isfinite(v) and float(v).is_integer()) if (
+        values.dtype == object) else None
+    if floats is not None and floats.any():
+        text[floats] = [str(int(v)) for v in values[floats]]
+    return text
 
 
 def split_valid_ticks(
@@ -136,16 +180,10 @@ def split_valid_ticks(
     price = pd.to_numeric(frame["price"], errors="coerce").astype("float64").to_numpy()
     amount = pd.to_numeric(frame["amount"], errors="coerce").astype("float64").to_numpy()
     if "side" in frame.columns:
-        side_raw = frame["side"]
-        side = pd.Series(
-            [None if (v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))) else str(v).strip().lower()
-             for v in side_raw.tolist()],
-            index=frame.index,
-            dtype="object",
-        )
-        bad_side = side.notna().to_numpy() & ~side.isin(SIDES).to_numpy()
+        side = frame["side"].astype("str").str.strip().str.lower()
+        bad_side = (side.notna() & ~side.isin(SIDES)).to_numpy()
     else:
-        side = pd.Series([None] * n, index=frame.index, dtype="object")
+        side = pd.Series([None] * n, index=frame.index, dtype="str")
         bad_side = np.zeros(n, dtype=bool)
 
     reason = np.full(n, None, dtype=object)
@@ -164,22 +202,21 @@ def split_valid_ticks(
     bad = reason != None  # noqa: E711
     good = ~bad
 
-    def _text(col: str) -> pd.Series:
+    def column(col: str) -> pd.Series:
         if col in frame.columns:
-            values = frame[col]
-            return pd.Series([None if pd.isna(v) else str(v) for v in values.tolist()], index=frame.index, dtype="str")
+            return _text(frame[col])
         return pd.Series([None] * n, index=frame.index, dtype="str")
 
-    trade_id = _trade_id_text(frame["trade_id"]) if "trade_id" in frame.columns else _text("trade_id")
+    trade_id = _trade_id_text(frame["trade_id"]) if "trade_id" in frame.columns else column("trade_id")
     valid = pd.DataFrame(
         {
             "ts": ts[good].reset_index(drop=True),
-            "exchange": _text("exchange")[good].reset_index(drop=True),
-            "symbol": _text("symbol")[good].reset_index(drop=True),
+            "exchange": column("exchange")[good].reset_index(drop=True),
+            "symbol": column("symbol")[good].reset_index(drop=True),
             "trade_id": trade_id[good].reset_index(drop=True),
             "price": price[good],
             "amount": amount[good],
-            "side": side[good].reset_index(drop=True).astype("str"),
+            "side": side[good].reset_index(drop=True),
         }
     )
     quarantined = frame.loc[bad].copy()
@@ -215,8 +252,10 @@ def trade_ids_as_int(values: pd.Series | np.ndarray | None) -> np.ndarray | None
         return arr.astype(np.int64)
     chunked = getattr(values.array, "_pa_array", None)
     try:
-        if chunked is None:
-            chunked = pa.chunked_array([pa.array(values.tolist(), type=pa.string())])
+        if chunked is None:  # object column (text and/or numbers): its text form, Arrow-backed
+            chunked = getattr(values.astype("str").array, "_pa_array", None)
+            if chunked is None:
+                return None
         if chunked.null_count:
             return None
         if not pa.types.is_integer(chunked.type):
