@@ -54,6 +54,7 @@ def expected_h1(h1: pd.DataFrame) -> pd.DataFrame:
     for col in ("open", "high", "low", "close", "volume"):
         out[col] = h1[col].astype("float64")
     out["trades"] = pd.array([pd.NA] * len(h1), dtype="Int64")
+    out["vwap"] = np.nan  # not in the source
     return out
 
 

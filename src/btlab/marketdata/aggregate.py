@@ -64,7 +64,7 @@ from btlab.model.timeframe import Timeframe
 EmptyPolicy = Literal["skip", "flat"]
 
 #: Columns of every bar frame this module returns.
-AGG_BAR_COLUMNS: tuple[str, ...] = (*BAR_COLUMNS, "vwap")
+AGG_BAR_COLUMNS: tuple[str, ...] = BAR_COLUMNS  # the bar layout, vwap included
 
 _NAT = np.iinfo(np.int64).min  # NaT as int64
 _NO_TIME = -(2**62)  # "no event seen yet": far below any real time, far above int64 min (no overflow)

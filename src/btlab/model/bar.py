@@ -12,6 +12,7 @@ column        dtype                       meaning
 ``close``     float64                     last trade price
 ``volume``    float64                     traded amount in the base asset (shares for equities)
 ``trades``    Int64 (nullable)            number of trades in the window, when the source says
+``vwap``      float64 (NaN if unknown)    volume-weighted average trade price, when known
 ============  ==========================  ==============================================
 
 A bar is final only once its window ``[ts, ts + timeframe)`` has closed.
@@ -26,7 +27,7 @@ from btlab.errors import DataValidationError
 from btlab.model.timeframe import Timeframe
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
-BAR_COLUMNS: tuple[str, ...] = ("ts", *PRICE_COLUMNS, "volume", "trades")
+BAR_COLUMNS: tuple[str, ...] = ("ts", *PRICE_COLUMNS, "volume", "trades", "vwap")
 REQUIRED_COLUMNS: tuple[str, ...] = ("ts", *PRICE_COLUMNS, "volume")
 
 
@@ -49,7 +50,8 @@ def validate_bars(frame: pd.DataFrame, source: str, timeframe: Timeframe | str |
         timeframe: if given, bar open times must be multiples of it (UTC epoch origin; Monday for weeks).
 
     Returns:
-        A new frame with exactly :data:`BAR_COLUMNS`, float64 prices/volume and nullable Int64 ``trades``.
+        A new frame with exactly :data:`BAR_COLUMNS`, float64 prices/volume/vwap (NaN when not given) and nullable
+        Int64 ``trades``.
 
     Raises:
         DataValidationError: naming ``source``, the 1-based row of ``frame`` and the column at fault.
@@ -81,6 +83,10 @@ def validate_bars(frame: pd.DataFrame, source: str, timeframe: Timeframe | str |
         out["trades"] = trades.round().astype("Int64")
     else:
         out["trades"] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    if "vwap" in frame.columns:
+        out["vwap"] = pd.to_numeric(frame["vwap"].reset_index(drop=True), errors="coerce").astype("float64")
+    else:
+        out["vwap"] = np.nan
 
     if (row := _first(out["ts"].isna().to_numpy())) is not None:
         raise DataValidationError(source, "missing timestamp", row=row + 1, column="ts")

@@ -154,7 +154,7 @@ class Store(ABC):
 
         Returns: a frame with :data:`btlab.model.bar.BAR_COLUMNS` (``ts`` as ``datetime64[ns, UTC]``); empty if none.
         """
-        sql = "SELECT ts, open, high, low, close, volume, trades FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ?"
+        sql = "SELECT ts, open, high, low, close, volume, trades, vwap FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ?"
         params: list[Any] = [exchange, symbol, Timeframe.parse(timeframe).value]
         if (lo := to_utc(start)) is not None:
             sql += " AND ts >= ?"
@@ -164,7 +164,7 @@ class Store(ABC):
             params.append(self._param_time(hi))
         frame = self._select("ohlcv", sql + " ORDER BY ts", params)
         frame["trades"] = pd.to_numeric(frame["trades"]).astype("Int64")
-        for col in ("open", "high", "low", "close", "volume"):
+        for col in ("open", "high", "low", "close", "volume", "vwap"):
             frame[col] = frame[col].astype("float64")
         return frame[list(BAR_COLUMNS)].reset_index(drop=True)
 

@@ -60,7 +60,7 @@ OHLCV = Table(
     "ohlcv",
     _cols(
         "ts timestamp, exchange symbol, symbol symbol, timeframe symbol, open double, high double, low double,"
-        "close double, volume double, trades long, source symbol"
+        "close double, volume double, trades long, source symbol, vwap double"
     ),
     key=("ts", "exchange", "symbol", "timeframe"),
     partition_by="MONTH",

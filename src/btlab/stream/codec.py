@@ -52,8 +52,8 @@ SCHEMA_VERSION = 1
 #: Columns of a tick frame (same layout as :mod:`btlab.model.tick`): ``ts`` datetime64[ns, UTC] trade time,
 #: ``exchange``/``symbol``/``trade_id`` str, ``price``/``amount`` float64, ``side`` str 'buy'|'sell' or missing.
 TICK_COLUMNS: tuple[str, ...] = ("ts", "exchange", "symbol", "trade_id", "price", "amount", "side")
-#: Columns of a bar frame on a stream: :data:`btlab.model.bar.BAR_COLUMNS` plus instrument, timeframe and VWAP.
-STREAM_BAR_COLUMNS: tuple[str, ...] = (*BAR_COLUMNS, "exchange", "symbol", "timeframe", "vwap")
+#: Columns of a bar frame on a stream: :data:`btlab.model.bar.BAR_COLUMNS` (VWAP included) plus instrument and timeframe.
+STREAM_BAR_COLUMNS: tuple[str, ...] = (*BAR_COLUMNS, "exchange", "symbol", "timeframe")
 
 _SIDES = ("buy", "sell", None)
 _NS_PER_MS = 1_000_000
