@@ -10,12 +10,12 @@ from pathlib import Path
 from btlab.marketdata.files import import_bars
 from btlab.store import open_store
 
-from common import DATA, SHARED, timeit
+from common import DATA, timeit
 
 FILES = [
     ("BTC/USDT", "1h", DATA / "BTC_USDT-1h_2017-08-17_2024-04-21.feather"),
     ("BTC/USDT", "1m", DATA / "BTC_USDT-1m_2025-05-20_2025-08-18.feather"),
-    ("ETH/USDT", "1m", SHARED / "binance" / "ohlcv" / "ETH_USDT-1m_2025-05-20_2025-08-18.feather"),
+    ("ETH/USDT", "1m", DATA / "ETH_USDT-1m_2025-05-20_2025-08-18.feather"),
 ]
 
 
