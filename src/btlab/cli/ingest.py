@@ -99,3 +99,58 @@ def binance_vision(
         progress.stop()
         for report in reports:
             console.print(str(report), highlight=False)
+
+
+class EmptyPolicy(str, Enum):
+    skip = "skip"
+    flat = "flat"
+
+
+@ingest_app.command("live")
+@friendly_errors
+def live(
+    symbols: Annotated[str, typer.Option(help="Comma-separated unified symbols, e.g. BTC/USDT,ETH/USDT.")],
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id (with WebSocket support in ccxt.pro).")] = "binance",
+    timeframes: Annotated[str, typer.Option(help="Comma-separated bar timeframes built from the trades, e.g. 1s,1m.")] = "1m",
+    lateness: Annotated[float, typer.Option(help="Allowed lateness in seconds: a bar is final once trades newer than its end + this arrived (the watermark).")] = 2.0,
+    empty: Annotated[EmptyPolicy, typer.Option(help="Windows without trades: skip (no bar) or flat (zero-volume bar at the previous close).")] = EmptyPolicy.skip,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds without a trade.")] = None,
+    watch_timeout: Annotated[float, typer.Option(help="Reconnect when the subscription is silent this many seconds.")] = 30.0,
+    api_url: Annotated[str | None, typer.Option(help="Override the exchange's REST base URL (used for markets and gap backfill).")] = None,
+    ws_url: Annotated[str | None, typer.Option(help="Override the exchange's WebSocket base URL (e.g. ws://127.0.0.1:8765).")] = None,
+    kafka: Annotated[str | None, typer.Option(envvar="BTLAB_KAFKA", help="Kafka/Redpanda bootstrap servers: ticks and bars also go to topics.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Stream live trades into ticks and bars by event time (ccxt.pro watch_trades).
+
+    Bars are written when their window has closed by exchange time (plus the allowed lateness); late trades are
+    counted, never merged into a finished bar. Duplicates are dropped, malformed trades quarantined, trade-id gaps
+    filled over REST, dropped connections resubscribed with backoff. Stop it any time (Ctrl-C, or kill): the next
+    run rebuilds the open bars from the stored ticks and backfills what it missed, without gaps or duplicates.
+    """
+    import asyncio
+
+    from rich.live import Live
+
+    from btlab.marketdata.live import LiveIngest, LiveReport
+    from btlab.stream.config import StreamConfig
+    from btlab.stream.producer import StreamProducer
+
+    producer = StreamProducer(StreamConfig(bootstrap_servers=kafka)) if kafka else None
+    with open_store_cli(store) as st:
+        job = LiveIngest(exchange, _symbols(symbols), _symbols(timeframes), st, producer=producer,
+                         allowed_lateness=lateness, empty=empty.value, origin=api_url, ws_origin=ws_url,
+                         watch_timeout=watch_timeout)
+        with Live(console=console, transient=True, auto_refresh=False) as display:
+
+            def on_update(report: LiveReport) -> None:
+                marks = ", ".join(f"{s} {w:%H:%M:%S}" for s, w in report.watermark.items() if w is not None)
+                display.update(f"[bold]{report.ticks_written:,}[/] ticks, bars {report.bars_written}, "
+                               f"watermark {marks or '—'}", refresh=True)
+
+            try:
+                report = asyncio.run(job.run(duration=duration, idle_timeout=idle_timeout, on_update=on_update))
+            except KeyboardInterrupt:
+                report = job.report
+        console.print(str(report), highlight=False)
