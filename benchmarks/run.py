@@ -7,8 +7,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_aggregate  # noqa: E402
 import bench_backtest  # noqa: E402
 import bench_import  # noqa: E402
+import bench_ingest  # noqa: E402
+import bench_stream  # noqa: E402
 from common import machine  # noqa: E402
 
 import btlab  # noqa: E402
@@ -31,6 +34,18 @@ def main() -> None:
         "## Import rate (issue 2)",
         "",
         *bench_import.run(),
+        "",
+        "## Tick -> bar aggregation (issue 3)",
+        "",
+        *bench_aggregate.run(),
+        "",
+        "## History ingest from the fake exchange (issue 3)",
+        "",
+        *bench_ingest.run(),
+        "",
+        "## Streams through a Kafka-protocol broker (Tansu, issue 3)",
+        "",
+        *bench_stream.run(),
         "",
     ]
     text = "\n".join(out)
