@@ -116,14 +116,24 @@ def test_faults_are_survived_exactly(tmp_path):
 def test_late_trades_are_counted_not_merged(tmp_path):
     with FakeBinance(now="2024-08-09 00:10:00") as fake, DuckDBStore(tmp_path / "late.duckdb") as store:
         fake.ws.speed = 100.0
-        fake.ws.swap = set(range(3000, 3040))  # trades shifted by one: within 0 s lateness some 1s windows are late
+        fake.ws.swap = set(range(3000, 6000, 7))  # trades sent after the next one: with 0 s lateness some are late
         job = LiveIngest("binance", ["BTC/USDT"], ["1s"], store, origin=fake.base_url, ws_origin=ws_origin(fake),
                          allowed_lateness=0.0, backfill=False)
         report = asyncio.run(job.run(idle_timeout=3))
+        late = job.late_trades("BTC/USDT")
         stored = store.read_bars(**SERIES, timeframe="1s")
-    assert report.late["1s"] > 0
-    # a finished bar is never changed by a late trade: it equals the batch bar of the trades that were on time
-    assert stored["ts"].is_unique and len(stored) == report.bars_written["1s"]
+        ticks = store.query("SELECT count(*) AS n FROM ticks")["n"].iloc[0]
+    assert report.late["1s"] == len(late) > 0
+    assert ticks == report.ticks_written  # late trades are still stored as ticks ...
+    # ... but never merged into a finished bar: each stored bar equals the batch bar of the trades that were on time
+    rec = recorded_trades()
+    on_time = rec[~rec["id"].isin(late["trade_id"])]
+    batch = aggregate_ticks(on_time.assign(trade_id=on_time["id"].astype(str)), "1s")
+    batch = batch[batch["ts"].isin(stored["ts"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(stored, batch, check_exact=True)
+    with_late = aggregate_ticks(rec.assign(trade_id=rec["id"].astype(str)), "1s")
+    with_late = with_late[with_late["ts"].isin(stored["ts"])].reset_index(drop=True)
+    assert not with_late.equals(stored)  # the late trades would have changed some bars
 
 
 def test_killed_and_restarted_leaves_no_gap_or_duplicate(tmp_path):

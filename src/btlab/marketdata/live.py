@@ -291,6 +291,11 @@ class LiveIngest:
                 close()
         return self._snapshot()
 
+    def late_trades(self, symbol: str) -> pd.DataFrame:
+        """The last late trades of ``symbol``: ``ts`` (UTC), ``price``, ``amount``, ``trade_id`` (int), ``watermark``
+        (at arrival, UTC), ``timeframes`` (whose final bar each missed); see ``StreamingAggregator.late_log``."""
+        return self._state[symbol].agg.late_log()
+
     # ---- start-up recovery -----------------------------------------------------------------------------------
     def _recover(self, st: _Symbol) -> None:
         """Rebuild the open windows from stored ticks and backfill from the last stored trade id."""
