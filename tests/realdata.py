@@ -33,3 +33,14 @@ def aapl_1d() -> pd.DataFrame:
     frame = pd.read_csv(AAPL_1D)
     frame["ts"] = pd.to_datetime(frame.pop("date"), utc=True)
     return frame[["ts", "open", "high", "low", "close", "volume"]]
+
+
+def as_stored_bars(freqtrade: pd.DataFrame) -> pd.DataFrame:
+    """A freqtrade kline frame (date, open, high, low, close, volume) in the canonical layout the store returns:
+    no trade count and no VWAP in the source, so ``trades`` is <NA> and ``vwap`` NaN."""
+    out = pd.DataFrame({"ts": freqtrade["date"].astype("datetime64[ns, UTC]")})
+    for col in ("open", "high", "low", "close", "volume"):
+        out[col] = freqtrade[col].astype("float64")
+    out["trades"] = pd.array([pd.NA] * len(freqtrade), dtype="Int64")
+    out["vwap"] = float("nan")
+    return out

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from realdata import as_stored_bars
 
 from btlab.errors import DataValidationError, InvalidArgumentError
 from btlab.marketdata.binance_vision import (
@@ -310,12 +311,8 @@ def h1() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def expected_h1(h1: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame({"ts": h1["date"].astype("datetime64[ns, UTC]")})
-    for col in ("open", "high", "low", "close", "volume"):
-        out[col] = h1[col].astype("float64")
-    out["trades"] = pd.array([pd.NA] * len(h1), dtype="Int64")
-    out["vwap"] = np.nan  # not in the source
-    return out
+    """The canonical bar frame every conversion of the 1h file must read back to, bit for bit."""
+    return as_stored_bars(h1)
 
 
 def kline_text(h1: pd.DataFrame, unit: str, header: bool) -> str:

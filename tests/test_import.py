@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from realdata import as_stored_bars
 import btlab
 from btlab.errors import BtlabError, DataValidationError
 from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, ImportReport, import_bars, read_bars_file
@@ -50,12 +51,7 @@ def h1() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def expected_h1(h1: pd.DataFrame) -> pd.DataFrame:
     """The canonical bar frame every conversion of the 1h file must read back to, bit for bit."""
-    out = pd.DataFrame({"ts": h1["date"].astype("datetime64[ns, UTC]")})
-    for col in ("open", "high", "low", "close", "volume"):
-        out[col] = h1[col].astype("float64")
-    out["trades"] = pd.array([pd.NA] * len(h1), dtype="Int64")
-    out["vwap"] = np.nan  # not in the source
-    return out
+    return as_stored_bars(h1)
 
 
 @pytest.fixture(scope="module")
