@@ -430,13 +430,13 @@ def _page_limit(exchange: Any, market: Mapping[str, Any], method: str, page_limi
 def _stored_range(store: Store, sql_table: str, where: str, params: list[Any], start: int, end: int
                   ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     frame = store.query(
-        f"SELECT min(ts) AS first, max(ts) AS last FROM {sql_table} WHERE {where} AND ts >= ? AND ts < ?",
+        f"SELECT min(ts) AS first_ts, max(ts) AS last_ts FROM {sql_table} WHERE {where} AND ts >= ? AND ts < ?",
         [*params, _naive(start), _naive(end)],
     )
     if frame.empty:
         return None
-    first = pd.to_datetime(frame["first"], utc=True).iloc[0]
-    last = pd.to_datetime(frame["last"], utc=True).iloc[0]
+    first = pd.to_datetime(frame["first_ts"], utc=True).iloc[0]
+    last = pd.to_datetime(frame["last_ts"], utc=True).iloc[0]
     if pd.isna(first) or pd.isna(last):
         return None
     return first, last

@@ -253,13 +253,13 @@ def tick_coverage(
     filters, params = _filters(exchange, symbol)
     where = f" WHERE {filters[len(' AND '):]}" if filters else ""
     summary = store.query(
-        "SELECT exchange, symbol, min(ts) AS first, max(ts) AS last, count(*) AS ticks FROM ticks"
+        "SELECT exchange, symbol, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS ticks FROM ticks"
         f"{where} GROUP BY exchange, symbol ORDER BY exchange, symbol",
         params,
     )
     rows = []
     for rec in summary.itertuples(index=False):
-        first, last = pd.Timestamp(rec.first), pd.Timestamp(rec.last)
+        first, last = pd.Timestamp(rec.first_ts), pd.Timestamp(rec.last_ts)
         first = first.tz_localize("UTC") if first.tzinfo is None else first.tz_convert("UTC")
         last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
         info: tuple[object, ...] = (pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, None)

@@ -557,14 +557,14 @@ def _page(cc: CryptoCompareClient, store: Store, plan: _Plan, tf: Timeframe, ser
 
 def _stored_range(store: Store, exchange: str, symbol: str, tf: Timeframe) -> tuple[int, int] | None:
     frame = store.query(
-        "SELECT min(ts) AS first, max(ts) AS last, count(*) AS n FROM ohlcv "
+        "SELECT min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n FROM ohlcv "
         "WHERE exchange = ? AND symbol = ? AND timeframe = ?",
         [exchange, symbol, tf.value],
     )
     if frame.empty or int(frame["n"].iloc[0] or 0) == 0:
         return None
-    first = pd.Timestamp(pd.to_datetime(frame["first"].iloc[0], utc=True))
-    last = pd.Timestamp(pd.to_datetime(frame["last"].iloc[0], utc=True))
+    first = pd.Timestamp(pd.to_datetime(frame["first_ts"].iloc[0], utc=True))
+    last = pd.Timestamp(pd.to_datetime(frame["last_ts"].iloc[0], utc=True))
     return first.value // 1_000_000_000, last.value // 1_000_000_000
 
 

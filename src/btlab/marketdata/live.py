@@ -302,13 +302,13 @@ class LiveIngest:
         starts = []
         for tf in self.timeframes:
             last = self.store.query(
-                "SELECT max(ts) AS last FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ?",
+                "SELECT max(ts) AS last_ts FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ?",
                 [self.exchange_id, st.symbol, tf.value],
-            )["last"].iloc[0]
+            )["last_ts"].iloc[0]
             starts.append(None if pd.isna(last) else to_utc(last) + pd.Timedelta(seconds=tf.seconds))
         last_tick = self.store.query(
-            "SELECT max(ts) AS last FROM ticks WHERE exchange = ? AND symbol = ?", [self.exchange_id, st.symbol]
-        )["last"].iloc[0]
+            "SELECT max(ts) AS last_ts FROM ticks WHERE exchange = ? AND symbol = ?", [self.exchange_id, st.symbol]
+        )["last_ts"].iloc[0]
         if pd.isna(last_tick):
             return
         longest = max(self.timeframes)

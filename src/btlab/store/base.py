@@ -171,9 +171,10 @@ class Store(ABC):
     def bar_series(self) -> pd.DataFrame:
         """One row per stored series: ``exchange, symbol, timeframe, first, last, bars``, sorted by identity."""
         frame = self.query(
-            "SELECT exchange, symbol, timeframe, min(ts) AS first, max(ts) AS last, count(*) AS bars "
+            "SELECT exchange, symbol, timeframe, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS bars "
             "FROM ohlcv GROUP BY exchange, symbol, timeframe ORDER BY exchange, symbol, timeframe"
         )
+        frame = frame.rename(columns={"first_ts": "first", "last_ts": "last"})  # first/last are QuestDB functions
         for col in ("first", "last"):
             frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
         frame["bars"] = frame["bars"].astype("int64")
