@@ -120,7 +120,7 @@ def test_user_errors_are_explained(tmp_path, args, message):
 
 @pytest.mark.parametrize("command", [[], ["data"], ["data", "import"], ["backtest"], ["runs"], ["runs", "list"],
                                      ["runs", "show"], ["report"], ["strategies"], ["data", "coverage"],
-                                     ["ingest"], ["ingest", "history"], ["ingest", "binance-vision"]])
+                                     ["ingest"], ["ingest", "history"], ["ingest", "binance-vision"], ["ingest", "live"]])
 def test_help_teaches(command):
     res = invoke(*command, "--help")
     assert res.exit_code == 0 and "Usage" in res.output

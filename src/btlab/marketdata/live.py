@@ -343,6 +343,7 @@ class LiveIngest:
 
         attempt = 0
         reconnecting = False
+        st.last_trade_wall = time.monotonic()  # the idle clock starts with the subscription
         while not self._stop:
             client = make_exchange(self.exchange_id, origin=self.origin, ws_origin=self.ws_origin, pro=True,
                                    options=self.options)
@@ -354,7 +355,6 @@ class LiveIngest:
                     trades = await asyncio.wait_for(client.watch_trades(st.symbol), self.watch_timeout)
                     attempt = 0
                     if trades:
-                        st.last_trade_wall = time.monotonic()
                         self._on_trades(st, trades)  # on the loop: store writes stay on one thread
             except asyncio.CancelledError:
                 raise
@@ -426,6 +426,7 @@ class LiveIngest:
         """Write-buffer and aggregate valid ticks (arrival order); store final bars (after their ticks)."""
         if ticks.empty:
             return
+        st.last_trade_wall = time.monotonic()  # live or backfilled: the stream is not idle
         st.pending.append(ticks)
         ts = _ns(ticks["ts"])
         waiting = st.agg.add_batch(ts, ticks["price"].to_numpy("float64"), ticks["amount"].to_numpy("float64"), ids)
