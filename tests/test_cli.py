@@ -19,9 +19,11 @@ from realdata import BTC_1H
 runner = CliRunner()
 
 
-def btlab_cli(*args: str, store: Path | str | None = None) -> "subprocess.CompletedProcess[str]":
+def btlab_cli(
+    *args: str, store: Path | str | None = None, extra_env: dict[str, str] | None = None
+) -> "subprocess.CompletedProcess[str]":
     """Run the installed ``btlab`` console script in a subprocess (real exit codes, real stderr)."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(extra_env or {})}
     if store is not None:
         env["BTLAB_STORE"] = str(store)
     exe = Path(sys.executable).with_name("btlab")
@@ -129,3 +131,40 @@ def test_help_teaches(command):
 def test_strategies_lists_bundled_with_parameters():
     res = invoke("strategies")
     assert res.exit_code == 0 and "sma_cross" in res.output and "fast=10, slow=30" in res.output
+
+
+def test_ingest_commands_end_to_end(tmp_path):
+    """ingest history (ccxt and CryptoCompare) and binance-vision through the real console script, against the
+    local fakes serving recorded real data."""
+    from fakes.binance import FakeBinance
+    from fakes.cryptocompare import FakeCryptoCompare
+
+    store = tmp_path / "ingest.duckdb"
+    with FakeBinance(now="2025-05-21 00:00:30") as fake:
+        proc = btlab_cli("ingest", "history", "--source", "ccxt", "--exchange", "binance", "--symbols",
+                         "BTC/USDT,ETH/USDT", "--timeframe", "1m", "--since", "2025-05-20 18:00", "--api-url",
+                         fake.base_url, store=store)
+        assert proc.returncode == 0, proc.stderr
+        proc = btlab_cli("ingest", "history", "--symbols", "NOPE/USDT", "--since", "2025-05-20", "--api-url",
+                         fake.base_url, store=store)
+        assert proc.returncode == 1 and "NOPE/USDT" in proc.stderr and "Traceback" not in proc.stderr
+    with FakeCryptoCompare(api_key="secret-test-key") as cc:
+        cc.add_saved("/data/histoday", "BTC", "USD", Path(__file__).parent.parent / "data" / "cryptocompare"
+                     / "histoday_BTC-USD_2015-05-04_2020-10-24.json")
+        proc = btlab_cli("ingest", "history", "--source", "cryptocompare", "--symbols", "BTC/USD", "--timeframe",
+                         "1d", "--since", "2020-01-01", "--until", "2020-07-01", "--api-url", cc.url, store=store,
+                         extra_env={"CRYPTOCOMPARE_API_KEY": "secret-test-key"})
+        assert proc.returncode == 0, proc.stderr
+        assert "secret-test-key" not in proc.stdout + proc.stderr
+    zipped = tmp_path / "XRPETH-aggTrades-2019-10-11.csv"
+    zipped.write_bytes((Path(__file__).parent.parent / "data" / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv").read_bytes())
+    proc = btlab_cli("ingest", "binance-vision", str(zipped), store=store)
+    assert proc.returncode == 0, proc.stderr
+    with DuckDBStore(store) as st:
+        series = st.bar_series().set_index(["exchange", "symbol", "timeframe"])["bars"]
+        ticks = int(st.query("SELECT count(*) AS n FROM ticks")["n"].iloc[0])
+    assert series[("binance", "BTC/USDT", "1m")] == series[("binance", "ETH/USDT", "1m")] == 6 * 60  # 18:00..23:59
+    assert series[("cryptocompare", "BTC/USD", "1d")] == 182  # 2020-01-01 .. 2020-06-30
+    assert ticks == 12_477
+    proc = btlab_cli("data", "coverage", store=store)
+    assert proc.returncode == 0 and "cryptocompare" in proc.stdout and "XRP/ETH" in proc.stdout
