@@ -133,13 +133,19 @@ def parse_address(address: str) -> QuestDBConfig:
         scheme,
         [(k, v) for k, v in pairs if k not in SECRET_KEYS and k not in _FLUSH_KEYS],
     )
+    return _config(ilp_conf, host, port, scheme == "https", values, address, display)
+
+
+def _config(ilp_conf: str, host: str, port: int, tls: bool, values: dict[str, str], shown: str,
+            display: str) -> QuestDBConfig:
+    """The parsed address, with btlab's PG-wire keys (``pg_*``) defaulted from the HTTP host and QuestDB's defaults."""
     return QuestDBConfig(
         ilp_conf=ilp_conf,
         http_host=host,
         http_port=port,
-        tls=scheme == "https",
+        tls=tls,
         pg_host=values.get("pg_host") or host,
-        pg_port=_port(values.get("pg_port"), DEFAULT_PG_PORT, address, "pg_port"),
+        pg_port=_port(values.get("pg_port"), DEFAULT_PG_PORT, shown, "pg_port"),
         pg_user=values.get("pg_user") or DEFAULT_PG_USER,
         pg_password=values.get("pg_password", DEFAULT_PG_PASSWORD),
         pg_dbname=values.get("pg_dbname") or DEFAULT_PG_DBNAME,
@@ -180,18 +186,7 @@ def _parse_url(address: str) -> QuestDBConfig:
         client.append(("username", unquote(url.username)))
     if url.password is not None:
         client.append(("password", unquote(url.password)))
-    return QuestDBConfig(
-        ilp_conf=_render_conf(scheme, client),
-        http_host=host,
-        http_port=http_port,
-        tls=tls,
-        pg_host=values.get("pg_host") or host,
-        pg_port=_port(values.get("pg_port"), DEFAULT_PG_PORT, shown, "pg_port"),
-        pg_user=values.get("pg_user") or DEFAULT_PG_USER,
-        pg_password=values.get("pg_password", DEFAULT_PG_PASSWORD),
-        pg_dbname=values.get("pg_dbname") or DEFAULT_PG_DBNAME,
-        display=shown,
-    )
+    return _config(_render_conf(scheme, client), host, http_port, tls, values, shown, shown)
 
 
 def _redact_url(address: str) -> str:
