@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,3 +46,25 @@ def as_stored_bars(freqtrade: pd.DataFrame) -> pd.DataFrame:
     out["trades"] = pd.array([pd.NA] * len(freqtrade), dtype="Int64")
     out["vwap"] = float("nan")
     return out
+
+
+def recorded_trades() -> pd.DataFrame:
+    """The 19,904 real BTCUSDT trades of the recording, as ticks (exchange trade time T)."""
+    rows = []
+    for name in ("btcusdt_20240808.gz", "btcusdt_20240809.gz"):
+        with gzip.open(DATA / name, "rt") as fh:
+            for line in fh:
+                msg = json.loads(line.split(" ", 1)[1])
+                if msg.get("stream") == "btcusdt@trade":
+                    d = msg["data"]
+                    rows.append((d["T"], d["t"], float(d["p"]), float(d["q"])))
+    frame = pd.DataFrame(rows, columns=["ms", "id", "price", "amount"]).drop_duplicates("id").sort_values("id")
+    frame["ts"] = pd.to_datetime(frame.pop("ms"), unit="ms", utc=True).astype("datetime64[ns, UTC]")
+    return frame.reset_index(drop=True)
+
+
+def binance_klines() -> pd.DataFrame:
+    """Binance's own 1m klines for the minutes fully covered by the recording (23:55 .. 00:04)."""
+    k = pd.read_csv(DATA / "BTC_USDT-1m_2024-08-08T2352_2024-08-09T0006.csv")
+    k["ts"] = pd.to_datetime(k.pop("date"), utc=True)
+    return k[(k["ts"] >= "2024-08-08 23:55") & (k["ts"] <= "2024-08-09 00:04")].reset_index(drop=True)

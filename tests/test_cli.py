@@ -158,13 +158,15 @@ def test_ingest_commands_end_to_end(tmp_path):
         assert "secret-test-key" not in proc.stdout + proc.stderr
     zipped = tmp_path / "XRPETH-aggTrades-2019-10-11.csv"
     zipped.write_bytes((Path(__file__).parent.parent / "data" / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv").read_bytes())
-    proc = btlab_cli("ingest", "binance-vision", str(zipped), store=store)
+    proc = btlab_cli("ingest", "binance-vision", str(zipped), "--bars", "1m,1h", store=store)
     assert proc.returncode == 0, proc.stderr
+    assert "bars from its trades" in proc.stdout
     with DuckDBStore(store) as st:
         series = st.bar_series().set_index(["exchange", "symbol", "timeframe"])["bars"]
         ticks = int(st.query("SELECT count(*) AS n FROM ticks")["n"].iloc[0])
     assert series[("binance", "BTC/USDT", "1m")] == series[("binance", "ETH/USDT", "1m")] == 6 * 60  # 18:00..23:59
     assert series[("cryptocompare", "BTC/USD", "1d")] == 182  # 2020-01-01 .. 2020-06-30
     assert ticks == 12_477
+    assert series[("binance", "XRP/ETH", "1h")] > 50 and series[("binance", "XRP/ETH", "1m")] > 1000
     proc = btlab_cli("data", "coverage", store=store)
     assert proc.returncode == 0 and "cryptocompare" in proc.stdout and "XRP/ETH" in proc.stdout

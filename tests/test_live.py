@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
-import json
 import os
 import re
 import signal
@@ -21,33 +19,11 @@ from btlab.marketdata.aggregate import aggregate_ticks
 from btlab.marketdata.live import LiveIngest
 from btlab.store.duckdb import DuckDBStore
 from fakes.binance import FakeBinance
-from realdata import DATA
+from realdata import DATA, binance_klines, recorded_trades
 from broker import kafka_bootstrap  # noqa: F401  (session fixture: a real Tansu broker)
 
 FIRST_ID, LAST_ID = 3735683259, 3735703162
 SERIES = {"exchange": "binance", "symbol": "BTC/USDT"}
-
-
-def recorded_trades() -> pd.DataFrame:
-    """The 19,904 real BTCUSDT trades of the recording, as ticks (exchange trade time T)."""
-    rows = []
-    for name in ("btcusdt_20240808.gz", "btcusdt_20240809.gz"):
-        with gzip.open(DATA / name, "rt") as fh:
-            for line in fh:
-                msg = json.loads(line.split(" ", 1)[1])
-                if msg.get("stream") == "btcusdt@trade":
-                    d = msg["data"]
-                    rows.append((d["T"], d["t"], float(d["p"]), float(d["q"])))
-    frame = pd.DataFrame(rows, columns=["ms", "id", "price", "amount"]).drop_duplicates("id").sort_values("id")
-    frame["ts"] = pd.to_datetime(frame.pop("ms"), unit="ms", utc=True).astype("datetime64[ns, UTC]")
-    return frame.reset_index(drop=True)
-
-
-def binance_klines() -> pd.DataFrame:
-    """Binance's own 1m klines for the minutes fully covered by the recording (23:55 .. 00:04)."""
-    k = pd.read_csv(DATA / "BTC_USDT-1m_2024-08-08T2352_2024-08-09T0006.csv")
-    k["ts"] = pd.to_datetime(k.pop("date"), utc=True)
-    return k[(k["ts"] >= "2024-08-08 23:55") & (k["ts"] <= "2024-08-09 00:04")].reset_index(drop=True)
 
 
 def ws_origin(fake: FakeBinance) -> str:

@@ -33,6 +33,7 @@ def history(
     timeframe: Annotated[str, typer.Option(help="Bar timeframe: 1m, 5m, 1h, 1d, ... (CryptoCompare: 1m, 1h, 1d).")] = "1m",
     until: Annotated[str | None, typer.Option(help="Stop before this time (UTC, exclusive); default: the last closed bar.")] = None,
     trades: Annotated[bool, typer.Option("--trades", help="ccxt only: fetch trade history into the ticks table instead of bars.")] = False,
+    bars: Annotated[str | None, typer.Option("--bars", help="With --trades: also build these bar timeframes from the fetched trades (e.g. 1m,1h).")] = None,
     api_url: Annotated[str | None, typer.Option(help="Override the exchange's REST base URL (a proxy, or a local fake exchange).")] = None,
     store: StoreOption = None,
 ) -> None:
@@ -68,6 +69,14 @@ def history(
         client = make_exchange(exchange or "binance", origin=api_url)
         if trades:
             result = ingest_trades(client, names, st, since=since, until=until, progress=on_progress)
+            if bars:
+                from btlab.marketdata.tickbars import bars_from_ticks
+
+                for series in result.series:
+                    built = bars_from_ticks(st, exchange=series.exchange, symbol=series.symbol,
+                                            timeframes=_symbols(bars), start=series.start, end=series.end)
+                    progress.console.print(f"{series.exchange}:{series.symbol}: bars from trades: "
+                                           + ", ".join(f"{n:,} {tf}" for tf, n in built.items()), highlight=False)
         else:
             result = ingest_ohlcv(client, names, timeframe, st, since=since, until=until, progress=on_progress)
         progress.stop()
@@ -80,6 +89,7 @@ def binance_vision(
     files: Annotated[list[Path], typer.Argument(help="data.binance.vision files: klines, trades or aggTrades, .zip or .csv.")],
     exchange: Annotated[str, typer.Option(help="Exchange id to store them under.")] = "binance",
     symbol: Annotated[str | None, typer.Option(help="Unified symbol (default: from the file name, e.g. BTCUSDT -> BTC/USDT).")] = None,
+    bars: Annotated[str | None, typer.Option("--bars", help="For trades/aggTrades files: also build these bar timeframes from them (e.g. 1m,1h).")] = None,
     store: StoreOption = None,
 ) -> None:
     """Bulk-import data.binance.vision files (with or without header, zipped or not).
@@ -99,6 +109,15 @@ def binance_vision(
         progress.stop()
         for report in reports:
             console.print(str(report), highlight=False)
+            if bars and report.kind != "klines" and report.first is not None:
+                from btlab.marketdata.binance_vision import file_span
+                from btlab.marketdata.tickbars import bars_from_ticks
+
+                start, end = file_span(report.path, report.first, report.last)
+                built = bars_from_ticks(st, exchange=report.exchange, symbol=report.symbol,
+                                        timeframes=_symbols(bars), start=start, end=end)
+                console.print(f"  bars from its trades ({start} .. {end}): "
+                              + ", ".join(f"{n:,} {tf}" for tf, n in built.items()), highlight=False)
 
 
 class EmptyPolicy(str, Enum):

@@ -356,6 +356,25 @@ def import_binance_vision(
     return reports
 
 
+_DATE_IN_NAME = re.compile(r"-(\d{4})-(\d{2})(?:-(\d{2}))?(?=\.|$)")
+
+
+def file_span(path: str | Path, first: pd.Timestamp, last: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The UTC span a trades file covers completely: its day (``...-2024-01-01.zip``) or month (``...-2024-01.zip``)
+    from the file name, else ``[first, last]`` of its trades (so the partial first and last windows are not built).
+    """
+    name = Path(path).name
+    for suffix in (".zip", ".gz", ".csv"):
+        name = name.removesuffix(suffix)
+    match = _DATE_IN_NAME.search(name)
+    if match:
+        year, month, day = match.groups()
+        start = pd.Timestamp(f"{year}-{month}-{day or '01'}", tz="UTC")
+        end = start + (pd.Timedelta(days=1) if day else pd.DateOffset(months=1))
+        return start, pd.Timestamp(end)
+    return first, last + pd.Timedelta(1, "us")
+
+
 def _size(path: Path) -> int:
     try:
         with open_csv(path) as (_fh, size):
