@@ -145,6 +145,14 @@ def test_ingest_commands_end_to_end(tmp_path):
                          "BTC/USDT,ETH/USDT", "--timeframe", "1m", "--since", "2025-05-20 18:00", "--api-url",
                          fake.base_url, store=store)
         assert proc.returncode == 0, proc.stderr
+        proc = btlab_cli("ingest", "history", "--trades", "--bars", "1m", "--symbols", "XRP/ETH", "--since",
+                         "2019-10-11 00:00", "--until", "2019-10-11 06:00", "--api-url", fake.base_url, store=store)
+        assert proc.returncode == 0, proc.stderr
+        assert "binance:XRP/ETH: bars from trades:" in proc.stdout
+        with DuckDBStore(store) as st:
+            m1 = st.read_bars(exchange="binance", symbol="XRP/ETH", timeframe="1m")
+        assert m1["ts"].min() >= pd.Timestamp("2019-10-11", tz="UTC")
+        assert m1["ts"].max() <= pd.Timestamp("2019-10-11 05:59", tz="UTC") and len(m1) > 100
         proc = btlab_cli("ingest", "history", "--symbols", "NOPE/USDT", "--since", "2025-05-20", "--api-url",
                          fake.base_url, store=store)
         assert proc.returncode == 1 and "NOPE/USDT" in proc.stderr and "Traceback" not in proc.stderr

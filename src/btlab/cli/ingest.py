@@ -69,18 +69,18 @@ def history(
         client = make_exchange(exchange or "binance", origin=api_url)
         if trades:
             result = ingest_trades(client, names, st, since=since, until=until, progress=on_progress)
-            if bars:
-                from btlab.marketdata.tickbars import bars_from_ticks
-
-                for series in result.series:
-                    built = bars_from_ticks(st, exchange=series.exchange, symbol=series.symbol,
-                                            timeframes=_symbols(bars), start=series.start, end=series.end)
-                    progress.console.print(f"{series.exchange}:{series.symbol}: bars from trades: "
-                                           + ", ".join(f"{n:,} {tf}" for tf, n in built.items()), highlight=False)
         else:
             result = ingest_ohlcv(client, names, timeframe, st, since=since, until=until, progress=on_progress)
         progress.stop()
         console.print(str(result), highlight=False)
+        if trades and bars:
+            from btlab.marketdata.tickbars import bars_from_ticks
+
+            for series in result.series:
+                built = bars_from_ticks(st, exchange=series.exchange, symbol=series.symbol,
+                                        timeframes=_symbols(bars), start=series.start, end=series.end)
+                console.print(f"{series.exchange}:{series.symbol}: bars from trades: "
+                              + ", ".join(f"{n:,} {tf}" for tf, n in built.items()), highlight=False)
 
 
 @ingest_app.command("binance-vision")
