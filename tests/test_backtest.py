@@ -112,6 +112,10 @@ def test_recorder_writes_while_running(store):
     assert counts == sorted(counts) and counts[0] < counts[-1] < len(result.equity)
     assert counts[-1] >= len(result.equity) - 2 * 1024  # batches of ~1024 bars, not one write at the end
     assert store.get_run(result.run_id)["status"] == "finished"
+    # written in ~17 batches, the stored curve (drawdown from the running peak included) equals the run's
+    stored = store.read_equity(result.run_id).set_index("ts")
+    pd.testing.assert_frame_equal(stored, result.equity, check_names=False, check_freq=False)
+    assert stored["drawdown"].min() == pytest.approx(result.summary.max_drawdown, rel=1e-12)
 
 
 class Exploding(SmaCross):

@@ -84,8 +84,7 @@ class Recorder(bt.Analyzer):
         self._last_flush = time.monotonic()
         self._progress: Callable[[int, int], None] | None = self.p.progress
         self._progress_step = max(1, int(self.p.bars_total) // 100) if self.p.bars_total else 0
-        self._peak = 0.0
-        self._dd: list[float] = []
+        self._flushed_peak = 0.0
         self.metrics: Metrics | None = None
         self.run_id: str = self.p.run["run_id"] if self.p.run else "memory"
         self._finished = False
@@ -93,7 +92,7 @@ class Recorder(bt.Analyzer):
     # ---- Backtrader hooks ---------------------------------------------------------------------------------------
     def start(self) -> None:
         self._start_value = float(self.strategy.broker.startingcash)
-        self._peak = self._start_value
+        self._flushed_peak = self._start_value
         if self.p.store is not None:
             self.p.store.write_run({**self.p.run, "status": "running"})
 
@@ -191,14 +190,18 @@ class Recorder(bt.Analyzer):
     # ---- frames and writes --------------------------------------------------------------------------------------
     def equity_frame(self, start: int = 0) -> pd.DataFrame:
         """Equity rows from bar ``start`` on, indexed by UTC bar open time."""
-        values = np.asarray(self._value[start:], dtype="float64")
-        cash = np.asarray(self._cash[start:], dtype="float64")
-        all_values = np.asarray(self._value[: len(self._dt)], dtype="float64")
-        peak = np.maximum.accumulate(np.concatenate(([self._start_value], all_values)))[1:]
-        drawdown = all_values[start:] / peak[start:] - 1.0
+        end = len(self._dt)
+        values = np.asarray(self._value[start:end], dtype="float64")
+        cash = np.asarray(self._cash[start:end], dtype="float64")
+        if start == self._flushed:  # batches continue from the peak of what was already written
+            prior = self._flushed_peak
+        else:
+            prior = max([self._start_value, *self._value[:start]])
+        peak = np.maximum.accumulate(np.concatenate(([prior], values)))[1:]
+        drawdown = values / peak - 1.0
         return pd.DataFrame(
             {"value": values, "cash": cash, "drawdown": drawdown, "position_value": values - cash},
-            index=_ts(self._dt[start:]).rename("ts"),
+            index=_ts(self._dt[start:end]).rename("ts"),
         )
 
     def trades_frame(self, start: int = 0) -> pd.DataFrame:
@@ -236,6 +239,7 @@ class Recorder(bt.Analyzer):
             equity = self.equity_frame(self._flushed).reset_index()
             equity["run_id"] = run_id
             store.write_equity(equity)
+            self._flushed_peak = max(self._flushed_peak, float(equity["value"].max()))
             self._flushed = n
         if len(self._trades) > self._trades_flushed:
             trades = self.trades_frame(self._trades_flushed)
