@@ -77,3 +77,17 @@ def btc_1h() -> pd.DataFrame:
     """Real BTC/USDT 1h bars (Binance, 2017-08-17 .. 2024-04-21): ``ts`` (UTC open time), OHLCV. Read-only copy."""
     frame = pd.read_feather(BTC_1H_FEATHER).rename(columns={"date": "ts"})
     return frame
+
+
+@pytest.fixture(scope="session")
+def h1() -> pd.DataFrame:
+    """The bundled 1h BTC/USDT feather as freqtrade stores it: date (UTC bar open), open, high, low, close, volume."""
+    return pd.read_feather(BTC_1H_FEATHER)
+
+
+@pytest.fixture(scope="session")
+def expected_h1(h1: pd.DataFrame) -> pd.DataFrame:
+    """The canonical bar frame every lossless conversion of the 1h file must read back to, bit for bit."""
+    from realdata import as_stored_bars
+
+    return as_stored_bars(h1)

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from realdata import as_stored_bars
 
 from btlab.errors import DataValidationError, InvalidArgumentError
 from btlab.marketdata.binance_vision import (
@@ -304,17 +303,6 @@ def test_unreadable_inputs(tmp_path: Path, db: DuckDBStore) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # klines
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def h1() -> pd.DataFrame:
-    return pd.read_feather(H1_FILE)
-
-
-@pytest.fixture(scope="module")
-def expected_h1(h1: pd.DataFrame) -> pd.DataFrame:
-    """The canonical bar frame every conversion of the 1h file must read back to, bit for bit."""
-    return as_stored_bars(h1)
-
-
 def kline_text(h1: pd.DataFrame, unit: str, header: bool) -> str:
     """The Binance kline layout; the columns the feather lacks are left empty ("ignore" is 0)."""
     per = {"ms": 10**6, "us": 10**3}[unit]

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from realdata import as_stored_bars
 import btlab
 from btlab.errors import BtlabError, DataValidationError
 from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, ImportReport, import_bars, read_bars_file
@@ -42,18 +41,6 @@ K = 40_000  # the (1-based) data row corrupted in bad-input files: deep in the f
 # ---------------------------------------------------------------------------------------------------------------
 # real data and lossless conversions of it
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def h1() -> pd.DataFrame:
-    """The 1h feather as stored by freqtrade: date (UTC bar open), open, high, low, close, volume."""
-    return pd.read_feather(H1_FILE)
-
-
-@pytest.fixture(scope="module")
-def expected_h1(h1: pd.DataFrame) -> pd.DataFrame:
-    """The canonical bar frame every conversion of the 1h file must read back to, bit for bit."""
-    return as_stored_bars(h1)
-
-
 @pytest.fixture(scope="module")
 def h1_missing(h1: pd.DataFrame) -> int:
     """Missing hourly bars between first and last, counted independently of btlab with numpy."""

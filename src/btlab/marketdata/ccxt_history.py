@@ -384,6 +384,26 @@ def _as_list(symbols: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def _session(exchange: Any, retry: RetryPolicy | None, max_retries: int) -> tuple[Any, RetryPolicy, _Counters]:
+    """The ccxt client, the retry policy and fresh request counters of one ingest run."""
+    return _client(exchange), retry or RetryPolicy(max_retries=max_retries), _Counters()
+
+
+def _span(since: TimeArg, until: TimeArg | None, tf: Timeframe | None) -> tuple[int, int | None]:
+    """``since`` (rounded up to a bar boundary of ``tf`` if given) and ``until`` in ms.
+
+    Raises:
+        InvalidArgumentError: unparsable bound, or ``until`` not after ``since``.
+    """
+    start = _to_ms(since, "since")
+    if tf is not None:
+        start = _align_up(start, tf)
+    until_ms = None if until is None else _to_ms(until, "until")
+    if until_ms is not None and until_ms <= start:
+        raise InvalidArgumentError(f"until ({_ts(until_ms)}) must be after since ({_ts(start)})")
+    return start, until_ms
+
+
 def _client(exchange: Any) -> Any:
     if isinstance(exchange, str):
         return make_exchange(exchange)
@@ -521,16 +541,11 @@ def ingest_ohlcv(
         DataValidationError: never for a bad bar from the exchange (those are counted as ``rejected``).
     """
     t_start = time.perf_counter()
-    ex = _client(exchange)
-    policy = retry or RetryPolicy(max_retries=max_retries)
-    counters = _Counters()
+    ex, policy, counters = _session(exchange, retry, max_retries)
     tf = Timeframe.parse(timeframe)
     check_timeframe(ex, tf.value)
     names = _as_list(symbols)
-    start = _align_up(_to_ms(since, "since"), tf)
-    until_ms = None if until is None else _to_ms(until, "until")
-    if until_ms is not None and until_ms <= start:
-        raise InvalidArgumentError(f"until ({_ts(until_ms)}) must be after since ({_ts(start)})")
+    start, until_ms = _span(since, until, tf)
     markets = _prepare(ex, names, policy, counters)
     now_ms = _server_now(ex, now, policy, counters)
     open_bar = _align_down(now_ms, tf)  # open time of the bar containing now: not final
@@ -716,16 +731,11 @@ def ingest_trades(
         :class:`~btlab.marketdata.ccxt_exchange.ExchangeRequestError`.
     """
     t_start = time.perf_counter()
-    ex = _client(exchange)
-    policy = retry or RetryPolicy(max_retries=max_retries)
-    counters = _Counters()
+    ex, policy, counters = _session(exchange, retry, max_retries)
     if not ex.has.get("fetchTrades"):
         raise ExchangeRequestError(ex.id, "fetch_trades is not supported by this exchange in ccxt")
     names = _as_list(symbols)
-    start = _to_ms(since, "since")
-    until_ms = None if until is None else _to_ms(until, "until")
-    if until_ms is not None and until_ms <= start:
-        raise InvalidArgumentError(f"until ({_ts(until_ms)}) must be after since ({_ts(start)})")
+    start, until_ms = _span(since, until, None)
     markets = _prepare(ex, names, policy, counters)
     now_ms = _server_now(ex, now, policy, counters)
     end = now_ms if until_ms is None else min(until_ms, now_ms)

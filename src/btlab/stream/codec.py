@@ -72,8 +72,27 @@ def _loads(text: str) -> Any:
     return json.loads(text)  # leading/trailing whitespace, or raises the precise JSONDecodeError
 
 
+class _InstrumentRecord:
+    """Key and record timestamp of a tick or bar message (event time ``ts`` in ns, UTC)."""
+
+    __slots__ = ()
+    ts: int
+    exchange: str
+    symbol: str
+
+    @property
+    def key(self) -> str:
+        """Record key ``exchange:symbol``."""
+        return f"{self.exchange}:{self.symbol}"
+
+    @property
+    def timestamp_ms(self) -> int:
+        """Record timestamp: the event time (trade time, bar open time) in integer milliseconds (floor)."""
+        return self.ts // _NS_PER_MS
+
+
 @dataclass(frozen=True, slots=True)
-class TickMessage:
+class TickMessage(_InstrumentRecord):
     """One trade.
 
     Attributes:
@@ -94,19 +113,9 @@ class TickMessage:
     amount: float
     side: str | None = None
 
-    @property
-    def key(self) -> str:
-        """Record key ``exchange:symbol``."""
-        return f"{self.exchange}:{self.symbol}"
-
-    @property
-    def timestamp_ms(self) -> int:
-        """Record timestamp: the trade time in integer milliseconds (floor)."""
-        return self.ts // _NS_PER_MS
-
 
 @dataclass(frozen=True, slots=True)
-class BarMessage:
+class BarMessage(_InstrumentRecord):
     """One finished bar.
 
     Attributes:
@@ -131,16 +140,6 @@ class BarMessage:
     volume: float
     trades: int | None = None
     vwap: float | None = None
-
-    @property
-    def key(self) -> str:
-        """Record key ``exchange:symbol``."""
-        return f"{self.exchange}:{self.symbol}"
-
-    @property
-    def timestamp_ms(self) -> int:
-        """Record timestamp: the bar open time in integer milliseconds."""
-        return self.ts // _NS_PER_MS
 
 
 @dataclass(frozen=True, slots=True)
