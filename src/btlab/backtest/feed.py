@@ -59,11 +59,6 @@ class BarFrameData(bt.feed.DataBase):
             raise NoDataError("BarFrameData needs bars=<DataFrame>")
         return self.p.bars
 
-    @property
-    def bar_ns(self) -> pd.DatetimeIndex:
-        """Open times of the bars this feed plays, UTC."""
-        return pd.DatetimeIndex(self.load_bars()["ts"])
-
     def start(self) -> None:
         super().start()
         frame = self.load_bars()

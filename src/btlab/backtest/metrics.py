@@ -137,11 +137,6 @@ def _drawdown_runs(ts: np.ndarray, values: np.ndarray) -> tuple[int, float]:
     return longest_bars, float(days.max())
 
 
-def annual_factor(calendar: Calendar | str) -> int:
-    """Periods per year for daily returns: 365 for crypto, 252 for equities."""
-    return Calendar(calendar).periods_per_year
-
-
 def compute_metrics(
     equity: pd.DataFrame, trades: pd.DataFrame, *, start_value: float, calendar: Calendar | str
 ) -> Metrics:

@@ -55,7 +55,7 @@ class Recorder(bt.Analyzer):
         calendar: ``crypto`` or ``equity`` (annualization of metrics).
         flush_bars: write buffered rows at least every this many bars.
         flush_seconds: ... or when this much wall time passed since the last write.
-        progress: optional callable ``(bars_done, bars_total)`` called about every 1 % of the run.
+        progress: optional callable ``(bars_done, bars_total)``, called every 256 bars and at the end.
 
     After the run: :meth:`get_analysis` returns ``{"metrics": Metrics, "equity": DataFrame, "trades": DataFrame,
     "orders": DataFrame}``.
@@ -83,7 +83,6 @@ class Recorder(bt.Analyzer):
         self._trade_size: dict[int, float] = {}
         self._last_flush = time.monotonic()
         self._progress: Callable[[int, int], None] | None = self.p.progress
-        self._progress_step = max(1, int(self.p.bars_total) // 100) if self.p.bars_total else 0
         self._flushed_peak = 0.0
         self.metrics: Metrics | None = None
         self.run_id: str = self.p.run["run_id"] if self.p.run else "memory"
@@ -108,7 +107,7 @@ class Recorder(bt.Analyzer):
                 n - self._flushed >= self.p.flush_bars or time.monotonic() - self._last_flush >= self.p.flush_seconds
             ):
                 self.flush()
-            if self._progress is not None and self._progress_step:
+            if self._progress is not None and self.p.bars_total:
                 self._progress(n, int(self.p.bars_total))
 
     def notify_order(self, order: bt.Order) -> None:
