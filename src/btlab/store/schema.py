@@ -73,6 +73,10 @@ TICKS = Table(
     partition_by="DAY",
 )
 
+#: ``bt_runs``: ``heartbeat`` is the wall time (UTC) of the recorder's last write while the run is ``running`` (a
+#: ``running`` run whose heartbeat is old was killed without a chance to say so: shown as stale); ``warnings`` holds
+#: human-readable warnings, one per line (e.g. rejected orders); ``orders_rejected`` / ``orders_margin`` /
+#: ``orders_canceled`` count orders that ended Rejected / Margin (not enough cash) / Canceled or Expired.
 BT_RUNS = Table(
     "bt_runs",
     _cols(
@@ -80,7 +84,8 @@ BT_RUNS = Table(
         "symbols string, timeframe symbol, data_from timestamp, data_to timestamp, bars long, calendar symbol,"
         "cash double, commission double, config string, config_hash string, data_hash string,"
         "btlab_version string, backtrader_version string, status symbol, error string, finished_at timestamp,"
-        "metrics string"
+        "metrics string, heartbeat timestamp, warnings string, orders_rejected long, orders_margin long,"
+        "orders_canceled long"
     )
     + RUN_METRIC_COLUMNS,
     key=("run_id",),
