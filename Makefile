@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SQLCHECK := tests/questdb_sql/node_modules/.installed
 COMPOSE := docker compose -f deploy/docker-compose.yml
 
 .PHONY: help install demo test bench up down clean
@@ -16,6 +17,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# QuestDB's own SQL parser (npm) for tests/test_questdb_sql.py; without npm that check is skipped, saying so
+$(SQLCHECK): tests/questdb_sql/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/questdb_sql --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: the QuestDB SQL parser check (tests/test_questdb_sql.py) will be skipped"; fi
+
 install: $(STAMP)  ## create .venv and install btlab with its test tools
 
 demo: $(STAMP)  ## import real BTC/USDT 1h bars, backtest sma_cross, print metrics, write the HTML report
@@ -23,7 +30,7 @@ demo: $(STAMP)  ## import real BTC/USDT 1h bars, backtest sma_cross, print metri
 	$(BIN)/btlab backtest --strategy sma_cross --symbol BTC/USDT --timeframe 1h --from 2020-01-01 --to 2023-12-31 \
 		--param fast=10 --param slow=30 --cash 10000 --commission 0.001
 
-test: $(STAMP)  ## run the whole test suite
+test: $(STAMP) $(SQLCHECK)  ## run the whole test suite
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)  ## run the benchmarks and write benchmarks/RESULTS.md

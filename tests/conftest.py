@@ -91,3 +91,16 @@ def expected_h1(h1: pd.DataFrame) -> pd.DataFrame:
     from realdata import as_stored_bars
 
     return as_stored_bars(h1)
+
+
+# ---- every Store SQL statement of the session is parsed by QuestDB's parser (tests/test_questdb_sql.py) ---------
+def pytest_configure(config: pytest.Config) -> None:
+    import sqlrecord
+
+    sqlrecord.install()
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the QuestDB SQL check last, when the rest of the session has exercised the store."""
+    last = [i for i in items if i.nodeid.startswith("tests/test_questdb_sql.py")]
+    items[:] = [i for i in items if i not in last] + last

@@ -289,6 +289,41 @@ def table_ddl(table: Table) -> str:
     )
 
 
+def add_column_ddl(table: Table, column: str) -> str:
+    """``ALTER TABLE .. ADD COLUMN`` for one column of ``table`` (the additive migration of :meth:`ensure_schema`)."""
+    _check_name(table.name)
+    kind = next(c.kind for c in table.columns if c.name == column)
+    return f"ALTER TABLE {table.name} ADD COLUMN {_ident(column)} {QUESTDB_TYPES[kind]}"
+
+
+def dedup_ddl(table: Table) -> str:
+    """``ALTER TABLE .. DEDUP ENABLE UPSERT KEYS(..)`` with :func:`dedup_keys` of ``table``."""
+    _check_name(table.name)
+    return f"ALTER TABLE {table.name} DEDUP ENABLE UPSERT KEYS({', '.join(_ident(k) for k in dedup_keys(table))})"
+
+
+def table_columns_sql(table: Table) -> str:
+    """The ``table_columns()`` query describing ``table`` (its name is checked, so it may be inlined)."""
+    _check_name(table.name)
+    return f"SELECT * FROM table_columns('{table.name}')"
+
+
+#: WAL state of every table (``wal_tables()``): applied (writerTxn) versus committed (sequencerTxn) transactions.
+WAL_TABLES_SQL = "SELECT name, suspended, writerTxn, sequencerTxn FROM wal_tables()"
+
+
+def questdb_only_statements() -> list[str]:
+    """Every statement the QuestDB backend sends besides the shared :class:`~btlab.store.base.Store` SQL.
+
+    Used by ``tests/test_questdb_sql.py``, which parses them with QuestDB's own SQL parser.
+    """
+    out = [WAL_TABLES_SQL, WAL_TABLES_SQL + " WHERE name = ?"]
+    for table in TABLES.values():
+        out += [table_ddl(table), dedup_ddl(table), table_columns_sql(table)]
+        out += [add_column_ddl(table, c.name) for c in table.columns if c.name != "ts"]
+    return out
+
+
 def dedup_keys(table: Table) -> tuple[str, ...]:
     """The QuestDB ``UPSERT KEYS`` of ``table``: ``ts`` first, then its other natural-key columns."""
     return ("ts", *(k for k in table.key if k != "ts"))
@@ -535,7 +570,7 @@ class QuestDBStore(Store):
                     f"table {table.name} exists but is not a WAL table; btlab needs WAL + DEDUP "
                     f"(rename or drop it so btlab can create it)",
                 )
-            desc, rows = self._execute(f"SELECT * FROM table_columns('{table.name}')")  # name checked: constant
+            desc, rows = self._execute(table_columns_sql(table))
             names = [d.name.lower() for d in desc]
             info = {r[names.index("column")]: dict(zip(names, r)) for r in rows}
             designated = [c for c, r in info.items() if r.get("designated")]
@@ -548,14 +583,11 @@ class QuestDBStore(Store):
             changed = False
             for col in table.columns:
                 if col.name not in info:  # additive migration
-                    self._execute(
-                        f"ALTER TABLE {table.name} ADD COLUMN {_ident(col.name)} {QUESTDB_TYPES[col.kind]}"
-                    )
+                    self._execute(add_column_ddl(table, col.name))
                     changed = True
             have_keys = {c for c, r in info.items() if r.get("upsertkey")}
             if have_keys != set(dedup_keys(table)):
-                keys = ", ".join(_ident(k) for k in dedup_keys(table))
-                self._execute(f"ALTER TABLE {table.name} DEDUP ENABLE UPSERT KEYS({keys})")
+                self._execute(dedup_ddl(table))
                 changed = True
             if changed:
                 self._wait_applied(table.name)
@@ -631,8 +663,8 @@ class QuestDBStore(Store):
                 pass
 
     def _wal_status(self, name: str | None = None) -> dict[str, tuple[bool, int, int]]:
-        sql = "SELECT name, suspended, writerTxn, sequencerTxn FROM wal_tables()"
-        desc, rows = self._execute(sql + " WHERE name = %s", [name]) if name else self._execute(sql)
+        desc, rows = self._execute(to_pyformat(WAL_TABLES_SQL + " WHERE name = ?"), [name]) if name else \
+            self._execute(WAL_TABLES_SQL)
         return {r[0]: (bool(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows}
 
     def _wait_applied(self, table: str) -> None:
