@@ -55,7 +55,10 @@ class BacktestConfig:
 
     Money in account currency; ``commission`` and ``slippage_pct`` are fractions of traded value/price
     (0.001 = 0.1 %); ``slippage_fixed`` is in price units; sizing is either ``stake`` units per order or
-    ``size_pct`` percent of cash per order (Backtrader's PercentSizer), never both.
+    ``size_pct`` percent of cash per order (Backtrader's PercentSizer), never both. ``calendar`` is the kind
+    (``crypto``/``equity``: annualization 365/252), ``venue_calendar`` the calendar whose sessions apply (``24/7`` or
+    an exchange_calendars code such as ``XNYS``), ``session`` the session the bars were filtered to (``regular``,
+    ``extended``; None for 24/7 venues).
     """
 
     strategy: str

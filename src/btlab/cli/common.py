@@ -32,6 +32,7 @@ CalendarOption = Annotated[
     str | None,
     typer.Option(
         "--calendar",
+        metavar="CALENDAR",
         help="Trading calendar: 24/7 (or crypto), equity (the venue's exchange calendar) or an exchange calendar "
         "such as XNYS, XNAS, XLON (nyse, nasdaq, lse ...; any exchange_calendars code). Default: from --exchange "
         "(ccxt ids are 24/7). Needed for an exchange btlab does not know.",
@@ -43,6 +44,7 @@ SessionOption = Annotated[
     str | None,
     typer.Option(
         "--session",
+        metavar="regular|extended",
         help="For exchange venues: regular (default; e.g. 09:30-16:00 New York, early closes from the calendar) or "
         "extended (04:00-20:00 New York, US venues). Not for 24/7 venues.",
         show_default=False,
