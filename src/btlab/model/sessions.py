@@ -31,6 +31,7 @@ Times are UTC ``datetime64[ns, UTC]`` (naive values are taken as UTC).
 
 from __future__ import annotations
 
+import warnings
 from datetime import time
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -109,13 +110,10 @@ def check_session(session: str | None, calendar: str | Venue | Any) -> str | Non
 def _calendar_years(code: str, first_year: int, last_year: int) -> Any:
     import exchange_calendars as xc
 
-    try:
+    with warnings.catch_warnings():  # the library's own pandas deprecation notices are not the user's business
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         return xc.get_calendar(code, start=f"{first_year}-01-01", end=f"{last_year}-12-31")
-    except Exception as exc:  # noqa: BLE001 - the library raises several types for out-of-range dates
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidArgumentError(
-            f"calendar {code} cannot cover {first_year}..{last_year}: {message}"
-        ) from None
 
 
 def exchange_calendar(code: str, start: pd.Timestamp, end: pd.Timestamp) -> Any:
@@ -127,9 +125,17 @@ def exchange_calendar(code: str, start: pd.Timestamp, end: pd.Timestamp) -> Any:
     Raises:
         InvalidArgumentError: the library cannot build the calendar for that span.
     """
-    first = min(pd.Timestamp(start).year - 1, pd.Timestamp.now().year - 20)
-    last = max(pd.Timestamp(end).year + 1, pd.Timestamp.now().year + 1)
-    return _calendar_years(code, first - first % 10, last)
+    first_year, last_year = pd.Timestamp(start).year, pd.Timestamp(end).year
+    wide = min(first_year - 1, pd.Timestamp.now().year - 20)
+    try:
+        return _calendar_years(code, wide - wide % 10, max(last_year + 1, pd.Timestamp.now().year + 1))
+    except ValueError:  # before the calendar's first recorded year, or past pandas' ns range: the exact span
+        pass
+    try:
+        return _calendar_years(code, first_year, last_year)
+    except ValueError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidArgumentError(f"calendar {code} cannot cover {first_year}..{last_year}: {message}") from None
 
 
 def _utc_index(ts: pd.Series | pd.DatetimeIndex | Any) -> pd.DatetimeIndex:
