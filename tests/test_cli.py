@@ -75,7 +75,8 @@ def test_bad_file_is_one_line_and_writes_nothing(tmp_path):
     frame.loc[300, "low"] = frame.loc[300, "high"] + 1.0
     bad = tmp_path / "bad.csv"
     frame.to_csv(bad, index=False)
-    proc = btlab_cli("data", "import", str(bad), "--symbol", "BTC/USDT", "--timeframe", "1h", store=store)
+    proc = btlab_cli("data", "import", str(bad), "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h",
+                     store=store)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = [l for l in proc.stderr.splitlines() if l.strip()]

@@ -63,9 +63,9 @@ def test_bar_coverage_matches_find_gaps(method: str, bars_db: DuckDBStore, h1_ts
     assert list(m1["gaps"].columns) == list(GAP_COLUMNS) and m1["gaps"].empty
     aapl = cov.iloc[2]
     aapl_ts = pd.to_datetime(pd.read_csv(AAPL_FILE)["date"], utc=True).astype("datetime64[ns, UTC]")
-    pd.testing.assert_frame_equal(aapl["gaps"], find_gaps(aapl_ts, "1d"), check_exact=True)
-    days = (aapl_ts.iloc[-1] - aapl_ts.iloc[0]) // pd.Timedelta("1D") + 1
-    assert aapl["missing_bars"] == days - 1_259  # weekends and holidays: no calendar is applied
+    pd.testing.assert_frame_equal(aapl["gaps"], find_gaps(aapl_ts, "1d", calendar="XNYS"), check_exact=True)
+    assert aapl["calendar"] == "XNYS" and h1["calendar"] == "24/7"
+    assert aapl["missing_bars"] == 0  # nasdaq trades NYSE sessions: weekends and holidays are not missing
 
 
 def test_bar_coverage_independent_count(bars_db: DuckDBStore, h1_ts: pd.Series) -> None:

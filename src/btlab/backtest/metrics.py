@@ -2,8 +2,11 @@
 
 Conventions (stated in every report, see :data:`CONVENTIONS`):
 
-* Returns are simple returns of equity resampled to daily UTC closes: the last equity value of each UTC day that
-  has bars; the starting cash is the close of the day before the first bar. Days without bars are skipped.
+* Returns are simple returns of equity resampled to daily closes: the last equity value of each day that has bars;
+  the starting cash is the close of the day before the first bar. Days without bars are skipped. A day is a UTC
+  day for 24/7 venues (crypto) and a SESSION for exchange-session venues (equities): the bars of one session --
+  pre-market, regular and after-hours -- form one day, labelled by the session's local date (New York for XNYS),
+  so after-hours bars never make a day of their own (:func:`btlab.model.sessions.session_labels`).
 * Risk-free rate 0; sample standard deviation (ddof = 1).
 * Annualization: 365 periods a year for 24/7 crypto, 252 for exchange-session equities (:class:`Calendar`).
 * ``sharpe``, ``sortino``, ``cagr``, ``volatility`` and ``calmar`` follow empyrical (Quantopian; checked in tests
@@ -32,7 +35,8 @@ import pandas as pd
 from btlab.model.instrument import Calendar
 
 CONVENTIONS = (
-    "Returns: daily UTC closes of equity (starting cash = close of the day before the first bar); rf = 0; "
+    "Returns: daily closes of equity, per UTC day for 24/7 venues and per exchange session (its local date) for "
+    "equity venues (starting cash = close of the day before the first bar); rf = 0; "
     "sample std (ddof=1); annualization {periods} ({calendar}). Sharpe, Sortino, CAGR, volatility and Calmar as "
     "empyrical defines them; Calmar uses the max drawdown of daily closes. Max drawdown and its duration are "
     "measured on every bar. Win = net PnL > 0 after commission."
@@ -88,21 +92,34 @@ class Metrics:
         return CONVENTIONS.format(periods=self.periods_per_year, calendar=self.calendar)
 
 
-def daily_closes(value: pd.Series) -> pd.Series:
-    """Last equity value of each UTC day that has bars.
+def daily_closes(value: pd.Series, calendar: Calendar | str | None = None) -> pd.Series:
+    """Last equity value of each day that has bars: UTC days, or sessions for an exchange calendar.
 
     Args:
         value: equity in account currency indexed by ``datetime64[ns, UTC]`` bar times (sorted).
+        calendar: None, ``"crypto"`` or ``"24/7"``: UTC days. An exchange calendar (``"XNYS"``, ``"nyse"``, a
+            :class:`~btlab.model.venue.Venue`, or ``"equity"`` = XNYS): one close per session, grouped by
+            :func:`btlab.model.sessions.session_labels`.
 
-    Returns: values indexed by the day's midnight UTC.
+    Returns: values indexed by the day's midnight UTC (for sessions: midnight UTC of the session date).
+
+    Raises:
+        InvalidArgumentError: unknown calendar.
     """
     idx = pd.DatetimeIndex(value.index)
-    return value.groupby(idx.floor("D")).last()
+    if calendar is None:
+        return value.groupby(idx.floor("D")).last()
+    from btlab.model.sessions import session_labels
+
+    return value.groupby(session_labels(idx, calendar)).last()
 
 
-def daily_returns(value: pd.Series, start_value: float) -> pd.Series:
-    """Simple daily returns of the equity curve (see module conventions); index = UTC day."""
-    closes = daily_closes(value)
+def daily_returns(value: pd.Series, start_value: float, calendar: Calendar | str | None = None) -> pd.Series:
+    """Simple daily returns of the equity curve (see module conventions); index = UTC day or session date.
+
+    ``calendar`` as :func:`daily_closes` (None: UTC days).
+    """
+    closes = daily_closes(value, calendar)
     prev = closes.shift(1)
     if len(prev):
         prev.iloc[0] = start_value
@@ -147,7 +164,9 @@ def compute_metrics(
             (account value after the bar, currency) and ``position_value`` (market value of open positions).
         trades: closed trades with column ``pnl_net`` (currency, after commission); may be empty.
         start_value: starting cash.
-        calendar: ``crypto`` (365) or ``equity`` (252), fixing annualization.
+        calendar: ``crypto`` or ``24/7`` (365 a year, UTC days), or an exchange calendar (252 a year, one return
+            per session): ``"XNYS"``, an alias (``"nyse"``), a :class:`~btlab.model.venue.Venue`, or ``equity``
+            (= XNYS sessions). ``Metrics.calendar`` holds the kind (``crypto``/``equity``).
 
     Raises:
         ValueError: ``equity`` is empty or ``start_value`` is not positive.
@@ -156,10 +175,13 @@ def compute_metrics(
         raise ValueError("cannot compute metrics of an empty equity curve")
     if not start_value > 0:
         raise ValueError(f"start_value must be positive, got {start_value}")
-    cal = Calendar(calendar)
+    from btlab.model.venue import resolve_calendar
+
+    sessions = resolve_calendar(calendar)
+    cal = Calendar.crypto if sessions == "24/7" else Calendar.equity
     n = cal.periods_per_year
     value = equity["value"].astype("float64")
-    r = daily_returns(value, start_value).to_numpy()
+    r = daily_returns(value, start_value, None if cal is Calendar.crypto else sessions).to_numpy()
 
     end_value = float(value.iloc[-1])
     total_return = end_value / start_value - 1.0
@@ -226,13 +248,13 @@ def compute_metrics(
     )
 
 
-def monthly_returns(value: pd.Series, start_value: float) -> pd.DataFrame:
-    """Compounded returns per calendar month (UTC) from the daily returns.
+def monthly_returns(value: pd.Series, start_value: float, calendar: Calendar | str | None = None) -> pd.DataFrame:
+    """Compounded returns per calendar month (UTC) from the daily returns (``calendar`` as :func:`daily_closes`).
 
     Returns: a frame indexed by year with columns 1..12 (NaN where the run has no days), plus ``year`` (the
     compounded return of the whole calendar year within the run).
     """
-    r = daily_returns(value, start_value)
+    r = daily_returns(value, start_value, calendar)
     idx = pd.DatetimeIndex(r.index)
     growth = (1.0 + r).groupby([idx.year, idx.month]).prod() - 1.0
     table = growth.unstack().reindex(columns=range(1, 13))

@@ -52,7 +52,8 @@ class Recorder(bt.Analyzer):
     Params:
         store: the :class:`~btlab.store.Store`, or None to keep everything in memory only.
         run: the ``bt_runs`` row to write (must hold ``run_id`` and ``ts``; ``cash`` is the starting value).
-        calendar: ``crypto`` or ``equity`` (annualization of metrics).
+        calendar: ``crypto``/``24/7``, ``equity`` or an exchange calendar code such as ``XNYS`` (annualization and
+            daily grouping of metrics: see :func:`btlab.backtest.metrics.compute_metrics`).
         flush_bars: write buffered rows at least every this many bars.
         flush_seconds: ... or when this much wall time passed since the last write.
         progress: optional callable ``(bars_done, bars_total)``, called every 256 bars and at the end.

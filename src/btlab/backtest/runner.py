@@ -19,9 +19,11 @@ from btlab.backtest.feed import StoreData
 from btlab.backtest.metrics import Metrics
 from btlab.backtest.recorder import Recorder
 from btlab.backtest.registry import coerce_params, resolve_strategy
-from btlab.errors import InvalidArgumentError
-from btlab.model.instrument import Calendar, Instrument
+from btlab.errors import InvalidArgumentError, NoDataError
+from btlab.model.instrument import Calendar
+from btlab.model.sessions import check_session, filter_session
 from btlab.model.timeframe import Timeframe
+from btlab.model.venue import resolve_venue
 from btlab.store import Store, open_store
 from btlab.store.base import to_utc
 
@@ -53,7 +55,10 @@ class BacktestConfig:
 
     Money in account currency; ``commission`` and ``slippage_pct`` are fractions of traded value/price
     (0.001 = 0.1 %); ``slippage_fixed`` is in price units; sizing is either ``stake`` units per order or
-    ``size_pct`` percent of cash per order (Backtrader's PercentSizer), never both.
+    ``size_pct`` percent of cash per order (Backtrader's PercentSizer), never both. ``calendar`` is the kind
+    (``crypto``/``equity``: annualization 365/252), ``venue_calendar`` the calendar whose sessions apply (``24/7`` or
+    an exchange_calendars code such as ``XNYS``), ``session`` the session the bars were filtered to (``regular``,
+    ``extended``; None for 24/7 venues).
     """
 
     strategy: str
@@ -70,6 +75,8 @@ class BacktestConfig:
     slippage_pct: float = 0.0
     slippage_fixed: float = 0.0
     calendar: str = "crypto"
+    venue_calendar: str = "24/7"
+    session: str | None = None
 
     def hash(self) -> str:
         """sha256 of the canonical JSON of this config (first 16 hex digits)."""
@@ -155,6 +162,7 @@ def run_backtest(
     slippage_pct: float = 0.0,
     slippage_fixed: float = 0.0,
     calendar: Calendar | str | None = None,
+    session: str | None = None,
     store: Store | str | None = None,
     record: bool = True,
     run_id: str | None = None,
@@ -176,7 +184,15 @@ def run_backtest(
         size_pct: percent of cash per order (default 95 %), or ``stake``: fixed units per order (then
             ``size_pct`` is ignored).
         slippage_pct, slippage_fixed: Backtrader slippage, as a fraction of price or in price units.
-        calendar: ``crypto`` (365 days/year) or ``equity`` (252); default from the symbol (``BASE/QUOTE`` -> crypto).
+        calendar: the venue's trading calendar; default from ``exchange`` (a ccxt id -> ``24/7``, an equity venue
+            such as ``XNYS``/``nyse``/``nasdaq`` -> its exchange calendar; see :func:`btlab.model.venue.resolve_venue`).
+            Give it for an exchange btlab does not know: ``24/7`` (or ``crypto``), ``equity`` (XNYS) or an exchange
+            calendar code. 24/7 venues annualize with 365 and return per UTC day, exchange venues with 252 and
+            return per session.
+        session: for exchange-session venues, ``regular`` (the default: e.g. 09:30-16:00 New York, early closes
+            from the calendar) or ``extended`` (04:00-20:00 New York for US venues): bars outside it are dropped
+            before the run (:func:`btlab.model.sessions.filter_session`; daily bars are kept). Must be None for
+            24/7 venues.
         store: a Store, an address, or None for ``BTLAB_STORE``/the default DuckDB file.
         record: write the run (row, equity, trades, orders) to the store while it runs.
         run_id, sweep_id: ids to record; a new run id by default.
@@ -188,6 +204,8 @@ def run_backtest(
 
     Raises:
         UnknownStrategyError, StrategyParameterError: bad strategy or parameters (nothing recorded).
+        InvalidArgumentError: unknown exchange without ``calendar``, unknown calendar or session, a session for a
+            24/7 venue (nothing recorded).
         NoDataError: no bars in the store for the request (nothing recorded).
         StoreUnavailableError: the store cannot be reached.
         Exception: an error inside the strategy is re-raised after the run is recorded as ``failed``.
@@ -195,7 +213,8 @@ def run_backtest(
     ref, cls = resolve_strategy(strategy)
     resolved = coerce_params(cls, params)
     tf = Timeframe.parse(timeframe)
-    cal = Calendar(calendar) if calendar is not None else Instrument(exchange, symbol).calendar
+    venue = resolve_venue(exchange, calendar)
+    cal, session = venue.kind, check_session(session, venue)
     if stake is not None and stake <= 0:
         raise InvalidArgumentError(f"stake must be positive, got {stake}")
     if stake is None and size_pct is not None and not 0 < size_pct <= 100:
@@ -210,6 +229,7 @@ def run_backtest(
         start=None if lo is None else lo.isoformat(), end=None if hi is None else hi.isoformat(),
         cash=float(cash), commission=float(commission), size_pct=None if stake is not None else size_pct,
         stake=stake, slippage_pct=float(slippage_pct), slippage_fixed=float(slippage_fixed), calendar=cal.value,
+        venue_calendar=venue.calendar, session=session,
     )
 
     owns_store = not isinstance(store, Store)
@@ -218,6 +238,11 @@ def run_backtest(
         feed = StoreData(store=the_store, exchange=exchange, symbol=symbol, bars_timeframe=tf.value, start=lo, end=hi,
                          name=symbol)
         bars = feed.load_bars()
+        if session is not None:  # exchange venues: keep the bars of the session only
+            bars = feed.p.bars = filter_session(bars, venue, session, tf)
+            if bars.empty:
+                raise NoDataError(f"no {tf.value} bars of {exchange}:{symbol} in that range fall in a {session} "
+                                  f"session of calendar {venue.calendar}")
         cerebro = bt.Cerebro(stdstats=False)
         cerebro.adddata(feed)
         cerebro.addstrategy(cls, **resolved)
@@ -245,7 +270,8 @@ def run_backtest(
             "btlab_version": _btlab_version(), "backtrader_version": bt.__version__,
         }
         cerebro.addanalyzer(
-            Recorder, _name="btlab_recorder", store=the_store if record else None, run=run_row, calendar=cal.value,
+            Recorder, _name="btlab_recorder", store=the_store if record else None, run=run_row,
+            calendar=venue.calendar,
             progress=progress, bars_total=len(bars), flush_bars=flush_bars, flush_seconds=flush_seconds,
         )
         recorder: Recorder | None = None

@@ -1,4 +1,5 @@
-"""Shared pieces of the CLI: consoles, the --store option, error display, progress bars, formatting."""
+"""Shared pieces of the CLI: consoles, the --store, --calendar and --session options, error display, progress bars,
+formatting."""
 
 from __future__ import annotations
 
@@ -23,6 +24,29 @@ StoreOption = Annotated[
         envvar="BTLAB_STORE",
         help="Store address: a DuckDB file (default ~/.local/share/btlab/btlab.duckdb) or QuestDB, "
         "e.g. 'http::addr=localhost:9000;'.",
+        show_default=False,
+    ),
+]
+
+CalendarOption = Annotated[
+    str | None,
+    typer.Option(
+        "--calendar",
+        metavar="CALENDAR",
+        help="Trading calendar: 24/7 (or crypto), equity (the venue's exchange calendar) or an exchange calendar "
+        "such as XNYS, XNAS, XLON (nyse, nasdaq, lse ...; any exchange_calendars code). Default: from --exchange "
+        "(ccxt ids are 24/7). Needed for an exchange btlab does not know.",
+        show_default=False,
+    ),
+]
+
+SessionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--session",
+        metavar="regular|extended",
+        help="For exchange venues: regular (default; e.g. 09:30-16:00 New York, early closes from the calendar) or "
+        "extended (04:00-20:00 New York, US venues). Not for 24/7 venues.",
         show_default=False,
     ),
 ]

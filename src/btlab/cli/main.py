@@ -12,6 +12,8 @@ from rich.table import Table
 
 from btlab.cli.ingest import ingest_app
 from btlab.cli.common import (
+    CalendarOption,
+    SessionOption,
     StoreOption,
     console,
     fmt,
@@ -44,9 +46,13 @@ app.add_typer(ingest_app, name="ingest")
 @friendly_errors
 def data_import(
     files: Annotated[list[Path], typer.Argument(help="CSV (.csv, .csv.gz, .zip), feather or parquet files.")],
-    exchange: Annotated[str, typer.Option(help="ccxt exchange id, e.g. binance.")] = "binance",
+    exchange: Annotated[str | None, typer.Option(
+        help="Venue of the bars: a ccxt exchange id (binance: 24/7) or an equity venue (XNYS/nyse, XNAS/nasdaq, "
+        "...). Required, unless the file has a data.binance.vision kline name (then binance, said in the output).",
+        show_default=False)] = None,
     symbol: Annotated[str, typer.Option(help="Unified symbol, e.g. BTC/USDT (or a ticker such as AAPL).")] = ...,
     timeframe: Annotated[str, typer.Option(help="ccxt timeframe of the bars: 1m, 5m, 1h, 1d, ...")] = ...,
+    calendar: CalendarOption = None,
     store: StoreOption = None,
 ) -> None:
     """Import OHLCV bars from files into the store.
@@ -56,18 +62,25 @@ def data_import(
     close, volume. Each file is validated completely first: a bad file is rejected with its row and column and
     nothing from it is written. Re-importing a file changes nothing.
     """
-    from btlab.marketdata.files import import_bars
+    from btlab.marketdata.files import exchange_of, import_bars
+    from btlab.model.venue import resolve_venue
 
+    for path in files:  # every file's exchange (and calendar) is checked before any work
+        resolve_venue(exchange_of(path, exchange)[0], calendar)
     with open_store_cli(store) as st, progress_bar() as progress:
         task = progress.add_task("importing", total=len(files))
         for path in files:
             progress.update(task, description=f"importing {path.name}")
-            report = import_bars(path, st, exchange=exchange, symbol=symbol, timeframe=timeframe)
+            report = import_bars(path, st, exchange=exchange, symbol=symbol, timeframe=timeframe, calendar=calendar)
             progress.advance(task)
-            gaps = f", {report.gaps} missing bar(s) between them" if report.gaps else ", no gaps"
+            where = "" if report.calendar == "24/7" else f" in {report.calendar} regular sessions"
+            gaps = f", {report.gaps:,} missing bar(s){where} between them" if report.gaps else f", no gaps{where}"
+            if report.outside_session:
+                gaps += f" ({report.outside_session:,} bars outside them: extended hours)"
+            assumed = f" ({report.assumed})" if report.assumed else ""
             console.print(
-                f"{path}: {report.rows:,} {timeframe} bars for {exchange}:{symbol}, {report.first} .. {report.last}"
-                f"{gaps} -> {st.address}",
+                f"{path}: {report.rows:,} {timeframe} bars for {report.exchange}:{symbol}{assumed}, {report.first} .. "
+                f"{report.last}{gaps} -> {st.address}",
                 highlight=False,
             )
 
@@ -79,22 +92,28 @@ def data_coverage(
     symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
     timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
     gaps: Annotated[int, typer.Option(help="List at most this many gaps per series (0: none).")] = 10,
+    calendar: CalendarOption = None,
+    session: SessionOption = None,
     store: StoreOption = None,
 ) -> None:
-    """Per exchange/symbol/timeframe: first and last bar, count, and the gaps (missing bars); then tick coverage."""
+    """Per exchange/symbol/timeframe: first and last bar, count, and the gaps (missing bars); then tick coverage.
+
+    Missing bars are counted in the venue's trading time: every slot for 24/7 venues (ccxt ids), only session
+    slots for exchange venues (XNYS, nasdaq, ...: nights, weekends and holidays are not missing).
+    """
     from btlab.marketdata.coverage import coverage, tick_coverage
 
     with open_store_cli(store) as st:
-        frame = coverage(st, exchange=exchange, symbol=symbol, timeframe=timeframe)
+        frame = coverage(st, exchange=exchange, symbol=symbol, timeframe=timeframe, calendar=calendar, session=session)
         if frame.empty:
             console.print(f"no bars in {st.address}" + (" for that filter" if exchange or symbol or timeframe else ""))
         else:
             table = Table(title=f"bar coverage in {st.address}")
-            for col in ("exchange", "symbol", "timeframe", "first", "last", "bars", "missing", "gaps"):
+            for col in ("exchange", "symbol", "timeframe", "first", "last", "bars", "missing", "gaps", "calendar"):
                 table.add_column(col, justify="right" if col in ("bars", "missing", "gaps") else "left")
             for row in frame.itertuples(index=False):
                 table.add_row(row.exchange, row.symbol, row.timeframe, str(row.first), str(row.last),
-                              f"{row.bars:,}", f"{row.missing_bars:,}", f"{row.n_gaps:,}")
+                              f"{row.bars:,}", f"{row.missing_bars:,}", f"{row.n_gaps:,}", row.calendar)
             console.print(table)
             for row in frame.itertuples(index=False):
                 if gaps and row.n_gaps:
@@ -130,7 +149,8 @@ def backtest(
     stake: Annotated[float | None, typer.Option(help="Fixed order size in units (overrides --size-pct).")] = None,
     slippage_pct: Annotated[float, typer.Option(help="Slippage as a fraction of price (0.0005 = 5 bp).")] = 0.0,
     slippage_fixed: Annotated[float, typer.Option(help="Slippage in price units (ignored if --slippage-pct).")] = 0.0,
-    calendar: Annotated[str | None, typer.Option(help="crypto (365 days/year) or equity (252); default from the symbol.")] = None,
+    calendar: CalendarOption = None,
+    session: SessionOption = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
     store: StoreOption = None,
 ) -> None:
@@ -152,7 +172,7 @@ def backtest(
         result = run_backtest(
             strategy, symbol=symbol, exchange=exchange, timeframe=timeframe, start=from_, end=to, params=params,
             cash=cash, commission=commission, size_pct=size_pct, stake=stake, slippage_pct=slippage_pct,
-            slippage_fixed=slippage_fixed, calendar=calendar, store=st, progress=on_progress,
+            slippage_fixed=slippage_fixed, calendar=calendar, session=session, store=st, progress=on_progress,
         )
         progress.stop()
         summary = result.summary

@@ -1,10 +1,15 @@
 """What the store holds: per series the first and last bar, the count, and the gaps; per instrument the ticks.
 
 Bars (:func:`coverage`): one row per ``exchange/symbol/timeframe`` of ``ohlcv``. Gaps are runs of missing bar
-slots between two stored bars, exactly as :func:`btlab.marketdata.gaps.find_gaps` defines them (nothing before the
-first or after the last bar counts; no trading calendar: nights and weekends of session markets count as missing).
-They are found IN THE STORE with one window-function query per timeframe, which returns only the gaps, so millions
-of bars never travel to Python::
+slots between two stored bars, exactly as :func:`btlab.marketdata.gaps.find_gaps` defines them under the series'
+venue calendar (nothing before the first or after the last bar counts). The calendar comes from the exchange name
+(:func:`btlab.model.venue.resolve_venue`: ccxt ids are 24/7; equity venues such as ``XNYS``/``nyse``/``nasdaq``
+count only their regular-session slots, so nights, weekends and holidays are not missing), or from ``calendar=``
+for every series; a series whose exchange btlab does not know is counted as 24/7 and its ``calendar`` column says
+``unknown (24/7)``. Series of exchange venues are read (their open times only) and scanned with
+:func:`~btlab.marketdata.gaps.find_gaps`, since their slots depend on the calendar. Gaps of 24/7 series are found
+IN THE STORE with one window-function query per timeframe, which returns only the gaps, so millions of bars never
+travel to Python::
 
     SELECT exchange, symbol, prev_ts, ts FROM (
         SELECT exchange, symbol, ts, lag(ts) OVER (PARTITION BY exchange, symbol ORDER BY ts) AS prev_ts
@@ -37,8 +42,10 @@ import pandas as pd
 
 from btlab.errors import BtlabError, InvalidArgumentError
 from btlab.marketdata.gaps import GAP_COLUMNS, find_gaps
+from btlab.model.sessions import SESSIONS, check_session
 from btlab.model.tick import trade_ids_as_int
 from btlab.model.timeframe import Timeframe
+from btlab.model.venue import TWENTY_FOUR_SEVEN, resolve_calendar, resolve_venue
 
 if TYPE_CHECKING:
     from btlab.store.base import Store
@@ -49,7 +56,7 @@ log = logging.getLogger(__name__)
 
 #: Columns of :func:`coverage` (``gaps`` holds a frame with :data:`btlab.marketdata.gaps.GAP_COLUMNS`).
 COVERAGE_COLUMNS: tuple[str, ...] = (
-    "exchange", "symbol", "timeframe", "first", "last", "bars", "missing_bars", "n_gaps", "gaps",
+    "exchange", "symbol", "timeframe", "first", "last", "bars", "missing_bars", "n_gaps", "gaps", "calendar",
 )
 #: Columns of :func:`tick_coverage` (``id_gaps`` holds a frame with :data:`ID_GAP_COLUMNS`).
 TICK_COVERAGE_COLUMNS: tuple[str, ...] = (
@@ -101,6 +108,8 @@ def coverage(
     symbol: str | None = None,
     timeframe: str | None = None,
     method: Literal["auto", "sql", "scan"] = "auto",
+    calendar: str | None = None,
+    session: str | None = None,
 ) -> pd.DataFrame:
     """Per ``exchange/symbol/timeframe`` of the store's bars: first, last, count, missing bars and the gap list.
 
@@ -108,22 +117,30 @@ def coverage(
         store: any :class:`~btlab.store.base.Store`.
         exchange, symbol, timeframe: optional filters.
         method: ``auto`` (SQL window query, falling back to a per-series scan if the backend rejects it), ``sql``
-            or ``scan`` (see the module docstring).
+            or ``scan`` (see the module docstring); series of exchange venues are always scanned.
+        calendar: count every series under this calendar (``"24/7"``, ``"XNYS"``, ...) instead of its venue's.
+        session: for series of exchange venues, the session whose slots count: ``regular`` (None: the default) or
+            ``extended``; ignored for 24/7 series.
 
     Returns:
         A frame with :data:`COVERAGE_COLUMNS`, sorted by identity: ``first``/``last`` (``datetime64[ns, UTC]``, bar
         open times), ``bars`` (int64), ``missing_bars`` (int64: missing slots between first and last), ``n_gaps``
         (int64) and ``gaps`` -- per row a frame ``gap_start, gap_end, missing_bars`` exactly as
         :func:`~btlab.marketdata.gaps.find_gaps` returns it for the series' open times. A series whose stored
-        timeframe is not a fixed-length ccxt timeframe gets ``<NA>`` counts and ``gaps`` None.
-        ``attrs["method"]`` is ``"sql"`` or ``"scan"``.
+        timeframe is not a fixed-length ccxt timeframe gets ``<NA>`` counts and ``gaps`` None. ``calendar``
+        (str): the calendar the gaps were counted with (``"24/7"``, ``"XNYS"``, ``"unknown (24/7)"``).
+        ``attrs["method"]`` is ``"sql"`` or ``"scan"`` (how the 24/7 series were searched).
 
     Raises:
-        InvalidArgumentError: unknown ``method``.
+        InvalidArgumentError: unknown ``method``, ``calendar`` or ``session``.
         Any store error with ``method="sql"`` (with ``auto`` only connection errors, :class:`BtlabError`).
     """
     if method not in ("auto", "sql", "scan"):
         raise InvalidArgumentError(f"method must be auto, sql or scan, got {method!r}")
+    if calendar is not None:
+        resolve_calendar(calendar)
+    if session is not None and session not in SESSIONS:
+        check_session(session, "XNYS")  # raises: unknown session name
     series = store.bar_series()
     if exchange is not None:
         series = series[series["exchange"] == exchange]
@@ -132,6 +149,9 @@ def coverage(
     if timeframe is not None:
         series = series[series["timeframe"] == Timeframe.parse(timeframe).value]
     series = series.reset_index(drop=True)
+    calendars = {ex: _calendar_of(ex, calendar) for ex in series["exchange"].unique()}
+    timed = series["exchange"].map(lambda ex: calendars[ex][1] == TWENTY_FOUR_SEVEN).astype(bool)
+    sessions, series = series[~timed].reset_index(drop=True), series[timed].reset_index(drop=True)
 
     gaps: dict[tuple[str, str, str], pd.DataFrame] = {}
     used = method
@@ -149,17 +169,22 @@ def coverage(
             used = "scan"
     if used == "scan":
         gaps = _gaps_scan(store, series)
+    gaps.update(_gaps_scan(store, sessions, calendars, session))
+    series = pd.concat([series, sessions]) if len(sessions) else series
+    series = series.sort_values(["exchange", "symbol", "timeframe"], kind="stable").reset_index(drop=True)
 
     rows = []
     for rec in series.itertuples(index=False):
         key = (rec.exchange, rec.symbol, rec.timeframe)
+        label = calendars[rec.exchange][0]
         if _timeframe(rec.timeframe) is None:
-            rows.append((*key, rec.first, rec.last, int(rec.bars), pd.NA, pd.NA, None))
+            rows.append((*key, rec.first, rec.last, int(rec.bars), pd.NA, pd.NA, None, label))
             continue
         frame = gaps.get(key)
         if frame is None:
             frame = _empty_gaps()
-        rows.append((*key, rec.first, rec.last, int(rec.bars), int(frame["missing_bars"].sum()), len(frame), frame))
+        rows.append((*key, rec.first, rec.last, int(rec.bars), int(frame["missing_bars"].sum()), len(frame), frame,
+                     label))
     out = pd.DataFrame(rows, columns=list(COVERAGE_COLUMNS))
     for col in ("first", "last"):
         out[col] = _utc(out[col]) if len(out) else pd.Series([], dtype="datetime64[ns, UTC]")
@@ -168,6 +193,14 @@ def coverage(
         out[col] = pd.array(out[col].tolist(), dtype="Int64")
     out.attrs["method"] = used
     return out
+
+
+def _calendar_of(exchange: str, calendar: str | None) -> tuple[str, str]:
+    """``(label, calendar code)`` of a stored exchange name; unknown names count as 24/7, labelled so."""
+    try:
+        return (code := resolve_venue(exchange, calendar).calendar), code
+    except InvalidArgumentError:
+        return "unknown (24/7)", TWENTY_FOUR_SEVEN
 
 
 def _timeframe(text: str) -> Timeframe | None:
@@ -207,7 +240,8 @@ def _gaps_sql(store: Store, series: pd.DataFrame, exchange: str | None,
     return out
 
 
-def _gaps_scan(store: Store, series: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataFrame]:
+def _gaps_scan(store: Store, series: pd.DataFrame, calendars: dict[str, tuple[str, str]] | None = None,
+               session: str | None = None) -> dict[tuple[str, str, str], pd.DataFrame]:
     out: dict[tuple[str, str, str], pd.DataFrame] = {}
     for rec in series.itertuples(index=False):
         tf = _timeframe(rec.timeframe)
@@ -217,7 +251,11 @@ def _gaps_scan(store: Store, series: pd.DataFrame) -> dict[tuple[str, str, str],
             "SELECT ts FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ? ORDER BY ts",
             [rec.exchange, rec.symbol, rec.timeframe],
         )["ts"]
-        out[(rec.exchange, rec.symbol, rec.timeframe)] = find_gaps(_utc(ts), tf)
+        code = TWENTY_FOUR_SEVEN if calendars is None else calendars[rec.exchange][1]
+        if code == TWENTY_FOUR_SEVEN:
+            out[(rec.exchange, rec.symbol, rec.timeframe)] = find_gaps(_utc(ts), tf)
+        else:
+            out[(rec.exchange, rec.symbol, rec.timeframe)] = find_gaps(_utc(ts), tf, calendar=code, session=session)
     return out
 
 

@@ -59,14 +59,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from btlab.errors import DataValidationError
+from btlab.errors import DataValidationError, InvalidArgumentError
 from btlab.marketdata.csvio import NUMBER as _NUMBER
 from btlab.marketdata.csvio import epoch_to_utc as _epoch_to_utc
 from btlab.marketdata.csvio import first_line as _first_line
 from btlab.marketdata.csvio import zip_csv_member
 from btlab.marketdata.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS, PRICE_COLUMNS, validate_bars
+from btlab.model.sessions import check_session, in_session
 from btlab.model.timeframe import Timeframe
+from btlab.model.venue import resolve_venue
 
 if TYPE_CHECKING:
     from btlab.store.base import Store
@@ -79,6 +81,8 @@ __all__ = [
     "TRADES_COLUMN_NAMES",
     "ImportReport",
     "import_bars",
+    "exchange_of",
+    "infer_exchange",
     "read_bars_file",
 ]
 
@@ -106,12 +110,18 @@ class ImportReport:
 
     Attributes:
         path: the file imported.
-        exchange, symbol, timeframe: the series written (ccxt id, unified symbol, ccxt timeframe string).
+        exchange, symbol, timeframe: the series written (ccxt id or equity venue, symbol, ccxt timeframe string).
         rows: number of bars in the file (all were written; re-writing existing bars replaces them).
         first, last: open time of the first and last bar (UTC :class:`pandas.Timestamp`).
-        gaps: number of missing bars between ``first`` and ``last`` for the timeframe
-            (see :func:`btlab.marketdata.gaps.find_gaps`); 0 for a complete series. No trading calendar is
-            applied: for exchange-session instruments, nights, weekends and holidays count as missing bars.
+        gaps: number of missing bars between ``first`` and ``last`` for the timeframe under the venue's calendar
+            (see :func:`btlab.marketdata.gaps.find_gaps`); 0 for a complete series. For exchange venues only
+            regular-session slots count: nights, weekends, holidays and the hours after an early close are not
+            missing.
+        calendar: the calendar the gaps were counted with: ``"24/7"`` or an exchange calendar code (``"XNYS"``).
+        outside_session: bars outside the regular sessions (extended hours; for ``24/7`` always 0). They are
+            stored like every other bar.
+        assumed: what was inferred rather than given (e.g. the exchange from a data.binance.vision file name), as
+            words for the user; None when nothing was.
     """
 
     path: Path
@@ -122,11 +132,14 @@ class ImportReport:
     first: pd.Timestamp
     last: pd.Timestamp
     gaps: int
+    calendar: str = "24/7"
+    outside_session: int = 0
+    assumed: str | None = None
 
     def __str__(self) -> str:
         return (
             f"{self.path.name}: {self.rows} {self.timeframe} bars of {self.exchange} {self.symbol}, "
-            f"{self.first} .. {self.last}, {self.gaps} missing"
+            f"{self.first} .. {self.last}, {self.gaps} missing ({self.calendar})"
         )
 
 
@@ -178,14 +191,47 @@ def read_bars_file(path: str | Path, *, timeframe: Timeframe | str | None = None
         raise DataValidationError(exc.source, exc.reason, row=exc.row, column=names[exc.column]) from None
 
 
+def infer_exchange(path: str | Path) -> str | None:
+    """The exchange a bar file's name implies, or None.
+
+    A data.binance.vision kline file name (``BTCUSDT-1m-2024-01-01.zip``, ``.csv``) -> ``"binance"``. Nothing
+    else is inferred: other files need the exchange to be given.
+    """
+    from btlab.marketdata.binance_vision import parse_vision_name
+
+    try:
+        _, kind, _ = parse_vision_name(Path(path).name)
+    except ValueError:
+        return None
+    return "binance" if kind == "klines" else None
+
+
+def exchange_of(path: str | Path, exchange: str | None) -> tuple[str, str | None]:
+    """``(exchange, assumed)``: the exchange given, or the one inferred from the file name with the words saying so.
+
+    Raises:
+        InvalidArgumentError: ``exchange`` is None and the name implies none (one line, naming the file).
+    """
+    if exchange is not None:
+        return exchange, None
+    inferred = infer_exchange(path)
+    if inferred is None:
+        raise InvalidArgumentError(
+            f"{path}: no exchange given and none can be inferred from the file name: give it (--exchange), e.g. "
+            "binance (a ccxt id, 24/7) or XNYS/nyse, XNAS/nasdaq (equity venues)"
+        )
+    return inferred, f"exchange {inferred} assumed from the data.binance.vision file name"
+
+
 def import_bars(
     path: str | Path,
     store: Store,
     *,
-    exchange: str,
+    exchange: str | None = None,
     symbol: str,
     timeframe: Timeframe | str,
     source: str | None = None,
+    calendar: str | None = None,
 ) -> ImportReport:
     """Read, validate and store the bars of one file as one series.
 
@@ -197,24 +243,34 @@ def import_bars(
     Args:
         path: a file :func:`read_bars_file` understands.
         store: where to write.
-        exchange: ccxt exchange id, e.g. ``"binance"``.
-        symbol: ccxt unified symbol, e.g. ``"BTC/USDT"``.
+        exchange: ccxt exchange id (``"binance"``) or equity venue (``"XNYS"``, ``"nyse"``, ``"nasdaq"``), see
+            :func:`btlab.model.venue.resolve_venue`. None: inferred from a data.binance.vision kline file name
+            (:func:`infer_exchange`, said in ``ImportReport.assumed``), otherwise an error.
+        symbol: ccxt unified symbol, e.g. ``"BTC/USDT"``, or a ticker (``"SPY"``).
         timeframe: the bars' length (``"1h"``, ...); every bar open time must be aligned to it.
         source: provenance stored with each bar; defaults to the file name (without folders).
+        calendar: the venue's calendar when ``exchange`` is a name btlab does not know (``"24/7"``, ``"XNYS"``);
+            it only decides how missing bars are counted (see :class:`ImportReport`).
 
     Returns:
-        An :class:`ImportReport` (rows, first/last bar open time in UTC, number of missing bars).
+        An :class:`ImportReport` (rows, first/last bar open time in UTC, number of missing bars, calendar).
 
     Raises:
+        InvalidArgumentError: no exchange given and none inferable; unknown exchange without ``calendar``; unknown
+            calendar. Checked before the file is read; the store is unchanged.
         DataValidationError: the file is missing, unreadable or invalid (see :func:`read_bars_file`); the store
             is unchanged.
         ValueError: ``timeframe`` is not a valid ccxt timeframe.
     """
     p = Path(path)
     tf = Timeframe.parse(timeframe)
+    exchange, assumed = exchange_of(p, exchange)
+    venue = resolve_venue(exchange, calendar)
     bars = read_bars_file(p, timeframe=tf)
     store.write_bars(bars, exchange=exchange, symbol=symbol, timeframe=tf, source=source or p.name)
-    gaps = find_gaps(bars["ts"], tf)
+    session = check_session(None, venue)
+    gaps = find_gaps(bars["ts"], tf, calendar=venue.calendar, session=session)
+    outside = 0 if session is None else int((~in_session(bars["ts"], venue, session, tf)).sum())
     return ImportReport(
         path=p,
         exchange=exchange,
@@ -224,6 +280,9 @@ def import_bars(
         first=bars["ts"].iloc[0],
         last=bars["ts"].iloc[-1],
         gaps=int(gaps["missing_bars"].sum()),
+        calendar=venue.calendar,
+        outside_session=outside,
+        assumed=assumed,
     )
 
 
