@@ -643,3 +643,14 @@ def open_positions(orders: pd.DataFrame, last_prices: Mapping[str, float] | None
     frame = pd.DataFrame(rows, columns=columns)
     frame["opened"] = pd.to_datetime(frame["opened"], utc=True).astype("datetime64[ns, UTC]")
     return frame
+
+
+def drawdown_curve(value: pd.Series, start_value: float) -> pd.Series:
+    """Drawdown at every bar, ``value / running peak - 1`` (<= 0), the starting cash being the first peak.
+
+    The same definition as the recorder's stored ``drawdown`` column, for curves that are not stored (e.g. the
+    benchmark's). Index and length as ``value``.
+    """
+    v = value.to_numpy(dtype="float64")
+    peak = np.maximum.accumulate(np.concatenate(([float(start_value)], v)))[1:]
+    return pd.Series(v / peak - 1.0, index=value.index, name="drawdown")
