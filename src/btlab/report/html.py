@@ -556,9 +556,9 @@ function esc(s){return String(s).replace(/[&<>"]/g,function(c){return {'&':'&amp
 function cell(c,v){if(c.t==='ts')return v===null?'\\u2014':ts(v);if(c.t==='text')return esc(v);return num(v,c.d);}
 function render(){var n=rows.length,per=size>0?size:n,pages=Math.max(1,Math.ceil(n/per));
  page=Math.min(page,pages-1);var a=page*per,b=Math.min(n,a+per),html=[];
- for(var i=a;i<b;i++){var r=rows[i],tds=[];for(var j=0;j<cols.length;j++){var c=cols[j],v=r[j],
-  cls=(c.t==='text'||c.t==='ts')?'l':'';if(c.s&&v!==null&&v!==0)cls+=(v>0?' pos':' neg');
-  tds.push('<td class="'+cls+'">'+cell(c,v)+'</td>');}html.push('<tr>'+tds.join('')+'</tr>');}
+ for(var i=a;i<b;i++){var r=rows[i],tds=[];for(var j=0;j<cols.length;j++){var c=cols[j],v=r[j],cls=[];
+  if(c.t==='text'||c.t==='ts')cls.push('l');if(c.s&&v!==null&&v!==0)cls.push(v>0?'pos':'neg');
+  tds.push('<td class="'+cls.join(' ')+'">'+cell(c,v)+'</td>');}html.push('<tr>'+tds.join('')+'</tr>');}
  body.innerHTML=html.join('');
  info.textContent='rows '+(n?a+1:0)+'\\u2013'+b+' of '+n+' \\u00b7 page '+(page+1)+' of '+pages;
  document.getElementById('trades-first').disabled=document.getElementById('trades-prev').disabled=page===0;
