@@ -624,7 +624,8 @@ def open_positions(orders: pd.DataFrame, last_prices: Mapping[str, float] | None
         for symbol, fills in final.groupby("symbol", sort=True):
             size, price, opened = 0.0, math.nan, None
             scale = float(np.abs(fills["executed_size"]).max())
-            for ts, q, px in zip(fills["ts"], fills["executed_size"].astype(float), fills["executed_price"].astype(float)):
+            sizes, prices = fills["executed_size"].astype(float), fills["executed_price"].astype(float)
+            for ts, q, px in zip(fills["ts"], sizes, prices):
                 if size == 0.0 or (size > 0) == (q > 0):  # open or add: average the price
                     price = px if size == 0.0 else (price * abs(size) + px * abs(q)) / (abs(size) + abs(q))
                     opened = ts if size == 0.0 else opened

@@ -44,6 +44,7 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -520,7 +521,8 @@ table{border-collapse:collapse}
 .metrics td.v{text-align:right;padding-left:12px;white-space:nowrap}
 .metrics{width:100%}
 .note{color:#555;font-size:12.5px;margin:6px 0}
-.conventions{font-size:12.5px;color:#333;background:#eef3f8;border-left:3px solid #1f77b4;padding:8px 12px;margin:10px 0}
+.conventions{font-size:12.5px;color:#333;background:#eef3f8;border-left:3px solid #1f77b4;padding:8px 12px;
+ margin:10px 0}
 .conventions p{margin:0 0 4px}
 .data{width:100%;font-size:12.5px;font-variant-numeric:tabular-nums;background:#fff}
 .data th,.data td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
@@ -868,136 +870,161 @@ def render_report(run: Mapping[str, Any], equity: pd.DataFrame | None, trades: p
         The HTML document (str). It embeds :data:`PLOTLY_JS` once (1.5 MB) and needs no network. Long lines are
         decimated for display only (see :data:`MAX_LINE_POINTS`).
     """
+    d = _prepare(run, equity, trades, bars, orders)
+    equity_html, reduced = _equity_sections(d)
+    price_html, price_reduced = _price_sections(d)
+    last_prices = {s: float(f["close"].iloc[-1]) for s, f in d.bars.items() if len(f)}
+    positions = open_positions(d.orders, last_prices) if d.orders is not None else None
+    open_html = _open_position_html(d.run, positions, d.equity, d.currency)
+    trades_html = (f'<h2>Closed trades ({len(d.trades):,d})</h2><div class="card">'
+                   f"{_trades_html(d.trades, d.currency, bool(open_html))}</div>")
+    sections = [*equity_html, *_return_sections(d), *_calendar_sections(d), *price_html, trades_html]
+    return _page(d, sections, open_html, reduced or price_reduced)
+
+
+@dataclass
+class _Inputs:
+    """One report's inputs, prepared once: frames with a UTC ``ts`` column, the benchmark on the equity's times."""
+
+    run: dict[str, Any]
+    equity: pd.DataFrame
+    trades: pd.DataFrame
+    bars: dict[str, pd.DataFrame]
+    orders: pd.DataFrame | None
+    symbols: list[str]
+    currency: str | None
+    cal: Calendar
+    start_value: float | None
+    value: pd.Series | None  # equity values indexed by time; None without a usable equity curve
+    bench: pd.Series | None
+    bench_note: str
+
+
+def _prepare(run: Mapping[str, Any], equity: pd.DataFrame | None, trades: pd.DataFrame | None,
+             bars: pd.DataFrame | Mapping[str, pd.DataFrame] | None, orders: pd.DataFrame | None) -> _Inputs:
     run = dict(run)
     equity = _with_ts(equity, ("value", "cash", "drawdown", "position_value"))
-    trades = _with_ts(trades) if trades is not None else pd.DataFrame()
     bars_map = {s: _with_ts(f, ("open", "high", "low", "close", "volume"))
                 for s, f in _bars_by_symbol(bars, run).items()}
-    orders = _with_ts(orders) if orders is not None and len(orders) else None
-    currency = _currency(run)
-    symbols = _symbols(run) or list(bars_map)
-    symbol = symbols[0] if symbols else "price"
-    cal = _calendar(run)
+    symbols = _symbols(run) or list(bars_map) or ["price"]
     start_value = _number(_metric(run, "start_value")) or _number(run.get("cash"))
     has_equity = bool(len(equity)) and bool(equity["value"].notna().any()) and bool(start_value)
     value = equity.set_index("ts")["value"].astype("float64") if has_equity else None
-
-    # the benchmark curve on the equity's bar times (same function and inputs as the run's metrics)
-    bench, bench_note = None, "equal-weight buy and hold of " + (", ".join(symbols) or "the instrument")
-    bench_note += (": the starting cash split equally, bought at the first bar's open, no costs, never rebalanced")
+    # the benchmark curve on the equity's bar times: the same function and inputs as the run's metrics
+    bench = None
+    note = (f"equal-weight buy and hold of {', '.join(symbols)}: the starting cash split equally, bought at the "
+            "first bar's open, no costs, never rebalanced")
     usable = {s: bars_map[s] for s in symbols if s in bars_map and len(bars_map[s])}
-    if has_equity and symbols and len(usable) == len(symbols):
-        bench = benchmark_equity(usable, start_value, index=pd.DatetimeIndex(equity["ts"]))
-    elif has_equity:
-        bench_note += " (not drawn: bars missing in the store for " + ", ".join(
-            s for s in symbols if s not in usable) + ")"
+    if value is not None and len(usable) == len(symbols):
+        bench = benchmark_equity(usable, start_value, index=value.index)
+    elif value is not None:
+        note += f" (not drawn: no bars in the store for {', '.join(s for s in symbols if s not in usable)})"
+    return _Inputs(
+        run=run, equity=equity, trades=_with_ts(trades) if trades is not None else pd.DataFrame(), bars=bars_map,
+        orders=_with_ts(orders) if orders is not None and len(orders) else None, symbols=symbols,
+        currency=_currency(run), cal=_calendar(run), start_value=start_value, value=value, bench=bench,
+        bench_note=note,
+    )
 
-    downsampled = False
-    sections: list[str] = []
 
-    # equity against the benchmark, drawdowns
-    if has_equity:
-        fig, ds = _equity_figure(equity, bench, start_value, currency)
-        downsampled |= ds
-        chart = _figure_html(fig, "chart-equity", 580, top=50)
+def _equity_sections(d: _Inputs) -> tuple[list[str], bool]:
+    """Equity against the benchmark with both drawdowns, and the worst drawdowns table."""
+    if d.value is None:
+        return ['<h2>Equity and drawdown</h2><p class="empty">No equity recorded for this run.</p>'], False
+    fig, reduced = _equity_figure(d.equity, d.bench, d.start_value, d.currency)
+    periods = drawdown_periods(d.value, d.start_value, top=5)
+    return [
+        f'<h2>Equity and drawdown</h2><div class="card">{_figure_html(fig, "chart-equity", 580, top=50)}'
+        f'<p class="note">Strategy (blue) against the buy-and-hold benchmark (grey): {_e(d.bench_note)}. '
+        "Drawdown = value / running peak − 1, on every bar; the starting cash is the first peak.</p></div>",
+        f'<h2>Worst drawdowns</h2><div class="card">{_drawdown_table_html(periods)}<p class="note">The 5 deepest '
+        "drawdown periods, measured on every bar: from a peak to the first bar back at or above it (its recovery); "
+        "length = peak to recovery, or to the last bar if not recovered.</p></div>",
+    ], reduced
+
+
+def _return_sections(d: _Inputs) -> list[str]:
+    """Rolling Sharpe and volatility, and the histogram of daily returns (strategy and benchmark)."""
+    r = _daily(d.value, d.start_value) if d.value is not None else None
+    if r is None or not len(r):
+        return []
+    b = _daily(d.bench, d.start_value) if d.bench is not None else None
+    window, periods = rolling_window(d.cal), d.cal.periods_per_year
+    if len(r) >= window:
+        chart = _figure_html(_rolling_figure(r, b, window, periods), "chart-rolling", 460, top=50)
     else:
-        chart = '<p class="empty">No equity recorded for this run.</p>'
-    sections.append(
-        f'<h2>Equity and drawdown</h2><div class="card">{chart}<p class="note">Strategy (blue) against the buy-and-'
-        f"hold benchmark (grey): {_e(bench_note)}. Drawdown = value / running peak − 1, on every bar; the starting "
-        "cash is the first peak.</p></div>")
+        chart = (f'<p class="empty">{len(r):,d} daily returns: fewer than one {window}-day window, no rolling '
+                 "statistics.</p>")
+    var, cvar = _number(_metric(d.run, "var_95")), _number(_metric(d.run, "cvar_95"))
+    hist = _figure_html(_histogram_figure(r, b, var, cvar), "chart-histogram", 380, top=50)
+    unit = "days" if d.cal is Calendar.crypto else "sessions"
+    return [
+        f'<h2>Rolling Sharpe and volatility</h2><div class="card">{chart}<p class="note">Over trailing windows of '
+        f"{window} daily returns ({unit}), annualized with {periods}, rf = 0, sample std; each point is labelled "
+        "with its window's last day.</p></div>",
+        f'<h2>Daily returns</h2><div class="card">{hist}<p class="note">Histogram of the daily returns (strategy '
+        "and benchmark, same bins); the lines mark the strategy's historical one-day VaR and CVaR at 95 % from "
+        "the metrics.</p></div>",
+    ]
 
-    # drawdown periods
-    if has_equity:
-        periods = drawdown_periods(value, start_value, top=5)
-        sections.append(
-            '<h2>Worst drawdowns</h2><div class="card">'
-            f"{_drawdown_table_html(periods)}<p class=\"note\">The 5 deepest drawdown periods, measured on every "
-            "bar: from a peak to the first bar back at or above it (its recovery); length = peak to recovery, or "
-            "to the last bar if not recovered.</p></div>")
 
-    # rolling Sharpe / volatility and the histogram of daily returns
-    r = _daily(value, start_value) if has_equity else None
-    b = _daily(bench, start_value) if bench is not None else None
-    if r is not None and len(r):
-        window = rolling_window(cal)
-        if len(r) >= window:
-            chart = _figure_html(_rolling_figure(r, b, window, cal.periods_per_year), "chart-rolling", 460, top=50)
-        else:
-            chart = (f'<p class="empty">{len(r):,d} daily returns: fewer than one {window}-day window, no rolling '
-                     "statistics.</p>")
-        sections.append(
-            f'<h2>Rolling Sharpe and volatility</h2><div class="card">{chart}<p class="note">Over trailing windows '
-            f"of {window} daily returns ({'days' if cal is Calendar.crypto else 'sessions'}), annualized with "
-            f"{cal.periods_per_year}, rf = 0, sample std; each point is labelled with its window's last day.</p>"
-            "</div>")
-        hist = _figure_html(_histogram_figure(r, b, _number(_metric(run, "var_95")),
-                                              _number(_metric(run, "cvar_95"))), "chart-histogram", 380, top=50)
-        sections.append(
-            f'<h2>Daily returns</h2><div class="card">{hist}<p class="note">Histogram of the daily returns '
-            "(strategy and benchmark, same bins); the lines mark the strategy's historical one-day VaR and CVaR "
-            "at 95 % from the metrics.</p></div>")
+def _calendar_sections(d: _Inputs) -> list[str]:
+    """Yearly returns against the benchmark (table and bars) and the monthly returns heatmap."""
+    if d.value is None:
+        return ['<h2>Monthly returns</h2><p class="empty">No equity recorded: no monthly returns.</p>']
+    yearly = yearly_returns(d.value, d.start_value, d.bench)
+    bars_chart = _figure_html(_yearly_figure(yearly), "chart-yearly", max(260, 180 + 12 * len(yearly)), top=50)
+    table = monthly_returns(d.value, d.start_value)
+    monthly = _figure_html(_monthly_figure(table), "chart-monthly", max(240, 150 + 32 * len(table)))
+    return [
+        '<h2>Yearly returns against buy and hold</h2><div class="two">'
+        f'<div class="card">{_yearly_table_html(yearly)}<p class="note">Compounded daily returns within each '
+        "calendar year (UTC) of the run; difference = strategy − buy and hold.</p></div>"
+        f'<div class="card">{bars_chart}</div></div>',
+        f'<h2>Monthly returns</h2><div class="card">{monthly}<p class="note">Compounded daily returns per calendar '
+        "month (UTC), from <code>btlab.backtest.metrics.monthly_returns</code>; the Year column is the whole "
+        "calendar year within the run. Blank: no days in the run.</p></div>",
+    ]
 
-    # yearly and monthly returns
-    if has_equity:
-        yearly = yearly_returns(value, start_value, bench)
-        bars_chart = _figure_html(_yearly_figure(yearly), "chart-yearly", max(260, 180 + 12 * len(yearly)), top=50)
-        sections.append(
-            '<h2>Yearly returns against buy and hold</h2><div class="two">'
-            f'<div class="card">{_yearly_table_html(yearly)}<p class="note">Compounded daily returns within each '
-            "calendar year (UTC) of the run; difference = strategy − buy and hold.</p></div>"
-            f'<div class="card">{bars_chart}</div></div>'
-        )
-        table = monthly_returns(value, start_value)
-        monthly = _figure_html(_monthly_figure(table), "chart-monthly", max(240, 150 + 32 * len(table)))
-        sections.append(
-            f'<h2>Monthly returns</h2><div class="card">{monthly}<p class="note">Compounded daily returns per '
-            "calendar month (UTC), from <code>btlab.backtest.metrics.monthly_returns</code>; the Year column is the "
-            "whole calendar year within the run. Blank: no days in the run.</p></div>"
-        )
-    else:
-        sections.append('<h2>Monthly returns</h2><p class="empty">No equity recorded: no monthly returns.</p>')
 
-    # price and trades, per instrument
-    for i, sym in enumerate(symbols or [symbol]):
-        frame = bars_map.get(sym)
-        sym_trades = trades
-        if len(trades) and "symbol" in trades and len(symbols) > 1:
-            sym_trades = trades[trades["symbol"] == sym]
-        div = "chart-price" if i == 0 else f"chart-price-{i + 1}"
+def _price_sections(d: _Inputs) -> tuple[list[str], bool]:
+    """Close price with the trades' entries and exits, one chart per instrument."""
+    out, reduced = [], False
+    for i, sym in enumerate(d.symbols):
+        frame = d.bars.get(sym)
+        trades = d.trades
+        if len(trades) and "symbol" in trades and len(d.symbols) > 1:
+            trades = trades[trades["symbol"] == sym]
         if frame is not None and len(frame) and frame["close"].notna().any():
-            fig, ds = _price_figure(frame, sym_trades, sym)
-            downsampled |= ds
-            chart = _figure_html(fig, div, 500, top=70)
+            fig, was_reduced = _price_figure(frame, trades, sym)
+            reduced |= was_reduced
+            chart = _figure_html(fig, "chart-price" if i == 0 else f"chart-price-{i + 1}", 500, top=70)
         else:
             chart = '<p class="empty">No bars in the store for this run\'s instrument and range.</p>'
-        sections.append(
-            f"<h2>Price and trades ({_e(sym)})</h2><div class=\"card\">{chart}"
-            '<p class="note">▲ long entry, ▼ short entry, ✕ exit (green: net win, red: net loss or break-even). '
-            "Open positions at the end of the run are not trades yet.</p></div>")
+        out.append(
+            f'<h2>Price and trades ({_e(sym)})</h2><div class="card">{chart}<p class="note">▲ long entry, ▼ short '
+            "entry, ✕ exit (green: net win, red: net loss or break-even). Open positions at the end of the run are "
+            "not trades yet.</p></div>")
+    return out, reduced
 
-    # position open at the end, trades table
-    last_prices = {s: float(f["close"].iloc[-1]) for s, f in bars_map.items() if len(f)}
-    positions = open_positions(orders, last_prices) if orders is not None else None
-    open_html = _open_position_html(run, positions, equity, currency)
-    n = len(trades)
-    sections.append(f'<h2>Closed trades ({n:,d})</h2><div class="card">{_trades_html(trades, currency, bool(open_html))}'
-                    "</div>")
 
+def _page(d: _Inputs, sections: list[str], open_html: str, reduced: bool) -> str:
+    """The whole document around the sections: head (CSS, plotly.js), title, status, warnings, header, metrics."""
+    run = d.run
     title = (f"btlab report — {run.get('strategy') or '?'} on {run.get('exchange') or '?'}:"
              f"{run.get('symbols') or '?'} {run.get('timeframe') or ''} — {run.get('run_id') or ''}")
     ds_note = (f'<p class="note" id="downsample-note">Long lines are decimated for display to at most '
                f"{MAX_LINE_POINTS:,d} points (the minimum and maximum of {MAX_LINE_POINTS // 2:,d} equal time "
                "slices, about one per pixel, so peaks and troughs are exact); metrics and tables use every bar."
-               "</p>") if downsampled else ""
+               "</p>") if reduced else ""
     conventions = (f'<div class="conventions" id="conventions"><p>{_e(conventions_sentence(run))}</p>'
-                   f'<p id="conventions-extended">{_e(extended_conventions(cal))}</p></div>')
+                   f'<p id="conventions-extended">{_e(extended_conventions(d.cal))}</p></div>')
     body = (
-        f"<main><h1>{_e(run.get('strategy') or 'run')} · {_e(', '.join(symbols) or symbol)} · "
+        f"<main><h1>{_e(run.get('strategy') or 'run')} · {_e(', '.join(d.symbols))} · "
         f"{_e(run.get('timeframe') or '')}</h1>"
         f'<p class="sub">btlab backtest report · run <code>{_e(run.get("run_id"))}</code></p>'
-        f"{_status_html(run)}{_warnings_html(run, orders)}"
-        f'<div class="card">{_header_html(run, bench_note)}</div>'
+        f"{_status_html(run)}{_warnings_html(run, d.orders)}"
+        f'<div class="card">{_header_html(run, d.bench_note)}</div>'
         f"<h2>Metrics</h2>{_metrics_html(run)}{conventions}{open_html}"
         f"{ds_note}{''.join(sections)}"
         f"<footer>Generated by btlab {_e(_btlab_version())} on {_e(_fmt_ts(pd.Timestamp.now(tz='UTC')))} UTC. "
