@@ -394,14 +394,14 @@ def test_trades_table_pages_and_sorts_in_chromium(demo_run, demo_report, tmp_pat
     assert "data-jserr" not in attrs, attrs.get("data-jserr")
     trades = demo_run.trades
     n = len(trades)
-    refs = trades["trade_ref"].astype(int).tolist()
+    refs = [f"{ref:,d}" for ref in trades["trade_ref"].astype(int)]  # shown like every integer: 1,065
     assert attrs["data-p1"] == f"25|{refs[0]}|rows 1–25 of {n} · page 1 of {math.ceil(n / 25)}"
     assert attrs["data-p2"] == f"25|{refs[25]}|rows 26–50 of {n} · page 2 of {math.ceil(n / 25)}"
     last_page = n - 25 * (math.ceil(n / 25) - 1)
     assert attrs["data-plast"] == f"{last_page}|{refs[25 * (math.ceil(n / 25) - 1)]}|true"
     worst, best = trades["pnl_net"].min(), trades["pnl_net"].max()
     assert attrs["data-asc"] == f"{worst:,.2f}|ascending"
-    best_ref = int(trades.loc[trades["pnl_net"].idxmax(), "trade_ref"])
+    best_ref = f'{int(trades.loc[trades["pnl_net"].idxmax(), "trade_ref"]):,d}'
     assert attrs["data-desc"] == f"{best:,.2f}|{best_ref}|descending"
     assert attrs["data-all"] == f"{n}|pos"  # every row at once; the best trade first, coloured as a win
     # the sections a quant reads all drew
