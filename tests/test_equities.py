@@ -303,6 +303,25 @@ def test_spy_extended_hours_give_one_return_per_session(store: DuckDBStore) -> N
     assert m.cagr == pytest.approx(empyrical.annual_return(r, annualization=252), rel=1e-12)
 
 
+def test_spy_benchmark_statistics_use_the_same_sessions(store: DuckDBStore) -> None:
+    """The benchmark statistics and the report's yearly table cut returns at session closes too (63, not 66)."""
+    from btlab.backtest.metrics import benchmark_equity, yearly_returns
+
+    result = btlab.run_backtest("buy_hold", exchange="nyse", symbol="SPY", timeframe="1m", store=store,
+                                record=False, session="extended")
+    value, cash = result.equity["value"], result.config.cash
+    bench = benchmark_equity({"SPY": result.bars}, cash, index=value.index)
+    r = daily_returns(value, cash, "XNYS")
+    b = daily_returns(bench, cash, "XNYS")
+    assert len(b) == 63
+    m = result.summary
+    assert m.beta == pytest.approx(empyrical.beta(r, b), rel=1e-9)
+    assert m.alpha == pytest.approx(empyrical.alpha(r, b, annualization=252), rel=1e-9, abs=1e-12)
+    assert m.benchmark_sharpe == pytest.approx(empyrical.sharpe_ratio(b, annualization=252), rel=1e-9)
+    yearly = yearly_returns(value, cash, bench, "XNYS")
+    assert yearly.loc[2024, "strategy"] == pytest.approx(float((1 + r).prod() - 1), rel=1e-12)
+
+
 def test_aapl_daily_metrics_match_empyrical_with_252(store: DuckDBStore) -> None:
     result = btlab.run_backtest("sma_cross", exchange="nasdaq", symbol="AAPL", timeframe="1d", store=store,
                                 record=False, params={"fast": 20, "slow": 50})

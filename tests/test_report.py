@@ -8,6 +8,7 @@ screenshot that every chart drew; it is skipped when ``chromium`` is not on PATH
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import shutil
@@ -121,17 +122,21 @@ def test_report_shows_run_metrics_formatted_and_conventions(store, full_run, ful
     # all trades listed, one row each, and every entry/exit drawn as a marker (checked in the browser test)
     n = int(m["n_trades"])
     assert n > 50
-    assert doc.count("<tr><td>", doc.index('id="trades-table"')) == n
+    data = json.loads(re.search(r'<script type="application/json" id="trades-data">(.*?)</script>', doc, re.S)
+                      .group(1))
+    assert len(data["rows"]) == n  # every trade, paged by the table script (checked in the browser test)
+    assert [r[0] for r in data["rows"]] == [int(v) for v in full_run.trades["trade_ref"]]
     assert f"Closed trades ({n:,d})" in doc
 
 
 def test_report_is_self_contained_and_reasonably_small(full_report):
     doc = full_report.read_text(encoding="utf-8")
     assert re.search(r"<script[^>]*\ssrc=", doc) is None and "<link" not in doc  # nothing fetched
-    assert doc.count("<script") == 4  # plotly.js once, inline, then one call per chart
-    assert doc.count('Plotly.newPlot(') == 3
+    assert doc.count("plotly.js (cartesian - minified) v") == 1  # plotly.js once, inline
+    assert doc.count("<script") == 1 + 6 + 2  # plotly.js, one call per chart, the trades data and its script
+    assert doc.count('Plotly.newPlot(') == 6
     size = full_report.stat().st_size
-    assert size < 15_000_000, size
+    assert size < 2_000_000, size  # 58,419 bars and 387 trades
     assert 'id="downsample-note"' in doc  # 58k bars > MAX_LINE_POINTS: said so in the report
 
 
@@ -163,12 +168,13 @@ def test_zero_trade_run_renders(store, idle_run, tmp_path):
     doc = write_report(store, idle_run.run_id, tmp_path / "idle.html").read_text(encoding="utf-8")
     assert "No closed trades." in doc
     assert 'id="trades-table"' not in doc
-    for div in ("chart-equity", "chart-price", "chart-monthly"):
+    for div in ("chart-equity", "chart-price", "chart-monthly", "chart-rolling", "chart-histogram"):
         assert f'id="{div}"' in doc
+    assert 'id="open-position"' not in doc and 'id="warnings"' not in doc  # never traded: nothing to say
     assert _metric_cell(doc, "win_rate") == "—"  # NaN
     assert _metric_cell(doc, "profit_factor") == "—"
     assert _metric_cell(doc, "total_return") == "0.00 %"
-    assert 'id="downsample-note"' not in doc  # 2,160 bars: drawn in full
+    assert len(idle_run.equity) > MAX_LINE_POINTS and 'id="downsample-note"' in doc  # said when reduced
 
 
 def test_monthly_heatmap_uses_metrics_monthly_returns(store, full_run, full_report):
@@ -203,13 +209,14 @@ def test_write_report_reads_the_runs_exact_bar_range(store, idle_run, tmp_path, 
     seen = {}
     real = report_html.render_report
 
-    def spy(run, equity, trades, bars):
-        seen.update(run=run, equity=equity, trades=trades, bars=bars)
-        return real(run, equity, trades, bars)
+    def spy(run, equity, trades, bars, orders=None):
+        seen.update(run=run, equity=equity, trades=trades, bars=bars, orders=orders)
+        return real(run, equity, trades, bars, orders)
 
     monkeypatch.setattr(report_html, "render_report", spy)
     write_report(store, idle_run.run_id, tmp_path / "r.html")
-    bars, run = seen["bars"], seen["run"]
+    assert list(seen["bars"]) == ["BTC/USDT"]  # {symbol: bars} for every symbol of the run
+    bars, run = seen["bars"]["BTC/USDT"], seen["run"]
     assert len(bars) == run["bars"] == len(idle_run.bars)  # data_to is the last bar's open time: included
     assert bars["ts"].iloc[0] == run["data_from"] and bars["ts"].iloc[-1] == run["data_to"]
     assert len(seen["equity"]) == len(idle_run.equity)
@@ -369,16 +376,29 @@ def test_report_draws_in_headless_chromium(full_run, full_report, tmp_path):
     parser.feed(res.stdout)
     assert "data-jserr" not in parser.root_attrs, parser.root_attrs.get("data-jserr")
     assert "Uncaught" not in res.stderr
-    assert set(parser.charts) == {"chart-equity", "chart-price", "chart-monthly"}
+    assert set(parser.charts) == {"chart-equity", "chart-rolling", "chart-histogram", "chart-yearly",
+                                  "chart-monthly", "chart-price"}
     for name, chart in parser.charts.items():
         assert "js-plotly-plot" in chart["div_class"], name  # plotly.js took the div over
         assert chart["classes"].count("main-svg") >= 2, name
     n_trades = int(full_run.metrics["n_trades"])
 
     eq = parser.charts["chart-equity"]
-    lines = [d for cls, d in eq["paths"] if "js-line" in cls.split()]
-    assert len(lines) == 2 and all(d.count("L") > 1000 for d in lines)  # equity and drawdown
-    assert sum(1 for cls, d in eq["paths"] if "js-fill" in cls.split() and d) == 1  # drawdown area
+    lines = [d for cls, d in eq["paths"] if "js-line" in cls.split() and d.count("L") > 1000]
+    assert len(lines) == 4  # strategy and buy-and-hold equity, their drawdowns (legend samples are short)
+    assert sum(1 for cls, d in eq["paths"] if "js-fill" in cls.split() and d) == 1  # strategy drawdown area
+    assert "buy and hold" in eq["texts"] and "strategy" in eq["texts"]
+
+    rolling = parser.charts["chart-rolling"]  # Sharpe and volatility of strategy and benchmark
+    lines = [d for cls, d in rolling["paths"] if "js-line" in cls.split() and d.count("L") > 1000]
+    assert len(lines) == 4
+    hist = parser.charts["chart-histogram"]
+    assert hist["classes"].count("point") > 50  # the bars (<g class="point"><path>) of two histograms
+    assert any(t.startswith("VaR 95 %") for t in hist["texts"]) and any(t.startswith("CVaR 95 %")
+                                                                         for t in hist["texts"])
+    yearly = parser.charts["chart-yearly"]
+    years = full_run.equity.index.year.nunique()
+    assert yearly["classes"].count("point") == 2 * years  # a bar per year for strategy and benchmark
 
     price = parser.charts["chart-price"]
     assert price["classes"].count("scatter") >= 3  # close, long entries, exits
@@ -393,16 +413,15 @@ def test_report_draws_in_headless_chromium(full_run, full_report, tmp_path):
     assert len(hm["images"]) == 2 and all(src.startswith("data:image/png") and len(src) > 1000
                                           for src in hm["images"])
     cells = [t for t in hm["texts"] if re.fullmatch(r"-?\d+\.\d%", t)]
-    years = full_run.equity.index.year.nunique()
     assert len(cells) >= years * 2  # percent labels drawn in the cells
     assert "Year" in hm["texts"]
 
     # the pixels: a screenshot that is not blank and looks like the page (light background, coloured charts)
     shot = tmp_path / "shot.png"
-    res = _chromium(page.as_uri(), tmp_path / "profile2", "--window-size=1400,2600", f"--screenshot={shot}")
+    res = _chromium(page.as_uri(), tmp_path / "profile2", "--window-size=1400,6800", f"--screenshot={shot}")
     assert res.returncode == 0 and shot.exists(), res.stderr[-2000:]
     px = _png_pixels(shot)
-    assert px.shape == (2600, 1400, 3)
+    assert px.shape == (6800, 1400, 3)  # the whole report
     colors, counts = np.unique(px.reshape(-1, 3), axis=0, return_counts=True)
     background = colors[counts.argmax()]
     assert background.min() >= 240  # the page background is light

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from btlab.backtest.compat import bt
-from btlab.backtest.metrics import Metrics, compute_metrics
+from btlab.backtest.metrics import Metrics, benchmark_equity, compute_metrics
 from btlab.store.schema import RUN_METRIC_COLUMNS
 
 _EPOCH_ORDINAL = 719163.0  # bt.date2num(1970-01-01)
@@ -161,8 +161,13 @@ class Recorder(bt.Analyzer):
         )
 
     def stop(self) -> None:
+        # -- benchmark (issue 6): buy-and-hold of the run's instruments, from the feeds' bars --
+        benchmark_bars = run_instrument_bars(self.strategy.datas, (self.p.run or {}).get("symbols"))
+        benchmark = benchmark_equity(benchmark_bars, self._start_value) if benchmark_bars else None
+        # -- end benchmark --
         self.metrics = compute_metrics(
-            self.equity_frame(), self.trades_frame(), start_value=self._start_value, calendar=self.p.calendar
+            self.equity_frame(), self.trades_frame(), start_value=self._start_value, calendar=self.p.calendar,
+            benchmark=benchmark,
         )
         if self.p.store is not None:
             self.flush()
@@ -273,3 +278,24 @@ class Recorder(bt.Analyzer):
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
+
+# ---- benchmark input (issue 6) ----------------------------------------------------------------------------------
+def run_instrument_bars(datas: list[Any], symbols: str | None) -> dict[str, pd.DataFrame]:
+    """The bars of each of the run's instruments, ``{symbol: bars}``, for the buy-and-hold benchmark.
+
+    ``symbols`` is the run row's comma-separated list; for each symbol the first feed named after it that holds
+    btlab bars (``load_bars()``, bar open times) is used; without ``symbols`` (or no feed named after one) the
+    first such feed. Feeds without btlab bars (other Backtrader feeds) are skipped: an empty dict means no
+    benchmark.
+    """
+    feeds = [(getattr(d, "_name", "") or "", d) for d in datas if callable(getattr(d, "load_bars", None))]
+    wanted = [s.strip() for s in (symbols or "").split(",") if s.strip()]
+    out: dict[str, pd.DataFrame] = {}
+    for symbol in wanted:
+        feed = next((d for name, d in feeds if name == symbol), None)
+        if feed is not None:
+            out[symbol] = feed.load_bars()
+    if not out and feeds:
+        name, feed = feeds[0]
+        out[wanted[0] if wanted else name] = feed.load_bars()
+    return out

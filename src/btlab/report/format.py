@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-#: The metrics shown, grouped: (section, ((key, label, unit), ...)); unit: pct, money, ratio, int, days, text.
+#: The metrics shown, grouped: (section, ((key, label, unit), ...)); unit: pct, money, ratio, int, days, duration,
+#: text. Definitions: :mod:`btlab.backtest.metrics` (``CONVENTIONS`` and ``EXTENDED_CONVENTIONS``).
 METRIC_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
     (
         "Returns",
@@ -21,12 +22,37 @@ METRIC_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
         ),
     ),
     (
+        "Benchmark (buy and hold)",
+        (
+            ("benchmark_total_return", "Total return", "pct"),
+            ("benchmark_cagr", "CAGR", "pct"),
+            ("benchmark_volatility", "Volatility (annualized)", "pct"),
+            ("benchmark_sharpe", "Sharpe", "ratio"),
+            ("benchmark_max_drawdown", "Max drawdown", "pct"),
+            ("alpha", "Alpha (annualized)", "pct"),
+            ("beta", "Beta", "ratio"),
+            ("information_ratio", "Information ratio", "ratio"),
+            ("tracking_error", "Tracking error", "pct"),
+        ),
+    ),
+    (
         "Risk",
         (
             ("max_drawdown", "Max drawdown", "pct"),
             ("max_drawdown_days", "Longest drawdown", "days"),
             ("max_drawdown_bars", "Longest drawdown (bars)", "int"),
             ("exposure", "Exposure (bars in market)", "pct"),
+        ),
+    ),
+    (
+        "Daily returns",
+        (
+            ("best_day", "Best day", "pct"),
+            ("worst_day", "Worst day", "pct"),
+            ("var_95", "VaR 95 % (1 day, historical)", "pct"),
+            ("cvar_95", "CVaR 95 % (1 day, historical)", "pct"),
+            ("skew", "Skew", "ratio"),
+            ("kurtosis", "Excess kurtosis", "ratio"),
         ),
     ),
     (
@@ -40,6 +66,9 @@ METRIC_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
             ("avg_loss", "Average loss", "money"),
             ("best_trade", "Best trade", "money"),
             ("worst_trade", "Worst trade", "money"),
+            ("expectancy", "Expectancy (net return per trade)", "pct"),
+            ("sqn", "SQN (Van Tharp)", "ratio"),
+            ("avg_holding_days", "Average holding time", "duration"),
         ),
     ),
     (
@@ -74,7 +103,8 @@ def format_value(value: Any, unit: str, currency: str | None = None) -> str:
     Args:
         value: the number (or text for ``unit="text"``); ``None``/NaN give "—", ±infinity "∞"/"−∞".
         unit: ``pct`` (a fraction: 0.1234 -> "12.34 %"), ``money`` ("1,234.56" plus ``currency``), ``ratio``
-            ("1.23"), ``int`` ("1,234"), ``days`` ("12.5 d"), ``text`` (as is).
+            ("1.23"), ``int`` ("1,234"), ``days`` ("12.5 d"), ``duration`` (a time in days shown in the largest
+            fitting unit: "3.2 d", "5.4 h", "12 min"), ``text`` (as is).
         currency: appended to money values (e.g. ``USDT``), if given.
     """
     if unit == "text":
@@ -92,4 +122,10 @@ def format_value(value: Any, unit: str, currency: str | None = None) -> str:
         return f"{int(round(v)):,d}"
     if unit == "days":
         return f"{v:,.1f} d"
+    if unit == "duration":
+        if abs(v) >= 1:
+            return f"{v:,.1f} d"
+        if abs(v) * 24 >= 1:
+            return f"{v * 24:.1f} h"
+        return f"{v * 1440:.0f} min"
     return f"{v:,.2f}"
