@@ -4,8 +4,10 @@ It writes the ``bt_runs`` row (status ``running`` at start, ``finished`` with me
 when the runner's signal handler stopped the run, ``failed`` with the error via :meth:`Recorder.fail`), the
 equity curve every bar, every closed trade and every order fill or final order state -- in batches (every
 ``flush_bars`` bars or ``flush_seconds`` of wall time, whichever comes first, checked at every bar), so a dashboard
-can watch a long run progress. Every write of the row sets ``heartbeat`` (UTC wall time): a ``running`` run whose
-heartbeat is old was killed without a chance to say so. The per-bar cost is a few list appends.
+can watch a long run progress. Every write of the row sets ``heartbeat`` (UTC wall time): at the start, at flushes
+(at most once per ``flush_seconds``: a run row costs more to write than a batch of equity) and at the end, so a
+``running`` run whose heartbeat is older than a few ``flush_seconds`` was killed without a chance to say so. The
+per-bar cost is a few list appends and a clock read.
 
 Time convention of what is stored. The feeds hand Backtrader bar CLOSE times (see :mod:`btlab.backtest.feed`);
 the recorder converts them back so that every stored time is a bar OPEN time, by subtracting the bar length of the
@@ -137,7 +139,8 @@ class Recorder(bt.Analyzer):
         self._trades_flushed = 0
         self._orders_flushed = 0
         self._trade_size: dict[int, float] = {}
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_beat = time.monotonic()
+        self._flush_seconds = float(self.p.flush_seconds)
         self._progress: Callable[[int, int], None] | None = self.p.progress
         self._flushed_peak = 0.0
         self._order_refs: set[int] = set()
@@ -168,7 +171,7 @@ class Recorder(bt.Analyzer):
         if self._store is not None:
             self._store.write_run(self._row("running"))
         self._started = True
-        self._last_flush = time.monotonic()
+        self._last_flush = self._last_beat = time.monotonic()
 
     def _check_warmup(self) -> None:
         """Refuse a run whose strategy would never reach ``next()``: a data feeds fewer bars than its warm-up."""
@@ -302,7 +305,7 @@ class Recorder(bt.Analyzer):
         return {
             **self.p.run,
             "status": status,
-            "heartbeat": datetime.now(timezone.utc),
+            "heartbeat": extra.get("finished_at") or datetime.now(timezone.utc),
             "warnings": "\n".join(self.warnings) or None,
             **self.order_counts,
             **extra,
@@ -417,9 +420,11 @@ class Recorder(bt.Analyzer):
             orders["run_id"] = run_id
             store.write_orders(orders)
             self._orders_flushed = len(self._orders)
-        if self.status == "running":
-            store.write_run(self._row("running"))
-        self._last_flush = time.monotonic()
+        now = time.monotonic()
+        if self.status == "running" and now - self._last_beat >= self._flush_seconds:
+            store.write_run(self._row("running"))  # the heartbeat (a run row costs more than 10k equity rows)
+            self._last_beat = now
+        self._last_flush = now
 
     def fail(self, error: BaseException) -> None:
         """Mark the run failed (or ``interrupted`` when a stop was requested): write what was recorded so far and
