@@ -151,6 +151,11 @@ def test_python_api_raises_run_interrupted_and_restores_handlers(m1_store, bars_
         assert run["status"] == "interrupted" and run["error"].startswith("SIGINT: stopped after 500 of 5,000 bars")
         assert len(store.read_equity(err.run_id)) == 500
         assert signal.getsignal(signal.SIGINT) is previous and seen == []  # restored, never called
+        # with a resampled feed Backtrader steps bar by bar (no preload): the same stop
+        with pytest.raises(RunInterruptedError) as info:
+            btlab.run_backtest(SignalsItself, store=store, timeframes=["1m", "1h"])
+        run = store.get_run(info.value.run_id)
+        assert run["status"] == "interrupted" and len(store.read_equity(info.value.run_id)) == 500
         # record=False: same stop, nothing stored
         with pytest.raises(RunInterruptedError, match="nothing stored"):
             btlab.run_backtest(SignalsItself, store=store, timeframe="1m", record=False)
