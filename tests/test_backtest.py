@@ -186,7 +186,9 @@ def test_store_feed_reads_any_range(store):
     cerebro.run()
     expected = btc_1h().set_index("ts").loc["2018-03-01":"2018-03-02 11:00", "close"]
     assert [c for _, c in closes] == expected.tolist()
-    assert [d for d, _ in closes] == list(expected.index.tz_localize(None).to_pydatetime())
+    # Backtrader sees each bar at its CLOSE time (open + 1h), the moment the bar is complete
+    closes_at = expected.index.tz_localize(None) + pd.Timedelta(hours=1)
+    assert [d for d, _ in closes] == list(closes_at.to_pydatetime())
     assert feed.p.timeframe == bt.TimeFrame.Minutes and feed.p.compression == 60
 
 

@@ -235,12 +235,20 @@ def test_orders_that_did_not_fill_are_warned_about(store, tmp_path):
     assert margin > 0 and result.summary.n_trades == 0
     doc = write_report(store, result.run_id, tmp_path / "margin.html").read_text(encoding="utf-8")
     box = re.search(r'<section class="warn" id="warnings">(.*?)</section>', doc, re.S).group(1)
-    assert (f'<li data-count="orders_margin"><b>{margin:,d}</b> order(s) refused for lack of cash (Margin) '
-            "(counted from the stored orders)</li>") in box
+    # the recorder stored the count with the run
+    assert f'<li data-count="orders_margin"><b>{margin:,d}</b> order(s) refused for lack of cash (Margin)</li>' in box
     assert doc.index('id="warnings"') < doc.index("<h2>Metrics</h2>")
 
-    # a run row that carries the warnings and counts (as the recorder writes them) shows them as they are
+    # a run recorded before the counts existed: counted from the stored orders, and said so
     run = store.get_run(result.run_id)
+    store.write_run({**run, "warnings": None, "orders_margin": None, "orders_rejected": None,
+                     "orders_canceled": None})
+    doc = write_report(store, result.run_id, tmp_path / "margin0.html").read_text(encoding="utf-8")
+    box = re.search(r'<section class="warn" id="warnings">(.*?)</section>', doc, re.S).group(1)
+    assert (f'<li data-count="orders_margin"><b>{margin:,d}</b> order(s) refused for lack of cash (Margin) '
+            "(counted from the stored orders)</li>") in box
+
+    # a run row that carries the warnings and counts (as the recorder writes them) shows them as they are
     store.write_run({**run, "warnings": f"{margin} orders refused: not enough cash <b>stake 100</b>\nsecond line",
                      "orders_margin": margin, "orders_rejected": 0, "orders_canceled": 2})
     doc = write_report(store, result.run_id, tmp_path / "margin2.html").read_text(encoding="utf-8")

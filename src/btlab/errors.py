@@ -75,3 +75,29 @@ class StrategyParameterError(BtlabError, ValueError):
 
 class RunNotFoundError(BtlabError, LookupError):
     """No run with the given ``run_id`` is in the store."""
+
+
+class WarmupError(BtlabError, ValueError):
+    """The requested range holds fewer bars than the strategy needs before its first ``next()`` (its warm-up,
+    Backtrader's minimum period); nothing was recorded."""
+
+
+class DataGapError(BtlabError, ValueError):
+    """Bars are missing inside the requested range beyond what a run accepts without ``allow_gaps``; nothing was
+    recorded."""
+
+
+class RunInterruptedError(BtlabError):
+    """A run was stopped by a signal (SIGINT = Ctrl-C, SIGTERM); what ran is stored with status ``interrupted``.
+
+    Attributes:
+        run_id: the run's id.
+        signal_name: ``"SIGINT"`` or ``"SIGTERM"``.
+        exit_code: 128 + the signal number, as a shell reports a process ended by it: 130 (SIGINT), 143 (SIGTERM).
+    """
+
+    def __init__(self, message: str, *, run_id: str, signal_name: str, signal_number: int) -> None:
+        self.run_id = run_id
+        self.signal_name = signal_name
+        self.exit_code = 128 + int(signal_number)
+        super().__init__(message)

@@ -144,7 +144,27 @@ def coerce_params(cls: type, params: Mapping[str, Any] | None) -> dict[str, Any]
     resolved = dict(known)
     for key, value in (params or {}).items():
         resolved[key] = _coerce(key, value, known[key])
+    check_params(cls, resolved)
     return resolved
+
+
+def check_params(cls: type, params: Mapping[str, Any]) -> None:
+    """Run the strategy's own check of its parameters, if it has one.
+
+    A strategy may define a classmethod ``validate_params(params: dict) -> None`` that raises ``ValueError`` (or
+    ``TypeError``) with a one-line reason when a combination of parameters cannot work (e.g. ``sma_cross`` refuses
+    ``fast >= slow``). It is called with the full parameter set before anything runs or is recorded.
+
+    Raises:
+        StrategyParameterError: the strategy's reason, naming the strategy.
+    """
+    validate = getattr(cls, "validate_params", None)
+    if not callable(validate):
+        return
+    try:
+        validate(dict(params))
+    except (ValueError, TypeError) as exc:
+        raise StrategyParameterError(f"strategy {cls.__name__}: {exc}") from None
 
 
 def parse_param_pairs(pairs: list[str] | None) -> dict[str, str]:

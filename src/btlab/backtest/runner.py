@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,12 +17,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from btlab.backtest.checks import check_gaps, check_settings, check_slippage_fixed, gap_report
 from btlab.backtest.compat import bt
-from btlab.backtest.feed import StoreData
+from btlab.backtest.feed import (
+    BarFrameData,
+    StoreData,
+    backtrader_timeframe,
+    check_resample,
+    complete_windows,
+    traded_bars,
+)
 from btlab.backtest.metrics import Metrics
-from btlab.backtest.recorder import Recorder
+from btlab.backtest.recorder import Recorder, RunControl
 from btlab.backtest.registry import coerce_params, resolve_strategy
-from btlab.errors import InvalidArgumentError, NoDataError
+from btlab.errors import InvalidArgumentError, NoDataError, RunInterruptedError
 from btlab.model.instrument import Calendar
 from btlab.model.sessions import check_session, filter_session
 from btlab.model.timeframe import Timeframe
@@ -53,7 +64,9 @@ def parse_bound(value: Any, *, end: bool) -> pd.Timestamp | None:
 class BacktestConfig:
     """Everything that determines a run's result (hashed into ``config_hash``).
 
-    Money in account currency; ``commission`` and ``slippage_pct`` are fractions of traded value/price
+    ``symbol`` is the instrument, or the comma-separated instruments of a run over several (as ``bt_runs.symbols``);
+    ``timeframe`` the stored base timeframe and ``resample`` the timeframes built from it with Backtrader's
+    resampler. Money in account currency; ``commission`` and ``slippage_pct`` are fractions of traded value/price
     (0.001 = 0.1 %); ``slippage_fixed`` is in price units; sizing is either ``stake`` units per order or
     ``size_pct`` percent of cash per order (Backtrader's PercentSizer), never both. ``calendar`` is the kind
     (``crypto``/``equity``: annualization 365/252), ``venue_calendar`` the calendar whose sessions apply (``24/7`` or
@@ -77,19 +90,37 @@ class BacktestConfig:
     calendar: str = "crypto"
     venue_calendar: str = "24/7"
     session: str | None = None
+    resample: tuple[str, ...] = ()
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The instruments, in feed order."""
+        return tuple(self.symbol.split(","))
 
     def hash(self) -> str:
-        """sha256 of the canonical JSON of this config (first 16 hex digits)."""
-        text = json.dumps(asdict(self), sort_keys=True, default=str)
+        """sha256 of the canonical JSON of this config (first 16 hex digits); a run without resampled timeframes
+        hashes as before they existed."""
+        fields = asdict(self)
+        if not fields["resample"]:
+            del fields["resample"]
+        text = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def hash_bars(bars: pd.DataFrame) -> str:
-    """sha256 (first 16 hex digits) of the bars' open times (int64 ns) and OHLCV (float64), in order."""
+def hash_bars(bars: pd.DataFrame | Mapping[str, pd.DataFrame]) -> str:
+    """sha256 (first 16 hex digits) of the bars' open times (int64 ns) and OHLCV (float64), in order.
+
+    ``bars`` is one frame, or ``{symbol: frame}`` for a run over several instruments (each symbol's name, then its
+    bars, in the mapping's order; a mapping of one frame hashes like the frame alone).
+    """
+    frames = dict(bars) if isinstance(bars, Mapping) else {"": bars}
     h = hashlib.sha256()
-    h.update(pd.DatetimeIndex(bars["ts"]).asi8.tobytes())
-    for col in ("open", "high", "low", "close", "volume"):
-        h.update(np.ascontiguousarray(bars[col].to_numpy(dtype="float64")).tobytes())
+    for name, frame in frames.items():
+        if len(frames) > 1:
+            h.update(name.encode() + b"\0")
+        h.update(pd.DatetimeIndex(frame["ts"]).asi8.tobytes())
+        for col in ("open", "high", "low", "close", "volume"):
+            h.update(np.ascontiguousarray(frame[col].to_numpy(dtype="float64")).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -101,15 +132,22 @@ class BacktestResult:
         run_id: the run's id in the store.
         config: what was run.
         summary: the :class:`~btlab.backtest.metrics.Metrics`.
-        equity: per bar, indexed by UTC bar open time: ``value, cash, drawdown, position_value``.
+        equity: per base bar time, indexed by UTC bar open time: ``value, cash, drawdown, position_value``
+            (the whole portfolio).
         trades: closed trades: ``ts`` (exit, UTC), ``trade_ref, symbol, direction, size, entry_ts, entry_price,
             exit_price, pnl, pnl_net, commission, bars_held``.
-        orders: order fills and final states: ``ts, order_ref, symbol, side, type, status, size, price,
+        orders: order fills and final order states: ``ts, order_ref, symbol, side, type, status, size, price,
             executed_size, executed_price, commission``.
-        bars: the bars the strategy saw (``btlab.model.bar`` layout).
+        bars: the base bars of the first instrument (``btlab.model.bar`` layout); all of them in
+            ``bars_by_symbol``.
         strategy: the Backtrader strategy instance after the run (indicators, your attributes).
         analyzers: results of extra analyzers passed to :func:`run_backtest`, by name.
         store_address: where the run was recorded (None if not recorded).
+        warnings: human-readable warnings, one line each (gaps in the range, orders that ended Margin/Rejected/
+            Canceled), as stored in ``bt_runs.warnings``.
+        order_counts: ``{"orders_rejected": n, "orders_margin": n, "orders_canceled": n}`` (Canceled includes
+            Expired), as stored in ``bt_runs``.
+        bars_by_symbol: the base bars of every instrument, in feed order.
     """
 
     run_id: str
@@ -122,6 +160,9 @@ class BacktestResult:
     strategy: Any = field(repr=False)
     analyzers: dict[str, Any] = field(default_factory=dict, repr=False)
     store_address: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    order_counts: dict[str, int] = field(default_factory=dict)
+    bars_by_symbol: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @property
     def metrics(self) -> pd.Series:
@@ -149,9 +190,11 @@ def new_run_id(now: datetime | None = None) -> str:
 def run_backtest(
     strategy: str | type = "sma_cross",
     *,
-    symbol: str = "BTC/USDT",
+    symbol: str | None = None,
+    symbols: str | Sequence[str] | None = None,
     exchange: str = "binance",
-    timeframe: str = "1h",
+    timeframe: str | None = None,
+    timeframes: str | Sequence[str] | None = None,
     start: Any = None,
     end: Any = None,
     params: Mapping[str, Any] | None = None,
@@ -163,27 +206,45 @@ def run_backtest(
     slippage_fixed: float = 0.0,
     calendar: Calendar | str | None = None,
     session: str | None = None,
+    allow_gaps: bool = False,
     store: Store | str | None = None,
     record: bool = True,
     run_id: str | None = None,
     sweep_id: str | None = None,
     analyzers: Mapping[str, type] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     flush_bars: int = 10_000,
     flush_seconds: float = 2.0,
 ) -> BacktestResult:
     """Run a Backtrader strategy on stored bars, record it, and return its result.
 
+    Feeds (``strategy.datas``), aligned by time: first the base feeds, one per symbol in the order of
+    ``symbols``, named by their symbol (``BTC/USDT``); then, for each resampled timeframe in order, one feed per
+    symbol in the same order, named ``SYMBOL@TIMEFRAME`` (``BTC/USDT@1h``); all reachable with
+    ``self.getdatabyname(name)``. Resampled feeds are built by Backtrader's resampler (``cerebro.resampledata``)
+    from the base bars; a strategy sees a resampled bar in the step of the base bar that closes its window, never
+    earlier, and its values equal :func:`btlab.marketdata.aggregate.resample_bars` (the exchange's klines). Inside
+    Backtrader, datetimes are bar CLOSE times; what is stored and returned uses bar OPEN times (see
+    :mod:`btlab.backtest.feed` and :mod:`btlab.backtest.recorder`).
+
     Args:
         strategy: bundled name (``sma_cross``, ``buy_hold``), ``package.module:Class``, ``file.py:Class`` or a
             ``bt.Strategy`` subclass.
-        symbol, exchange, timeframe: the bars to use (ccxt unified symbol, ccxt id, ccxt timeframe).
+        symbol, symbols: the instrument (ccxt unified symbol), or several (a list or a comma-separated string);
+            default ``BTC/USDT``. Give one of the two.
+        exchange: ccxt id of the stored bars.
+        timeframe, timeframes: the stored base timeframe (default ``1h``), or a list whose first item is the base
+            timeframe and the others timeframes to build from it (each a multiple of the base that divides a day,
+            or ``1d``). Give one of the two (or the same base in both).
         start, end: inclusive UTC bounds (dates or ISO times; a date ``end`` includes that whole day). None = all.
-        params: strategy parameters; strings are converted to each parameter's type (CLI values).
-        cash: starting cash. commission: fraction of traded value per fill (0.001 = 0.1 %).
+        params: strategy parameters; strings are converted to each parameter's type (CLI values); the strategy's
+            ``validate_params`` classmethod, if any, checks them.
+        cash: starting cash. commission: fraction of traded value per fill (0.001 = 0.1 %), below 1.
         size_pct: percent of cash per order (default 95 %), or ``stake``: fixed units per order (then
             ``size_pct`` is ignored).
-        slippage_pct, slippage_fixed: Backtrader slippage, as a fraction of price or in price units.
+        slippage_pct, slippage_fixed: Backtrader slippage, as a fraction of price (below 0.5) or in price units
+            (below the median close).
         calendar: the venue's trading calendar; default from ``exchange`` (a ccxt id -> ``24/7``, an equity venue
             such as ``XNYS``/``nyse``/``nasdaq`` -> its exchange calendar; see :func:`btlab.model.venue.resolve_venue`).
             Give it for an exchange btlab does not know: ``24/7`` (or ``crypto``), ``equity`` (XNYS) or an exchange
@@ -193,107 +254,260 @@ def run_backtest(
             from the calendar) or ``extended`` (04:00-20:00 New York for US venues): bars outside it are dropped
             before the run (:func:`btlab.model.sessions.filter_session`; daily bars are kept). Must be None for
             24/7 venues.
+        allow_gaps: run even when bars are missing beyond the limits of :mod:`btlab.backtest.checks` (one gap
+            longer than 7 days, or more than 5 % of the range, in the venue's session time); the gaps are still
+            reported as warnings.
         store: a Store, an address, or None for ``BTLAB_STORE``/the default DuckDB file.
         record: write the run (row, equity, trades, orders) to the store while it runs.
         run_id, sweep_id: ids to record; a new run id by default.
         analyzers: extra Backtrader analyzers to attach, ``{name: AnalyzerClass}``; results in ``.analyzers``.
-        progress: callable ``(bars_done, bars_total)`` for progress display.
-        flush_bars, flush_seconds: recorder batch size and maximum delay.
+        progress: callable ``(bars_done, bars_total)`` for progress display (bars = base bar times).
+        on_warning: callable receiving each warning found before the run (gaps) when it is found; all warnings
+            are also in ``result.warnings``.
+        flush_bars, flush_seconds: recorder batch size and maximum delay (wall time, checked every bar).
+
+    Signals: in the main thread, SIGINT (Ctrl-C) and SIGTERM stop the run after the current bar; what ran is
+    flushed, the run is stored as ``interrupted`` (``error`` names the signal and the bars done) and
+    :class:`~btlab.errors.RunInterruptedError` is raised (exit code 130/143); a second signal stops at once. The
+    previous handlers are restored afterwards.
 
     Returns: :class:`BacktestResult`.
 
     Raises:
         UnknownStrategyError, StrategyParameterError: bad strategy or parameters (nothing recorded).
-        InvalidArgumentError: unknown exchange without ``calendar``, unknown calendar or session, a session for a
-            24/7 venue (nothing recorded).
-        NoDataError: no bars in the store for the request (nothing recorded).
+        InvalidArgumentError: bad settings (NaN/infinite numbers, commission >= 1, absurd slippage, symbols or
+            timeframes given twice, a timeframe that cannot be resampled), unknown exchange without ``calendar``,
+            unknown calendar or session, a session for a 24/7 venue; nothing recorded.
+        NoDataError: no bars in the store for the request (or none in the session); the message lists what is
+            stored (nothing recorded).
+        DataGapError: gaps over the limit and not ``allow_gaps`` (nothing recorded).
+        WarmupError: the range holds fewer bars than the strategy's warm-up (nothing recorded).
+        RunInterruptedError: stopped by SIGINT/SIGTERM (stored as ``interrupted``).
         StoreUnavailableError: the store cannot be reached.
         Exception: an error inside the strategy is re-raised after the run is recorded as ``failed``.
     """
     ref, cls = resolve_strategy(strategy)
     resolved = coerce_params(cls, params)
-    tf = Timeframe.parse(timeframe)
+    names = _symbol_list(symbol, symbols)
+    tfs = _timeframe_list(timeframe, timeframes)
+    base_tf, resampled = tfs[0], [check_resample(tfs[0], t) for t in tfs[1:]]
     venue = resolve_venue(exchange, calendar)
     cal, session = venue.kind, check_session(session, venue)
-    if stake is not None and stake <= 0:
-        raise InvalidArgumentError(f"stake must be positive, got {stake}")
-    if stake is None and size_pct is not None and not 0 < size_pct <= 100:
-        raise InvalidArgumentError(f"size_pct must be in (0, 100], got {size_pct}")
-    if cash <= 0:
-        raise InvalidArgumentError(f"cash must be positive, got {cash}")
-    if commission < 0 or slippage_pct < 0 or slippage_fixed < 0:
-        raise InvalidArgumentError("commission and slippage must be >= 0")
+    check_settings(cash=cash, commission=commission, size_pct=size_pct, stake=stake, slippage_pct=slippage_pct,
+                   slippage_fixed=slippage_fixed)
     lo, hi = parse_bound(start, end=False), parse_bound(end, end=True)
     config = BacktestConfig(
-        strategy=ref, params=resolved, exchange=exchange, symbol=symbol, timeframe=tf.value,
+        strategy=ref, params=resolved, exchange=exchange, symbol=",".join(names), timeframe=base_tf.value,
         start=None if lo is None else lo.isoformat(), end=None if hi is None else hi.isoformat(),
         cash=float(cash), commission=float(commission), size_pct=None if stake is not None else size_pct,
         stake=stake, slippage_pct=float(slippage_pct), slippage_fixed=float(slippage_fixed), calendar=cal.value,
-        venue_calendar=venue.calendar, session=session,
+        venue_calendar=venue.calendar, session=session, resample=tuple(t.value for t in resampled),
     )
 
     owns_store = not isinstance(store, Store)
     the_store = open_store(store) if owns_store else store  # type: ignore[arg-type]
     try:
-        feed = StoreData(store=the_store, exchange=exchange, symbol=symbol, bars_timeframe=tf.value, start=lo, end=hi,
-                         name=symbol)
-        bars = feed.load_bars()
-        if session is not None:  # exchange venues: keep the bars of the session only
-            bars = feed.p.bars = filter_session(bars, venue, session, tf)
-            if bars.empty:
-                raise NoDataError(f"no {tf.value} bars of {exchange}:{symbol} in that range fall in a {session} "
-                                  f"session of calendar {venue.calendar}")
-        cerebro = bt.Cerebro(stdstats=False)
-        cerebro.adddata(feed)
-        cerebro.addstrategy(cls, **resolved)
-        cerebro.broker.setcash(cash)
-        cerebro.broker.setcommission(commission=commission)
-        if slippage_pct:
-            cerebro.broker.set_slippage_perc(slippage_pct)
-        elif slippage_fixed:
-            cerebro.broker.set_slippage_fixed(slippage_fixed)
-        if stake is not None:
-            cerebro.addsizer(bt.sizers.FixedSize, stake=stake)
-        elif size_pct is not None:
-            cerebro.addsizer(bt.sizers.PercentSizer, percents=size_pct)
+        feeds = [StoreData(store=the_store, exchange=exchange, symbol=s, bars_timeframe=base_tf.value, start=lo,
+                           end=hi, name=s) for s in names]
+        bars = {s: _session_bars(feed, venue, session, base_tf, exchange) for s, feed in zip(names, feeds)}
+        check_slippage_fixed(slippage_fixed, bars)
+        warnings = check_gaps(
+            # exchange venues: gaps count in regular-session time (thin extended hours have minutes without a trade)
+            [gap_report(b, base_tf, f"{exchange}:{s} {base_tf}", venue.calendar) for s, b in bars.items()],
+            allow_gaps=allow_gaps,
+        )
+        for line in warnings:
+            if on_warning is not None:
+                on_warning(line)
+        cerebro, feed_bars = _build_cerebro(feeds, bars, base_tf, resampled, cls, resolved, cash=cash,
+                                            commission=commission, size_pct=size_pct, stake=stake,
+                                            slippage_pct=slippage_pct, slippage_fixed=slippage_fixed)
         for name, analyzer in (analyzers or {}).items():
             cerebro.addanalyzer(analyzer, _name=name)
 
         rid = run_id or new_run_id()
-        started = datetime.now(timezone.utc)
+        first = min(b["ts"].iloc[0] for b in bars.values())
+        last = max(b["ts"].iloc[-1] for b in bars.values())
+        steps = len(bars[names[0]]) if len(names) == 1 else len(
+            pd.DatetimeIndex(pd.concat([b["ts"] for b in bars.values()])).unique()
+        )
         run_row = {
-            "ts": started, "run_id": rid, "sweep_id": sweep_id, "strategy": ref, "params": resolved,
-            "exchange": exchange, "symbols": symbol, "timeframe": tf.value,
-            "data_from": bars["ts"].iloc[0], "data_to": bars["ts"].iloc[-1], "bars": len(bars),
+            "ts": datetime.now(timezone.utc), "run_id": rid, "sweep_id": sweep_id, "strategy": ref, "params": resolved,
+            "exchange": exchange, "symbols": config.symbol, "timeframe": base_tf.value,
+            "data_from": first, "data_to": last, "bars": sum(len(b) for b in bars.values()),
             "calendar": cal.value, "cash": float(cash), "commission": float(commission),
             "config": asdict(config), "config_hash": config.hash(), "data_hash": hash_bars(bars),
             "btlab_version": _btlab_version(), "backtrader_version": bt.__version__,
         }
+        control = RunControl()
         cerebro.addanalyzer(
             Recorder, _name="btlab_recorder", store=the_store if record else None, run=run_row,
             calendar=venue.calendar,
-            progress=progress, bars_total=len(bars), flush_bars=flush_bars, flush_seconds=flush_seconds,
+            progress=progress, bars_total=steps, flush_bars=flush_bars, flush_seconds=flush_seconds,
+            n_base=len(names), feed_bars=feed_bars, warnings=warnings, control=control,
         )
-        recorder: Recorder | None = None
-        try:
-            strategies = cerebro.run()
-        except BaseException as exc:
-            recorder = _find_recorder(cerebro)
-            if recorder is not None and record:
-                recorder.fail(exc)
-            raise
-        strat = strategies[0]
+        strat = _run(cerebro, control, record=record, run_id=rid)
         recorder = strat.analyzers.btlab_recorder
         analysis = recorder.get_analysis()
         extra = {name: getattr(strat.analyzers, name).get_analysis() for name in (analyzers or {})}
         return BacktestResult(
             run_id=rid, config=config, summary=analysis["metrics"], equity=analysis["equity"],
-            trades=analysis["trades"], orders=analysis["orders"], bars=bars, strategy=strat, analyzers=extra,
-            store_address=the_store.address if record else None,
+            trades=analysis["trades"], orders=analysis["orders"], bars=bars[names[0]], strategy=strat,
+            analyzers=extra, store_address=the_store.address if record else None, warnings=list(recorder.warnings),
+            order_counts=dict(recorder.order_counts), bars_by_symbol=bars,
         )
     finally:
         if owns_store:
             the_store.close()
+
+
+def _session_bars(feed: StoreData, venue: Any, session: str | None, tf: Timeframe, exchange: str) -> pd.DataFrame:
+    """The feed's bars, reduced to the venue's ``session`` for exchange venues (the feed then plays those).
+
+    Raises:
+        NoDataError: no bars stored for the request, or none of them inside the session.
+    """
+    bars = feed.load_bars()
+    if session is None:  # 24/7 venue: every bar
+        return bars
+    bars = feed.p.bars = filter_session(bars, venue, session, tf)
+    if bars.empty:
+        raise NoDataError(f"no {tf.value} bars of {exchange}:{feed.p.symbol} in that range fall in a {session} "
+                          f"session of calendar {venue.calendar}")
+    return bars
+
+
+def _symbol_list(symbol: str | None, symbols: str | Sequence[str] | None) -> list[str]:
+    listed = _as_list(symbols)
+    if symbols is not None and not listed:
+        raise InvalidArgumentError("symbols is empty: give at least one symbol, e.g. BTC/USDT")
+    if listed and symbol is not None and listed != [symbol]:
+        raise InvalidArgumentError(f"give symbol ({symbol}) or symbols ({','.join(listed)}), not both")
+    names = listed or [symbol or "BTC/USDT"]
+    dupes = sorted({s for s in names if names.count(s) > 1})
+    if dupes:
+        raise InvalidArgumentError(f"symbol(s) listed twice: {', '.join(dupes)}")
+    return names
+
+
+def _timeframe_list(timeframe: str | None, timeframes: str | Sequence[str] | None) -> list[Timeframe]:
+    listed = [Timeframe.parse(t) for t in _as_list(timeframes)]
+    if timeframes is not None and not listed:
+        raise InvalidArgumentError("timeframes is empty: give the stored base timeframe first, e.g. ['1m', '1h']")
+    if timeframe is not None:
+        base = Timeframe.parse(timeframe)
+        if listed and listed[0] != base:
+            raise InvalidArgumentError(
+                f"timeframe {base} and timeframes[0] {listed[0]} differ: timeframes[0] is the stored base timeframe"
+            )
+        listed = listed or [base]
+    tfs = listed or [Timeframe.parse("1h")]
+    dupes = sorted({t.value for t in tfs if tfs.count(t) > 1})
+    if dupes:
+        raise InvalidArgumentError(f"timeframe(s) listed twice: {', '.join(dupes)}")
+    return tfs
+
+
+def _as_list(value: str | Sequence[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def _build_cerebro(
+    feeds: list[StoreData], bars: dict[str, pd.DataFrame], base_tf: Timeframe, resampled: list[Timeframe],
+    cls: type, params: dict[str, Any], *, cash: float, commission: float, size_pct: float | None,
+    stake: float | None, slippage_pct: float, slippage_fixed: float,
+) -> tuple[Any, list[int]]:
+    """A Cerebro with the feeds (base, then resampled; see :func:`run_backtest`), the strategy, broker and sizer.
+
+    Returns: ``(cerebro, bars each data will deliver in datas order)``.
+    """
+    cerebro = bt.Cerebro(stdstats=False)
+    feed_bars = []
+    for feed, frame in zip(feeds, bars.values()):
+        cerebro.adddata(feed)
+        feed_bars.append(len(frame))
+    for tf in resampled:
+        unit, compression = backtrader_timeframe(tf)
+        for symbol, frame in bars.items():
+            name = f"{symbol}@{tf}"
+            traded = traded_bars(frame)
+            source = BarFrameData(bars=traded, bars_timeframe=base_tf.value, name=name)
+            cerebro.resampledata(source, name=name, timeframe=unit, compression=compression)
+            source.btlab_timeframe = tf
+            feed_bars.append(complete_windows(traded["ts"], base_tf, tf))
+    cerebro.addstrategy(cls, **params)
+    cerebro.broker.setcash(cash)
+    cerebro.broker.setcommission(commission=commission)
+    if slippage_pct:
+        cerebro.broker.set_slippage_perc(slippage_pct)
+    elif slippage_fixed:
+        cerebro.broker.set_slippage_fixed(slippage_fixed)
+    if stake is not None:
+        cerebro.addsizer(bt.sizers.FixedSize, stake=stake)
+    elif size_pct is not None:
+        cerebro.addsizer(bt.sizers.PercentSizer, percents=size_pct)
+    return cerebro, feed_bars
+
+
+def _run(cerebro: Any, control: RunControl, *, record: bool, run_id: str) -> Any:
+    """``cerebro.run()`` under the signal handlers; returns the strategy.
+
+    Raises:
+        RunInterruptedError: a signal stopped the run (the recorder stored it as ``interrupted``).
+        Exception: anything the run raised, after the recorder stored the run as ``failed``.
+    """
+    try:
+        with _stop_on_signals(cerebro, control):
+            strategies = cerebro.run()
+    except BaseException as exc:
+        recorder = _find_recorder(cerebro)
+        if recorder is not None and record:
+            recorder.fail(exc)
+        if control.signum and recorder is not None:
+            raise _interrupted(recorder, control, record=record, run_id=run_id) from None
+        raise
+    strat = strategies[0]
+    recorder = strat.analyzers.btlab_recorder
+    if recorder.status == "interrupted":
+        raise _interrupted(recorder, control, record=record, run_id=run_id)
+    return strat
+
+
+def _interrupted(recorder: Recorder, control: RunControl, *, record: bool, run_id: str) -> RunInterruptedError:
+    where = (f"stored as interrupted (see: btlab runs show {run_id})" if record and recorder.p.store is not None
+             else "nothing stored (record=False)")
+    return RunInterruptedError(
+        f"run {run_id} interrupted by {recorder.interruption_message()}; {where}",
+        run_id=run_id, signal_name=control.signal_name, signal_number=int(control.signum or 0),
+    )
+
+
+@contextmanager
+def _stop_on_signals(cerebro: Any, control: RunControl) -> Iterator[None]:
+    """In the main thread: SIGINT/SIGTERM ask Backtrader to stop after the current bar (``cerebro.runstop``); a
+    second signal raises KeyboardInterrupt at once. Restores the previous handlers on exit. Elsewhere: nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if control.signum is not None:
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
+        control.signum = signum
+        cerebro.runstop()
+
+    previous: dict[int, Any] = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 def _find_recorder(cerebro: Any) -> Recorder | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from btlab.cli.ingest import ingest_app
@@ -137,48 +138,66 @@ def data_coverage(
 @friendly_errors
 def backtest(
     strategy: Annotated[str, typer.Option(help="Bundled name (see btlab strategies), package.module:Class or file.py:Class.")] = "sma_cross",
-    symbol: Annotated[str, typer.Option(help="Instrument symbol in the store, e.g. BTC/USDT.")] = "BTC/USDT",
+    symbol: Annotated[str | None, typer.Option(help="Instrument symbol in the store, e.g. BTC/USDT (default BTC/USDT).", show_default=False)] = None,
+    symbols: Annotated[str | None, typer.Option(help="Several instruments in one run, comma-separated, e.g. BTC/USDT,ETH/USDT: the strategy gets one feed per symbol (self.datas in this order), aligned by time; one portfolio.", show_default=False)] = None,
     exchange: Annotated[str, typer.Option(help="Exchange id of the stored bars.")] = "binance",
-    timeframe: Annotated[str, typer.Option(help="Timeframe of the stored bars.")] = "1h",
+    timeframe: Annotated[str, typer.Option(help="Timeframe of the stored bars (the base feeds).")] = "1h",
+    resample: Annotated[str | None, typer.Option(help="Also feed these timeframes, built from the stored bars by Backtrader's resampler, comma-separated, e.g. 1h,1d (each divides a day, or 1d). Feeds after the base ones, per timeframe then symbol, named SYMBOL@TF (e.g. BTC/USDT@1h); a bar is seen once its window has closed.", show_default=False)] = None,
     from_: Annotated[str | None, typer.Option("--from", help="First day (UTC, inclusive), e.g. 2020-01-01.")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Last day (UTC, inclusive), e.g. 2023-12-31.")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Strategy parameter name=value (repeatable).")] = None,
     cash: Annotated[float, typer.Option(help="Starting cash in quote currency.")] = 10_000.0,
-    commission: Annotated[float, typer.Option(help="Commission as a fraction of traded value (0.001 = 0.1 %).")] = 0.001,
+    commission: Annotated[float, typer.Option(help="Commission as a fraction of traded value (0.001 = 0.1 %), below 1.")] = 0.001,
     size_pct: Annotated[float, typer.Option(help="Order size as percent of available cash.")] = 95.0,
     stake: Annotated[float | None, typer.Option(help="Fixed order size in units (overrides --size-pct).")] = None,
-    slippage_pct: Annotated[float, typer.Option(help="Slippage as a fraction of price (0.0005 = 5 bp).")] = 0.0,
-    slippage_fixed: Annotated[float, typer.Option(help="Slippage in price units (ignored if --slippage-pct).")] = 0.0,
+    slippage_pct: Annotated[float, typer.Option(help="Slippage as a fraction of price (0.0005 = 5 bp), below 0.5.")] = 0.0,
+    slippage_fixed: Annotated[float, typer.Option(help="Slippage in price units, below the median price (ignored if --slippage-pct).")] = 0.0,
     calendar: CalendarOption = None,
     session: SessionOption = None,
+    allow_gaps: Annotated[bool, typer.Option("--allow-gaps", help="Run even across missing bars over the limit: one gap longer than 7 days, or more than 5 % of the range missing (gaps are always reported).")] = False,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
     store: StoreOption = None,
 ) -> None:
     """Run a strategy on stored bars; record the run, print its metrics and write its HTML report.
 
     Orders fill at the next bar's open (Backtrader's default). Every run is stored with its parameters,
-    equity curve, trades and orders: see btlab runs list / btlab runs show / btlab report.
+    equity curve, trades and orders: see btlab runs list / btlab runs show / btlab report. Before the run, bad
+    settings, a range shorter than the strategy's warm-up and gaps over the limit are refused; gaps under it and
+    orders that ended without a fill (Margin, Rejected, Canceled) are printed as warnings. Ctrl-C or SIGTERM stops
+    the run after the current bar and stores it as interrupted (exit 130/143).
     """
     from btlab.backtest.registry import parse_param_pairs
     from btlab.backtest.runner import run_backtest
 
     params = parse_param_pairs(param)
+    timeframes = [timeframe, *(resample.split(",") if resample else [])]
     with open_store_cli(store) as st, progress_bar() as progress:
-        task = progress.add_task(f"{strategy} on {exchange}:{symbol} {timeframe}", total=None)
+        shown_symbols = symbols or symbol or "BTC/USDT"
+        task = progress.add_task(f"{strategy} on {exchange}:{shown_symbols} {timeframe}", total=None)
+        printed: list[str] = []
 
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        def on_warning(line: str) -> None:
+            printed.append(line)
+            progress.console.print(f"[yellow]warning: {escape(line)}[/]", highlight=False, soft_wrap=True)
+
         result = run_backtest(
-            strategy, symbol=symbol, exchange=exchange, timeframe=timeframe, start=from_, end=to, params=params,
-            cash=cash, commission=commission, size_pct=size_pct, stake=stake, slippage_pct=slippage_pct,
-            slippage_fixed=slippage_fixed, calendar=calendar, session=session, store=st, progress=on_progress,
+            strategy, symbol=symbol, symbols=symbols, exchange=exchange, timeframes=timeframes, start=from_, end=to,
+            params=params, cash=cash, commission=commission, size_pct=size_pct, stake=stake,
+            slippage_pct=slippage_pct, slippage_fixed=slippage_fixed, calendar=calendar, session=session,
+            allow_gaps=allow_gaps, store=st, progress=on_progress, on_warning=on_warning,
         )
         progress.stop()
         summary = result.summary
         shown = ", ".join(f"{k}={v}" for k, v in result.config.params.items())
-        console.print(metrics_table(summary.as_dict(), f"{result.config.strategy}({shown}) on {exchange}:{symbol} {timeframe}"))
+        feeds = timeframe + (f" (+{resample})" if resample else "")
+        console.print(metrics_table(summary.as_dict(), f"{result.config.strategy}({shown}) on {exchange}:{result.config.symbol} {feeds}"))
         console.print(f"[dim]{summary.conventions()}[/]", highlight=False)
+        for line in result.warnings:
+            if line not in printed:
+                console.print(f"[yellow]warning: {escape(line)}[/]", highlight=False, soft_wrap=True)
         console.print(f"run id: [bold]{result.run_id}[/] (stored in {st.address})", highlight=False)
         if report:
             from btlab.report.html import write_report

@@ -19,9 +19,15 @@ class SmaCross(bt.Strategy):
 
     params: Any = (("fast", 10), ("slow", 30))
 
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> None:
+        """Refuse periods that cannot cross: ``0 < fast < slow`` (ValueError; btlab checks it before a run)."""
+        fast, slow = params.get("fast", 10), params.get("slow", 30)
+        if not 0 < fast < slow:
+            raise ValueError(f"needs 0 < fast < slow (SMA periods in bars), got fast={fast}, slow={slow}")
+
     def __init__(self) -> None:
-        if not 0 < self.p.fast < self.p.slow:
-            raise ValueError(f"sma_cross needs 0 < fast < slow, got fast={self.p.fast}, slow={self.p.slow}")
+        self.validate_params({"fast": self.p.fast, "slow": self.p.slow})  # also when used in plain Backtrader
         fast = bt.indicators.SMA(self.data.close, period=self.p.fast)
         slow = bt.indicators.SMA(self.data.close, period=self.p.slow)
         self.crossover = bt.indicators.CrossOver(fast, slow)
