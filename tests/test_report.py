@@ -170,7 +170,11 @@ def test_zero_trade_run_renders(store, idle_run, tmp_path):
     assert 'id="trades-table"' not in doc
     for div in ("chart-equity", "chart-price", "chart-monthly", "chart-rolling", "chart-histogram"):
         assert f'id="{div}"' in doc
-    assert 'id="open-position"' not in doc and 'id="warnings"' not in doc  # never traded: nothing to say
+    assert 'id="open-position"' not in doc  # never traded: nothing held
+    warnings = re.search(r'<section class="warn" id="warnings">(.*?)</section>', doc, re.S)
+    assert warnings is None or ("data-count" not in warnings.group(1)  # no refused orders, only data gaps
+                                and all("gap(s) inside the range" in li
+                                        for li in re.findall(r"<li>(.*?)</li>", warnings.group(1))))
     assert _metric_cell(doc, "win_rate") == "—"  # NaN
     assert _metric_cell(doc, "profit_factor") == "—"
     assert _metric_cell(doc, "total_return") == "0.00 %"
