@@ -21,30 +21,11 @@ from btlab.backtest.recorder import Recorder
 from btlab.backtest.registry import coerce_params, resolve_strategy
 from btlab.errors import InvalidArgumentError
 from btlab.model.instrument import Calendar, Instrument
+from btlab.model.timebounds import parse_bound, parse_range
 from btlab.model.timeframe import Timeframe
 from btlab.store import Store, open_store
-from btlab.store.base import to_utc
 
-
-def parse_bound(value: Any, *, end: bool) -> pd.Timestamp | None:
-    """Parse a ``--from``/``--to`` bound to a UTC timestamp usable as ``start <= ts < end``.
-
-    ``start`` is inclusive. ``end`` is inclusive too: a date without a time (``2023-12-31``) includes that whole
-    UTC day; a timestamp includes bars opening at exactly that time.
-
-    Raises:
-        InvalidArgumentError: the value cannot be parsed as a date/time.
-    """
-    if value is None or value == "":
-        return None
-    try:
-        ts = to_utc(value)
-    except (ValueError, TypeError):
-        raise InvalidArgumentError(f"cannot parse {'--to' if end else '--from'} value {value!r}: use YYYY-MM-DD or an ISO time")
-    if not end:
-        return ts
-    date_only = isinstance(value, str) and len(value.strip()) == 10
-    return ts + pd.Timedelta(days=1) if date_only else ts + pd.Timedelta(1, "ns")
+__all__ = ["BacktestConfig", "BacktestResult", "hash_bars", "new_run_id", "parse_bound", "run_backtest"]
 
 
 @dataclass(frozen=True)
@@ -170,7 +151,8 @@ def run_backtest(
         strategy: bundled name (``sma_cross``, ``buy_hold``), ``package.module:Class``, ``file.py:Class`` or a
             ``bt.Strategy`` subclass.
         symbol, exchange, timeframe: the bars to use (ccxt unified symbol, ccxt id, ccxt timeframe).
-        start, end: inclusive UTC bounds (dates or ISO times; a date ``end`` includes that whole day). None = all.
+        start, end: inclusive UTC bounds: ``YYYY-MM-DD`` dates or ISO 8601 times (strictly, see
+            :mod:`btlab.model.timebounds`; a date ``end`` includes that whole day). None = all.
         params: strategy parameters; strings are converted to each parameter's type (CLI values).
         cash: starting cash. commission: fraction of traded value per fill (0.001 = 0.1 %).
         size_pct: percent of cash per order (default 95 %), or ``stake``: fixed units per order (then
@@ -189,6 +171,8 @@ def run_backtest(
     Raises:
         UnknownStrategyError, StrategyParameterError: bad strategy or parameters (nothing recorded).
         NoDataError: no bars in the store for the request (nothing recorded).
+        InvalidArgumentError: a bound that is not a date/time, an ambiguous one (``01/02/2020``), ``start`` after
+            ``end``, or a bad size/cash/commission/slippage (nothing recorded).
         StoreUnavailableError: the store cannot be reached.
         Exception: an error inside the strategy is re-raised after the run is recorded as ``failed``.
     """
@@ -204,7 +188,7 @@ def run_backtest(
         raise InvalidArgumentError(f"cash must be positive, got {cash}")
     if commission < 0 or slippage_pct < 0 or slippage_fixed < 0:
         raise InvalidArgumentError("commission and slippage must be >= 0")
-    lo, hi = parse_bound(start, end=False), parse_bound(end, end=True)
+    lo, hi = parse_range(start, end)
     config = BacktestConfig(
         strategy=ref, params=resolved, exchange=exchange, symbol=symbol, timeframe=tf.value,
         start=None if lo is None else lo.isoformat(), end=None if hi is None else hi.isoformat(),
