@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from btlab.cli.common import StoreOption, console, friendly_errors, open_store_cli, progress_bar
+from btlab.cli.common import APP_SETTINGS, BtlabGroup, StoreOption, console, friendly_errors, open_store_cli, progress_bar
 
 ingest_app = typer.Typer(help="Fill the store with market data: exchange history, CryptoCompare, Binance files.",
-                         no_args_is_help=True)
+                         no_args_is_help=True, cls=BtlabGroup, **APP_SETTINGS)
 
 
 class Source(str, Enum):
@@ -44,7 +44,10 @@ def history(
     stored bar on the next run. cryptocompare: histominute/histohour/histoday with the API key from
     CRYPTOCOMPARE_API_KEY (or BTLAB_CRYPTOCOMPARE_API_KEY), paging backwards with toTs. Both report the gaps left.
     """
+    from btlab.model.timebounds import parse_range
+
     names = _symbols(symbols)
+    start, stop = parse_range(since, until, names=("--since", "--until"), end_inclusive=False)
     with open_store_cli(store) as st, progress_bar() as progress:
         task = progress.add_task(f"{source.value} {','.join(names)} {timeframe}", total=None)
 
@@ -57,7 +60,7 @@ def history(
             from btlab.marketdata.cryptocompare import CryptoCompareClient, ingest_cryptocompare
 
             client = CryptoCompareClient(base_url=api_url) if api_url else None
-            reports = ingest_cryptocompare(names, timeframe, st, since=since, until=until, exchange=exchange,
+            reports = ingest_cryptocompare(names, timeframe, st, since=start, until=stop, exchange=exchange,
                                            progress=on_progress, client=client)
             progress.stop()
             for report in reports:
@@ -68,9 +71,9 @@ def history(
 
         client = make_exchange(exchange or "binance", origin=api_url)
         if trades:
-            result = ingest_trades(client, names, st, since=since, until=until, progress=on_progress)
+            result = ingest_trades(client, names, st, since=start, until=stop, progress=on_progress)
         else:
-            result = ingest_ohlcv(client, names, timeframe, st, since=since, until=until, progress=on_progress)
+            result = ingest_ohlcv(client, names, timeframe, st, since=start, until=stop, progress=on_progress)
         progress.stop()
         console.print(str(result), highlight=False)
         if trades and bars:

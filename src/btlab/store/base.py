@@ -243,12 +243,12 @@ class Store(ABC):
         params.append(_check_limit(limit))
         return self._select("bt_runs", sql, params)
 
-    def run_rows(self, *, limit: int = 50, strategy: str | None = None,
+    def run_rows(self, *, limit: int | None = 50, strategy: str | None = None,
                  status: str | None = None) -> list[dict[str, Any]]:
         """Like :meth:`list_runs`, as :meth:`query_rows` dicts (``params``/``config``/``metrics`` stay JSON text).
 
         Args:
-            limit: at most this many runs, newest first (>= 1).
+            limit: at most this many runs, newest first (>= 1; None: all).
             strategy, status: only runs of this strategy reference / with this stored status.
 
         Raises:
@@ -259,9 +259,22 @@ class Store(ABC):
         if where:
             sql += " WHERE " + " AND ".join(f"{col} = ?" for col, _ in where)
             params.extend(value for _, value in where)
-        sql += " ORDER BY ts DESC LIMIT ?"
-        params.append(_check_limit(limit))
+        sql += " ORDER BY ts DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(_check_limit(limit))
         return self.query_rows(sql, params)
+
+    def run_row(self, run_id: str) -> dict[str, Any]:
+        """The ``bt_runs`` row of ``run_id`` as a :meth:`query_rows` dict (JSON columns as text).
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        rows = self.query_rows("SELECT * FROM bt_runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise RunNotFoundError(f"no run {run_id!r} in the store at {self.address} (see: btlab runs list)")
+        return rows[0]
 
     def run_strategies(self) -> dict[str, int]:
         """Number of recorded runs per strategy reference, by name."""
