@@ -134,6 +134,9 @@ def _teach(command: Any) -> None:
     """Give each option of ``command`` a metavar saying what its value is, and drop "[default: False]"-style noise
     from flags (their help says what they do)."""
     for param in getattr(command, "params", []):
+        if getattr(param, "param_type_name", "") == "argument":
+            _teach_argument(param)
+            continue
         if getattr(param, "param_type_name", "") != "option":
             continue
         if getattr(param, "is_flag", False):
@@ -156,6 +159,17 @@ def _teach(command: Any) -> None:
             param.metavar = "NUMBER"
         else:
             param.metavar = (param.name or "value").upper()
+
+
+def _teach_argument(param: Any) -> None:
+    """``RUN_ID`` in help and usage, not ``RUN_ID <str>`` and ``{RUN_ID}`` (typer >= 0.29's rendering)."""
+    name = str(param.metavar or (param.name or "arg").upper())
+    shown = name if name.endswith("...") or getattr(param, "nargs", 1) == 1 else name + "..."
+    param.metavar = shown
+    if hasattr(param, "display_type_rich"):
+        param.display_type_rich = lambda ctx: None
+    if hasattr(param, "_usage_display_name"):
+        param._usage_display_name = lambda: shown if param.required else f"[{shown}]"
 
 
 class BtlabGroup(TyperGroup):

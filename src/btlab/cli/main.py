@@ -127,7 +127,7 @@ def data_coverage(
     exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
     symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
     timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
-    gaps: Annotated[int, typer.Option(help="List at most this many gaps per series (0: none).")] = 10,
+    gaps: Annotated[int, typer.Option(min=0, help="List at most this many gaps per series (0: none).")] = 10,
     store: StoreOption = None,
 ) -> None:
     """Per exchange/symbol/timeframe: first and last bar, count, and the gaps (missing bars); then tick coverage."""
