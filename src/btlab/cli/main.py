@@ -263,7 +263,7 @@ def runs_list(
       btlab runs list --format csv > runs.csv
     """
     from btlab.backtest.runs import list_runs, run_settings
-    from btlab.cli.tables import WIDE_COLUMNS, print_table, runs_table, wide_records, wide_table, write_csv, write_json
+    from btlab.cli.tables import RECORD_COLUMNS, print_table, runs_table, wide_records, wide_table, write_csv, write_json
 
     with open_store_cli(store) as st:
         runs = list_runs(st, limit=limit, strategy=strategy)
@@ -274,7 +274,7 @@ def runs_list(
         if output is OutputFormat.json:
             write_json(records)
         else:
-            columns = list(dict.fromkeys([*WIDE_COLUMNS, *(k for r in records for k in r)]))
+            columns = list(dict.fromkeys([*RECORD_COLUMNS, *(k for r in records for k in r)]))
             write_csv(records, columns)
         return
     if not runs:
@@ -324,8 +324,9 @@ def runs_show(
             console.print(f"[dim]{CONVENTIONS.format(periods=m.get('periods_per_year'), calendar=m.get('calendar'))}[/]",
                           highlight=False)
         trades = st.read_trades(run["run_id"])
-        console.print(f"{len(trades)} closed trade(s), {len(st.read_orders(run['run_id']))} order event(s); "
-                      f"HTML report: btlab report {run['run_id']}", highlight=False)
+        console.print(f"{len(trades):,} closed trade(s), {len(st.read_orders(run['run_id'])):,} order event(s)",
+                      highlight=False)
+        console.print(f"HTML report: btlab report {run['run_id']}", highlight=False)
 
 
 @runs_app.command("cleanup")

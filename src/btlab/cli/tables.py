@@ -142,33 +142,37 @@ def _number(value: Any) -> str:
     return f"{value:,.10g}" if isinstance(value, float) else f"{value:,}"
 
 
-def setting_text(key: str, value: Any) -> str:
-    """One setting as a short phrase (``commission 0.1 %``, ``size 95 % of cash``, ``stake 100``...)."""
-    if key == "cash":
-        return f"cash {_number(value)}"
-    if key == "commission":
-        return "commission —" if value is None else f"commission {value * 100:g} %"
-    if key == "size_pct":
-        return "" if value is None else f"size {value:g} % of cash"
-    if key == "stake":
-        return "" if value is None else f"stake {value:g} units"
-    if key == "slippage_pct":
-        return "" if not value else f"slippage {value * 100:g} %"
-    if key == "slippage_fixed":
-        return "" if not value else f"slippage {value:g} (price units)"
-    if key == "calendar":
-        return "" if value is None else f"calendar {value}"
-    return f"{key} {value}"
+#: settings shown together: sizing is a percent of cash or a fixed stake, slippage a fraction or price units
+SETTING_GROUPS: dict[str, tuple[str, ...]] = {
+    "cash": ("cash",), "commission": ("commission",), "sizing": ("size_pct", "stake"),
+    "slippage": ("slippage_pct", "slippage_fixed"), "calendar": ("calendar",),
+}
 
 
-def settings_text(settings: Mapping[str, Any], keys: Iterable[str] | None = None) -> str:
-    """The settings (or ``keys`` of them) as ``cash 10,000 · commission 0.1 % · size 95 % of cash``."""
-    keys = list(settings) if keys is None else list(keys)
-    parts = [setting_text(k, settings.get(k)) for k in keys]
-    if not any(settings.get(k) for k in ("slippage_pct", "slippage_fixed") if k in keys) and (
-            "slippage_pct" in keys or "slippage_fixed" in keys):
-        parts.append("no slippage")
-    return " · ".join(p for p in parts if p)
+def setting_text(group: str, settings: Mapping[str, Any]) -> str:
+    """One setting group of a run as a short phrase (``commission 0.1 %``, ``size 95 % of cash``,
+    ``stake 100 units``, ``slippage 0.05 %``, ``no slippage``, ``calendar crypto``)."""
+    get = settings.get
+    if group == "cash":
+        return f"cash {_number(get('cash'))}"
+    if group == "commission":
+        return "commission —" if get("commission") is None else f"commission {get('commission') * 100:g} %"
+    if group == "sizing":
+        if get("stake") is not None:
+            return f"stake {get('stake'):g} units"
+        return "sizing —" if get("size_pct") is None else f"size {get('size_pct'):g} % of cash"
+    if group == "slippage":
+        if get("slippage_pct"):
+            return f"slippage {get('slippage_pct') * 100:g} %"
+        return f"slippage {get('slippage_fixed'):g} (price units)" if get("slippage_fixed") else "no slippage"
+    if group == "calendar":
+        return f"calendar {get('calendar') or '—'}"
+    raise KeyError(group)
+
+
+def settings_text(settings: Mapping[str, Any], groups: Iterable[str] | None = None) -> str:
+    """The settings (or some of :data:`SETTING_GROUPS`) as ``cash 10,000 · commission 0.1 % · size 95 % of cash``."""
+    return " · ".join(setting_text(g, settings) for g in (SETTING_GROUPS if groups is None else groups))
 
 
 def order_notes(run: Mapping[str, Any]) -> str:
@@ -224,9 +228,8 @@ def runs_table(runs: Sequence[Mapping[str, Any]], settings: Sequence[Mapping[str
             run takes two lines (id over status, strategy over parameters, exchange over symbol, from over to).
     """
     width = output_width() if width is None else width
-    keys = list(settings[0]) if settings else []
-    differing = [k for k in keys if len({json.dumps(s.get(k), default=str) for s in settings}) > 1]
-    shared = [k for k in keys if k not in differing]
+    differing = [g for g in SETTING_GROUPS if len({setting_text(g, s) for s in settings}) > 1]
+    shared = [g for g in SETTING_GROUPS if g not in differing]
     notes = [order_notes(r) for r in runs]
     lines = [f"all listed runs: {settings_text(settings[0], shared)}"] if settings and shared else []
     table = _runs_one_line(runs, settings, notes, differing, title)
@@ -321,14 +324,16 @@ WIDE_COLUMNS = (
     "win_rate", "profit_factor", "avg_trade", "exposure", "n_trades", "end_value", "sweep_id", "config_hash",
     "data_hash", "btlab_version", "backtrader_version",
 )
+#: the columns of every json/csv run record: all of :data:`WIDE_COLUMNS`, the stored status, config and metrics
+RECORD_COLUMNS = (*WIDE_COLUMNS, "recorded_status", "config", "metrics")
 _PCT = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"}
 
 
 def wide_records(runs: Sequence[Mapping[str, Any]], settings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every column of each run (settings taken from its config), in :data:`WIDE_COLUMNS` order first."""
+    """Every column of each run (settings taken from its config), in :data:`RECORD_COLUMNS` order first."""
     out = []
     for run, setting in zip(runs, settings, strict=True):
-        record = {col: run.get(col) for col in WIDE_COLUMNS}
+        record = {col: run.get(col) for col in RECORD_COLUMNS}
         record.update(setting)
         record.update({k: v for k, v in run.items() if k not in record})
         out.append(record)
