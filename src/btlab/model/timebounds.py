@@ -90,9 +90,9 @@ def _parse(value: Any, what: str) -> tuple[pd.Timestamp, bool]:
 
     if isinstance(value, str):
         return _parse_text(value.strip(), what)
+    if value is pd.NaT:
+        raise InvalidArgumentError(f"{what}: missing time (NaT)")
     if isinstance(value, pd.Timestamp):
-        if value is pd.NaT:
-            raise InvalidArgumentError(f"{what}: missing time (NaT)")
         return _utc(value), False
     if isinstance(value, datetime):
         return _utc(pd.Timestamp(value)), False
