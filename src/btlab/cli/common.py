@@ -50,8 +50,8 @@ StoreOption = Annotated[
         "--store",
         envvar="BTLAB_STORE",
         metavar="ADDRESS",
-        help="Store: a DuckDB file (default ~/.local/share/btlab/btlab.duckdb, or $BTLAB_HOME/btlab.duckdb) "
-        "or a QuestDB address such as 'http::addr=localhost:9000;'.",
+        help="A DuckDB file, or a QuestDB address such as 'http::addr=localhost:9000;'. Default: "
+        "$BTLAB_HOME/btlab.duckdb (~/.local/share/btlab/btlab.duckdb).",
         show_default=False,
     ),
 ]
@@ -127,6 +127,7 @@ METAVARS: dict[str, str] = {
     "slippage_pct": "FRACTION", "slippage_fixed": "PRICE", "store": "ADDRESS", "gaps": "N", "limit": "N",
     "lateness": "SECONDS", "duration": "SECONDS", "idle_timeout": "SECONDS", "watch_timeout": "SECONDS",
     "api_url": "URL", "ws_url": "URL", "kafka": "HOST:PORT", "output": "FILE", "older_than": "DURATION",
+    "calendar": "NAME",
 }
 
 

@@ -43,6 +43,15 @@ def history(
     limiter, retries 429/5xx/network errors with backoff, never stores the still-open bar, and resumes from the last
     stored bar on the next run. cryptocompare: histominute/histohour/histoday with the API key from
     CRYPTOCOMPARE_API_KEY (or BTLAB_CRYPTOCOMPARE_API_KEY), paging backwards with toTs. Both report the gaps left.
+
+    \b
+    Examples:
+      btlab ingest history --symbols BTC/USDT,ETH/USDT --timeframe 1m \\
+          --since 2024-01-01
+      btlab ingest history --trades --bars 1m,1h --symbols BTC/USDT \\
+          --since 2024-08-08T23:00Z --until 2024-08-09
+      btlab ingest history --source cryptocompare --symbols BTC/USD \\
+          --timeframe 1d --since 2020-01-01
     """
     from btlab.model.timebounds import parse_range
 
@@ -150,6 +159,10 @@ def live(
     counted, never merged into a finished bar. Duplicates are dropped, malformed trades quarantined, trade-id gaps
     filled over REST, dropped connections resubscribed with backoff. Stop it any time (Ctrl-C, or kill): the next
     run rebuilds the open bars from the stored ticks and backfills what it missed, without gaps or duplicates.
+
+    \b
+    Example:
+      btlab ingest live --exchange binance --symbols BTC/USDT,ETH/USDT --timeframes 1s,1m
     """
     import asyncio
 

@@ -104,6 +104,11 @@ def data_import(
     CSV/feather/parquet files with a time column (ts, timestamp, date, datetime, open_time) and open, high, low,
     close, volume. Each file is validated completely first: a bad file is rejected with its row and column and
     nothing from it is written. Re-importing a file changes nothing.
+
+    \b
+    Example (the bundled real Binance bars):
+      btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather \\
+          --exchange binance --symbol BTC/USDT --timeframe 1h
     """
     from btlab.marketdata.files import import_bars
 
@@ -130,7 +135,11 @@ def data_coverage(
     gaps: Annotated[int, typer.Option(min=0, help="List at most this many gaps per series (0: none).")] = 10,
     store: StoreOption = None,
 ) -> None:
-    """Per exchange/symbol/timeframe: first and last bar, count, and the gaps (missing bars); then tick coverage."""
+    """Per exchange/symbol/timeframe: first and last bar, count, and the gaps (missing bars); then tick coverage.
+
+    Tick coverage: first and last trade, count, the range of trade ids, ids missing between them (trade-id gaps)
+    and ids stored twice. Times are UTC; a bar's time is its open time.
+    """
     from btlab.marketdata.coverage import coverage, tick_coverage
 
     from btlab.cli.tables import bar_coverage_table, print_table, tick_coverage_table
@@ -181,13 +190,23 @@ def backtest(
     slippage_pct: Annotated[float, typer.Option(help="Slippage as a fraction of price (0.0005 = 5 bp).")] = 0.0,
     slippage_fixed: Annotated[float, typer.Option(help="Slippage in price units (ignored if --slippage-pct).")] = 0.0,
     calendar: Annotated[str | None, typer.Option(help="crypto (365 days/year) or equity (252); default from the symbol.")] = None,
-    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report (default: yes).")] = True,
     store: StoreOption = None,
 ) -> None:
     """Run a strategy on stored bars; record the run, print its metrics and write its HTML report.
 
     Orders fill at the next bar's open (Backtrader's default). Every run is stored with its parameters,
     equity curve, trades and orders: see btlab runs list / btlab runs show / btlab report.
+
+    --from and --to take YYYY-MM-DD (whole UTC days, both inclusive) or ISO 8601 times such as
+    2021-03-01T12:00Z.
+
+    \b
+    Examples:
+      btlab backtest --strategy sma_cross --symbol BTC/USDT --timeframe 1h \\
+          --from 2020-01-01 --to 2023-12-31 -p fast=10 -p slow=30
+      btlab backtest --strategy buy_hold --stake 0.1 --commission 0.0005
+      btlab backtest --strategy my_strategies.py:MyStrategy -p period=20
     """
     from btlab.backtest.registry import parse_param_pairs
     from btlab.backtest.runner import run_backtest
