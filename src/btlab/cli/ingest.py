@@ -162,7 +162,8 @@ def live(
 
     \b
     Example:
-      btlab ingest live --exchange binance --symbols BTC/USDT,ETH/USDT --timeframes 1s,1m
+      btlab ingest live --exchange binance --symbols BTC/USDT,ETH/USDT \\
+          --timeframes 1s,1m
     """
     import asyncio
 
