@@ -274,3 +274,24 @@ def test_python_api(runs_store):
                                      "slippage_pct": 0.0005, "slippage_fixed": 0.0, "calendar": "crypto"}
         with pytest.raises(RunNotFoundError, match="strategies with runs: buy_hold"):
             list_runs(st, strategy="nosuch")
+
+
+def test_query_rows_without_pandas_equals_the_generic_path(runs_store):
+    """DuckDB's pandas-free ``query_rows`` gives what the generic path (``query`` -> DataFrame -> dicts, used by
+    QuestDB) gives: same columns, None for nulls, timezone-aware UTC datetimes, plain numbers."""
+    from btlab.store.base import Store
+
+    store, _ = runs_store
+    with DuckDBStore(store) as st:
+        fast = st.query_rows("SELECT * FROM bt_runs ORDER BY run_id")
+        generic = Store.query_rows(st, "SELECT * FROM bt_runs ORDER BY run_id")
+    assert len(fast) == len(generic) == 7
+    for a, b in zip(fast, generic, strict=True):
+        assert list(a) == list(b)
+        for key in a:
+            if isinstance(a[key], float):
+                assert a[key] == pytest.approx(b[key], rel=1e-15, nan_ok=True), key
+            else:
+                assert a[key] == b[key], key
+        assert a["ts"].utcoffset() == timedelta(0)
+        assert a["heartbeat"] is None or a["heartbeat"].utcoffset() == timedelta(0)
