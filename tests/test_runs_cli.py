@@ -28,7 +28,15 @@ from btlab.store.duckdb import DuckDBStore
 from realdata import BTC_1H
 from test_cli_errors import assert_one_line, btlab_cli
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(timezone.utc)  # rows are placed relative to it; the live run's heartbeat is renewed by beat()
+
+
+def beat(path: Path, run_id: str) -> datetime:
+    """Write the run's heartbeat now, as the recorder of a live run does every few seconds."""
+    now = datetime.now(timezone.utc)
+    with DuckDBStore(path) as store:
+        store.write_run({**store.run_row(run_id), "heartbeat": now})
+    return now
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +78,7 @@ def _runs_json(store: Path, *args: str) -> list[dict]:
 
 def test_stale_runs_are_shown_as_stale(runs_store):
     store, ids = runs_store
+    beat(store, ids["alive"])
     runs = {r["run_id"]: r for r in _runs_json(store)}
     assert runs[ids["killed"]]["status"] == "stale" and runs[ids["killed"]]["recorded_status"] == "running"
     assert runs[ids["ancient"]]["status"] == "stale"  # no heartbeat at all: judged by its start time
@@ -94,6 +103,7 @@ def test_cleanup_marks_only_stale_runs_and_keeps_their_rows(runs_store, tmp_path
     source, ids = runs_store
     store = tmp_path / "copy.duckdb"
     store.write_bytes(source.read_bytes())
+    beat(store, ids["alive"])
     before = DuckDBStore(store)
     try:
         killed_before = before.run_row(ids["killed"])
@@ -115,10 +125,10 @@ def test_cleanup_marks_only_stale_runs_and_keeps_their_rows(runs_store, tmp_path
         alive = st.get_run(ids["alive"])
         after = st.run_row(ids["killed"])
     assert killed["status"] == ancient["status"] == "interrupted" and alive["status"] == "running"
-    beat = killed_before["heartbeat"]
-    assert killed["error"].startswith(f"no heartbeat since {beat:%Y-%m-%d %H:%M:%S} UTC, presumed killed")
+    last = killed_before["heartbeat"]
+    assert killed["error"].startswith(f"no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC, presumed killed")
     assert ancient["error"].startswith("no heartbeat (none recorded) since")
-    assert killed["finished_at"] == beat  # the last sign of life
+    assert killed["finished_at"] == last  # the last sign of life
     for key in ("ts", "strategy", "params", "config", "config_hash", "data_hash", "data_from", "data_to", "bars",
                 "cash", "commission", "heartbeat"):
         assert after[key] == killed_before[key], key
@@ -130,10 +140,11 @@ def test_cleanup_from_python_respects_older_than_and_fresh_heartbeats(runs_store
     source, ids = runs_store
     path = tmp_path / "copy.duckdb"
     path.write_bytes(source.read_bytes())
+    last_beat = beat(path, ids["alive"])
     with DuckDBStore(path) as store:
-        stale = find_stale_runs(store, older_than=timedelta(hours=1))
+        stale = find_stale_runs(store, older_than=timedelta(hours=1), now=last_beat)
         assert [r["run_id"] for r in stale] == [ids["ancient"]]  # 10 minutes without a heartbeat is not an hour
-        later = NOW + timedelta(hours=1)  # an hour on, the live run has stopped beating too
+        later = last_beat + timedelta(hours=1)  # an hour on, the live run has stopped beating too
         marked = cleanup_stale_runs(store, older_than=timedelta(minutes=2), now=later, run_ids=[ids["alive"]])
         assert [r["run_id"] for r in marked] == [ids["alive"]]
         assert store.get_run(ids["killed"])["status"] == "running"  # not asked for

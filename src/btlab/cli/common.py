@@ -1,6 +1,6 @@
 """Shared pieces of the CLI: consoles, options used by several commands, error display, progress bars, formats.
 
-Errors (README "Errors and exit codes"): every :class:`~btlab.errors.BtlabError` is printed as one line
+Errors (README, "The btlab command"): every :class:`~btlab.errors.BtlabError` is printed as one line
 ``error: ...`` on stderr and exits with its ``exit_code`` (1 bad input, 2 a store, broker or exchange that cannot be
 reached); a usage error (unknown option, bad option value) is one line too, exit code 1; any other exception is a
 bug: one line with its type and message, exit code 1. ``btlab --debug`` (or ``BTLAB_DEBUG=1``) adds the traceback.
@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from btlab.errors import BtlabError
 
-try:  # typer >= 0.2x vendors click as typer._click; older versions use click itself
+try:  # typer 0.29 vendors click as typer._click; older versions use click itself
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions  # type: ignore[no-redef]
