@@ -285,3 +285,39 @@ def test_readme_commands_and_options_exist():
         assert proc.returncode == 0, (command, proc.stderr)
         for option in options:
             assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", proc.stdout), (command, option)
+
+
+def test_friendly_errors_in_process(capsys):
+    """The wrapper itself: a bug becomes one line and exit 1, a BtlabError its own exit code, exits pass."""
+    import typer
+
+    from btlab.cli.common import DEBUG, friendly_errors
+    from btlab.errors import StoreUnavailableError
+
+    @friendly_errors
+    def bug() -> None:
+        {}["missing"]
+
+    @friendly_errors
+    def unreachable() -> None:
+        raise StoreUnavailableError("http::addr=127.0.0.1:9;", "connection refused")
+
+    @friendly_errors
+    def done() -> None:
+        raise typer.Exit(3)
+
+    DEBUG["on"] = False
+    with pytest.raises(typer.Exit) as exit_info:
+        bug()
+    assert exit_info.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["error: unexpected KeyError: 'missing' (rerun with --debug for the "
+                                "traceback)"]
+    with pytest.raises(typer.Exit) as exit_info:
+        unreachable()
+    assert exit_info.value.exit_code == 2
+    assert capsys.readouterr().err.strip() == ("error: cannot reach the store at http::addr=127.0.0.1:9;: "
+                                               "connection refused")
+    with pytest.raises(typer.Exit) as exit_info:
+        done()
+    assert exit_info.value.exit_code == 3 and capsys.readouterr().err == ""

@@ -107,7 +107,7 @@ def friendly_errors(func: F) -> F:
             if DEBUG["on"]:
                 traceback.print_exc()
                 raise _error_line(_escape(f"{type(exc).__name__}: {_one_line(exc)}"), 1) from None
-            raise _error_line(_escape(f"unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in btlab? "
+            raise _error_line(_escape(f"unexpected {type(exc).__name__}: {_one_line(exc)} ("
                                       "rerun with --debug for the traceback)"), 1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -203,7 +203,7 @@ class BtlabGroup(TyperGroup):
             if DEBUG["on"] or "--debug" in sys.argv:
                 traceback.print_exc()
             err_console.print(f"[bold red]error:[/] {_escape(f'unexpected {type(exc).__name__}: {_one_line(exc)}')} "
-                              "(a bug in btlab? rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+                              "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
