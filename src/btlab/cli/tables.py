@@ -21,6 +21,7 @@ from rich import box
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from btlab.cli.common import console, fmt
 
@@ -188,10 +189,14 @@ def order_notes(run: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _status_cell(status: Any, mark: str = "") -> str:
+def _status_cell(status: Any, mark: str = "") -> Text:
     text = str(status or "—")
-    style = STATUS_STYLE.get(text)
-    return (f"[{style}]{text}[/]" if style else text) + mark
+    return Text.assemble((text, STATUS_STYLE.get(text, "")), mark)
+
+
+def _cells(values: Iterable[Any]) -> list[Text]:
+    """Table cells as rich Text: values are shown as they are, never parsed as markup (``[1, 2]`` stays)."""
+    return [v if isinstance(v, Text) else Text(str(v)) for v in values]
 
 
 def pct(value: Any) -> str:
@@ -275,7 +280,7 @@ def _runs_one_line(runs: Sequence[Mapping[str, Any]], settings: Sequence[Mapping
         row.append(_status_cell(run.get("status")))
         if any(notes):
             row.append(note)
-        table.add_row(*row, *_metric_cells(run))
+        table.add_row(*_cells([*row, *_metric_cells(run)]))
     return table
 
 
@@ -293,7 +298,7 @@ def _runs_two_lines(runs: Sequence[Mapping[str, Any]], settings: Sequence[Mappin
     _metric_columns(table)
     for run, setting, note in zip(runs, settings, notes, strict=True):
         row = [
-            f"{short_id(str(run.get('run_id')))}\n{_status_cell(run.get('status'), '*' if note else '')}",
+            Text(f"{short_id(str(run.get('run_id')))}\n") + _status_cell(run.get("status"), "*" if note else ""),
             f"{short_strategy(run.get('strategy'))}\n{params_text(run.get('params'), 24)}".rstrip(),
             "\n".join(p for p in (str(run.get("exchange") or ""),
                                   " ".join(str(run.get(k)) for k in ("symbols", "timeframe") if run.get(k))) if p),
@@ -305,7 +310,7 @@ def _runs_two_lines(runs: Sequence[Mapping[str, Any]], settings: Sequence[Mappin
                 letters[text] = chr(ord("A") + len(letters)) if len(letters) < 26 else str(len(letters) + 1)
                 legend.append(f"settings {letters[text]}: {text}")
             row.append(letters[text])
-        table.add_row(*row, *_metric_cells(run))
+        table.add_row(*_cells([*row, *_metric_cells(run)]))
         if note:
             legend.append(f"* {short_id(str(run.get('run_id')))}: {note}")
     return table, legend
@@ -366,7 +371,7 @@ def wide_table(records: Sequence[Mapping[str, Any]], title: str) -> Table:
                 cells.append(fmt(value) if col in {"sharpe", "sortino", "calmar", "profit_factor"} else _number(value))
             else:
                 cells.append(str(value))
-        table.add_row(*cells)
+        table.add_row(*_cells(cells))
     return table
 
 
@@ -380,8 +385,9 @@ def run_detail_table(run: Mapping[str, Any], settings: Mapping[str, Any], *, now
     if status == "stale":
         seen = run.get("heartbeat") or run.get("ts")
         ago = _ago(now, seen) if isinstance(seen, datetime) else "never"
-        status = (f"[yellow]stale[/]: recorded as running, but no heartbeat since {_second(seen)} UTC ({ago}); "
-                  f"presumed killed -- btlab runs cleanup marks it interrupted")
+        status = Text.assemble(("stale", STATUS_STYLE["stale"]),
+                               f": recorded as running, but no heartbeat since {_second(seen)} UTC ({ago}); "
+                               "presumed killed -- btlab runs cleanup marks it interrupted")
     else:
         status = _status_cell(status)
     rows: list[tuple[str, Any]] = [
@@ -406,7 +412,7 @@ def run_detail_table(run: Mapping[str, Any], settings: Mapping[str, Any], *, now
     ]
     for key, value in rows:
         if value is not None and value != "":
-            table.add_row(key, str(value))
+            table.add_row(*_cells([key, value]))
     return table
 
 
@@ -430,8 +436,8 @@ def bar_coverage_table(frame: Any, title: str) -> Table:
     for col in ("bars", "missing", "gaps"):
         table.add_column(col, justify="right", no_wrap=True)
     for row in frame.itertuples(index=False):
-        table.add_row(f"{row.exchange}:{row.symbol} {row.timeframe}", _minute(_py(row.first)), _minute(_py(row.last)),
-                      f"{row.bars:,}", f"{row.missing_bars:,}", f"{row.n_gaps:,}")
+        table.add_row(*_cells([f"{row.exchange}:{row.symbol} {row.timeframe}", _minute(_py(row.first)),
+                               _minute(_py(row.last)), f"{row.bars:,}", f"{row.missing_bars:,}", f"{row.n_gaps:,}"]))
     return _fit(table, {"series": 19, "first": 10, "last": 10})
 
 
@@ -452,8 +458,8 @@ def tick_coverage_table(frame: Any, title: str) -> Table:
         n_gaps = "—" if gaps is None or not _known(row.missing_ids) else f"{len(gaps):,}"
         ids = "not numeric" if _known(row.numeric_ids) and not bool(row.numeric_ids) else (
             f"{_int(row.first_id)} .. {_int(row.last_id)}" if _known(row.first_id) else "—")
-        table.add_row(f"{row.exchange}:{row.symbol}", _second(_py(row.first)), _second(_py(row.last)),
-                      f"{int(row.ticks):,}", ids, _int(row.missing_ids), _int(row.duplicate_ids), n_gaps)
+        table.add_row(*_cells([f"{row.exchange}:{row.symbol}", _second(_py(row.first)), _second(_py(row.last)),
+                               f"{int(row.ticks):,}", ids, _int(row.missing_ids), _int(row.duplicate_ids), n_gaps]))
     return _fit(table, {"series": 16, "first": 10, "last": 10, "trade ids": 13})
 
 
