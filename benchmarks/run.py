@@ -11,6 +11,7 @@ import bench_aggregate  # noqa: E402
 import bench_backtest  # noqa: E402
 import bench_import  # noqa: E402
 import bench_ingest  # noqa: E402
+import bench_startup  # noqa: E402
 import bench_stream  # noqa: E402
 from common import machine  # noqa: E402
 
@@ -46,6 +47,10 @@ def main() -> None:
         "## Streams through a Kafka-protocol broker (Tansu, issue 3)",
         "",
         *bench_stream.run(),
+        "",
+        "## Start-up of the btlab command (issue 6)",
+        "",
+        *bench_startup.run(),
         "",
     ]
     text = "\n".join(out)

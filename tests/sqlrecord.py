@@ -1,4 +1,4 @@
-"""Records every SQL statement btlab sends through ``Store.query`` during the test session.
+"""Records every SQL statement btlab sends through ``Store.query``/``query_rows`` during the test session.
 
 ``tests/test_questdb_sql.py`` parses all of them (with the ``?`` placeholders bound to literals of the values that
 were really bound) with QuestDB's own SQL parser: the shared :class:`~btlab.store.base.Store` SQL runs unchanged
@@ -69,18 +69,19 @@ def record(sql: str, params: Sequence[Any] = ()) -> None:
 
 
 def install() -> None:
-    """Wrap ``query`` of the real store backends so that every statement is recorded, then run."""
+    """Wrap ``query``/``query_rows`` of the real store backends so that every statement is recorded, then run."""
     from btlab.store.duckdb import DuckDBStore
     from btlab.store.questdb import QuestDBStore
 
     for cls in (DuckDBStore, QuestDBStore):
-        original = cls.query
-        if getattr(original, "_btlab_recorded", False):
-            continue
+        for name in ("query", "query_rows"):  # every read entry point of the Store API
+            original = cls.__dict__.get(name)
+            if original is None or getattr(original, "_btlab_recorded", False):
+                continue
 
-        def query(self, sql, params=(), _original=original):  # type: ignore[no-untyped-def]
-            record(sql, params)
-            return _original(self, sql, params)
+            def wrapper(self, sql, params=(), _original=original):  # type: ignore[no-untyped-def]
+                record(sql, params)
+                return _original(self, sql, params)
 
-        query._btlab_recorded = True  # type: ignore[attr-defined]
-        cls.query = query  # type: ignore[method-assign]
+            wrapper._btlab_recorded = True  # type: ignore[attr-defined]
+            setattr(cls, name, wrapper)

@@ -60,8 +60,8 @@ def test_import_backtest_list_show_report(tmp_path):
     report = re.search(r"report: (\S+\.html)", res.output).group(1)
     assert Path(report).is_file() and Path(report).parent == report_dir.resolve()
 
-    res = invoke("runs", "list", "--store", str(store))
-    assert res.exit_code == 0 and run_id in res.output and "finished" in res.output
+    res = invoke("runs", "list", "--store", str(store))  # the list shows the run id's 8 hex digits
+    assert res.exit_code == 0 and run_id.rsplit("-", 1)[1] in res.output and "finished" in res.output
     res = invoke("runs", "show", run_id, "--store", str(store))
     assert res.exit_code == 0 and "Sharpe" in res.output and run["data_hash"] in res.output
     out = tmp_path / "r.html"

@@ -81,6 +81,8 @@ def _exercise_store(tmp_path: Path) -> None:
                               params={"fast": 10, "slow": 30}, store=st)
         st.list_runs(limit=5)
         st.list_runs(limit=5, strategy="sma_cross")
+        st.run_rows(limit=5)
+        st.run_strategies()
         st.get_run(result.run_id)
         write_report(st, result.run_id, tmp_path / "r.html")
         coverage(st)

@@ -12,20 +12,29 @@ The Python API is the product; the ``btlab`` command is a thin caller of it::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import functools
 
 import btlab._pyfix  # noqa: F401  (mends Backtrader on Python 3.10+ before anyone uses it)
-
-try:
-    __version__ = version("btlab")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
-
-from btlab.errors import BtlabError  # noqa: E402
-from btlab.store import Store, open_store  # noqa: E402
+from btlab.errors import BtlabError
 
 
-def __getattr__(name: str):  # lazy: importing btlab must not import Backtrader/plotly
+@functools.cache
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("btlab")
+    except PackageNotFoundError:  # running from a source tree without installing
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str):  # lazy: importing btlab imports neither pandas nor Backtrader, plotly, ccxt
+    if name == "__version__":
+        return _version()
+    if name in ("Store", "open_store"):
+        import btlab.store
+
+        return getattr(btlab.store, name)
     if name in ("run_backtest", "BacktestResult", "BacktestConfig"):
         from btlab.backtest import runner
 

@@ -1,8 +1,9 @@
 """Errors btlab raises on purpose.
 
 Every error a user can cause (bad file, unknown strategy, unreachable store, ...) is a subclass of
-:class:`BtlabError`. The CLI prints ``str(error)`` as one line and exits non-zero; anything else is a bug
-and keeps its traceback.
+:class:`BtlabError`. The CLI prints ``str(error)`` as one line and exits with its ``exit_code`` (1 for bad input,
+2 for a store, broker or exchange that cannot be reached). Anything else is a bug: the CLI prints its type and
+message on one line, exit code 1, and the traceback only with ``btlab --debug``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class StoreConfigError(BtlabError, ValueError):
 
 class UnknownStrategyError(BtlabError, LookupError):
     """A strategy name or ``module:Class`` reference does not resolve to a Backtrader strategy."""
+
+
+class StrategyLoadError(BtlabError):
+    """A strategy file or module exists but cannot be loaded: a syntax error (the message names the file and line)
+    or an exception raised while importing it."""
 
 
 class StrategyParameterError(BtlabError, ValueError):

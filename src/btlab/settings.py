@@ -1,13 +1,22 @@
-"""User settings, from ``BTLAB_*`` environment variables (and a ``.env`` file in the working directory)."""
+"""User settings, from ``BTLAB_*`` environment variables (and a ``.env`` file in the working directory).
+
+:class:`Settings` (pydantic-settings) is the full, validated set, built on first use: importing this module does
+not import pydantic, and :func:`store_address`, which every command asks, reads the environment directly when no
+``.env`` file can change the answer (loading pydantic-settings costs about 0.3 s at start-up).
+"""
 
 from __future__ import annotations
 
+import functools
 import os
-from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings as Settings
+
+#: the dotenv file read from the working directory (values there lose to real environment variables)
+ENV_FILE = ".env"
 
 
 def _default_home() -> Path:
@@ -15,39 +24,70 @@ def _default_home() -> Path:
     return Path(base) / "btlab"
 
 
-class Settings(BaseSettings):
-    """btlab settings.
+@functools.cache
+def _settings_class() -> type:
+    from pydantic import AliasChoices, Field
+    from pydantic_settings import BaseSettings, SettingsConfigDict
 
-    Attributes:
-        home: folder for btlab's own files (``BTLAB_HOME``; default ``$XDG_DATA_HOME/btlab`` or
-            ``~/.local/share/btlab``).
-        store: store address (``BTLAB_STORE``): a DuckDB file path (default ``<home>/btlab.duckdb``), or a QuestDB
-            address such as ``http::addr=localhost:9000;`` (see :func:`btlab.store.open_store`).
-        reports: folder where HTML reports are written (``BTLAB_REPORTS``; default ``./reports``).
-        kafka: Kafka-protocol bootstrap servers (``BTLAB_KAFKA``, e.g. ``127.0.0.1:19092`` for the compose
-            stack's Redpanda); None = no broker: jobs write to the store only.
-        cryptocompare_api_key: CryptoCompare API key (``BTLAB_CRYPTOCOMPARE_API_KEY`` or ``CRYPTOCOMPARE_API_KEY``).
-    """
+    class Settings(BaseSettings):
+        """btlab settings.
 
-    model_config = SettingsConfigDict(env_prefix="BTLAB_", env_file=".env", extra="ignore")
+        Attributes:
+            home: folder for btlab's own files (``BTLAB_HOME``; default ``$XDG_DATA_HOME/btlab`` or
+                ``~/.local/share/btlab``).
+            store: store address (``BTLAB_STORE``): a DuckDB file path (default ``<home>/btlab.duckdb``), or a
+                QuestDB address such as ``http::addr=localhost:9000;`` (see :func:`btlab.store.open_store`).
+            reports: folder where HTML reports are written (``BTLAB_REPORTS``; default ``./reports``).
+            kafka: Kafka-protocol bootstrap servers (``BTLAB_KAFKA``, e.g. ``127.0.0.1:19092`` for the compose
+                stack's Redpanda); None = no broker: jobs write to the store only.
+            cryptocompare_api_key: CryptoCompare API key (``BTLAB_CRYPTOCOMPARE_API_KEY`` or
+                ``CRYPTOCOMPARE_API_KEY``).
+        """
 
-    home: Path = Field(default_factory=_default_home)
-    store: str | None = None
-    reports: Path = Path("reports")
-    kafka: str | None = None
-    cryptocompare_api_key: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("BTLAB_CRYPTOCOMPARE_API_KEY", "CRYPTOCOMPARE_API_KEY"),
-        repr=False,
-    )
+        model_config = SettingsConfigDict(env_prefix="BTLAB_", env_file=ENV_FILE, extra="ignore")
 
-    @property
-    def store_address(self) -> str:
-        """The configured store address, or the default DuckDB file under ``home``."""
-        return self.store or str(self.home / "btlab.duckdb")
+        home: Path = Field(default_factory=_default_home)
+        store: str | None = None
+        reports: Path = Path("reports")
+        kafka: str | None = None
+        cryptocompare_api_key: str | None = Field(
+            default=None,
+            validation_alias=AliasChoices("BTLAB_CRYPTOCOMPARE_API_KEY", "CRYPTOCOMPARE_API_KEY"),
+            repr=False,
+        )
+
+        @property
+        def store_address(self) -> str:
+            """The configured store address, or the default DuckDB file under ``home``."""
+            return self.store or str(self.home / "btlab.duckdb")
+
+    Settings.__module__, Settings.__qualname__ = __name__, "Settings"
+    return Settings
 
 
-@lru_cache(maxsize=1)
+def __getattr__(name: str) -> Any:
+    if name == "Settings":
+        return _settings_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings (read once)."""
-    return Settings()
+    return _settings_class()()
+
+
+def store_address() -> str:
+    """The configured store address (``BTLAB_STORE``), else the default DuckDB file ``<home>/btlab.duckdb``.
+
+    The same answer as ``get_settings().store_address``: read straight from the environment (names matched
+    case-insensitively, as pydantic-settings does) when there is no ``.env`` file in the working directory,
+    otherwise through :class:`Settings`.
+    """
+    if Path(ENV_FILE).exists():
+        return get_settings().store_address
+    env = {key.lower(): value for key, value in os.environ.items()}
+    if env.get("btlab_store"):
+        return env["btlab_store"]
+    home = Path(env["btlab_home"]) if "btlab_home" in env else _default_home()
+    return str(home / "btlab.duckdb")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from btlab.backtest.compat import bt
-from btlab.errors import StrategyParameterError, UnknownStrategyError
+from btlab.errors import StrategyLoadError, StrategyParameterError, UnknownStrategyError
 
 #: Bundled strategies: name -> ``module:Class``.
 BUNDLED: dict[str, str] = {
@@ -31,6 +31,7 @@ def _load_ref(ref: str) -> type:
             f"unknown strategy {ref!r}: use a bundled name ({', '.join(sorted(BUNDLED))}), "
             "package.module:ClassName or path/to/file.py:ClassName"
         )
+    path: Path | None = None
     try:
         if module_name.endswith(".py"):
             path = Path(module_name).expanduser().resolve()
@@ -40,13 +41,24 @@ def _load_ref(ref: str) -> type:
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(spec.name, None)
+                raise
         else:
             module = importlib.import_module(module_name)
     except UnknownStrategyError:
         raise
+    except SyntaxError as exc:  # also IndentationError/TabError: name the file and line, as Python does
+        where = f"{exc.filename or path or module_name}, line {exc.lineno}" if exc.lineno else str(exc.filename)
+        raise StrategyLoadError(f"strategy {ref!r}: {type(exc).__name__} in {where}: {exc.msg}") from exc
     except ImportError as exc:
         raise UnknownStrategyError(f"cannot import module {module_name!r} for strategy {ref!r}: {exc}") from None
+    except Exception as exc:  # the module raised while being imported
+        raise StrategyLoadError(
+            f"strategy {ref!r}: {type(exc).__name__} while importing {_where_raised(exc, path, module_name)}: {exc}"
+        ) from exc
     cls = getattr(module, class_name, None)
     if cls is None:
         found = sorted(n for n, v in vars(module).items() if inspect.isclass(v) and issubclass(v, bt.Strategy)
@@ -57,6 +69,19 @@ def _load_ref(ref: str) -> type:
     if not (inspect.isclass(cls) and issubclass(cls, bt.Strategy)):
         raise UnknownStrategyError(f"{ref!r} is not a backtrader.Strategy subclass")
     return cls
+
+
+def _where_raised(exc: BaseException, path: Path | None, module_name: str) -> str:
+    """``file, line N`` of the deepest frame of the traceback inside the user's file or module."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if (path is not None and Path(f.filename) == path)
+            or (path is None and module_name.replace(".", "/") in f.filename.replace("\\", "/"))]
+    frame = (mine or frames or [None])[-1]
+    if frame is None:
+        return str(path or module_name)
+    return f"{frame.filename}, line {frame.lineno}"
 
 
 def resolve_strategy(strategy: str | type) -> tuple[str, type]:

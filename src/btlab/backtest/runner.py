@@ -33,31 +33,12 @@ from btlab.backtest.registry import coerce_params, resolve_strategy
 from btlab.errors import InvalidArgumentError, NoDataError, RunInterruptedError
 from btlab.model.instrument import Calendar
 from btlab.model.sessions import check_session, filter_session
+from btlab.model.timebounds import parse_bound, parse_range
 from btlab.model.timeframe import Timeframe
 from btlab.model.venue import resolve_venue
 from btlab.store import Store, open_store
-from btlab.store.base import to_utc
 
-
-def parse_bound(value: Any, *, end: bool) -> pd.Timestamp | None:
-    """Parse a ``--from``/``--to`` bound to a UTC timestamp usable as ``start <= ts < end``.
-
-    ``start`` is inclusive. ``end`` is inclusive too: a date without a time (``2023-12-31``) includes that whole
-    UTC day; a timestamp includes bars opening at exactly that time.
-
-    Raises:
-        InvalidArgumentError: the value cannot be parsed as a date/time.
-    """
-    if value is None or value == "":
-        return None
-    try:
-        ts = to_utc(value)
-    except (ValueError, TypeError):
-        raise InvalidArgumentError(f"cannot parse {'--to' if end else '--from'} value {value!r}: use YYYY-MM-DD or an ISO time")
-    if not end:
-        return ts
-    date_only = isinstance(value, str) and len(value.strip()) == 10
-    return ts + pd.Timedelta(days=1) if date_only else ts + pd.Timedelta(1, "ns")
+__all__ = ["BacktestConfig", "BacktestResult", "hash_bars", "new_run_id", "parse_bound", "run_backtest"]
 
 
 @dataclass(frozen=True)
@@ -237,7 +218,8 @@ def run_backtest(
         timeframe, timeframes: the stored base timeframe (default ``1h``), or a list whose first item is the base
             timeframe and the others timeframes to build from it (each a multiple of the base that divides a day,
             or ``1d``). Give one of the two (or the same base in both).
-        start, end: inclusive UTC bounds (dates or ISO times; a date ``end`` includes that whole day). None = all.
+        start, end: inclusive UTC bounds: ``YYYY-MM-DD`` dates or ISO 8601 times (strictly, see
+            :mod:`btlab.model.timebounds`; a date ``end`` includes that whole day). None = all.
         params: strategy parameters; strings are converted to each parameter's type (CLI values); the strategy's
             ``validate_params`` classmethod, if any, checks them.
         cash: starting cash. commission: fraction of traded value per fill (0.001 = 0.1 %), below 1.
@@ -276,7 +258,8 @@ def run_backtest(
     Raises:
         UnknownStrategyError, StrategyParameterError: bad strategy or parameters (nothing recorded).
         InvalidArgumentError: bad settings (NaN/infinite numbers, commission >= 1, absurd slippage, symbols or
-            timeframes given twice, a timeframe that cannot be resampled), unknown exchange without ``calendar``,
+            timeframes given twice, a timeframe that cannot be resampled), a bound that is not a date/time or an
+            ambiguous one (``01/02/2020``), ``start`` after ``end``, unknown exchange without ``calendar``,
             unknown calendar or session, a session for a 24/7 venue; nothing recorded.
         NoDataError: no bars in the store for the request (or none in the session); the message lists what is
             stored (nothing recorded).
@@ -295,7 +278,7 @@ def run_backtest(
     cal, session = venue.kind, check_session(session, venue)
     check_settings(cash=cash, commission=commission, size_pct=size_pct, stake=stake, slippage_pct=slippage_pct,
                    slippage_fixed=slippage_fixed)
-    lo, hi = parse_bound(start, end=False), parse_bound(end, end=True)
+    lo, hi = parse_range(start, end)
     config = BacktestConfig(
         strategy=ref, params=resolved, exchange=exchange, symbol=",".join(names), timeframe=base_tf.value,
         start=None if lo is None else lo.isoformat(), end=None if hi is None else hi.isoformat(),

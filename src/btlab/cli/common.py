@@ -1,29 +1,57 @@
-"""Shared pieces of the CLI: consoles, the --store, --calendar and --session options, error display, progress bars,
-formatting."""
+"""Shared pieces of the CLI: consoles, options used by several commands, error display, progress bars, formats.
+
+Errors (README, "The btlab command"): every :class:`~btlab.errors.BtlabError` is printed as one line
+``error: ...`` on stderr and exits with its ``exit_code`` (1 bad input, 2 a store, broker or exchange that cannot be
+reached); a usage error (unknown option, bad option value) is one line too, exit code 1; any other exception is a
+bug: one line with its type and message, exit code 1. ``btlab --debug`` (or ``BTLAB_DEBUG=1``) adds the traceback.
+"""
 
 from __future__ import annotations
 
 import functools
+import sys
+import traceback
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from typer.core import TyperGroup
 
 from btlab.errors import BtlabError
 
+try:  # typer 0.29 vendors click as typer._click; older versions use click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
 console = Console()
 err_console = Console(stderr=True)
+
+#: set by ``btlab --debug`` / ``BTLAB_DEBUG``: print tracebacks with errors
+DEBUG = {"on": False}
+
+#: the apps' shared settings: plain click help (readable at 80 columns, no type noise), -h as --help
+APP_SETTINGS: dict[str, Any] = {
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+}
 
 StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
         envvar="BTLAB_STORE",
-        help="Store address: a DuckDB file (default ~/.local/share/btlab/btlab.duckdb) or QuestDB, "
-        "e.g. 'http::addr=localhost:9000;'.",
+        metavar="ADDRESS",
+        help="A DuckDB file, or a QuestDB address such as 'http::addr=localhost:9000;'. Default: "
+        "$BTLAB_HOME/btlab.duckdb (~/.local/share/btlab/btlab.duckdb).",
         show_default=False,
     ),
 ]
@@ -51,21 +79,163 @@ SessionOption = Annotated[
     ),
 ]
 
+
+class OutputFormat(str, Enum):
+    """How a listing is printed: a table for people, json/csv for scripts (all columns, nothing else on stdout)."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option("--format", "-f", metavar="table|json|csv", case_sensitive=False,
+                 help="table for people; json or csv for scripts (all columns, full values, nothing else on stdout)."),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _error_line(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    return typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def friendly_errors(func: F) -> F:
-    """Print a :class:`BtlabError` as one red line on stderr and exit with its code (no traceback)."""
+    """Run a command: a :class:`BtlabError` becomes one red line on stderr and its exit code; any other exception
+    (a bug) one line with its type and message, exit code 1. With ``--debug`` the traceback is printed first."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click_exceptions.ClickException, BrokenPipeError):
+            raise  # usage errors and exits are the command line's own business (see BtlabGroup)
         except BtlabError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            if DEBUG["on"]:
+                traceback.print_exc()
+            raise _error_line(_escape(str(exc)), exc.exit_code) from None
+        except KeyboardInterrupt:
+            if DEBUG["on"]:
+                traceback.print_exc()
+            raise _error_line("interrupted (Ctrl-C)", 130) from None
+        except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, the traceback on request
+            if DEBUG["on"]:
+                traceback.print_exc()
+                raise _error_line(_escape(f"{type(exc).__name__}: {_one_line(exc)}"), 1) from None
+            raise _error_line(_escape(f"unexpected {type(exc).__name__}: {_one_line(exc)} ("
+                                      "rerun with --debug for the traceback)"), 1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+#: what the value of an option is, shown in --help instead of a type (``--from DATE``, not ``--from <str>``)
+METAVARS: dict[str, str] = {
+    "strategy": "NAME", "symbol": "SYMBOL", "symbols": "SYMBOLS", "exchange": "ID", "timeframe": "TF",
+    "timeframes": "TFS", "bars": "TFS", "from_": "DATE", "to": "DATE", "since": "DATE", "until": "DATE",
+    "param": "NAME=VALUE", "cash": "AMOUNT", "commission": "FRACTION", "size_pct": "PERCENT", "stake": "UNITS",
+    "slippage_pct": "FRACTION", "slippage_fixed": "PRICE", "store": "ADDRESS", "gaps": "N", "limit": "N",
+    "lateness": "SECONDS", "duration": "SECONDS", "idle_timeout": "SECONDS", "watch_timeout": "SECONDS",
+    "api_url": "URL", "ws_url": "URL", "kafka": "HOST:PORT", "output": "FILE", "older_than": "DURATION",
+    "calendar": "NAME",
+}
+
+
+def _teach(command: Any) -> None:
+    """Give each option of ``command`` a metavar saying what its value is, and drop "[default: False]"-style noise
+    from flags (their help says what they do)."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "param_type_name", "") == "argument":
+            _teach_argument(param)
+            continue
+        if getattr(param, "param_type_name", "") != "option":
+            continue
+        if getattr(param, "is_flag", False):
+            param.show_default = False
+            continue
+        if param.metavar is not None:
+            continue
+        described = getattr(param, "type_descriptor", None)  # typer >= 0.29; older typers have click types
+        choices = described.choices if described is not None else getattr(getattr(param, "type", None), "choices",
+                                                                           None)
+        kind = str(described.annotation if described is not None else getattr(getattr(param, "type", None), "name",
+                                                                               ""))
+        if choices:
+            param.metavar = "|".join(str(getattr(c, "value", c)) for c in choices)
+        elif param.name in METAVARS:
+            param.metavar = METAVARS[param.name]
+        elif "int" in kind:
+            param.metavar = "N"
+        elif "float" in kind:
+            param.metavar = "NUMBER"
+        else:
+            param.metavar = (param.name or "value").upper()
+
+
+def _teach_argument(param: Any) -> None:
+    """``RUN_ID`` in help and usage, not ``RUN_ID <str>`` and ``{RUN_ID}`` (typer >= 0.29's rendering)."""
+    name = str(param.metavar or (param.name or "arg").upper())
+    shown = name if name.endswith("...") or getattr(param, "nargs", 1) == 1 else name + "..."
+    param.metavar = shown
+    if hasattr(param, "display_type_rich"):
+        param.display_type_rich = lambda ctx: None
+    if hasattr(param, "_usage_display_name"):
+        param._usage_display_name = lambda: shown if param.required else f"[{shown}]"
+
+
+class BtlabGroup(TyperGroup):
+    """The command group of every btlab app: usage errors (unknown option, bad value, missing argument) are one
+    line on stderr naming the command's ``--help``, exit code 1 (2 is kept for unreachable services)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_exceptions.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `btlab` or `btlab runs` alone: the help
+                typer.echo(exc.format_message())
+                sys.exit(0)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            err_console.print(f"[bold red]error:[/] {_escape(message)}{hint}", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        except click_exceptions.ClickException as exc:
+            err_console.print(f"[bold red]error:[/] {_escape(exc.format_message())}", highlight=False,
+                              soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err_console.print("[bold red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        except Exception as exc:  # noqa: BLE001 - a bug outside a command (friendly_errors handles those inside)
+            if DEBUG["on"] or "--debug" in sys.argv:
+                traceback.print_exc()
+            err_console.print(f"[bold red]error:[/] {_escape(f'unexpected {type(exc).__name__}: {_one_line(exc)}')} "
+                              "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not getattr(command, "_btlab_taught", False):
+            _teach(command)
+            command._btlab_taught = True
+        return command
 
 
 def open_store_cli(store: str | None):
@@ -81,6 +251,8 @@ def fmt(value: Any, unit: str = "ratio") -> str:
 
 
 def metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    from rich.table import Table
+
     from btlab.report.format import METRIC_SECTIONS
 
     table = Table(title=title, show_header=True, header_style="bold")
@@ -94,6 +266,9 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
 
 
 def progress_bar() -> Progress:
+    """A transient progress bar on stderr, shown only when stderr is a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from btlab.cli.common import StoreOption, console, friendly_errors, open_store_cli, progress_bar
+from btlab.cli.common import APP_SETTINGS, BtlabGroup, StoreOption, console, friendly_errors, open_store_cli, progress_bar
 
 ingest_app = typer.Typer(help="Fill the store with market data: exchange history, CryptoCompare, Binance files.",
-                         no_args_is_help=True)
+                         no_args_is_help=True, cls=BtlabGroup, **APP_SETTINGS)
 
 
 class Source(str, Enum):
@@ -43,8 +43,20 @@ def history(
     limiter, retries 429/5xx/network errors with backoff, never stores the still-open bar, and resumes from the last
     stored bar on the next run. cryptocompare: histominute/histohour/histoday with the API key from
     CRYPTOCOMPARE_API_KEY (or BTLAB_CRYPTOCOMPARE_API_KEY), paging backwards with toTs. Both report the gaps left.
+
+    \b
+    Examples:
+      btlab ingest history --symbols BTC/USDT,ETH/USDT --timeframe 1m \\
+          --since 2024-01-01
+      btlab ingest history --trades --bars 1m,1h --symbols BTC/USDT \\
+          --since 2024-08-08T23:00Z --until 2024-08-09
+      btlab ingest history --source cryptocompare --symbols BTC/USD \\
+          --timeframe 1d --since 2020-01-01
     """
+    from btlab.model.timebounds import parse_range
+
     names = _symbols(symbols)
+    start, stop = parse_range(since, until, names=("--since", "--until"), end_inclusive=False)
     with open_store_cli(store) as st, progress_bar() as progress:
         task = progress.add_task(f"{source.value} {','.join(names)} {timeframe}", total=None)
 
@@ -57,7 +69,7 @@ def history(
             from btlab.marketdata.cryptocompare import CryptoCompareClient, ingest_cryptocompare
 
             client = CryptoCompareClient(base_url=api_url) if api_url else None
-            reports = ingest_cryptocompare(names, timeframe, st, since=since, until=until, exchange=exchange,
+            reports = ingest_cryptocompare(names, timeframe, st, since=start, until=stop, exchange=exchange,
                                            progress=on_progress, client=client)
             progress.stop()
             for report in reports:
@@ -68,9 +80,9 @@ def history(
 
         client = make_exchange(exchange or "binance", origin=api_url)
         if trades:
-            result = ingest_trades(client, names, st, since=since, until=until, progress=on_progress)
+            result = ingest_trades(client, names, st, since=start, until=stop, progress=on_progress)
         else:
-            result = ingest_ohlcv(client, names, timeframe, st, since=since, until=until, progress=on_progress)
+            result = ingest_ohlcv(client, names, timeframe, st, since=start, until=stop, progress=on_progress)
         progress.stop()
         console.print(str(result), highlight=False)
         if trades and bars:
@@ -147,6 +159,11 @@ def live(
     counted, never merged into a finished bar. Duplicates are dropped, malformed trades quarantined, trade-id gaps
     filled over REST, dropped connections resubscribed with backoff. Stop it any time (Ctrl-C, or kill): the next
     run rebuilds the open bars from the stored ticks and backfills what it missed, without gaps or duplicates.
+
+    \b
+    Example:
+      btlab ingest live --exchange binance --symbols BTC/USDT,ETH/USDT \\
+          --timeframes 1s,1m
     """
     import asyncio
 

@@ -1,46 +1,95 @@
-"""The ``btlab`` command: parses arguments, calls the Python API, shows progress. No business logic here."""
+"""The ``btlab`` command: parses arguments, calls the Python API, shows progress. No business logic here.
+
+Start-up is kept short (``btlab --help`` and ``btlab runs list`` import neither pandas nor Backtrader, plotly,
+ccxt or Kafka clients): every command imports what it needs inside its body.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from btlab.cli.ingest import ingest_app
 from btlab.cli.common import (
+    APP_SETTINGS,
+    DEBUG,
+    BtlabGroup,
     CalendarOption,
+    FormatOption,
+    OutputFormat,
     SessionOption,
     StoreOption,
     console,
-    fmt,
     friendly_errors,
     metrics_table,
     open_store_cli,
     progress_bar,
 )
+from btlab.cli.ingest import ingest_app
 
 app = typer.Typer(
     name="btlab",
+    cls=BtlabGroup,
     help=(
         "Backtest Backtrader strategies on real market data; every run is stored and reportable.\n\n"
-        "Quick start: btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather --exchange binance "
-        "--symbol BTC/USDT --timeframe 1h, then btlab backtest --strategy sma_cross --symbol BTC/USDT "
-        "--timeframe 1h --from 2020-01-01 --to 2023-12-31, then btlab report RUN_ID."
+        "Quick start (the bundled BTC/USDT 1h bars):\n\n"
+        "\b\n"
+        "  btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather \\\n"
+        "      --exchange binance --symbol BTC/USDT --timeframe 1h\n"
+        "  btlab backtest --strategy sma_cross --symbol BTC/USDT --timeframe 1h \\\n"
+        "      --from 2020-01-01 --to 2023-12-31 -p fast=10 -p slow=30\n"
+        "  btlab runs list\n"
+        "  btlab report RUN_ID\n\n"
+        "Errors print one line and exit 1 (bad input) or 2 (store, broker or exchange unreachable); "
+        "--debug adds the traceback. Every command has --help."
     ),
     no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    **APP_SETTINGS,
 )
-data_app = typer.Typer(help="Import and inspect market data in the store.", no_args_is_help=True)
-runs_app = typer.Typer(help="List and inspect recorded backtest runs.", no_args_is_help=True)
+data_app = typer.Typer(help="Import and inspect market data in the store.", no_args_is_help=True, cls=BtlabGroup,
+                       **APP_SETTINGS)
+runs_app = typer.Typer(help="List, inspect and clean up recorded backtest runs.", no_args_is_help=True,
+                       cls=BtlabGroup, **APP_SETTINGS)
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.add_typer(ingest_app, name="ingest")
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import btlab
+
+    try:
+        backtrader = version("backtrader")
+    except PackageNotFoundError:  # pragma: no cover - a dependency
+        backtrader = "not installed"
+    typer.echo(f"btlab {btlab.__version__} (Backtrader {backtrader}, Python {platform.python_version()} "
+               f"{platform.python_implementation()})")
+    raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the versions of btlab, Backtrader and Python, then exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", envvar="BTLAB_DEBUG",
+                                        help="Print the traceback with an error, and btlab's log messages (retries, "
+                                        "reconnects, ...) down to INFO.")] = False,
+) -> None:
+    DEBUG["on"] = debug
+    if debug:
+        import logging
+
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("btlab").setLevel(logging.INFO)
+
 
 # ---- data --------------------------------------------------------------------------------------------------------
 @data_app.command("import")
@@ -62,6 +111,11 @@ def data_import(
     CSV/feather/parquet files with a time column (ts, timestamp, date, datetime, open_time) and open, high, low,
     close, volume. Each file is validated completely first: a bad file is rejected with its row and column and
     nothing from it is written. Re-importing a file changes nothing.
+
+    \b
+    Example (the bundled real Binance bars):
+      btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather \\
+          --exchange binance --symbol BTC/USDT --timeframe 1h
     """
     from btlab.marketdata.files import exchange_of, import_bars
     from btlab.model.venue import resolve_venue
@@ -92,7 +146,7 @@ def data_coverage(
     exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
     symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
     timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
-    gaps: Annotated[int, typer.Option(help="List at most this many gaps per series (0: none).")] = 10,
+    gaps: Annotated[int, typer.Option(min=0, help="List at most this many gaps per series (0: none).")] = 10,
     calendar: CalendarOption = None,
     session: SessionOption = None,
     store: StoreOption = None,
@@ -101,36 +155,39 @@ def data_coverage(
 
     Missing bars are counted in the venue's trading time: every slot for 24/7 venues (ccxt ids), only session
     slots for exchange venues (XNYS, nasdaq, ...: nights, weekends and holidays are not missing).
+    Tick coverage: first and last trade, count, the range of trade ids, ids missing between them (trade-id gaps)
+    and ids stored twice. Times are UTC; a bar's time is its open time.
     """
     from btlab.marketdata.coverage import coverage, tick_coverage
+
+    from btlab.cli.tables import bar_coverage_table, print_table, tick_coverage_table
 
     with open_store_cli(store) as st:
         frame = coverage(st, exchange=exchange, symbol=symbol, timeframe=timeframe, calendar=calendar, session=session)
         if frame.empty:
-            console.print(f"no bars in {st.address}" + (" for that filter" if exchange or symbol or timeframe else ""))
+            console.print(f"no bars in {st.address}" + (" for that filter" if exchange or symbol or timeframe else ""),
+                          highlight=False)
         else:
-            table = Table(title=f"bar coverage in {st.address}")
-            for col in ("exchange", "symbol", "timeframe", "first", "last", "bars", "missing", "gaps", "calendar"):
-                table.add_column(col, justify="right" if col in ("bars", "missing", "gaps") else "left")
-            for row in frame.itertuples(index=False):
-                table.add_row(row.exchange, row.symbol, row.timeframe, str(row.first), str(row.last),
-                              f"{row.bars:,}", f"{row.missing_bars:,}", f"{row.n_gaps:,}", row.calendar)
-            console.print(table)
+            print_table(bar_coverage_table(frame, f"bar coverage in {st.address} (times UTC, bar open)"))
             for row in frame.itertuples(index=False):
                 if gaps and row.n_gaps:
                     shown = row.gaps.head(gaps)
-                    console.print(f"gaps in {row.exchange}:{row.symbol} {row.timeframe} (first {len(shown)} of {row.n_gaps}):")
+                    console.print(f"gaps in {row.exchange}:{row.symbol} {row.timeframe} (first {len(shown)} of "
+                                  f"{row.n_gaps}):", highlight=False)
                     for g in shown.itertuples(index=False):
                         console.print(f"  {g.gap_start} .. {g.gap_end}: {g.missing_bars:,} bar(s)", highlight=False)
         ticks = tick_coverage(st, exchange=exchange, symbol=symbol)
         if not ticks.empty:
-            table = Table(title="tick coverage")
-            for col in ticks.columns:
-                if col != "gaps":
-                    table.add_column(str(col))
-            for row in ticks.drop(columns=[c for c in ("gaps",) if c in ticks.columns]).itertuples(index=False):
-                table.add_row(*[str(v) for v in row])
-            console.print(table)
+            print_table(tick_coverage_table(ticks, f"tick coverage in {st.address} (times UTC)"))
+            for row in ticks.itertuples(index=False):
+                id_gaps = row.id_gaps
+                if gaps and id_gaps is not None and len(id_gaps):
+                    shown = id_gaps.head(gaps)
+                    console.print(f"trade-id gaps in {row.exchange}:{row.symbol} (first {len(shown)} of "
+                                  f"{len(id_gaps):,}):", highlight=False)
+                    for g in shown.itertuples(index=False):
+                        console.print(f"  ids {g.id_start:,} .. {g.id_end:,}: {g.missing_ids:,} missing",
+                                      highlight=False)
 
 
 # ---- backtest ----------------------------------------------------------------------------------------------------
@@ -165,6 +222,16 @@ def backtest(
     settings, a range shorter than the strategy's warm-up and gaps over the limit are refused; gaps under it and
     orders that ended without a fill (Margin, Rejected, Canceled) are printed as warnings. Ctrl-C or SIGTERM stops
     the run after the current bar and stores it as interrupted (exit 130/143).
+
+    --from and --to take YYYY-MM-DD (whole UTC days, both inclusive) or ISO 8601 times such as
+    2021-03-01T12:00Z.
+
+    \b
+    Examples:
+      btlab backtest --strategy sma_cross --symbol BTC/USDT --timeframe 1h \\
+          --from 2020-01-01 --to 2023-12-31 -p fast=10 -p slow=30
+      btlab backtest --strategy buy_hold --stake 0.1 --commission 0.0005
+      btlab backtest --strategy my_strategies.py:MyStrategy -p period=20
     """
     from btlab.backtest.registry import parse_param_pairs
     from btlab.backtest.runner import run_backtest
@@ -210,6 +277,8 @@ def backtest(
 @friendly_errors
 def strategies() -> None:
     """List the bundled strategies and their parameters (defaults)."""
+    from rich.table import Table
+
     from btlab.backtest.registry import BUNDLED, resolve_strategy, strategy_params
 
     table = Table(title="bundled strategies (or use --strategy package.module:Class)")
@@ -227,50 +296,82 @@ def strategies() -> None:
 @runs_app.command("list")
 @friendly_errors
 def runs_list(
-    limit: Annotated[int, typer.Option(help="Show at most this many runs, newest first.")] = 20,
-    strategy: Annotated[str | None, typer.Option(help="Only runs of this strategy.")] = None,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="Show at most N runs, newest first.")] = 20,
+    strategy: Annotated[str | None, typer.Option(metavar="NAME",
+                                                 help="Only runs of this strategy (as recorded: sma_cross, "
+                                                 "pkg.module:Class, file.py:Class).")] = None,
+    wide: Annotated[bool, typer.Option("--wide", "-w", help="All columns: every setting, metric, hash and "
+                                       "version, nothing shortened.")] = False,
+    output: FormatOption = OutputFormat.table,
     store: StoreOption = None,
 ) -> None:
-    """List recorded runs, newest first, with their headline metrics."""
+    """List recorded runs, newest first: what ran on which data, status and headline metrics.
+
+    The table fits 80 columns: the id column shows the last 8 hex digits of each run id, which btlab runs show
+    and btlab report accept. Settings that change a result (cash, commission, sizing, slippage) are shown per
+    run where the listed runs differ, else once below the table. A run still marked running whose recorder has
+    not written a heartbeat for 2 minutes is shown as stale (killed): see btlab runs cleanup.
+
+    \b
+    Examples:
+      btlab runs list --strategy sma_cross --limit 5
+      btlab runs list --wide
+      btlab runs list --format csv > runs.csv
+    """
+    from btlab.backtest.runs import list_runs, run_settings
+    from btlab.cli.tables import RECORD_COLUMNS, print_table, runs_table, wide_records, wide_table, write_csv, write_json
+
     with open_store_cli(store) as st:
-        runs = st.list_runs(limit=limit, strategy=strategy)
-        if runs.empty:
-            console.print(f"no runs in {st.address} yet: see btlab backtest --help")
-            return
-        table = Table(title=f"runs in {st.address}")
-        for col in ("run_id", "started", "strategy", "params", "symbols", "tf", "status", "return", "sharpe",
-                    "max dd", "trades"):
-            table.add_column(col, justify="right" if col in ("return", "sharpe", "max dd", "trades") else "left",
-                             no_wrap=col in ("run_id", "started"))
-        for row in runs.to_dict("records"):
-            table.add_row(
-                row["run_id"], f"{row['ts']:%Y-%m-%d %H:%M}", str(row["strategy"]), str(row["params"] or ""),
-                str(row["symbols"]), str(row["timeframe"]), str(row["status"]),
-                fmt(row.get("total_return"), "pct"), fmt(row.get("sharpe")), fmt(row.get("max_drawdown"), "pct"),
-                fmt(row.get("n_trades"), "int"),
-            )
-        console.print(table)
+        runs = list_runs(st, limit=limit, strategy=strategy)
+        address = st.address
+    settings = [run_settings(run) for run in runs]
+    if output is not OutputFormat.table:
+        records = wide_records(runs, settings)
+        if output is OutputFormat.json:
+            write_json(records)
+        else:
+            columns = list(dict.fromkeys([*RECORD_COLUMNS, *(k for r in records for k in r)]))
+            write_csv(records, columns)
+        return
+    if not runs:
+        console.print(f"no runs in {address} yet: see btlab backtest --help", highlight=False)
+        return
+    title = f"{len(runs)} most recent run(s) in {address}"
+    if wide:
+        print_table(wide_table(wide_records(runs, settings), title))
+        return
+    table, notes = runs_table(runs, settings, title)
+    print_table(table)
+    for line in notes:
+        console.print(line, highlight=False, markup=False)
 
 
 @runs_app.command("show")
 @friendly_errors
 def runs_show(
-    run_id: Annotated[str, typer.Argument(help="Run id (see btlab runs list).")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
+                                          help="Run id, or a unique part of it such as the 8 hex digits "
+                                          "btlab runs list shows.")],
+    output: FormatOption = OutputFormat.table,
     store: StoreOption = None,
 ) -> None:
-    """Show one run: what was run, on which data, its status and all its metrics."""
+    """Show one run: status, what ran on which data with which settings, how to reproduce it, all its metrics."""
+    from datetime import datetime, timezone
+
+    from btlab.backtest.runs import get_run, run_settings
+    from btlab.cli.tables import print_table, run_detail_table, wide_records, write_csv, write_json
+
+    now = datetime.now(timezone.utc)
     with open_store_cli(store) as st:
-        run = st.get_run(run_id)
-        info = Table(title=f"run {run_id}", show_header=False)
-        info.add_column("field")
-        info.add_column("value")
-        for key in ("status", "error", "strategy", "params", "exchange", "symbols", "timeframe", "data_from",
-                    "data_to", "bars", "calendar", "cash", "commission", "ts", "finished_at", "config_hash",
-                    "data_hash", "btlab_version", "backtrader_version", "sweep_id"):
-            value = run.get(key)
-            if value is not None:
-                info.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
-        console.print(info)
+        run = get_run(st, run_id, now=now)
+        if output is not OutputFormat.table:
+            record = wide_records([run], [run_settings(run)])[0]
+            if output is OutputFormat.json:
+                write_json(record)
+            else:
+                write_csv([record])
+            return
+        print_table(run_detail_table(run, run_settings(run), now=now))
         if run.get("metrics"):
             console.print(metrics_table(run["metrics"], "metrics"))
             from btlab.backtest.metrics import CONVENTIONS
@@ -278,23 +379,72 @@ def runs_show(
             m = run["metrics"]
             console.print(f"[dim]{CONVENTIONS.format(periods=m.get('periods_per_year'), calendar=m.get('calendar'))}[/]",
                           highlight=False)
-        trades = st.read_trades(run_id)
-        console.print(f"{len(trades)} closed trade(s), {len(st.read_orders(run_id))} order event(s); "
-                      f"HTML report: btlab report {run_id}")
+        trades = st.read_trades(run["run_id"])
+        console.print(f"{len(trades):,} closed trade(s), {len(st.read_orders(run['run_id'])):,} order event(s)",
+                      highlight=False)
+        console.print(f"HTML report: btlab report {run['run_id']}", highlight=False)
+
+
+@runs_app.command("cleanup")
+@friendly_errors
+def runs_cleanup(
+    older_than: Annotated[str, typer.Option(metavar="DURATION",
+                                            help="A run still marked running without a heartbeat for this long is "
+                                            "stale: 90s, 2m, 1h, 3d.")] = "2m",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Mark them without asking.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Mark runs killed without warning (SIGKILL, power loss) as interrupted.
+
+    Such runs stay "running" in the store. The recorder writes a heartbeat every few seconds, so a running run
+    whose heartbeat is older than --older-than (or that has none) is presumed killed. Lists them, asks, then
+    marks each interrupted with the error "no heartbeat since ..., presumed killed"; its rows are kept.
+    """
+    from btlab.backtest.runs import cleanup_stale_runs, find_stale_runs
+    from btlab.cli.tables import print_table, runs_table
+    from btlab.errors import InvalidArgumentError
+    from btlab.model.timebounds import parse_duration
+
+    older = parse_duration(older_than, what="--older-than")
+    with open_store_cli(store) as st:
+        stale = find_stale_runs(st, older_than=older)
+        if not stale:
+            console.print(f"no stale runs in {st.address} (running, no heartbeat for {older_than})", highlight=False)
+            return
+        from btlab.backtest.runs import run_settings
+
+        shown = [{**r, "status": "stale"} for r in stale]
+        table, notes = runs_table(shown, [run_settings(r) for r in shown], f"{len(stale)} stale run(s) in {st.address}")
+        print_table(table)
+        for line in notes:
+            console.print(line, highlight=False, markup=False)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise InvalidArgumentError(f"{len(stale)} stale run(s) left as they are: confirm with --yes")
+            if not typer.confirm(f"Mark {len(stale)} run(s) interrupted?", default=False):
+                console.print("nothing changed")
+                return
+        marked = cleanup_stale_runs(st, older_than=older, run_ids=[r["run_id"] for r in stale])
+        console.print(f"marked {len(marked)} run(s) interrupted: {', '.join(r['run_id'] for r in marked) or 'none'}"
+                      + (f" ({len(stale) - len(marked)} came back to life)" if len(marked) < len(stale) else ""),
+                      highlight=False)
 
 
 @app.command("report")
 @friendly_errors
 def report_cmd(
-    run_id: Annotated[str, typer.Argument(help="Run id (see btlab runs list).")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write (default reports/RUN_ID.html).")] = None,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
+                                          help="Run id, or a unique part of it (see btlab runs list).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE",
+                                                help="HTML file to write (default reports/RUN_ID.html).")] = None,
     store: StoreOption = None,
 ) -> None:
     """Write a run's self-contained HTML report (equity, drawdown, trades on price, monthly returns, metrics)."""
+    from btlab.backtest.runs import resolve_run_id
     from btlab.report.html import write_report
 
     with open_store_cli(store) as st:
-        path = write_report(st, run_id, output)
+        path = write_report(st, resolve_run_id(st, run_id), output)
     console.print(f"report: {Path(path).resolve()}", highlight=False)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +35,7 @@ __all__ = [
     "UnsupportedTimeframeError",
     "check_symbol",
     "check_timeframe",
+    "failure_reason",
     "last_http_status",
     "make_exchange",
     "rebase_urls",
@@ -93,6 +95,34 @@ class ExchangeRequestError(BtlabError):
         self.exchange = exchange
         self.reason = reason
         super().__init__(f"exchange {exchange} rejected the request: {reason}")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What failed and why, in one line, from a ccxt error and the errors chained to it.
+
+    ccxt's network errors say only what was requested (``binance GET https://api.binance.com/api/v3/exchangeInfo``);
+    the cause (host not resolved, connection refused, timed out) is in the chained ``requests``/``urllib3``/socket
+    errors. Returns e.g. ``binance GET http://127.0.0.1:9/api/v3/exchangeInfo: connection refused``.
+    """
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and all(cur is not seen for seen in chain):
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    head = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    root = chain[-1]
+    if root is exc:
+        return head[:300]
+    why = next((line.strip() for line in str(root).splitlines() if line.strip()), type(root).__name__)
+    why = re.sub(r"^\[Errno -?\d+\]\s*", "", why)
+    names = {type(e).__name__ for e in chain}
+    if isinstance(root, ConnectionRefusedError):
+        why = "connection refused"
+    elif names & {"gaierror", "NameResolutionError"}:
+        why = f"cannot resolve the host name ({why})"
+    elif isinstance(root, TimeoutError) or "timed out" in why.lower():
+        why = f"timed out ({why})"
+    return f"{head[:200]}: {why[:200]}"
 
 
 def last_http_status(exchange: Any) -> int | None:

@@ -67,6 +67,7 @@ from btlab.marketdata.ccxt_exchange import (
     ExchangeUnavailableError,
     check_symbol,
     check_timeframe,
+    failure_reason,
     last_http_status,
     make_exchange,
 )
@@ -160,8 +161,8 @@ class _Counters:
 
 
 def _call(exchange: Any, policy: RetryPolicy, counters: _Counters, what: str, fn: Callable[..., Any],
-          *args: Any, **kwargs: Any) -> Any:
-    """Call a ccxt method with retries; map ccxt's errors to btlab's."""
+          *args: Any, retry_log_level: int = logging.WARNING, **kwargs: Any) -> Any:
+    """Call a ccxt method with retries (each logged at ``retry_log_level``); map ccxt's errors to btlab's."""
     attempt = 0
     while True:
         counters.requests += 1
@@ -174,7 +175,7 @@ def _call(exchange: Any, policy: RetryPolicy, counters: _Counters, what: str, fn
             raise ExchangeRequestError(exchange.id, f"{what}: malformed response ({type(exc).__name__}: {exc})"
                                        ) from exc
         except ccxt.BaseError as exc:
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            reason = f"{type(exc).__name__}: {failure_reason(exc)}"
             if not _transient(exchange, exc):
                 raise ExchangeRequestError(exchange.id, f"{what}: {reason}") from exc
             retry_after = _retry_after(exchange) if isinstance(exc, ccxt.DDoSProtection) else None
@@ -186,8 +187,8 @@ def _call(exchange: Any, policy: RetryPolicy, counters: _Counters, what: str, fn
                     f"{what}: {reason} (Retry-After {retry_after:g} s exceeds {policy.max_retry_after:g} s)",
                 ) from exc
             wait = policy.delay(attempt, retry_after)
-            log.warning("%s %s failed (%s); retry %d/%d in %.2f s", exchange.id, what, reason, attempt + 1,
-                        policy.max_retries, wait)
+            log.log(retry_log_level, "%s %s failed (%s); retry %d/%d in %.2f s", exchange.id, what, reason,
+                    attempt + 1, policy.max_retries, wait)
             counters.retries += 1
             attempt += 1
             if wait > 0:

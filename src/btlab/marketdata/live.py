@@ -165,9 +165,13 @@ class LiveIngest:
         backfill: fill trade-id gaps over REST (exchanges in :data:`ID_BACKFILL`).
         max_time_skew: seconds a trade time may differ from the stream's watermark (or, before the first trade,
             the exchange's clock) before it is quarantined as impossible.
+        start_retry: a :class:`~btlab.marketdata.ccxt_history.RetryPolicy` for loading the markets at the start
+            (default: 3 retries with backoff).
 
     Raises (from :meth:`run`):
         UnknownExchangeError, UnknownSymbolError: bad exchange or symbol (before anything is written).
+        ExchangeUnavailableError: the exchange cannot be reached at the start (the message names the exchange, the
+            request and why it failed: host not resolved, connection refused, ...).
     """
 
     def __init__(
@@ -188,6 +192,7 @@ class LiveIngest:
         flush_seconds: float = 1.0,
         backfill: bool = True,
         max_time_skew: float = 3600.0,
+        start_retry: Any = None,
     ) -> None:
         if not symbols:
             raise InvalidArgumentError("live ingest needs at least one symbol")
@@ -209,6 +214,11 @@ class LiveIngest:
         self.flush_seconds = flush_seconds
         self.backfill = backfill and exchange_id in ID_BACKFILL
         self.max_time_skew = float(max_time_skew)
+        if start_retry is None:
+            from btlab.marketdata.ccxt_history import RetryPolicy
+
+            start_retry = RetryPolicy(max_retries=3, max_delay=max_backoff)
+        self.start_retry = start_retry
         self._server_ns: int | None = None
         self.report = LiveReport(exchange_id, self.symbols, [tf.value for tf in self.timeframes],
                                  late={tf.value: 0 for tf in self.timeframes},
@@ -243,9 +253,13 @@ class LiveIngest:
         """
         from btlab.marketdata.ccxt_exchange import make_exchange
 
+        from btlab.marketdata.ccxt_history import _call, _Counters
+
         self._rest = make_exchange(self.exchange_id, origin=self.origin, options=self.options)
         try:
-            await asyncio.to_thread(self._rest.load_markets)
+            # a few retries, then one line naming the exchange and what failed (ExchangeUnavailableError)
+            await asyncio.to_thread(_call, self._rest, self.start_retry, _Counters(), "load_markets",
+                                    self._rest.load_markets, retry_log_level=logging.INFO)
             try:
                 self._server_ns = int(await asyncio.to_thread(self._rest.fetch_time)) * 1_000_000
             except Exception:  # noqa: BLE001 - not every exchange has a clock endpoint; the watermark takes over

@@ -14,24 +14,26 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Union
 
-import numpy as np
-import pandas as pd
-
-from btlab.errors import RunNotFoundError
-from btlab.model.bar import BAR_COLUMNS, validate_bars
+from btlab.errors import InvalidArgumentError, RunNotFoundError
 from btlab.model.timeframe import Timeframe
 from btlab.store.schema import TABLES, Table
 
-TimeLike = datetime | pd.Timestamp | str | None
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas (and numpy) are imported where used: opening a store and reading runs (``btlab runs list``) stays fast.
+TimeLike = Union[datetime, "pd.Timestamp", str, None]
 
 
 def to_utc(value: TimeLike) -> pd.Timestamp | None:
     """Parse a time bound to a UTC :class:`pandas.Timestamp`; naive input is taken as UTC. ``None`` stays None."""
     if value is None:
         return None
+    import pandas as pd
+
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
@@ -43,6 +45,8 @@ def conform(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
     ``long`` columns become nullable ``Int64``; ``string``/``symbol`` columns become ``object`` with ``None``
     for nulls. Extra columns raise ``ValueError`` (a typo would otherwise be dropped silently).
     """
+    import pandas as pd
+
     extra = set(frame.columns) - set(table.column_names)
     if extra:
         raise ValueError(f"unknown column(s) for table {table.name}: {sorted(extra)}")
@@ -97,6 +101,14 @@ class Store(ABC):
     def close(self) -> None:
         """Release connections. Idempotent."""
 
+    def query_rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Run a read-only query like :meth:`query`; return the rows as dicts in column order.
+
+        Nulls are None, timestamps timezone-aware UTC :class:`datetime.datetime`, numbers plain ``int``/``float``.
+        Backends may answer without pandas (the DuckDB backend does: it keeps ``btlab runs list`` fast).
+        """
+        return [_plain_row(row) for row in self.query(sql, params).to_dict("records")]
+
     def __enter__(self) -> "Store":
         return self
 
@@ -108,6 +120,8 @@ class Store(ABC):
 
     # ---- helpers ---------------------------------------------------------------------------------------------
     def _select(self, table: str, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        import pandas as pd
+
         frame = self.query(sql, params)
         for col in TABLES[table].kinds("timestamp"):
             if col in frame.columns:
@@ -139,6 +153,8 @@ class Store(ABC):
         Raises:
             DataValidationError: the batch is invalid; nothing was written.
         """
+        from btlab.model.bar import validate_bars
+
         tf = Timeframe.parse(timeframe)
         frame = validate_bars(bars, source, tf)
         frame["exchange"] = exchange
@@ -162,6 +178,10 @@ class Store(ABC):
         if (hi := to_utc(end)) is not None:
             sql += " AND ts < ?"
             params.append(self._param_time(hi))
+        import pandas as pd
+
+        from btlab.model.bar import BAR_COLUMNS
+
         frame = self._select("ohlcv", sql + " ORDER BY ts", params)
         frame["trades"] = pd.to_numeric(frame["trades"]).astype("Int64")
         for col in ("open", "high", "low", "close", "volume", "vwap"):
@@ -170,6 +190,8 @@ class Store(ABC):
 
     def bar_series(self) -> pd.DataFrame:
         """One row per stored series: ``exchange, symbol, timeframe, first, last, bars``, sorted by identity."""
+        import pandas as pd
+
         frame = self.query(
             "SELECT exchange, symbol, timeframe, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS bars "
             "FROM ohlcv GROUP BY exchange, symbol, timeframe ORDER BY exchange, symbol, timeframe"
@@ -191,6 +213,8 @@ class Store(ABC):
         for key in ("params", "metrics", "config"):
             if isinstance(row.get(key), (dict, list)):
                 row[key] = json.dumps(row[key], sort_keys=True, default=_json_default)
+        import pandas as pd
+
         self.upsert("bt_runs", pd.DataFrame([row]))
 
     def write_equity(self, frame: pd.DataFrame) -> int:
@@ -206,14 +230,78 @@ class Store(ABC):
         return self.upsert("bt_orders", frame)
 
     def list_runs(self, *, limit: int = 50, strategy: str | None = None) -> pd.DataFrame:
-        """Most recent runs first: the ``bt_runs`` rows (``limit`` at most), optionally of one strategy."""
+        """Most recent runs first: the ``bt_runs`` rows (``limit`` at most, >= 1), optionally of one strategy.
+
+        Raises:
+            InvalidArgumentError: ``limit`` < 1.
+        """
         sql, params = "SELECT * FROM bt_runs", []
         if strategy:
             sql += " WHERE strategy = ?"
             params.append(strategy)
         sql += " ORDER BY ts DESC LIMIT ?"
-        params.append(int(limit))
+        params.append(_check_limit(limit))
         return self._select("bt_runs", sql, params)
+
+    def run_rows(self, *, limit: int | None = 50, strategy: str | None = None,
+                 status: str | None = None) -> list[dict[str, Any]]:
+        """Like :meth:`list_runs`, as :meth:`query_rows` dicts (``params``/``config``/``metrics`` stay JSON text).
+
+        Args:
+            limit: at most this many runs, newest first (>= 1; None: all).
+            strategy, status: only runs of this strategy reference / with this stored status.
+
+        Raises:
+            InvalidArgumentError: ``limit`` < 1.
+        """
+        sql, params = "SELECT * FROM bt_runs", []
+        where = [(col, value) for col, value in (("strategy", strategy), ("status", status)) if value]
+        if where:
+            sql += " WHERE " + " AND ".join(f"{col} = ?" for col, _ in where)
+            params.extend(value for _, value in where)
+        sql += " ORDER BY ts DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(_check_limit(limit))
+        return self.query_rows(sql, params)
+
+    def run_row(self, run_id: str) -> dict[str, Any]:
+        """The ``bt_runs`` row of ``run_id`` as a :meth:`query_rows` dict (JSON columns as text).
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        rows = self.query_rows("SELECT * FROM bt_runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise RunNotFoundError(f"no run {run_id!r} in the store at {self.address} (see: btlab runs list)")
+        return rows[0]
+
+    def run_strategies(self) -> dict[str, int]:
+        """Number of recorded runs per strategy reference, by name."""
+        rows = self.query_rows("SELECT strategy, count(*) AS runs FROM bt_runs GROUP BY strategy ORDER BY strategy")
+        return {str(r["strategy"]): int(r["runs"]) for r in rows}
+
+    def find_run_ids(self, ref: str, *, min_part: int = 6) -> list[str]:
+        """Run ids equal to ``ref``, else starting or ending with it (a short id such as the last 8 hex digits).
+
+        Args:
+            ref: a run id or a part of one.
+            min_part: shortest ``ref`` matched as a prefix or suffix.
+
+        Returns: the matching run ids, sorted; ``[ref]`` if it is a run id; empty if nothing matches.
+        """
+        text = str(ref).strip()
+        if not text:
+            return []
+        if len(text) < min_part or not all(c.isalnum() or c in "-_" for c in text):
+            rows = self.query_rows("SELECT run_id FROM bt_runs WHERE run_id = ?", [text])
+            return [str(r["run_id"]) for r in rows]
+        if self.query_rows("SELECT run_id FROM bt_runs WHERE run_id = ?", [text]):
+            return [text]
+        # prefixes and suffixes are matched here rather than with LIKE: QuestDB documents LIKE with a literal
+        # pattern only, and SQL is never built from user input (one column of the runs table is read)
+        rows = self.query_rows("SELECT run_id FROM bt_runs ORDER BY run_id")
+        return [i for i in (str(r["run_id"]) for r in rows) if i.startswith(text) or i.endswith(text)]
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The ``bt_runs`` row of ``run_id`` as a dict, with ``params``/``metrics``/``config`` parsed from JSON.
@@ -251,7 +339,38 @@ class Store(ABC):
         ).drop(columns=["run_id"])
 
 
+def _check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidArgumentError(f"limit must be a whole number >= 1, got {limit!r}")
+    return limit
+
+
+def utc_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with naive datetimes (the stores' UTC timestamps) made timezone-aware UTC, in place."""
+    for key, value in row.items():
+        if isinstance(value, datetime) and value.tzinfo is None:
+            row[key] = value.replace(tzinfo=timezone.utc)
+    return row
+
+
+def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    import pandas as pd
+
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if _isnull(value):
+            value = None
+        elif isinstance(value, pd.Timestamp):
+            value = (value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")).to_pydatetime()
+        elif hasattr(value, "item") and not isinstance(value, (str, bytes)):
+            value = value.item()  # numpy scalar
+        out[str(key)] = value
+    return utc_row(out)
+
+
 def _isnull(value: Any) -> bool:
+    import pandas as pd
+
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
@@ -259,6 +378,9 @@ def _isnull(value: Any) -> bool:
 
 
 def _json_default(value: Any) -> Any:
+    import numpy as np
+    import pandas as pd
+
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):

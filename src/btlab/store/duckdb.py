@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from btlab.errors import StoreUnavailableError
-from btlab.store.base import Store, conform
+from btlab.store.base import Store, conform, utc_row
 from btlab.store.schema import TABLES, Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _TYPES = {"timestamp": "TIMESTAMP", "symbol": "VARCHAR", "string": "VARCHAR", "double": "DOUBLE", "long": "BIGINT"}
 
@@ -90,6 +92,12 @@ class DuckDBStore(Store):
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         return self.con.execute(sql, list(params)).df()
+
+    def query_rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts straight from DuckDB (no pandas); timestamps timezone-aware UTC, nulls None."""
+        cursor = self.con.execute(sql, list(params))
+        names = [d[0] for d in cursor.description or ()]
+        return [utc_row(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
 
     def close(self) -> None:
         if self._con is not None:

@@ -23,9 +23,9 @@ def open_store(address: str | None = None) -> Store:
         StoreUnavailableError: the store cannot be reached; the message names the address.
     """
     if address is None:
-        from btlab.settings import get_settings
+        from btlab.settings import store_address
 
-        address = get_settings().store_address
+        address = store_address()
     address = address.strip()
     if not address:
         raise StoreConfigError("empty store address")
