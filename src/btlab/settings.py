@@ -27,6 +27,8 @@ class Settings(BaseSettings):
         kafka: Kafka-protocol bootstrap servers (``BTLAB_KAFKA``, e.g. ``127.0.0.1:19092`` for the compose
             stack's Redpanda); None = no broker: jobs write to the store only.
         cryptocompare_api_key: CryptoCompare API key (``BTLAB_CRYPTOCOMPARE_API_KEY`` or ``CRYPTOCOMPARE_API_KEY``).
+        lock_timeout: seconds a DuckDB store keeps retrying while another process holds its file's lock
+            (``BTLAB_LOCK_TIMEOUT``; default 10).
     """
 
     model_config = SettingsConfigDict(env_prefix="BTLAB_", env_file=".env", extra="ignore")
@@ -35,6 +37,7 @@ class Settings(BaseSettings):
     store: str | None = None
     reports: Path = Path("reports")
     kafka: str | None = None
+    lock_timeout: float = Field(default=10.0, ge=0)
     cryptocompare_api_key: str | None = Field(
         default=None,
         validation_alias=AliasChoices("BTLAB_CRYPTOCOMPARE_API_KEY", "CRYPTOCOMPARE_API_KEY"),
