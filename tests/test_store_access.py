@@ -218,6 +218,59 @@ def test_session_holds_the_lock_and_releases_it(tmp_path):
         assert subprocess.run(probe, timeout=60).returncode == 0  # between calls the file is free
 
 
+def test_a_reader_gets_in_while_a_writer_writes_continuously(tmp_path):
+    """A writer whose calls follow each other with no pause (so its connection never lingers idle) still lets go
+    of the file every ``max_hold`` seconds: a reader waiting for it gets in."""
+    store = tmp_path / "busy.duckdb"
+    DuckDBStore(store).close()
+    script = tmp_path / "writer.py"
+    script.write_text(
+        "import sys, time\n"
+        "from btlab.store.duckdb import DuckDBStore\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from realdata import btc_1m\n"
+        "bars = btc_1m()\n"
+        "st = DuckDBStore(sys.argv[1])\n"
+        "print('ready', flush=True)\n"
+        "end, i = time.monotonic() + 8, 0\n"
+        "while time.monotonic() < end:\n"
+        "    st.write_bars(bars.iloc[i:i + 60], exchange='binance', symbol='BTC/USDT', timeframe='1m', source='w')\n"
+        "    i += 60\n"
+        "st.close()\n"
+        "print(i, flush=True)\n"
+    )
+    writer = subprocess.Popen([sys.executable, str(script), str(store), str(Path(__file__).parent)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        proc = btlab_cli("data", "coverage", store=store, extra_env={"BTLAB_LOCK_TIMEOUT": "5"})
+        still_writing = writer.poll() is None
+        out, _ = writer.communicate(timeout=120)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert still_writing, "the writer ended before the reader finished"
+    assert "binance" in proc.stdout and int(out.strip()) > 0
+
+
+def test_stores_of_one_process_share_a_file_in_both_modes(tmp_path):
+    """A read-write store's connection lingering after a write does not stop a read-only store of the same process
+    (DuckDB refuses two configurations of one file in one process): it is released for it."""
+    path = tmp_path / "both.duckdb"
+    writer = DuckDBStore(path, linger=60)
+    try:
+        writer.write_bars(btc_1h().iloc[:10], exchange="binance", symbol="BTC/USDT", timeframe="1h", source="t")
+        with DuckDBStore(path, read_only=True) as reader:
+            assert reader.bar_span(exchange="binance", symbol="BTC/USDT", timeframe="1h").bars == 10
+        writer.write_bars(btc_1h().iloc[10:20], exchange="binance", symbol="BTC/USDT", timeframe="1h", source="t")
+        assert writer.bar_span(exchange="binance", symbol="BTC/USDT", timeframe="1h").bars == 20
+    finally:
+        writer.close()
+
+
 # ---- QuestDB addresses ----------------------------------------------------------------------------------------------
 def test_questdb_address_names_one_port_the_other_is_completed_on_the_same_host():
     cfg = parse_address("http::addr=127.0.0.1:9;")

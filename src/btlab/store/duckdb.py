@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import re
+import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +25,19 @@ _TYPES = {"timestamp": "TIMESTAMP", "symbol": "VARCHAR", "string": "VARCHAR", "d
 DUCKDB_MAGIC = b"DUCK"
 #: Seconds a connection attempt keeps retrying while another process holds the file's lock.
 DEFAULT_LOCK_TIMEOUT = 10.0
+#: Seconds a connection stays open after a call, so that calls in quick succession share it.
+DEFAULT_LINGER = 0.2
+#: Seconds of continuous holding after which the connection is released at the next pause between calls.
+DEFAULT_MAX_HOLD = 2.0
+#: Seconds a store waits before reopening after such a forced release, so that waiting processes get in.
+HANDOFF = 0.1
+#: Longest pause between two attempts to open a locked file (shorter than ``HANDOFF``, so a waiter gets its turn).
+RETRY_MAX = 0.05
+
+#: Open file-backed stores of this process, by file: a read-only and a read-write connection to one file cannot
+#: coexist in one process, so one store gives up its lingering connection when another needs the file.
+_LIVE: dict[str, "weakref.WeakSet[DuckDBStore]"] = {}
+_LIVE_LOCK = threading.Lock()
 
 _LOCK_CONFLICT = ("could not set lock on file", "conflicting lock is held")
 _PID = re.compile(r"\(PID (\d+)\)")
@@ -64,13 +80,17 @@ class DuckDBStore(Store):
     (:meth:`delete_rows`) are ``DELETE`` statements with bound values, all filters in one transaction.
 
     Several processes, one file: DuckDB lets one process open a file read-write, or any number of processes open
-    it read-only, never both at once (https://duckdb.org/docs/stable/connect/concurrency). So this store holds
-    no connection between calls: every call (or :meth:`session` block) opens the file, does its work and closes
-    it, and a process that finds the file locked retries for up to ``lock_timeout`` seconds. A reader
-    (``btlab runs list``) thus gets in between the write batches of a running backtest or import. Cost: reopening
-    (tens of ms, more on a big file: the primary-key index is reloaded at the first write); a :meth:`session`
-    shares one connection across the calls of a batch. If the lock is still held after ``lock_timeout`` seconds,
-    :class:`~btlab.errors.StoreLockedError` names the process holding it (PID and command line).
+    it read-only, never both at once (https://duckdb.org/docs/stable/connect/concurrency). So this store does not
+    keep the file open: a call opens it (or reuses the connection of a call that ended less than ``linger``
+    seconds ago, so a burst of calls shares one connection), and the connection is closed ``linger`` seconds
+    after the last call -- or, when calls keep coming, at the first pause after ``max_hold`` seconds, followed by
+    a short hand-off pause so that waiting processes get their turn. A process that finds the file locked retries
+    for up to ``lock_timeout`` seconds. So a reader (``btlab runs list``) gets in between the write batches of a
+    running backtest, import or ingest. Cost: reopening the file (tens of ms; on a big file the primary-key index
+    is reloaded at the first write, and closing checkpoints the write-ahead log into the file). A :meth:`session`
+    holds one connection for a block of calls and releases it at once at its end. If the lock is still held
+    after ``lock_timeout`` seconds, :class:`~btlab.errors.StoreLockedError` names the process holding it (PID and
+    command line). Calls are serialized by a lock, so threads may share a store.
 
     ``:memory:`` keeps its one connection for the store's life (its data lives in it).
 
@@ -79,6 +99,8 @@ class DuckDBStore(Store):
         read_only: open read-only: never create the file, its folders or tables, never write; the file must
             exist. Tables or columns missing from an older file read as empty / null.
         lock_timeout: seconds to keep retrying while another process holds the file's lock.
+        linger: seconds the connection stays open after a call (0: closed at the end of every call).
+        max_hold: seconds of continuous use after which the connection is released at the next pause.
 
     Raises:
         StoreConfigError: ``path`` exists but is not a DuckDB database file (e.g. a CSV: DuckDB itself would open
@@ -88,15 +110,24 @@ class DuckDBStore(Store):
             :class:`~btlab.errors.StoreLockedError`).
     """
 
-    def __init__(self, path: str | Path, *, read_only: bool = False,
-                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                 linger: float = DEFAULT_LINGER, max_hold: float = DEFAULT_MAX_HOLD) -> None:
         self.path = str(path)
         self.address = self.path
         self.read_only = bool(read_only)
         self.lock_timeout = float(lock_timeout)
+        self.linger = max(0.0, float(linger))
+        self.max_hold = max(0.0, float(max_hold))
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._depth = 0
+        self._depth = 0  # calls and sessions in progress
+        self._held_since = 0.0  # when the open connection was opened
+        self._last_use = 0.0  # when the last call ended
+        self._forced = False  # the last release was forced by max_hold: pause before reopening
+        self._closer: threading.Thread | None = None
         self._closed = False
+        self._verified = False  # the opened file was checked to be a real database (not a CSV opened as one)
         self._shadow: list[str] = []  # read-only: views standing in for tables/columns an older file lacks
         if self.path == ":memory:":
             if self.read_only:
@@ -113,11 +144,13 @@ class DuckDBStore(Store):
                 file.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreUnavailableError(self.address, f"cannot create its folder: {exc.strerror or exc}") from None
-        with self.session() as _:
+        with _LIVE_LOCK:
+            _LIVE.setdefault(self.path, weakref.WeakSet()).add(self)
+        with self._use(linger=True) as con:  # the first call that follows reuses this connection
             if self.read_only:
-                self._shadow = self._shadow_views()
+                self._shadow = self._shadow_views(con)
                 if self._shadow:  # this connection was opened before the views were known
-                    self._create_views(self._connection())
+                    self._create_views(con)
             else:
                 self.ensure_schema()
 
@@ -136,9 +169,12 @@ class DuckDBStore(Store):
             raise StoreNotFoundError(self.address, f"no store at {self.address} (nothing imported or recorded there)")
 
     def _open(self) -> duckdb.DuckDBPyConnection:
-        """Connect, retrying while another process holds the lock (backoff 10 ms .. 200 ms, ``lock_timeout`` s)."""
+        """Connect, retrying while another process holds the lock (backoff 5 ms .. ``RETRY_MAX``, for
+        ``lock_timeout`` s). Other stores of this process lingering on the same file let go of it first."""
+        if self.path != ":memory:":
+            self._release_siblings()
         started = time.monotonic()
-        delay = 0.01
+        delay = 0.005
         while True:
             try:
                 con = duckdb.connect(self.path, read_only=self.read_only)
@@ -154,16 +190,17 @@ class DuckDBStore(Store):
                     raise StoreLockedError(self.address, pid=pid, command=process_command(pid) if pid else None,
                                            waited=round(waited, 1)) from None
                 time.sleep(min(delay, max(0.0, self.lock_timeout - waited)))
-                delay = min(delay * 2, 0.2)
+                delay = min(delay * 2, RETRY_MAX)
         try:
             con.execute("SET TimeZone = 'UTC'")
-            if self.path != ":memory:":
+            if self.path != ":memory:" and not self._verified:
                 # DuckDB opens an existing CSV/Parquet/JSON file as an in-memory database with a view over it
                 ((db_path,),) = con.execute(
                     "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
                 ).fetchall()
                 if db_path is None:
                     raise StoreConfigError(f"{self.address} is not a DuckDB database file: refusing to use it")
+                self._verified = True
             if self._shadow:
                 self._create_views(con)
         except BaseException:
@@ -186,27 +223,86 @@ class DuckDBStore(Store):
             raise RuntimeError(f"store {self.address}: no connection outside a session")
         return self._con
 
+    def _release_siblings(self) -> None:
+        """Close the lingering (idle) connections of other stores of this process on the same file."""
+        with _LIVE_LOCK:
+            others = [s for s in _LIVE.get(self.path, ()) if s is not self]
+        for other in others:
+            other._release_if_idle()
+
+    def _release_if_idle(self) -> None:
+        if self._lock.acquire(timeout=0):
+            try:
+                if self._depth == 0 and self._con is not None:
+                    self._drop()
+            finally:
+                self._lock.release()
+
+    def _drop(self) -> None:
+        con, self._con = self._con, None
+        if con is not None:
+            con.close()
+
     @contextmanager
     def session(self) -> Iterator["DuckDBStore"]:
-        """Hold one connection (and the file's lock) for the block; see :meth:`Store.session`."""
+        """Hold one connection (and the file's lock) for the block, released at its end; see
+        :meth:`Store.session`. Nested sessions and calls inside share it."""
+        with self._use(linger=False):
+            yield self
+
+    @contextmanager
+    def _use(self, *, linger: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection for one call (``linger``: kept open briefly afterwards) or one session."""
         if self._closed:
             raise RuntimeError(f"store {self.address} is closed")
-        if self._depth == 0:
-            self._con = self._open()
-        self._depth += 1
-        try:
-            yield self
-        finally:
-            self._depth -= 1
-            if self._depth == 0:
-                con, self._con = self._con, None
-                if con is not None:
-                    con.close()
+        with self._lock:
+            if self._con is None:
+                if self._forced:
+                    self._forced = False
+                    time.sleep(HANDOFF)  # let a process waiting for the file take its turn
+                self._con = self._open()
+                self._held_since = time.monotonic()
+            self._depth += 1
+            try:
+                yield self._con
+            finally:
+                self._depth -= 1
+                self._last_use = time.monotonic()
+                if self._depth == 0 and self.path != ":memory:":
+                    self._after_use(linger)
+
+    def _after_use(self, linger: bool) -> None:
+        """Outermost call or session ended: close now, or leave the connection to the closer thread."""
+        if not linger or self.linger == 0:
+            self._drop()
+        elif self._last_use - self._held_since >= self.max_hold:
+            self._drop()
+            self._forced = True
+        elif self._closer is None:
+            self._closer = threading.Thread(target=self._close_when_idle, name=f"btlab-duckdb-linger",
+                                            daemon=True)
+            self._closer.start()
+        else:
+            self._idle.notify()
+
+    def _close_when_idle(self) -> None:
+        with self._lock:
+            try:
+                while self._con is not None and not self._closed:
+                    if self._depth == 0:
+                        idle = time.monotonic() - self._last_use
+                        if idle >= self.linger:
+                            self._drop()
+                            break
+                        self._idle.wait(self.linger - idle)
+                    else:
+                        self._idle.wait(self.linger)
+            finally:
+                self._closer = None
 
     # ---- read-only stand-ins for an older file --------------------------------------------------------------
-    def _shadow_views(self) -> list[str]:
+    def _shadow_views(self, con: duckdb.DuckDBPyConnection) -> list[str]:
         """``CREATE TEMP VIEW`` statements making an older file look like the current schema (read-only mode)."""
-        con = self._connection()
         ((db,),) = con.execute("SELECT current_database()").fetchall()
         have: dict[str, set[str]] = {}
         for table, column in con.execute(
@@ -235,8 +331,7 @@ class DuckDBStore(Store):
     def ensure_schema(self) -> None:
         if self.read_only:
             return
-        with self.session():
-            con = self._connection()
+        with self._use(linger=True) as con:
             for table in TABLES.values():
                 con.execute(table_ddl(table))
                 have = {r[0] for r in con.execute(
@@ -260,8 +355,7 @@ class DuckDBStore(Store):
         for col in spec.kinds("timestamp"):
             batch[col] = batch[col].dt.tz_localize(None)
         cols = ", ".join(spec.column_names)
-        with self.session():
-            con = self._connection()
+        with self._use(linger=True) as con:
             con.register("_btlab_batch", batch)
             try:
                 con.execute("BEGIN TRANSACTION")
@@ -276,8 +370,8 @@ class DuckDBStore(Store):
         return len(batch)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        with self.session():
-            return self._connection().execute(sql, list(params)).df()
+        with self._use(linger=True) as con:
+            return con.execute(sql, list(params)).df()
 
     def delete_rows(self, filters: Sequence[RowFilter]) -> list[int]:
         """``DELETE FROM table WHERE ...`` (values bound) for every filter, all in one transaction: either every
@@ -286,8 +380,7 @@ class DuckDBStore(Store):
         statements = [(f"DELETE FROM {TABLES[f.table].name} WHERE {where}", params)
                       for f in filters for where, params in [f.where()]]
         counts: list[int] = []
-        with self.session():
-            con = self._connection()
+        with self._use(linger=True) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 for sql, params in statements:
@@ -300,10 +393,26 @@ class DuckDBStore(Store):
         return counts
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        con, self._con = self._con, None
-        self._depth = 0
-        if con is not None:
-            con.close()
+        """Close the connection (if one is open). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._depth = 0
+            self._drop()
+            self._idle.notify_all()
+        with _LIVE_LOCK:
+            live = _LIVE.get(self.path)
+            if live is not None:
+                live.discard(self)
+                if not live:
+                    del _LIVE[self.path]
+
+
+@atexit.register
+def _close_lingering() -> None:
+    """At interpreter exit, close connections still lingering (their data is committed; this checkpoints it)."""
+    with _LIVE_LOCK:
+        stores = [s for live in _LIVE.values() for s in live]
+    for store in stores:
+        store._release_if_idle()

@@ -334,6 +334,29 @@ def table_ddl(table: Table, name: str | None = None) -> str:
     )
 
 
+def delete_statements(table: Table, where: str) -> dict[str, str]:
+    """The statements :meth:`QuestDBStore.delete_rows` sends for one table (``?`` placeholders; ``where`` is
+    built by :meth:`btlab.store.base.RowFilter.where` from schema identifiers only).
+
+    Keys: ``count`` (rows selected), ``count_all``, ``drop_keep`` (a leftover copy), ``create_keep`` (the copy,
+    same DDL), ``copy`` (``INSERT INTO`` the copy every row not selected), ``count_keep``, ``drop`` (the table),
+    ``rename`` (the copy to the table's name).
+    """
+    _check_name(table.name)
+    keep = table.name + KEEP_SUFFIX
+    cols = ", ".join(_ident(c.name) for c in table.columns)
+    return {
+        "count": f"SELECT count(*) AS n FROM {table.name} WHERE {where}",
+        "count_all": f"SELECT count(*) AS n FROM {table.name}",
+        "drop_keep": f"DROP TABLE IF EXISTS {keep}",
+        "create_keep": table_ddl(table, name=keep),
+        "copy": f"INSERT INTO {keep} ({cols}) SELECT {cols} FROM {table.name} WHERE NOT ({where})",
+        "count_keep": f"SELECT count(*) AS n FROM {keep}",
+        "drop": f"DROP TABLE {table.name}",
+        "rename": f"RENAME TABLE {keep} TO {table.name}",
+    }
+
+
 def dedup_keys(table: Table) -> tuple[str, ...]:
     """The QuestDB ``UPSERT KEYS`` of ``table``: ``ts`` first, then its other natural-key columns."""
     return ("ts", *(k for k in table.key if k != "ts"))
@@ -718,38 +741,34 @@ class QuestDBStore(Store):
         self._writable()
         return [self._delete(f) for f in filters]
 
-    def _count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
-        _check_name(table)
-        sql = f"SELECT count(*) AS n FROM {table}" + (f" WHERE {where}" if where else "")
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> int:
         _, rows = self._execute(to_pyformat(sql), params)
         return int(rows[0][0]) if rows else 0
 
     def _delete(self, rows: RowFilter) -> int:
         spec = TABLES[rows.table]
         where, params = rows.where()
+        sql = delete_statements(spec, where)
         self._wait_applied(spec.name)
-        selected = self._count(spec.name, where, params)
+        selected = self._scalar(sql["count"], params)
         if selected == 0:
             return 0
-        total = self._count(spec.name)
+        total = self._scalar(sql["count_all"])
         keep = spec.name + KEEP_SUFFIX
-        self._execute(f"DROP TABLE IF EXISTS {keep}")
-        self._execute(table_ddl(spec, name=keep))
-        cols = ", ".join(_ident(c.name) for c in spec.columns)
-        self._execute(
-            to_pyformat(f"INSERT INTO {keep} ({cols}) SELECT {cols} FROM {spec.name} WHERE NOT ({where})"), params
-        )
+        self._execute(sql["drop_keep"])
+        self._execute(sql["create_keep"])
+        self._execute(to_pyformat(sql["copy"]), params)
         self._wait_applied(keep)
-        kept = self._count(keep)
+        kept = self._scalar(sql["count_keep"])
         self._wait_applied(spec.name)
-        if kept != total - selected or self._count(spec.name) != total:
-            self._execute(f"DROP TABLE IF EXISTS {keep}")
+        if kept != total - selected or self._scalar(sql["count_all"]) != total:
+            self._execute(sql["drop_keep"])
             raise self._unavailable(
                 f"table {spec.name} changed while deleting from it (another writer?): nothing deleted; retry when "
                 f"nothing writes to it"
             )
-        self._execute(f"DROP TABLE {spec.name}")
-        self._execute(f"RENAME TABLE {keep} TO {spec.name}")
+        self._execute(sql["drop"])
+        self._execute(sql["rename"])
         self._wait_applied(spec.name)
         return selected
 
@@ -761,10 +780,8 @@ class QuestDBStore(Store):
             keep = table.name + KEEP_SUFFIX
             if keep not in tables:
                 continue
-            if table.name in tables:
-                self._execute(f"DROP TABLE IF EXISTS {keep}")
-            else:
-                self._execute(f"RENAME TABLE {keep} TO {table.name}")
+            sql = delete_statements(table, "true")
+            self._execute(sql["drop_keep"] if table.name in tables else sql["rename"])
 
     def _writable(self) -> None:
         if self.read_only:
