@@ -184,3 +184,12 @@ def test_runs_delete(h1_store):
         assert (len(st.read_equity(kept)), len(st.read_trades(kept)), len(st.read_orders(kept))) == before[kept]
     listing = btlab_cli("runs", "list", store=h1_store)
     assert listing.returncode == 0 and ids[1] in listing.stdout and ids[0] not in listing.stdout
+
+
+@pytest.mark.parametrize("command", [["data", "resample"], ["data", "delete"], ["runs", "delete"]])
+def test_new_commands_help_teaches(command):
+    proc = btlab_cli(*command, "--help")
+    assert proc.returncode == 0 and "Usage" in proc.stdout
+    text = " ".join(proc.stdout.split())
+    assert ("--yes" in text) == (command[1] == "delete")
+    assert "--from" in text if command != ["runs", "delete"] else "RUN_ID..." in text

@@ -236,6 +236,8 @@ def test_binance_vision_takes_timeframe(tmp_path):
      "--until 2024-01-01 must be after --since 2024-02-01"),
     (["ingest", "history", "--symbols", "BTC/USDT", "--since", "2024-01-01", "--exchange", "nosuchexchange"],
      "unknown exchange 'nosuchexchange'"),
+    (["ingest", "history", "--symbols", "BTC/USD", "--since", "2024-01-01", "--source", "cryptocompare",
+      "--timeframe", "4h"], "CryptoCompare has no 4h history endpoint"),
     (["ingest", "live", "--symbols", "BTC/USDT", "--timeframes", "1m,1x"], "--timeframes: invalid timeframe '1x'"),
     (["ingest", "live", "--symbols", "BTC/USDT", "--duration", "-5"], "--duration must be > 0 seconds"),
     (["ingest", "live", "--symbols", " , "], "--symbols: no symbol given"),
@@ -243,7 +245,7 @@ def test_binance_vision_takes_timeframe(tmp_path):
      "nothere.feather: no such file"),
     (["data", "coverage", "--timeframe", "7q"], "invalid timeframe '7q'"),
 ], ids=["bars_without_trades", "trades_cryptocompare", "bad_bars", "until_before_since", "unknown_exchange",
-        "live_bad_timeframe", "live_negative_duration", "live_no_symbol", "import_missing_second_file",
+        "cryptocompare_4h", "live_bad_timeframe", "live_negative_duration", "live_no_symbol", "import_missing_second_file",
         "coverage_bad_timeframe"])
 def test_ingest_and_data_arguments_are_checked_before_any_work(tmp_path, args, message):
     store = tmp_path / "never" / "s.duckdb"

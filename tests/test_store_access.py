@@ -17,6 +17,7 @@ from btlab.errors import StoreConfigError, StoreNotFoundError, StoreUnavailableE
 from btlab.store import open_store
 from btlab.store.duckdb import DuckDBStore
 from btlab.store.questdb import parse_address
+from conftest import questdb_address, requires_questdb
 from realdata import AAPL_1D, BTC_1H, BTC_1M, btc_1h, btc_1m
 
 
@@ -294,3 +295,36 @@ def test_questdb_unreachable_http_port_fails_naming_both_endpoints():
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "ILP/HTTP at http://127.0.0.1:9" in lines[0]
     assert "; resolved: ILP/HTTP http://127.0.0.1:9, PG wire 127.0.0.1:8812 (PG wire port not given" in lines[0]
+
+
+# ---- QuestDB server (only with BTLAB_TEST_QUESTDB) -------------------------------------------------------------------
+
+@requires_questdb
+def test_questdb_read_only_store_writes_nothing(uid):
+    from btlab.store.questdb import QuestDBStore
+
+    address = questdb_address()
+    QuestDBStore.from_address(address).close()  # the tables exist
+    with QuestDBStore.from_address(address, read_only=True) as ro:
+        assert ro.list_runs(strategy=f"none-{uid}").empty
+        with pytest.raises(StoreUnavailableError, match="read-only"):
+            ro.write_bars(btc_1h().iloc[:5], exchange=f"x{uid}", symbol="BTC/USDT", timeframe="1h", source="t")
+        with pytest.raises(StoreUnavailableError, match="read-only"):
+            ro.delete_rows([])
+
+
+@requires_questdb
+def test_questdb_leftover_delete_copy_is_dropped_when_the_table_is_intact(uid):
+    """A delete cut short after building its copy (before DROP) leaves ``<table>_btlab_keep`` beside the intact
+    table: the next read-write open drops the copy and keeps the table."""
+    from btlab.store.questdb import KEEP_SUFFIX, QuestDBStore, table_ddl
+    from btlab.store.schema import TABLES
+
+    address = questdb_address()
+    with QuestDBStore.from_address(address) as st:
+        bars = btc_1h().iloc[:24]
+        st.write_bars(bars, exchange=f"x{uid}", symbol="BTC/USDT", timeframe="1h", source="t")
+        st._execute(table_ddl(TABLES["bt_orders"], name="bt_orders" + KEEP_SUFFIX))
+    with QuestDBStore.from_address(address) as again:
+        assert "bt_orders" + KEEP_SUFFIX not in again._wal_status()
+        assert again.bar_span(exchange=f"x{uid}", symbol="BTC/USDT", timeframe="1h").bars == 24

@@ -87,6 +87,13 @@ def history(
         from btlab.marketdata.ccxt_exchange import make_exchange
 
         client = make_exchange(exchange or "binance", origin=api_url)  # an unknown exchange id fails here
+    else:
+        from btlab.marketdata.cryptocompare import ENDPOINTS
+
+        if timeframe not in ENDPOINTS:
+            raise InvalidArgumentError(
+                f"CryptoCompare has no {timeframe} history endpoint: use --timeframe {', '.join(ENDPOINTS)}"
+            )
     with open_store_cli(store) as st, progress_bar() as progress:
         task = progress.add_task(f"{source.value} {','.join(names)} {timeframe}", total=None)
 

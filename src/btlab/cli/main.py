@@ -355,7 +355,7 @@ def runs_show(
 @runs_app.command("delete")
 @friendly_errors
 def runs_delete(
-    run_ids: Annotated[list[str], typer.Argument(help="Run ids (see btlab runs list).")],
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (see btlab runs list).", metavar="RUN_ID...")],
     yes: YesOption = False,
     store: StoreOption = None,
 ) -> None:

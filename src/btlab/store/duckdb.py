@@ -218,11 +218,6 @@ class DuckDBStore(Store):
             first += " (this process already has the file open in the other mode)"
         return StoreUnavailableError(self.address, first)
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            raise RuntimeError(f"store {self.address}: no connection outside a session")
-        return self._con
-
     def _release_siblings(self) -> None:
         """Close the lingering (idle) connections of other stores of this process on the same file."""
         with _LIVE_LOCK:
@@ -279,7 +274,7 @@ class DuckDBStore(Store):
             self._drop()
             self._forced = True
         elif self._closer is None:
-            self._closer = threading.Thread(target=self._close_when_idle, name=f"btlab-duckdb-linger",
+            self._closer = threading.Thread(target=self._close_when_idle, name="btlab-duckdb-linger",
                                             daemon=True)
             self._closer.start()
         else:
@@ -319,7 +314,8 @@ class DuckDBStore(Store):
                 (f'"{c.name}"' if cols is not None and c.name in cols else f'NULL::{_TYPES[c.kind]} AS "{c.name}"')
                 for c in table.columns
             )
-            source = f' FROM "{db}".main.{table.name}' if cols is not None else " WHERE false"
+            quoted = '"' + str(db).replace('"', '""') + '"'
+            source = f" FROM {quoted}.main.{table.name}" if cols is not None else " WHERE false"
             views.append(f"CREATE OR REPLACE TEMP VIEW {table.name} AS SELECT {select}{source}")
         return views
 
