@@ -189,6 +189,15 @@ def test_a_store_locked_by_another_process_names_it(tmp_path):
     assert "waited 1" in lines[0]
 
 
+def test_an_invalid_lock_timeout_setting_is_one_line(tmp_path):
+    store = tmp_path / "s.duckdb"
+    DuckDBStore(store).close()
+    proc = btlab_cli("runs", "list", store=store, extra_env={"BTLAB_LOCK_TIMEOUT": "soon"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = error_lines(proc)
+    assert "invalid BTLAB_LOCK_TIMEOUT" in line
+
+
 def test_a_writer_waits_for_a_reader_to_finish(tmp_path):
     """A read-only opener holds a shared lock; the writer retries instead of failing."""
     store = tmp_path / "shared.duckdb"

@@ -24,14 +24,22 @@ def open_store(address: str | None = None, *, read_only: bool = False) -> Store:
           or ``questdb://HOST:9000`` -- the QuestDB backend.
 
     Raises:
-        StoreConfigError: the address is malformed, or names an existing file that is not a DuckDB database.
+        StoreConfigError: the address is malformed, names an existing file that is not a DuckDB database, or a
+            ``BTLAB_*`` setting (e.g. ``BTLAB_LOCK_TIMEOUT``) is invalid.
         StoreNotFoundError: ``read_only`` and there is no store at the address.
         StoreUnavailableError: the store cannot be reached (or its file stays locked by another process:
             :class:`~btlab.errors.StoreLockedError`, naming it); the message names the address.
     """
+    from pydantic import ValidationError
+
     from btlab.settings import Settings, get_settings
 
-    settings = get_settings() if address is None else Settings()  # not cached: the caller's environment now
+    try:
+        settings = get_settings() if address is None else Settings()  # not cached: the caller's environment now
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "BTLAB_" + str(first["loc"][0]).upper() if first.get("loc") else "a BTLAB_ setting"
+        raise StoreConfigError(f"invalid {name}: {first['msg']}") from None
     if address is None:
         address = settings.store_address
     address = address.strip()
