@@ -272,9 +272,11 @@ def test_malformed_rows_are_quarantined_and_counted(header: bool, chunk: int, tm
     for _, reason in CORRUPTIONS.values():
         expected_reasons[reason] = expected_reasons.get(reason, 0) + 1
     assert report.reasons == expected_reasons
-    assert sorted((s.row, s.reason) for s in report.sample) == sorted((r, why) for r, (_, why) in CORRUPTIONS.items())
+    line = int(header)  # the sample names file lines: data row r is line r + 1 below a header line
+    assert sorted((s.row, s.reason) for s in report.sample) == sorted(
+        (r + line, why) for r, (_, why) in CORRUPTIONS.items())
     by_row = {s.row: s.text for s in report.sample}
-    assert by_row[10_000] == lines[10_000 - 1] and by_row[5] == lines[4]
+    assert by_row[10_000 + line] == lines[10_000 - 1] and by_row[5 + line] == lines[4]
     assert report.gaps == 12  # each quarantined row leaves its aggregate id missing (none is first or last)
     assert_ticks_equal(stored_ticks(db), expected_ticks(
         good, id_col=0, time_col=5, qty_col=2, ibm_col=6, unit="ms", exchange="binance", symbol="XRP/ETH"))

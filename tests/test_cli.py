@@ -80,7 +80,8 @@ def test_bad_file_is_one_line_and_writes_nothing(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and str(bad) in lines[0] and "row 301" in lines[0] and "column 'high'" in lines[0]
+    # data row 301 is file line 302 (errors name the file line, header counted)
+    assert len(lines) == 1 and str(bad) in lines[0] and "row 302" in lines[0] and "column 'high'" in lines[0]
     with DuckDBStore(store) as st:
         assert st.bar_series().empty
 
@@ -96,9 +97,10 @@ def test_unreachable_store_is_one_line_with_address():
 
 def test_locked_duckdb_file_is_a_clear_error(tmp_path):
     store = tmp_path / "locked.duckdb"
-    with DuckDBStore(store):  # this process holds the write lock
-        proc = btlab_cli("runs", "list", store=store)
+    with DuckDBStore(store) as st, st.session():  # this process holds the write lock for the whole block
+        proc = btlab_cli("runs", "list", store=store, extra_env={"BTLAB_LOCK_TIMEOUT": "1"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and str(store) in proc.stderr
+    assert f"locked by process {os.getpid()}" in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -110,8 +112,9 @@ def test_locked_duckdb_file_is_a_clear_error(tmp_path):
         (["backtest", "--timeframe", "1x"], "invalid timeframe '1x'"),
         (["backtest", "--from", "yesterday-ish"], "cannot parse --from"),
         (["backtest", "--symbol", "DOGE/USDT"], "no 1h bars for binance:DOGE/USDT"),
-        (["runs", "show", "no-such-run"], "no run 'no-such-run'"),
-        (["report", "no-such-run"], "no run 'no-such-run'"),
+        # read-only commands never create the store: a store path that does not exist is the error
+        (["runs", "show", "no-such-run"], "no store at"),
+        (["report", "no-such-run"], "no store at"),
     ],
 )
 def test_user_errors_are_explained(tmp_path, args, message):

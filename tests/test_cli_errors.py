@@ -173,6 +173,9 @@ def test_unexpected_exception_is_one_line_and_debug_shows_traceback(bars_store, 
 
 
 def test_debug_shows_traceback_of_user_errors_too(tmp_path):
+    from btlab.store.duckdb import DuckDBStore
+
+    DuckDBStore(tmp_path / "s.duckdb").close()
     proc = btlab_cli("--debug", "runs", "show", "nope-nope", store=tmp_path / "s.duckdb")
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "RunNotFoundError" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "error: no run 'nope-nope' in the store at " \

@@ -36,6 +36,7 @@ HOUR_NS = 3_600 * 10**9
 DAY_NS = 86_400 * 10**9
 SERIES = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h"}
 K = 40_000  # the (1-based) data row corrupted in bad-input files: deep in the file, so a partial write would show
+# errors name the FILE LINE (header counted): data row K is line K + 1 in a file with a header line
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -351,7 +352,7 @@ def test_bad_row_rejected(case: str, header: bool, files: dict[str, Path], store
     lines = lines_of(files["kline_ms_header_csv" if header else "kline_ms_noheader_csv"])
     corrupt(lines, header)
     path = write_lines(tmp_path / f"bad_{case}.csv", lines)
-    assert_rejected(path, store, "1h", row, column, reason)
+    assert_rejected(path, store, "1h", row + int(header), column, reason)  # the file line
 
 
 def test_unparsable_iso_timestamp(files: dict[str, Path], store: DuckDBStore, tmp_path: Path) -> None:
@@ -361,7 +362,7 @@ def test_unparsable_iso_timestamp(files: dict[str, Path], store: DuckDBStore, tm
     fields[0] = "2022-02-30T10:00:00-05:00"  # February 30th
     lines[K] = ",".join(fields)
     path = write_lines(tmp_path / "bad_iso.csv", lines)
-    assert_rejected(path, store, "1h", K, "Date", r"cannot parse time '2022-02-30T10:00:00-05:00'")
+    assert_rejected(path, store, "1h", K + 1, "Date", r"cannot parse time '2022-02-30T10:00:00-05:00'")
 
 
 def test_missing_column(files: dict[str, Path], store: DuckDBStore, tmp_path: Path) -> None:
@@ -376,7 +377,8 @@ def test_wrong_timeframe_first_row(files: dict[str, Path], h1: pd.DataFrame, sto
     ns = ns_of(h1["date"])
     expected_row = int(np.flatnonzero(ns % DAY_NS != 0)[0]) + 1  # first hourly bar that is not a 1d open time
     assert expected_row == 1  # the file starts at 04:00
-    assert_rejected(files["kline_ms_header_csv"], store, "1d", expected_row, "open_time", r"not a 1d bar open time")
+    assert_rejected(files["kline_ms_header_csv"], store, "1d", expected_row + 1, "open_time",  # line 2: header
+                    r"not a 1d bar open time")
 
 
 def test_wrong_timeframe_file_starting_at_midnight(h1: pd.DataFrame, store: DuckDBStore, tmp_path: Path) -> None:
@@ -420,8 +422,9 @@ def test_zip_with_two_csvs(files: dict[str, Path], store: DuckDBStore, tmp_path:
     assert_rejected(path, store, "1h", None, None, r"exactly one \.csv.*a\.csv, b\.csv")
 
 
-def test_header_line_not_counted_in_zip_and_gzip(files: dict[str, Path], tmp_path: Path) -> None:
-    """A zipped CSV with a header and a gzipped one without report the same data row (plain CSVs: above)."""
+def test_header_line_counted_in_zip_and_gzip(files: dict[str, Path], tmp_path: Path) -> None:
+    """A zipped CSV with a header and a gzipped one without name the file line of the same data row: one apart
+    (plain CSVs: above)."""
     rows = []
     for key, header in (("kline_ms_header_csv", True), ("kline_ms_noheader_csv", False)):
         lines = lines_of(files[key])
@@ -438,7 +441,7 @@ def test_header_line_not_counted_in_zip_and_gzip(files: dict[str, Path], tmp_pat
             read_bars_file(path)
         assert info.value.source == str(path)
         rows.append((info.value.row, info.value.column))
-    assert rows == [(K, "open")] * 2
+    assert rows == [(K + 1, "open"), (K, "open")]
 
 
 # ---------------------------------------------------------------------------------------------------------------

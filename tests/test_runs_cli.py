@@ -160,6 +160,7 @@ def test_strategy_filter_without_runs_lists_strategies_with_runs(runs_store):
 
 
 def test_empty_store_says_no_runs_yet(tmp_path):
+    DuckDBStore(tmp_path / "empty.duckdb").close()
     proc = btlab_cli("runs", "list", store=tmp_path / "empty.duckdb")
     assert proc.returncode == 0 and "no runs in" in proc.stdout and "yet" in proc.stdout
     proc = btlab_cli("runs", "list", "--format", "json", store=tmp_path / "empty.duckdb")

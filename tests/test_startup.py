@@ -30,6 +30,9 @@ def test_no_heavy_module_at_import(code):
 
 def test_runs_list_runs_without_pandas(tmp_path):
     """The whole of ``btlab runs list`` (store opened, rows read, table printed) without pandas or numpy."""
+    from btlab.store.duckdb import DuckDBStore
+
+    DuckDBStore(tmp_path / "s.duckdb").close()  # an empty store (a missing one is an error: nothing to list)
     code = (
         "import sys\n"
         f"sys.argv = ['btlab', 'runs', 'list', '--store', {str(tmp_path / 's.duckdb')!r}]\n"

@@ -9,6 +9,7 @@ unreachable-server behaviour run without any server.
 from __future__ import annotations
 
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -437,6 +438,75 @@ def test_upsert_rejects_unknown_columns(store, uid):
     assert store.upsert("bt_equity", frame.iloc[:0].drop(columns=["valeu"])) == 0
 
 
+# ---- deleting (Store.delete_rows and what is built on it) --------------------------------------------------------
+def test_bar_span_and_delete_bars_range_then_series(store, btc_1h, uid):
+    exchange = f"x{uid}"
+    bars = _slice(btc_1h, 0, 500)
+    other = _slice(btc_1h, 0, 50)
+    store.write_bars(bars, exchange=exchange, symbol=SYMBOL, timeframe="1h", source="test")
+    store.write_bars(other, exchange=exchange, symbol="ETH/USDT", timeframe="1h", source="test")
+    store.write_bars(_daily(bars), exchange=exchange, symbol=SYMBOL, timeframe="1d", source="test")
+    kw = dict(exchange=exchange, symbol=SYMBOL, timeframe="1h")
+    ts = bars["ts"]
+    assert tuple(store.bar_span(**kw)) == (500, ts[0], ts[499])
+    assert tuple(store.bar_span(**kw, start=ts[100], end=ts[200])) == (100, ts[100], ts[199])
+    assert tuple(store.bar_span(**kw, start=ts[499] + pd.Timedelta("1h"))) == (0, None, None)
+
+    assert store.delete_bars(**kw, start=ts[100], end=ts[200]) == 100  # half-open, like read_bars
+    kept = pd.concat([_slice(bars, 0, 100), _slice(bars, 200, 500)], ignore_index=True)
+    pd.testing.assert_frame_equal(store.read_bars(**kw), _expected_bars(kept), check_exact=True)
+    assert store.delete_bars(**kw, start=ts[100], end=ts[200]) == 0  # nothing left there: idempotent
+    # other symbols and timeframes of the same exchange are untouched
+    pd.testing.assert_frame_equal(store.read_bars(exchange=exchange, symbol="ETH/USDT", timeframe="1h"),
+                                  _expected_bars(other), check_exact=True)
+    assert len(store.read_bars(exchange=exchange, symbol=SYMBOL, timeframe="1d")) == len(_daily(bars))
+
+    assert store.delete_bars(**kw) == 400  # the whole series
+    assert store.read_bars(**kw).empty and store.bar_span(**kw).bars == 0
+    assert len(store.read_bars(exchange=exchange, symbol="ETH/USDT", timeframe="1h")) == 50
+
+
+def test_delete_runs_removes_every_row_of_those_runs_only(store, btc_1h, uid):
+    bars = _slice(btc_1h, 9000, 9100)
+    ids = [f"del-{uid}-{i}" for i in range(3)]
+    started = pd.Timestamp("2024-03-01", tz="UTC")
+    for i, run_id in enumerate(ids):
+        store.write_run({**_run(uid, f"s{uid}", started + pd.Timedelta(minutes=i)), "run_id": run_id})
+        store.write_equity(_equity(run_id, bars))
+        store.write_trades(_trades(run_id, bars))
+        store.write_orders(_orders(run_id, bars))
+    rows = store.run_row_counts(ids[:2])
+    assert rows["run_id"].tolist() == ids[:2]
+    assert rows[["bt_runs", "bt_equity", "bt_trades", "bt_orders"]].to_numpy().tolist() == [[1, 100, 5, 4]] * 2
+
+    with pytest.raises(RunNotFoundError, match=f"nope-{uid}"):  # one unknown id: nothing is deleted
+        store.delete_runs([ids[0], f"nope-{uid}"])
+    assert store.get_run(ids[0])["run_id"] == ids[0] and len(store.read_equity(ids[0])) == 100
+
+    deleted = store.delete_runs(ids[:2])
+    assert deleted == {"bt_equity": 200, "bt_trades": 10, "bt_orders": 8, "bt_runs": 2}
+    for run_id in ids[:2]:
+        with pytest.raises(RunNotFoundError):
+            store.get_run(run_id)
+        assert store.read_equity(run_id).empty and store.read_trades(run_id).empty
+        assert store.read_orders(run_id).empty
+    kept = ids[2]  # the third run is whole
+    assert store.get_run(kept)["run_id"] == kept
+    assert (len(store.read_equity(kept)), len(store.read_trades(kept)), len(store.read_orders(kept))) == (100, 5, 4)
+    assert store.list_runs(strategy=f"s{uid}")["run_id"].tolist() == [kept]
+
+
+def test_delete_rows_needs_a_condition_and_schema_columns(store):
+    from btlab.store.base import RowFilter
+
+    with pytest.raises(ValueError, match="at least one condition"):
+        store.delete_rows([RowFilter("ohlcv", {})])
+    with pytest.raises(ValueError, match="no column"):
+        store.delete_rows([RowFilter("ohlcv", {"symbol; DROP TABLE ohlcv": "x"})])
+    with pytest.raises(KeyError):
+        store.delete_rows([RowFilter("nosuch", {"run_id": "x"})])
+
+
 # ---- unreachable servers (no server needed) ---------------------------------------------------------------------
 def test_unreachable_questdb_raises_store_unavailable():
     port = _free_port()
@@ -491,15 +561,16 @@ def test_duckdb_file_locked_by_another_process(tmp_path):
         "from btlab.errors import StoreUnavailableError\n"
         "from btlab.store.duckdb import DuckDBStore\n"
         "try:\n"
-        "    DuckDBStore(sys.argv[1])\n"
+        "    DuckDBStore(sys.argv[1], lock_timeout=0.5)\n"
         "except StoreUnavailableError as exc:\n"
         "    print(exc)\n"
         "    sys.exit(3)\n"
     )
-    with DuckDBStore(path):
+    with DuckDBStore(path) as held, held.session():  # the lock is held only inside a session
         proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert f"cannot reach the store at {path}" in proc.stdout
+    assert f"locked by process {os.getpid()}" in proc.stdout
 
 
 # ---- QuestDB pieces that need no server ---------------------------------------------------------------------------

@@ -22,10 +22,15 @@ class InvalidArgumentError(BtlabError, ValueError):
 class DataValidationError(BtlabError, ValueError):
     """Input market data is malformed; nothing from it was written.
 
+    The message reads ``SOURCE, row N, column 'C': REASON`` (row and column only where they apply).
+
     Attributes:
         source: where the data came from (a file path, or a description such as ``"DataFrame"``).
-        row: 1-based data row (not counting a header line), or ``None`` when the problem is the whole input.
-        column: the offending column, or ``None``.
+        row: where in the source, 1-based, or ``None`` when the problem is the whole input. For a CSV file (plain,
+            gzip or zipped) it is the FILE LINE, counting the header line (so in a file with a header line, the
+            first data row is row 2) and any blank lines, as an editor shows it; for a feather/parquet file, a
+            frame, an API page or a message batch it is the 1-based position of the record.
+        column: the offending column (the file's own name for it), or ``None``.
         reason: what is wrong, in words.
     """
 
@@ -62,8 +67,62 @@ class StoreUnavailableError(BtlabError, ConnectionError):
         super().__init__(f"cannot reach the store at {address}: {reason}")
 
 
+class StoreLockedError(StoreUnavailableError):
+    """Another process holds the store's lock (DuckDB: one writing process, or readers while a writer waits).
+
+    Attributes:
+        pid: the process holding the lock, when the backend names it.
+        command: that process's command line (from ``/proc/PID/cmdline``), when readable.
+        waited: seconds spent retrying before giving up.
+    """
+
+    def __init__(self, address: str, *, pid: int | None, command: str | None, waited: float) -> None:
+        self.pid = pid
+        self.command = command
+        self.waited = waited
+        holder = "another process" if pid is None else f"process {pid}" + (f" ({command})" if command else "")
+        super().__init__(
+            address, f"the file is locked by {holder}; waited {waited:g} s (let it finish, or stop it, and retry)"
+        )
+
+
 class StoreConfigError(BtlabError, ValueError):
-    """A store address is malformed or names an unknown backend."""
+    """A store address is malformed, names an unknown backend, or names a file that is not a store."""
+
+
+class StoreNotFoundError(BtlabError, FileNotFoundError):
+    """A store opened read-only does not exist (nothing was created).
+
+    Attributes:
+        address: the store address.
+    """
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        super().__init__(reason)
+
+
+class TimeframeMismatchError(InvalidArgumentError):
+    """Bars are spaced by a whole multiple of the timeframe given for them (e.g. 1h bars imported as ``1m``).
+
+    Attributes:
+        source: the file or series.
+        given: the timeframe given (ccxt string).
+        detected: the data's spacing as a timeframe (ccxt string).
+        missing: bars that would count as missing with the given timeframe.
+    """
+
+    def __init__(self, source: str, given: str, detected: str, missing: int) -> None:
+        self.source = source
+        self.given = given
+        self.detected = detected
+        self.missing = missing
+        super().__init__(
+            f"{source}: every step between consecutive bars is a whole multiple of {detected} and the median step "
+            f"is {detected}, but the timeframe given is {given} ({missing:,} {given} bars would count as missing): "
+            f"did you mean --timeframe {detected}? (to store them as {given} bars anyway: "
+            f"--allow-timeframe-mismatch, in Python allow_timeframe_mismatch=True)"
+        )
 
 
 class UnknownStrategyError(BtlabError, LookupError):

@@ -42,6 +42,8 @@ def _settings_class() -> type:
                 stack's Redpanda); None = no broker: jobs write to the store only.
             cryptocompare_api_key: CryptoCompare API key (``BTLAB_CRYPTOCOMPARE_API_KEY`` or
                 ``CRYPTOCOMPARE_API_KEY``).
+            lock_timeout: seconds a DuckDB store keeps retrying while another process holds its file's lock
+                (``BTLAB_LOCK_TIMEOUT``; default 10).
         """
 
         model_config = SettingsConfigDict(env_prefix="BTLAB_", env_file=ENV_FILE, extra="ignore")
@@ -50,6 +52,7 @@ def _settings_class() -> type:
         store: str | None = None
         reports: Path = Path("reports")
         kafka: str | None = None
+        lock_timeout: float = Field(default=10.0, ge=0)
         cryptocompare_api_key: str | None = Field(
             default=None,
             validation_alias=AliasChoices("BTLAB_CRYPTOCOMPARE_API_KEY", "CRYPTOCOMPARE_API_KEY"),
@@ -91,3 +94,31 @@ def store_address() -> str:
         return env["btlab_store"]
     home = Path(env["btlab_home"]) if "btlab_home" in env else _default_home()
     return str(home / "btlab.duckdb")
+
+
+def lock_timeout() -> float:
+    """``BTLAB_LOCK_TIMEOUT`` (seconds >= 0, default 10), read like :func:`store_address` (fast without ``.env``).
+
+    Raises:
+        StoreConfigError: the value is not a number >= 0 (one line naming the variable).
+    """
+    from btlab.errors import StoreConfigError
+
+    if Path(ENV_FILE).exists():
+        from pydantic import ValidationError
+
+        try:
+            return float(get_settings().lock_timeout)
+        except ValidationError as exc:
+            raise StoreConfigError(f"invalid BTLAB_LOCK_TIMEOUT: {exc.errors()[0]['msg']}") from None
+    env = {key.lower(): value for key, value in os.environ.items()}
+    text = env.get("btlab_lock_timeout")
+    if text is None or not text.strip():
+        return 10.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise StoreConfigError(f"invalid BTLAB_LOCK_TIMEOUT: {text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise StoreConfigError(f"invalid BTLAB_LOCK_TIMEOUT: {text!r} must be a finite number of seconds >= 0")
+    return value

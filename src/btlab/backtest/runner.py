@@ -154,7 +154,7 @@ class BacktestResult:
         """Write the run's HTML report (reads the run back from its store) and return its path."""
         from btlab.report.html import write_report
 
-        target = store if isinstance(store, Store) else open_store(store or self.store_address)
+        target = store if isinstance(store, Store) else open_store(store or self.store_address, read_only=True)
         try:
             return write_report(target, self.run_id, path)
         finally:

@@ -94,6 +94,17 @@ FormatOption = Annotated[
                  help="table for people; json or csv for scripts (all columns, full values, nothing else on stdout)."),
 ]
 
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+FromDayOption = Annotated[
+    str | None,
+    typer.Option("--from", help="First day or time (UTC, inclusive), e.g. 2020-01-01.", show_default=False),
+]
+ToDayOption = Annotated[
+    str | None,
+    typer.Option("--to", help="Last day (UTC, inclusive: 2020-12-31 includes that whole day) or time.",
+                 show_default=False),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -238,10 +249,28 @@ class BtlabGroup(TyperGroup):
         return command
 
 
-def open_store_cli(store: str | None):
+def open_store_cli(store: str | None, *, read_only: bool = False, listing: bool = False):
+    """Open the store named by ``--store``/``BTLAB_STORE`` (``store``; None = the default DuckDB file).
+
+    ``read_only``: for commands that only read -- nothing is created (no file, folder or table). A missing store
+    at an address the user gave is an error (exit 1). A missing DEFAULT store is the normal state of a new
+    installation: with ``listing`` (``runs list``, ``data coverage``) it prints one line saying so and exits 0;
+    otherwise it is an error naming the file and how to fill it.
+    """
+    from btlab.errors import StoreNotFoundError
     from btlab.store import open_store
 
-    return open_store(store)
+    try:
+        return open_store(store, read_only=read_only)
+    except StoreNotFoundError as exc:
+        if store is not None:
+            raise
+        hint = (f"no store yet at {exc.address} (the default): nothing imported or recorded; start with "
+                f"btlab data import FILE --symbol S --timeframe T, or pass --store")
+        if listing:
+            console.print(hint, highlight=False, soft_wrap=True)
+            raise typer.Exit(0) from None
+        raise StoreNotFoundError(exc.address, hint) from None
 
 
 def fmt(value: Any, unit: str = "ratio") -> str:
@@ -274,3 +303,54 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
         disable=not err_console.is_terminal,
     )
+
+
+def parse_timeframes(text: str | None, option: str) -> list[str]:
+    """``"1m,1h"`` -> ``["1m", "1h"]``, every timeframe checked (before any work is done).
+
+    Raises:
+        InvalidArgumentError: a timeframe is invalid, or the list is empty -- naming ``option``.
+    """
+    from btlab.errors import InvalidArgumentError
+    from btlab.model.timeframe import Timeframe
+
+    if text is None:
+        return []
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(Timeframe.parse(item).value)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"{option}: {exc}") from None
+    if not out:
+        raise InvalidArgumentError(f"{option}: no timeframe given (e.g. {option} 1m,1h)")
+    return out
+
+
+def parse_range(from_: str | None, to: str | None) -> tuple[Any, Any]:
+    """``--from``/``--to`` (inclusive UTC days or times) -> ``(start, end)`` for ``start <= ts < end``.
+
+    Raises:
+        InvalidArgumentError: unparsable or ambiguous, or ``--from`` after ``--to``
+            (:func:`btlab.model.timebounds.parse_range`).
+    """
+    from btlab.model.timebounds import parse_range as parse_bounds
+
+    return parse_bounds(from_, to)
+
+
+def confirm(question: str, yes: bool) -> bool:
+    """True if ``yes`` or the user answers yes (an answer piped on stdin counts; end of input means no)."""
+    import sys
+
+    if yes:
+        return True
+    try:
+        answer = bool(typer.confirm(question, default=False, err=True))
+    except (typer.Abort, EOFError):
+        answer = False
+    if not sys.stdin.isatty():  # a piped answer is not echoed: end the prompt's line
+        err_console.print("yes" if answer else "no", highlight=False)
+    return answer

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from btlab.cli.common import APP_SETTINGS, BtlabGroup, StoreOption, console, friendly_errors, open_store_cli, progress_bar
+from btlab.cli.common import (
+    APP_SETTINGS,
+    BtlabGroup,
+    StoreOption,
+    console,
+    friendly_errors,
+    open_store_cli,
+    parse_timeframes,
+    progress_bar,
+)
 
 ingest_app = typer.Typer(help="Fill the store with market data: exchange history, CryptoCompare, Binance files.",
                          no_args_is_help=True, cls=BtlabGroup, **APP_SETTINGS)
@@ -21,6 +30,26 @@ class Source(str, Enum):
 
 def _symbols(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _need_symbols(text: str, option: str = "--symbols") -> list[str]:
+    from btlab.errors import InvalidArgumentError
+
+    names = _symbols(text)
+    if not names:
+        raise InvalidArgumentError(f"{option}: no symbol given (e.g. {option} BTC/USDT,ETH/USDT)")
+    return names
+
+
+def _positive(value: float | None, option: str, *, zero: bool = False) -> None:
+    import math
+
+    from btlab.errors import InvalidArgumentError
+
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise InvalidArgumentError(f"{option} must be {'>= 0' if zero else '> 0'} seconds, got {value}")
 
 
 @ingest_app.command("history")
@@ -53,10 +82,30 @@ def history(
       btlab ingest history --source cryptocompare --symbols BTC/USD \\
           --timeframe 1d --since 2020-01-01
     """
+    from btlab.errors import InvalidArgumentError
     from btlab.model.timebounds import parse_range
+    from btlab.model.timeframe import Timeframe
 
-    names = _symbols(symbols)
+    names = _need_symbols(symbols)  # every argument is checked before anything is fetched or written
     start, stop = parse_range(since, until, names=("--since", "--until"), end_inclusive=False)
+    timeframe = Timeframe.parse(timeframe).value
+    bar_tfs = parse_timeframes(bars, "--bars") if bars is not None else []
+    if bars is not None and not trades:
+        raise InvalidArgumentError("--bars builds bars from fetched trades: use it with --trades")
+    if trades and source is Source.cryptocompare:
+        raise InvalidArgumentError("--trades is for --source ccxt only")
+    client = None
+    if source is Source.ccxt:
+        from btlab.marketdata.ccxt_exchange import make_exchange
+
+        client = make_exchange(exchange or "binance", origin=api_url)  # an unknown exchange id fails here
+    else:
+        from btlab.marketdata.cryptocompare import ENDPOINTS
+
+        if timeframe not in ENDPOINTS:
+            raise InvalidArgumentError(
+                f"CryptoCompare has no {timeframe} history endpoint: use --timeframe {', '.join(ENDPOINTS)}"
+            )
     with open_store_cli(store) as st, progress_bar() as progress:
         task = progress.add_task(f"{source.value} {','.join(names)} {timeframe}", total=None)
 
@@ -64,33 +113,29 @@ def history(
             progress.update(task, completed=done, total=total)
 
         if source is Source.cryptocompare:
-            if trades:
-                raise typer.BadParameter("--trades is for --source ccxt only")
             from btlab.marketdata.cryptocompare import CryptoCompareClient, ingest_cryptocompare
 
-            client = CryptoCompareClient(base_url=api_url) if api_url else None
+            cc_client = CryptoCompareClient(base_url=api_url) if api_url else None
             reports = ingest_cryptocompare(names, timeframe, st, since=start, until=stop, exchange=exchange,
-                                           progress=on_progress, client=client)
+                                           progress=on_progress, client=cc_client)
             progress.stop()
             for report in reports:
                 console.print(str(report), highlight=False)
             return
-        from btlab.marketdata.ccxt_exchange import make_exchange
         from btlab.marketdata.ccxt_history import ingest_ohlcv, ingest_trades
 
-        client = make_exchange(exchange or "binance", origin=api_url)
         if trades:
             result = ingest_trades(client, names, st, since=start, until=stop, progress=on_progress)
         else:
             result = ingest_ohlcv(client, names, timeframe, st, since=start, until=stop, progress=on_progress)
         progress.stop()
         console.print(str(result), highlight=False)
-        if trades and bars:
+        if trades and bar_tfs:
             from btlab.marketdata.tickbars import bars_from_ticks
 
             for series in result.series:
                 built = bars_from_ticks(st, exchange=series.exchange, symbol=series.symbol,
-                                        timeframes=_symbols(bars), start=series.start, end=series.end)
+                                        timeframes=bar_tfs, start=series.start, end=series.end)
                 console.print(f"{series.exchange}:{series.symbol}: bars from trades: "
                               + ", ".join(f"{n:,} {tf}" for tf, n in built.items()), highlight=False)
 
@@ -101,35 +146,39 @@ def binance_vision(
     files: Annotated[list[Path], typer.Argument(help="data.binance.vision files: klines, trades or aggTrades, .zip or .csv.")],
     exchange: Annotated[str, typer.Option(help="Exchange id to store them under.")] = "binance",
     symbol: Annotated[str | None, typer.Option(help="Unified symbol (default: from the file name, e.g. BTCUSDT -> BTC/USDT).")] = None,
+    timeframe: Annotated[str | None, typer.Option(help="Klines files: the bars' timeframe when the file name does not say it (e.g. 1h).")] = None,
     bars: Annotated[str | None, typer.Option("--bars", help="For trades/aggTrades files: also build these bar timeframes from them (e.g. 1m,1h).")] = None,
     store: StoreOption = None,
 ) -> None:
     """Bulk-import data.binance.vision files (with or without header, zipped or not).
 
-    Klines go to the bars table (timeframe from the file name), trades and aggTrades to the ticks table. Big files
-    are streamed in chunks. Malformed trade rows are set aside and counted; a bad kline file is rejected whole.
+    Klines go to the bars table (timeframe from the file name, else --timeframe, else the first row), trades and
+    aggTrades to the ticks table. Every file and option is checked before anything is written. Big files are
+    streamed in chunks. Malformed trade rows are set aside and counted (by file line); a bad kline file is
+    rejected whole.
     """
-    from btlab.marketdata.binance_vision import import_binance_vision
+    from btlab.marketdata.binance_vision import check_binance_vision, import_binance_vision
+    from btlab.model.timeframe import Timeframe
 
+    tf = Timeframe.parse(timeframe).value if timeframe is not None else None
+    bar_tfs = parse_timeframes(bars, "--bars") if bars is not None else None
+    # every file and option is checked before the store is opened or anything written
+    check_binance_vision(files, exchange=exchange, symbol=symbol, timeframe=tf, bars=bar_tfs)
     with open_store_cli(store) as st, progress_bar() as progress:
         task = progress.add_task("importing", total=None)
 
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        reports = import_binance_vision(files, st, exchange=exchange, symbol=symbol, progress=on_progress)
+        reports = import_binance_vision(files, st, exchange=exchange, symbol=symbol, timeframe=tf, bars=bar_tfs,
+                                        progress=on_progress)
         progress.stop()
         for report in reports:
             console.print(str(report), highlight=False)
-            if bars and report.kind != "klines" and report.first is not None:
-                from btlab.marketdata.binance_vision import file_span
-                from btlab.marketdata.tickbars import bars_from_ticks
-
-                start, end = file_span(report.path, report.first, report.last)
-                built = bars_from_ticks(st, exchange=report.exchange, symbol=report.symbol,
-                                        timeframes=_symbols(bars), start=start, end=end)
+            if report.bars_span is not None:
+                start, end = report.bars_span
                 console.print(f"  bars from its trades ({start} .. {end}): "
-                              + ", ".join(f"{n:,} {tf}" for tf, n in built.items()), highlight=False)
+                              + ", ".join(f"{n:,} {tf}" for tf, n in report.bars_built.items()), highlight=False)
 
 
 class EmptyPolicy(str, Enum):
@@ -169,13 +218,20 @@ def live(
 
     from rich.live import Live
 
+    names = _need_symbols(symbols)  # every argument is checked before connecting
+    tfs = parse_timeframes(timeframes, "--timeframes")
+    _positive(lateness, "--lateness", zero=True)
+    _positive(duration, "--duration")
+    _positive(idle_timeout, "--idle-timeout")
+    _positive(watch_timeout, "--watch-timeout")
+
     from btlab.marketdata.live import LiveIngest, LiveReport
     from btlab.stream.config import StreamConfig
     from btlab.stream.producer import StreamProducer
 
     producer = StreamProducer(StreamConfig(bootstrap_servers=kafka)) if kafka else None
     with open_store_cli(store) as st:
-        job = LiveIngest(exchange, _symbols(symbols), _symbols(timeframes), st, producer=producer,
+        job = LiveIngest(exchange, names, tfs, st, producer=producer,
                          allowed_lateness=lateness, empty=empty.value, origin=api_url, ws_origin=ws_url,
                          watch_timeout=watch_timeout)
         with Live(console=console, transient=True, auto_refresh=False) as display:

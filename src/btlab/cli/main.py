@@ -19,13 +19,18 @@ from btlab.cli.common import (
     BtlabGroup,
     CalendarOption,
     FormatOption,
+    FromDayOption,
     OutputFormat,
     SessionOption,
     StoreOption,
+    ToDayOption,
+    YesOption,
+    confirm,
     console,
     friendly_errors,
     metrics_table,
     open_store_cli,
+    parse_range,
     progress_bar,
 )
 from btlab.cli.ingest import ingest_app
@@ -49,9 +54,9 @@ app = typer.Typer(
     no_args_is_help=True,
     **APP_SETTINGS,
 )
-data_app = typer.Typer(help="Import and inspect market data in the store.", no_args_is_help=True, cls=BtlabGroup,
-                       **APP_SETTINGS)
-runs_app = typer.Typer(help="List, inspect and clean up recorded backtest runs.", no_args_is_help=True,
+data_app = typer.Typer(help="Import, inspect, resample and delete market data in the store.", no_args_is_help=True,
+                       cls=BtlabGroup, **APP_SETTINGS)
+runs_app = typer.Typer(help="List, inspect, clean up and delete recorded backtest runs.", no_args_is_help=True,
                        cls=BtlabGroup, **APP_SETTINGS)
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
@@ -103,30 +108,43 @@ def data_import(
     symbol: Annotated[str, typer.Option(help="Unified symbol, e.g. BTC/USDT (or a ticker such as AAPL).")] = ...,
     timeframe: Annotated[str, typer.Option(help="ccxt timeframe of the bars: 1m, 5m, 1h, 1d, ...")] = ...,
     calendar: CalendarOption = None,
+    allow_timeframe_mismatch: Annotated[bool, typer.Option(
+        "--allow-timeframe-mismatch",
+        help="Import even when the bars are spaced by a whole multiple of --timeframe (1h bars given as 1m are "
+        "refused without it).")] = False,
     store: StoreOption = None,
 ) -> None:
     """Import OHLCV bars from files into the store.
 
     Accepts data.binance.vision kline CSVs (with or without header, ms or µs open times, zipped or not) and
     CSV/feather/parquet files with a time column (ts, timestamp, date, datetime, open_time) and open, high, low,
-    close, volume. Each file is validated completely first: a bad file is rejected with its row and column and
-    nothing from it is written. Re-importing a file changes nothing.
+    close, volume. Each file is validated completely first: a bad file is rejected with its row (the file line)
+    and column and nothing from it is written; so is a line with more or fewer fields than the header. Bars spaced
+    by a whole multiple of --timeframe (e.g. 1h bars imported as 1m) are refused, asking which timeframe was meant.
+    Re-importing a file changes nothing.
 
     \b
     Example (the bundled real Binance bars):
       btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather \\
           --exchange binance --symbol BTC/USDT --timeframe 1h
     """
-    from btlab.marketdata.files import exchange_of, import_bars
+    from btlab.errors import InvalidArgumentError
+    from btlab.marketdata.files import check_bars_file, exchange_of, import_bars
+    from btlab.model.timeframe import Timeframe
     from btlab.model.venue import resolve_venue
 
-    for path in files:  # every file's exchange (and calendar) is checked before any work
+    tf = Timeframe.parse(timeframe)
+    if not symbol.strip():
+        raise InvalidArgumentError("--symbol must not be empty")
+    for path in files:  # every file (and its exchange and calendar) is checked before the first is imported
         resolve_venue(exchange_of(path, exchange)[0], calendar)
+        check_bars_file(path)
     with open_store_cli(store) as st, progress_bar() as progress:
         task = progress.add_task("importing", total=len(files))
         for path in files:
             progress.update(task, description=f"importing {path.name}")
-            report = import_bars(path, st, exchange=exchange, symbol=symbol, timeframe=timeframe, calendar=calendar)
+            report = import_bars(path, st, exchange=exchange, symbol=symbol, timeframe=tf, calendar=calendar,
+                                 allow_timeframe_mismatch=allow_timeframe_mismatch)
             progress.advance(task)
             where = "" if report.calendar == "24/7" else f" in {report.calendar} regular sessions"
             gaps = f", {report.gaps:,} missing bar(s){where} between them" if report.gaps else f", no gaps{where}"
@@ -158,11 +176,16 @@ def data_coverage(
     Tick coverage: first and last trade, count, the range of trade ids, ids missing between them (trade-id gaps)
     and ids stored twice. Times are UTC; a bar's time is its open time.
     """
-    from btlab.marketdata.coverage import coverage, tick_coverage
-
     from btlab.cli.tables import bar_coverage_table, print_table, tick_coverage_table
+    from btlab.errors import InvalidArgumentError
+    from btlab.marketdata.coverage import coverage, tick_coverage
+    from btlab.model.timeframe import Timeframe
 
-    with open_store_cli(store) as st:
+    if timeframe is not None:
+        timeframe = Timeframe.parse(timeframe).value
+    if gaps < 0:
+        raise InvalidArgumentError(f"--gaps must be >= 0, got {gaps}")
+    with open_store_cli(store, read_only=True, listing=True) as st:
         frame = coverage(st, exchange=exchange, symbol=symbol, timeframe=timeframe, calendar=calendar, session=session)
         if frame.empty:
             console.print(f"no bars in {st.address}" + (" for that filter" if exchange or symbol or timeframe else ""),
@@ -188,6 +211,88 @@ def data_coverage(
                     for g in shown.itertuples(index=False):
                         console.print(f"  ids {g.id_start:,} .. {g.id_end:,}: {g.missing_ids:,} missing",
                                       highlight=False)
+
+
+@data_app.command("resample")
+@friendly_errors
+def data_resample(
+    exchange: Annotated[str, typer.Option(help="Exchange id of the stored bars, e.g. binance.")],
+    symbol: Annotated[str, typer.Option(help="Symbol of the stored bars, e.g. BTC/USDT.")],
+    source_timeframe: Annotated[str, typer.Option(help="Timeframe of the stored bars to build from, e.g. 1h.")],
+    timeframe: Annotated[str, typer.Option(help="Timeframe to build, a whole multiple of the source, e.g. 4h.")],
+    from_: FromDayOption = None,
+    to: ToDayOption = None,
+    allow_partial: Annotated[bool, typer.Option(
+        "--allow-partial", help="Also build windows with some source bars missing (e.g. equity sessions); never "
+        "at the ends of the stored span or of --from/--to.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Build higher-timeframe bars from stored bars and store them (e.g. 4h from 1h).
+
+    Only complete windows are built (every source bar present), so each bar equals the exchange's own bar of
+    that timeframe; windows with missing source bars are skipped and counted. Running it again changes nothing.
+    """
+    from btlab.errors import InvalidArgumentError
+    from btlab.marketdata.resample import resample_stored_bars
+    from btlab.model.timeframe import Timeframe
+
+    src, tgt = Timeframe.parse(source_timeframe), Timeframe.parse(timeframe)
+    if tgt.nanos <= src.nanos or tgt.nanos % src.nanos:
+        raise InvalidArgumentError(f"--timeframe {tgt} must be a whole multiple of --source-timeframe {src}, and longer")
+    for name, value in (("--exchange", exchange), ("--symbol", symbol)):
+        if not value.strip():
+            raise InvalidArgumentError(f"{name} must not be empty")
+    start, end = parse_range(from_, to)
+    with open_store_cli(store, read_only=True):  # a missing store is an error here, never created
+        pass
+    with open_store_cli(store) as st, progress_bar() as progress:
+        task = progress.add_task(f"{exchange}:{symbol} {src} -> {tgt}", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = resample_stored_bars(st, exchange=exchange, symbol=symbol, source_timeframe=src, timeframe=tgt,
+                                      start=start, end=end, allow_partial=allow_partial, progress=on_progress)
+        progress.stop()
+        console.print(f"{report} -> {st.address}", highlight=False)
+
+
+@data_app.command("delete")
+@friendly_errors
+def data_delete(
+    exchange: Annotated[str, typer.Option(help="Exchange id of the bars to delete.")],
+    symbol: Annotated[str, typer.Option(help="Symbol of the bars to delete.")],
+    timeframe: Annotated[str, typer.Option(help="Timeframe of the bars to delete.")],
+    from_: FromDayOption = None,
+    to: ToDayOption = None,
+    yes: YesOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Delete stored bars: a whole series, or the part of it from --from to --to (inclusive days).
+
+    Shows how many bars will go and asks first (--yes skips the question). Ticks are not touched.
+    """
+    from btlab.errors import InvalidArgumentError, NoDataError
+    from btlab.model.timeframe import Timeframe
+
+    tf = Timeframe.parse(timeframe)
+    for name, value in (("--exchange", exchange), ("--symbol", symbol)):
+        if not value.strip():
+            raise InvalidArgumentError(f"{name} must not be empty")
+    start, end = parse_range(from_, to)
+    with open_store_cli(store, read_only=True) as st:
+        span = st.bar_span(exchange=exchange, symbol=symbol, timeframe=tf, start=start, end=end)
+        address = st.address
+    what = f"{tf} bars of {exchange}:{symbol}"
+    if span.bars == 0:
+        where = "" if start is None and end is None else f" from {from_ or 'the start'} to {to or 'the end'}"
+        raise NoDataError(f"no {what}{where} in the store at {address} (see: btlab data coverage)")
+    if not confirm(f"delete {span.bars:,} {what}, {span.first} .. {span.last}, from {address}?", yes):
+        console.print("nothing deleted", highlight=False)
+        raise typer.Exit(1)
+    with open_store_cli(store) as st:
+        deleted = st.delete_bars(exchange=exchange, symbol=symbol, timeframe=tf, start=start, end=end)
+    console.print(f"deleted {deleted:,} {what} ({span.first} .. {span.last}) from {address}", highlight=False)
 
 
 # ---- backtest ----------------------------------------------------------------------------------------------------
@@ -321,7 +426,7 @@ def runs_list(
     from btlab.backtest.runs import list_runs, run_settings
     from btlab.cli.tables import RECORD_COLUMNS, print_table, runs_table, wide_records, wide_table, write_csv, write_json
 
-    with open_store_cli(store) as st:
+    with open_store_cli(store, read_only=True, listing=True) as st:
         runs = list_runs(st, limit=limit, strategy=strategy)
         address = st.address
     settings = [run_settings(run) for run in runs]
@@ -362,7 +467,7 @@ def runs_show(
     from btlab.cli.tables import print_table, run_detail_table, wide_records, write_csv, write_json
 
     now = datetime.now(timezone.utc)
-    with open_store_cli(store) as st:
+    with open_store_cli(store, read_only=True) as st:
         run = get_run(st, run_id, now=now)
         if output is not OutputFormat.table:
             record = wide_records([run], [run_settings(run)])[0]
@@ -430,6 +535,33 @@ def runs_cleanup(
                       highlight=False)
 
 
+@runs_app.command("delete")
+@friendly_errors
+def runs_delete(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (see btlab runs list).", metavar="RUN_ID...")],
+    yes: YesOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Delete runs: their run rows and their equity, trades and orders.
+
+    Every id is checked first (an unknown id deletes nothing); shows what will go and asks first (--yes skips
+    the question).
+    """
+    with open_store_cli(store, read_only=True) as st:
+        rows = st.run_row_counts(run_ids)
+        address = st.address
+    counts = ", ".join(f"{int(rows[t].sum()):,} {t}" for t in rows.columns if t != "run_id" and t != "bt_runs")
+    question = f"delete {len(rows)} run(s) ({', '.join(rows['run_id'])}) with {counts} row(s) from {address}?"
+    if not confirm(question, yes):
+        console.print("nothing deleted", highlight=False)
+        raise typer.Exit(1)
+    with open_store_cli(store) as st:
+        deleted = st.delete_runs(list(rows["run_id"]))
+    console.print(f"deleted {deleted.get('bt_runs', 0)} run(s): "
+                  + ", ".join(f"{n:,} {t} row(s)" for t, n in deleted.items() if t != "bt_runs")
+                  + f" from {address}", highlight=False)
+
+
 @app.command("report")
 @friendly_errors
 def report_cmd(
@@ -443,7 +575,7 @@ def report_cmd(
     from btlab.backtest.runs import resolve_run_id
     from btlab.report.html import write_report
 
-    with open_store_cli(store) as st:
+    with open_store_cli(store, read_only=True) as st:
         path = write_report(st, resolve_run_id(st, run_id), output)
     console.print(f"report: {Path(path).resolve()}", highlight=False)
 

@@ -24,14 +24,19 @@ exchange, symbol, trade_id)``, so importing a file again changes nothing.
 What a file is: from its name first (``BTCUSDT-1m-2024-01-01.zip`` -> klines of ``BTC/USDT``, timeframe ``1m``;
 ``BTCUSDT-trades-2024-01.zip``; ``BTCUSDT-aggTrades-2024-01-01.csv``), else from its header line, else from its
 column count (12 klines, 8 spot aggTrades, 6 futures trades; 7 is spot trades when the 6th field is
-``True``/``False``, else futures aggTrades). A kline file's timeframe comes from its name, else from its first row
-(``close_time - open_time + 1`` unit). The unified symbol comes from the market id by splitting off a known quote
-asset (:data:`QUOTE_ASSETS`, longest match first: ``XRPETH`` -> ``XRP/ETH``), unless ``symbol=`` is given.
+``True``/``False``, else futures aggTrades). A kline file's timeframe comes from its name, else from ``timeframe=``
+(``--timeframe``), else from its first row (``close_time - open_time + 1`` unit); when two of them say different
+things the file is refused. The unified symbol comes from the market id by splitting off a known quote asset
+(:data:`QUOTE_ASSETS`, longest match first: ``XRPETH`` -> ``XRP/ETH``), unless ``symbol=`` is given.
+
+Every file is checked (suffix, symbol, kind, layout, klines' timeframe) and every argument validated before the
+first one is imported, so a bad argument or an unrecognisable file writes nothing.
 
 Bad rows in trades / aggTrades files are quarantined, not fatal: a row with the wrong number of fields, a trade id
 that is not a whole number, an unparsable time or one in another unit than the file's, an ``is_buyer_maker``
 other than true/false, and every rule of :func:`btlab.model.tick.split_valid_ticks` (price and amount finite and
-> 0, time present). The report counts them by reason and keeps the first few (1-based data row, reason, text).
+> 0, time present). The report counts them by reason and keeps the first few (file line -- header and blank lines
+counted, as everywhere in btlab --, reason, text). Blank lines are skipped.
 
 Large files are streamed in blocks (``chunk_bytes`` of CSV text at a time; Arrow's CSV reader), each block
 validated and upserted on its own, so memory stays constant whatever the file size. A file-level failure in the
@@ -45,8 +50,8 @@ import bisect
 import re
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +75,7 @@ from btlab.marketdata.csvio import (
 )
 from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, read_bars_file
 from btlab.marketdata.gaps import find_gaps
+from btlab.marketdata.tickbars import bars_from_ticks
 from btlab.model.tick import split_valid_ticks
 from btlab.model.timeframe import Timeframe
 
@@ -83,6 +89,7 @@ __all__ = [
     "TRADE_COLUMNS",
     "QuarantinedRow",
     "VisionImportReport",
+    "check_binance_vision",
     "detect_kind",
     "import_binance_vision",
     "parse_vision_name",
@@ -119,6 +126,7 @@ _POSITIONS = {  # positional layouts: kind -> {field count: field index of id, p
     "aggTrades": {8: (0, 1, 2, 5, 6), 7: (0, 1, 2, 5, 6)},
 }
 _DIGITS = r"^[0-9]+$"
+_BLANK = "blank line"  # not a quarantine reason: blank lines are skipped
 _UNIT_CODES = ("s", "ms", "us", "ns")
 
 
@@ -161,7 +169,7 @@ def parse_vision_name(name: str | Path) -> tuple[str | None, str | None, str | N
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class QuarantinedRow:
-    """One quarantined row: 1-based data row (a header line not counted; None if unknown), reason, the row's text."""
+    """One quarantined row: its file line (1-based, header line counted; None if unknown), reason, the row's text."""
 
     row: int | None
     reason: str
@@ -183,6 +191,8 @@ class VisionImportReport:
         first, last: first and last bar open time / trade time written (UTC), None if nothing was written.
         gaps: klines: missing bars between first and last (:func:`btlab.marketdata.gaps.find_gaps`); ticks:
             missing trade ids between consecutive good rows in file order (ids increasing by more than 1).
+        bars_built: trades/aggTrades with ``bars=``: bars built from the file's ticks, per timeframe.
+        bars_span: the UTC span ``[start, end)`` those bars were built for (:func:`file_span`), or None.
     """
 
     path: Path
@@ -197,6 +207,8 @@ class VisionImportReport:
     first: pd.Timestamp | None = None
     last: pd.Timestamp | None = None
     gaps: int = 0
+    bars_built: dict[str, int] = field(default_factory=dict)
+    bars_span: tuple[pd.Timestamp, pd.Timestamp] | None = None
 
     def __str__(self) -> str:
         what = f"{self.timeframe} bars" if self.kind == "klines" else f"{self.kind} ticks"
@@ -282,11 +294,7 @@ def _kline_timeframe_from_row(path: Path, src: str, header: bool) -> str | None:
     length_ns = (close_time - open_time + 1) * factor
     if length_ns <= 0 or length_ns % 1_000_000_000:
         return None
-    seconds = length_ns // 1_000_000_000
-    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return None  # pragma: no cover
+    return Timeframe.from_seconds(length_ns // 1_000_000_000).value
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -298,18 +306,25 @@ def import_binance_vision(
     *,
     exchange: str = "binance",
     symbol: str | None = None,
+    timeframe: Timeframe | str | None = None,
+    bars: Sequence[Timeframe | str] | None = None,
     progress: Callable[[int, int], None] | None = None,
     chunk_bytes: int = 32 << 20,
 ) -> list[VisionImportReport]:
     """Import data.binance.vision klines / trades / aggTrades files (see the module docstring).
 
-    Files are imported one after the other; each is idempotent (upserts on the natural keys).
+    Every file and argument is checked first (nothing is written if one is bad); then the files are imported one
+    after the other, each idempotently (upserts on the natural keys).
 
     Args:
         paths: one path or several (``.zip``, ``.csv``, ``.csv.gz``).
         store: where to write (``ohlcv`` for klines, ``ticks`` for trades and aggTrades).
         exchange: ccxt exchange id written with the data (``binance``; e.g. ``binanceusdm`` for USD-M futures).
         symbol: the unified symbol for every file (default: from each file name).
+        timeframe: the klines' timeframe, for kline files whose name does not say it (it must agree with the
+            name, and with the first row's ``close_time - open_time``, when they say it). Only for klines.
+        bars: for trades/aggTrades files: also build these bar timeframes from each file's ticks, over the span
+            the file covers completely (:func:`file_span`, :func:`btlab.marketdata.tickbars.bars_from_ticks`).
         progress: called as ``progress(bytes_done, bytes_total)`` over all files (uncompressed CSV bytes).
         chunk_bytes: CSV text per block when streaming tick files (memory use is a small multiple of it).
 
@@ -318,42 +333,122 @@ def import_binance_vision(
 
     Raises:
         DataValidationError: a file is missing, unreadable, of an unknown layout, or (klines) holds a bad row --
-            naming the file, and the row and column where they apply. Files before it were imported.
-        InvalidArgumentError: no symbol can be inferred from a file name and none was given; a monthly kline file.
+            naming the file, and the row (file line) and column where they apply. A file-level check fails
+            before anything is written; a bad kline row rejects its file (files before it were imported).
+        InvalidArgumentError: empty ``exchange``, an invalid ``timeframe`` or ``bars`` timeframe, ``timeframe``
+            given for a trades file or contradicting a kline file's name, ``bars`` given with no trades file; no
+            symbol can be inferred from a file name and none was given; a monthly kline file.
     """
-    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    files = [Path(p) for p in items]
+    plans, bar_tfs = _plans(paths, exchange=exchange, symbol=symbol, timeframe=timeframe, bars=bars)
+    files = [plan.path for plan in plans]
     sizes = [_size(p) for p in files]
     total = sum(sizes)
     done = 0
     reports = []
-    for path, size in zip(files, sizes, strict=True):
-        src = str(path)
-        if csv_suffix(path) is None:
-            raise DataValidationError(src, "unsupported file type: expected .zip, .csv or .csv.gz")
-        market, _, named_tf = parse_vision_name(path)
-        unified = symbol or (unified_symbol(market) if market else None)
-        if unified is None:
-            raise InvalidArgumentError(
-                f"{path.name}: cannot infer the symbol from the file name"
-                f"{f' (no known quote asset ends {market})' if market else ''}; pass symbol= (--symbol)"
-            )
-        kind, header, width = detect_kind(path)
+    for plan, size in zip(plans, sizes, strict=True):
         base = done
 
         def step(n: int, base: int = base) -> None:
             if progress is not None:
                 progress(base + n, total)
 
-        if kind == "klines":
-            report = _import_klines(path, src, store, exchange, unified, named_tf, header)
+        if plan.kind == "klines":
+            report = _import_klines(plan, store, exchange)
         else:
-            report = _import_ticks(path, src, store, exchange, unified, kind, header, width, chunk_bytes, step)
+            report = _import_ticks(plan.path, plan.src, store, exchange, plan.symbol, plan.kind, plan.header,
+                                   plan.width, chunk_bytes, step)
+            if bar_tfs and report.first is not None:
+                start, end = file_span(plan.path, report.first, report.last)
+                built = bars_from_ticks(store, exchange=exchange, symbol=plan.symbol, timeframes=bar_tfs,
+                                        start=start, end=end)
+                report = replace(report, bars_built=built, bars_span=(start, end))
         done = base + size
         if progress is not None:
             progress(done, total)
         reports.append(report)
     return reports
+
+
+def check_binance_vision(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    exchange: str = "binance",
+    symbol: str | None = None,
+    timeframe: Timeframe | str | None = None,
+    bars: Sequence[Timeframe | str] | None = None,
+) -> list[tuple[str, str, str | None]]:
+    """Check files and arguments exactly as :func:`import_binance_vision` does first, without a store.
+
+    Returns: ``(kind, symbol, timeframe)`` per file (timeframe for klines only).
+
+    Raises: what :func:`import_binance_vision` raises before writing anything.
+    """
+    plans, _ = _plans(paths, exchange=exchange, symbol=symbol, timeframe=timeframe, bars=bars)
+    return [(p.kind, p.symbol, p.timeframe.value if p.timeframe else None) for p in plans]
+
+
+def _plans(paths: str | Path | Iterable[str | Path], *, exchange: str, symbol: str | None,
+           timeframe: Timeframe | str | None, bars: Sequence[Timeframe | str] | None,
+           ) -> tuple[list["_Plan"], list[Timeframe]]:
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not str(exchange or "").strip():
+        raise InvalidArgumentError("exchange must not be empty")
+    given_tf = None if timeframe is None else Timeframe.parse(timeframe)
+    bar_tfs = [Timeframe.parse(tf) for tf in (bars or [])]
+    plans = [_plan(Path(path), symbol, given_tf) for path in items]
+    if bar_tfs and all(plan.kind == "klines" for plan in plans):
+        raise InvalidArgumentError("bars= (--bars) builds bars from trades/aggTrades files; these are all klines")
+    return plans, bar_tfs
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a file is, established before anything is imported."""
+
+    path: Path
+    src: str
+    symbol: str
+    kind: str
+    header: bool
+    width: int
+    timeframe: Timeframe | None  # klines only
+
+
+def _plan(path: Path, symbol: str | None, given_tf: Timeframe | None) -> _Plan:
+    src = str(path)
+    if csv_suffix(path) is None:
+        raise DataValidationError(src, "unsupported file type: expected .zip, .csv or .csv.gz")
+    market, _, named_tf = parse_vision_name(path)
+    unified = symbol or (unified_symbol(market) if market else None)
+    if unified is None:
+        raise InvalidArgumentError(
+            f"{path.name}: cannot infer the symbol from the file name"
+            f"{f' (no known quote asset ends {market})' if market else ''}; pass symbol= (--symbol)"
+        )
+    kind, header, width = detect_kind(path)
+    if kind != "klines":
+        if given_tf is not None:
+            raise InvalidArgumentError(
+                f"{path.name} holds {kind}, not klines: timeframe= (--timeframe) is the timeframe of kline files; "
+                f"to build bars from trades use bars= (--bars {given_tf})"
+            )
+        return _Plan(path, src, unified, kind, header, width, None)
+    if named_tf and given_tf and Timeframe.parse(named_tf) != given_tf:
+        raise InvalidArgumentError(f"{path.name}: the file name says {named_tf} klines but --timeframe is {given_tf}")
+    row_tf = _kline_timeframe_from_row(path, src, header)
+    claimed = named_tf or (given_tf.value if given_tf else None)
+    if claimed and row_tf and Timeframe.parse(claimed) != Timeframe.parse(row_tf):
+        said = "the name says" if named_tf else "--timeframe says"
+        raise DataValidationError(
+            src, f"{said} {claimed} klines but the first row spans {row_tf} (close_time - open_time + 1)",
+            row=2 if header else 1, column="close_time",
+        )
+    tf_text = claimed or row_tf
+    if tf_text is None:
+        raise DataValidationError(
+            src, "cannot tell the klines' timeframe from the file name or its first row: pass timeframe= (--timeframe)"
+        )
+    return _Plan(path, src, unified, kind, header, width, Timeframe.parse(tf_text))
 
 
 _DATE_IN_NAME = re.compile(r"-(\d{4})-(\d{2})(?:-(\d{2}))?(?=\.|$)")
@@ -383,22 +478,13 @@ def _size(path: Path) -> int:
         return 0  # reported when the file is imported
 
 
-def _import_klines(path: Path, src: str, store: Store, exchange: str, symbol: str, named_tf: str | None,
-                   header: bool) -> VisionImportReport:
-    row_tf = _kline_timeframe_from_row(path, src, header)
-    if named_tf and row_tf and Timeframe.parse(named_tf) != Timeframe.parse(row_tf):
-        raise DataValidationError(
-            src, f"the name says {named_tf} klines but the first row spans {row_tf} (close_time - open_time + 1)",
-            row=1, column="close_time",
-        )
-    tf_text = named_tf or row_tf
-    if tf_text is None:
-        raise DataValidationError(src, "cannot tell the klines' timeframe from the file name or its first row")
-    tf = Timeframe.parse(tf_text)
-    bars = read_bars_file(path, timeframe=tf)  # the whole file is validated before anything is written
-    rows = store.write_bars(bars, exchange=exchange, symbol=symbol, timeframe=tf, source=path.name)
+def _import_klines(plan: _Plan, store: Store, exchange: str) -> VisionImportReport:
+    tf = plan.timeframe
+    assert tf is not None
+    bars = read_bars_file(plan.path, timeframe=tf)  # the whole file is validated before anything is written
+    rows = store.write_bars(bars, exchange=exchange, symbol=plan.symbol, timeframe=tf, source=plan.path.name)
     gaps = find_gaps(bars["ts"], tf)
-    return VisionImportReport(path, "klines", exchange, symbol, tf.value, rows, 0, {}, (),
+    return VisionImportReport(plan.path, "klines", exchange, plan.symbol, tf.value, rows, 0, {}, (),
                               bars["ts"].iloc[0], bars["ts"].iloc[-1], int(gaps["missing_bars"].sum()))
 
 
@@ -436,16 +522,19 @@ def _import_ticks(path: Path, src: str, store: Store, exchange: str, symbol: str
     first_line = 2 if header else 1
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        reason = f"{row.actual_columns} fields, expected {row.expected_columns}"
-        state.quarantine(reason)
         if row.number is not None:
             state.skipped.append(int(row.number))
-        state.keep(None if row.number is None else int(row.number) - first_line + 1, reason, row.text)
+        if not row.text.strip():  # a line of spaces: blank, skipped like an empty line
+            return "skip"
+        reason = f"{row.actual_columns} fields, expected {row.expected_columns}"
+        state.quarantine(reason)
+        state.keep(None if row.number is None else int(row.number), reason, row.text)
         return "skip"
 
     read_options = pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0, block_size=int(chunk_bytes),
                                      use_threads=False, encoding="utf8")
-    parse_options = pacsv.ParseOptions(invalid_row_handler=on_invalid)
+    # empty lines are delivered (and skipped in _tick_batch) so that Arrow's row numbers stay file lines
+    parse_options = pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False)
     convert_options = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
                                            quoted_strings_can_be_null=False)
     with open_csv(path, src) as (fh, _size):
@@ -489,13 +578,13 @@ def _header_positions(head: list[str], src: str) -> tuple[int, ...]:
 
 
 def _physical_row(k: int, skipped: list[int], first_line: int) -> int:
-    """1-based data row of the ``k``-th (0-based) row the reader delivered, counting the rows it skipped."""
+    """File line (1-based) of the ``k``-th (0-based) row the reader delivered, counting the lines it skipped."""
     line = first_line + k
     count = 0
     while True:
         new = bisect.bisect_right(skipped, line)
         if new == count:
-            return line - first_line + 1
+            return line
         line += new - count
         count = new
 
@@ -512,6 +601,11 @@ def _tick_batch(batch: pa.RecordBatch, positions: tuple[int, ...], state: _TickS
     def mark(mask: np.ndarray, text: str) -> None:
         reason[mask & (reason == None)] = text  # noqa: E711 (elementwise)
 
+    blank = np.ones(n, dtype=bool)  # an empty line: every field empty or absent
+    for c in range(batch.num_columns):
+        column = batch.column(c)
+        blank &= pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True).to_numpy(zero_copy_only=False)
+    mark(blank, _BLANK)
     id_ok = pc.match_substring_regex(pc.utf8_trim_whitespace(ids_col), _DIGITS).to_numpy(zero_copy_only=False)
     mark(~id_ok, "trade id not a whole number")
     time_ok = pc.match_substring_regex(pc.utf8_trim_whitespace(time_col), _DIGITS).to_numpy(zero_copy_only=False)
@@ -557,7 +651,7 @@ def _tick_batch(batch: pa.RecordBatch, positions: tuple[int, ...], state: _TickS
         reason[pre_index[bad["row"].to_numpy() - 1]] = bad["reason"].to_numpy()
     good = reason == None  # noqa: E711
 
-    for i in np.flatnonzero(~good):
+    for i in np.flatnonzero(~good & ~blank):
         state.quarantine(str(reason[i]))
         if len(state.sample) < SAMPLE_ROWS:
             text = ",".join(str(batch.column(c)[int(i)].as_py()) for c in range(batch.num_columns))

@@ -6,10 +6,15 @@ Used by :mod:`btlab.marketdata.files` (bar files, read whole) and :mod:`btlab.ma
 Epoch times: the unit is detected from the magnitude of the value: ``< 1e11`` seconds, ``< 1e14`` milliseconds,
 ``< 1e17`` microseconds, otherwise nanoseconds (Binance spot files are in milliseconds, and in microseconds from
 2025 on).
+
+Rows and lines: errors name the FILE LINE (1-based, the header line and blank lines counted, as an editor shows
+it; see :class:`btlab.errors.DataValidationError`). Blank lines (empty or only spaces) are skipped, as pandas and
+Arrow skip them; every other line must have as many fields as the first line (:func:`check_field_counts`).
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import re
@@ -32,7 +37,9 @@ __all__ = [
     "EPOCH_UNIT_NAMES",
     "NUMBER",
     "CountingReader",
+    "check_field_counts",
     "csv_suffix",
+    "data_row_line",
     "epoch_to_utc",
     "epoch_units",
     "first_line",
@@ -118,6 +125,81 @@ def first_line(data: bytes) -> str | None:
         if text:
             return text
     return None
+
+
+def _split_line(line: str) -> list[str]:
+    """Fields of one CSV line (double-quote aware)."""
+    return next(csv.reader([line]), [])
+
+
+def check_field_counts(data: bytes, src: str, *, has_header: bool) -> int:
+    """Check that every non-blank line of CSV bytes has as many fields as the first one; return that number.
+
+    A line with fewer fields (a truncated last line, a cut-off download) or more fields (a stray comma) is
+    rejected like any bad row -- pandas would silently pad a short line with empty cells. Blank lines (empty or
+    only spaces) are allowed and skipped. Uses Arrow's CSV parser (C++, quote aware), one pass.
+
+    Raises:
+        DataValidationError: naming the first bad line (file line, header counted), its field count and the
+            expected one.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    first = first_line(data)
+    if first is None:
+        return 0
+    width = len(_split_line(first.lstrip("\ufeff")))
+    bad: list[tuple[int | None, int, str]] = []
+
+    def on_invalid(row: "pacsv.InvalidRow") -> str:
+        if row.text.strip() and not bad:
+            bad.append((row.number, row.actual_columns, row.text))
+        return "skip"
+
+    names = [f"c{i}" for i in range(width)]
+    try:
+        pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=0, use_threads=False, encoding="utf8"),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(include_columns=names[:1], column_types={names[0]: pa.string()}),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return width  # unreadable in other ways: the reader that follows reports it
+    if bad:
+        number, actual, text = bad[0]
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise DataValidationError(
+            src,
+            f"{actual} field(s), expected {width} like the {'header' if has_header else 'first'} line "
+            f"(a truncated or malformed line: {shown!r})",
+            row=number,
+        )
+    return width
+
+
+def data_row_line(data: bytes, row: int, *, has_header: bool) -> int:
+    """The file line (1-based, header and blank lines counted) of the ``row``-th data row (1-based) of CSV bytes.
+
+    Data rows are counted as pandas and Arrow count them: blank lines (empty or only spaces) and the header line
+    are not data rows; a quoted field spanning lines makes its row end on the later line. Returns ``row`` plus the
+    header when the file has fewer rows (cannot happen for a row a reader produced).
+    """
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", errors="replace", newline="")
+    reader = csv.reader(text)
+    header_pending = has_header
+    seen = 0
+    for fields in reader:
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        if header_pending:
+            header_pending = False
+            continue
+        seen += 1
+        if seen == row:
+            return reader.line_num
+    return row + int(has_header)
 
 
 def looks_like_header(line: str) -> bool:

@@ -39,9 +39,19 @@ Every time is the bar's OPEN time. The result is always ``datetime64[ns, UTC]``.
 
 Errors
 ------
-Every problem raises :class:`~btlab.errors.DataValidationError` naming the file, and when it applies the 1-based
-data row (a header line is not counted) and the file's own name of the column at fault. Rows are kept in file
-order until validated, so row numbers are the file's data rows.
+Every problem raises :class:`~btlab.errors.DataValidationError` naming the file, and when it applies the row and
+the file's own name of the column at fault. For CSV files the row is the FILE LINE (1-based, the header line and
+blank lines counted, as an editor shows it); for feather/parquet files it is the 1-based row of the table. Every
+CSV line must have as many fields as the first (header) line: a short line (a truncated last line) or a long one
+is rejected like any other bad row, and nothing of the file is written.
+
+Timeframe
+---------
+:func:`import_bars` refuses a timeframe that is a whole fraction of the data's spacing -- every step between
+consecutive bars a multiple of some longer timeframe, and the median step exactly that (1h bars imported as
+``1m`` would otherwise be stored as 1m bars with 59 "missing" bars in every hour) -- with
+:class:`~btlab.errors.TimeframeMismatchError` asking whether that longer timeframe was meant, unless
+``allow_timeframe_mismatch=True``.
 """
 
 from __future__ import annotations
@@ -59,8 +69,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from btlab.errors import DataValidationError, InvalidArgumentError
+from btlab.errors import DataValidationError, InvalidArgumentError, TimeframeMismatchError
 from btlab.marketdata.csvio import NUMBER as _NUMBER
+from btlab.marketdata.csvio import check_field_counts, data_row_line
 from btlab.marketdata.csvio import epoch_to_utc as _epoch_to_utc
 from btlab.marketdata.csvio import first_line as _first_line
 from btlab.marketdata.csvio import zip_csv_member
@@ -80,6 +91,8 @@ __all__ = [
     "TIME_COLUMN_NAMES",
     "TRADES_COLUMN_NAMES",
     "ImportReport",
+    "check_bars_file",
+    "data_spacing",
     "import_bars",
     "exchange_of",
     "infer_exchange",
@@ -164,31 +177,80 @@ def read_bars_file(path: str | Path, *, timeframe: Timeframe | str | None = None
         DataValidationError: the file does not exist, has an unsupported suffix, cannot be decoded, lacks a
             required column, holds an unparsable or out-of-range time, mixes epoch units, or fails
             :func:`btlab.model.bar.validate_bars` (missing value, non-positive price, negative volume,
-            ``high < low`` ..., duplicate or decreasing time, time not aligned to ``timeframe``). The message names
-            the file, the 1-based data row and the file's column name where they apply.
+            ``high < low`` ..., duplicate or decreasing time, time not aligned to ``timeframe``), or (CSV) has a
+            line with more or fewer fields than the header line. The message names the file, the row (CSV: the
+            file line, header counted) and the file's column name where they apply.
         ValueError: ``timeframe`` is not a valid ccxt timeframe.
     """
     p = Path(path)
     src = str(path)
     tf = None if timeframe is None else Timeframe.parse(timeframe)
+    kind = check_bars_file(p)
+
+    data: bytes | None = None
+    has_header = False
+    if kind in (".csv", ".csv.gz", ".zip"):
+        data = _csv_bytes(p, kind, src)
+        raw, has_header = _read_csv_bytes(data, src)
+    else:
+        raw = _read_columnar(p, kind, src)
+
+    names: dict[str, str] = {}
+    try:
+        frame, names = _canonical_frame(raw, src)
+        return validate_bars(frame, source=src, timeframe=tf)
+    except DataValidationError as exc:
+        row = exc.row
+        if row is not None and data is not None:  # a data row of the frame -> the file line
+            row = data_row_line(data, row, has_header=has_header)
+        column = names.get(exc.column, exc.column) if exc.column is not None else None
+        if (row, column) == (exc.row, exc.column):
+            raise
+        raise DataValidationError(exc.source, exc.reason, row=row, column=column) from None
+
+
+def check_bars_file(path: str | Path) -> str:
+    """Check, without reading it, that ``path`` is a file :func:`read_bars_file` can read; return its format
+    (``".csv"``, ``".csv.gz"``, ``".zip"``, ``".feather"`` or ``".parquet"``).
+
+    Raises:
+        DataValidationError: unsupported suffix, no such file, or not a regular file.
+    """
+    p = Path(path)
+    src = str(path)
     kind = _format_of(p, src)
     if not p.exists():
         raise DataValidationError(src, "no such file")
     if not p.is_file():
         raise DataValidationError(src, "not a regular file")
+    return kind
 
-    if kind in (".csv", ".csv.gz", ".zip"):
-        raw = _read_csv_bytes(_csv_bytes(p, kind, src), src)
-    else:
-        raw = _read_columnar(p, kind, src)
 
-    frame, names = _canonical_frame(raw, src)
-    try:
-        return validate_bars(frame, source=src, timeframe=tf)
-    except DataValidationError as exc:
-        if exc.column is None or names.get(exc.column, exc.column) == exc.column:
-            raise
-        raise DataValidationError(exc.source, exc.reason, row=exc.row, column=names[exc.column]) from None
+def data_spacing(ts: pd.Series | pd.DatetimeIndex, timeframe: Timeframe | str) -> Timeframe | None:
+    """The longer timeframe bars given as ``timeframe`` are really spaced by, or None if they fit ``timeframe``.
+
+    Returns ``T`` (longer than ``timeframe``) when every step between consecutive bars is a whole multiple of
+    ``T`` and the median step is exactly ``T`` -- the signature of bars of timeframe ``T`` (their gaps are whole
+    ``T`` windows too). ``T`` is the greatest common divisor of the steps, named in the largest ccxt unit that
+    divides it (``1w`` only when the bars open on Mondays, as weekly bars do). Needs at least 3 bars.
+
+    Args:
+        ts: strictly increasing bar open times.
+        timeframe: the timeframe the bars are said to have.
+    """
+    tf = Timeframe.parse(timeframe)
+    ns = pd.DatetimeIndex(ts).asi8
+    if len(ns) < 3:
+        return None
+    steps = np.diff(ns)
+    step = int(np.gcd.reduce(steps))
+    if step <= tf.nanos or step % 1_000_000_000 or int(np.median(steps)) != step:
+        return None
+    seconds = step // 1_000_000_000
+    found = Timeframe.from_seconds(seconds)
+    if found.value.endswith("w") and not found.is_aligned(int(ns[0])):
+        found = Timeframe.parse(f"{seconds // 86_400}d")
+    return found
 
 
 def infer_exchange(path: str | Path) -> str | None:
@@ -232,6 +294,7 @@ def import_bars(
     timeframe: Timeframe | str,
     source: str | None = None,
     calendar: str | None = None,
+    allow_timeframe_mismatch: bool = False,
 ) -> ImportReport:
     """Read, validate and store the bars of one file as one series.
 
@@ -251,6 +314,8 @@ def import_bars(
         source: provenance stored with each bar; defaults to the file name (without folders).
         calendar: the venue's calendar when ``exchange`` is a name btlab does not know (``"24/7"``, ``"XNYS"``);
             it only decides how missing bars are counted (see :class:`ImportReport`).
+        allow_timeframe_mismatch: store the bars even when they are spaced by a whole multiple of ``timeframe``
+            (see :func:`data_spacing`): e.g. a sparse series that really has ``timeframe`` bars.
 
     Returns:
         An :class:`ImportReport` (rows, first/last bar open time in UTC, number of missing bars, calendar).
@@ -260,16 +325,22 @@ def import_bars(
             calendar. Checked before the file is read; the store is unchanged.
         DataValidationError: the file is missing, unreadable or invalid (see :func:`read_bars_file`); the store
             is unchanged.
-        ValueError: ``timeframe`` is not a valid ccxt timeframe.
+        TimeframeMismatchError: the bars are spaced by a longer timeframe than ``timeframe`` (naming it) and
+            ``allow_timeframe_mismatch`` is False; the store is unchanged.
+        InvalidArgumentError: ``timeframe`` is not a valid ccxt timeframe, or ``exchange``/``symbol`` is empty.
     """
     p = Path(path)
     tf = Timeframe.parse(timeframe)
     exchange, assumed = exchange_of(p, exchange)
+    if not str(symbol or "").strip():
+        raise InvalidArgumentError("symbol must not be empty")
     venue = resolve_venue(exchange, calendar)
     bars = read_bars_file(p, timeframe=tf)
-    store.write_bars(bars, exchange=exchange, symbol=symbol, timeframe=tf, source=source or p.name)
     session = check_session(None, venue)
     gaps = find_gaps(bars["ts"], tf, calendar=venue.calendar, session=session)
+    if not allow_timeframe_mismatch and (spacing := data_spacing(bars["ts"], tf)) is not None:
+        raise TimeframeMismatchError(str(path), tf.value, spacing.value, int(gaps["missing_bars"].sum()))
+    store.write_bars(bars, exchange=exchange, symbol=symbol, timeframe=tf, source=source or p.name)
     outside = 0 if session is None else int((~in_session(bars["ts"], venue, session, tf)).sum())
     return ImportReport(
         path=p,
@@ -317,13 +388,15 @@ def _csv_bytes(p: Path, kind: str, src: str) -> bytes:
         raise DataValidationError(src, f"cannot read the file ({exc.strerror or exc})") from None
 
 
-def _read_csv_bytes(data: bytes, src: str) -> pd.DataFrame:
-    """All cells as ``str`` (file order, original header names or positional layout names)."""
+def _read_csv_bytes(data: bytes, src: str) -> tuple[pd.DataFrame, bool]:
+    """All cells as ``str`` (file order, original header names or positional layout names), and whether the file
+    has a header line."""
     first = _first_line(data)
     if first is None:
         raise DataValidationError(src, "empty file")
     first_field = first.split(",", 1)[0].strip().strip("\"'").strip()
     has_header = not _NUMBER.match(first_field)
+    check_field_counts(data, src, has_header=has_header)
     try:
         raw = pd.read_csv(
             io.BytesIO(data),
@@ -338,7 +411,7 @@ def _read_csv_bytes(data: bytes, src: str) -> pd.DataFrame:
     except (pd.errors.ParserError, ValueError) as exc:
         message = str(exc).strip().splitlines()[0]
         match = re.search(r"line (\d+)", message)
-        row = int(match.group(1)) - (1 if has_header else 0) if match else None
+        row = int(match.group(1)) if match else None  # pandas counts file lines, as btlab's rows do
         raise DataValidationError(src, f"not a readable CSV: {message}", row=row) from None
     if not has_header:
         layouts = {len(BINANCE_KLINE_COLUMNS): BINANCE_KLINE_COLUMNS, len(OHLCV_COLUMNS): OHLCV_COLUMNS}
@@ -351,7 +424,7 @@ def _read_csv_bytes(data: bytes, src: str) -> pd.DataFrame:
                 f"{', '.join(OHLCV_COLUMNS)}",
             )
         raw.columns = list(layout)
-    return raw
+    return raw, has_header
 
 
 def _read_columnar(p: Path, kind: str, src: str) -> pd.DataFrame:

@@ -118,7 +118,7 @@ def validate_bars(frame: pd.DataFrame, source: str, timeframe: Timeframe | str |
         step = np.diff(ns)
         if (row := _first(step == 0)) is not None:
             raise DataValidationError(
-                source, f"duplicate timestamp {out['ts'].iloc[row + 1]} (same as row {row + 1})", row=row + 2, column="ts"
+                source, f"duplicate timestamp {out['ts'].iloc[row + 1]} (same as the bar before it)", row=row + 2, column="ts"
             )
         if (row := _first(step < 0)) is not None:
             raise DataValidationError(

@@ -45,6 +45,22 @@ class Timeframe:
         count, unit = int(match.group(1)), match.group(2)
         return cls(f"{count}{unit}", count * _UNIT_SECONDS[unit])
 
+    @classmethod
+    def from_seconds(cls, seconds: int) -> "Timeframe":
+        """The timeframe of ``seconds`` in the largest unit that divides it (``3600`` -> ``1h``, ``5400`` -> ``90m``,
+        ``604800`` -> ``1w``).
+
+        Raises:
+            InvalidArgumentError: ``seconds`` is not a positive whole number.
+        """
+        if int(seconds) != seconds or seconds <= 0:
+            raise InvalidArgumentError(f"a timeframe is a positive whole number of seconds, got {seconds!r}")
+        seconds = int(seconds)
+        for unit, size in sorted(_UNIT_SECONDS.items(), key=lambda item: -item[1]):
+            if seconds % size == 0:
+                return cls(f"{seconds // size}{unit}", seconds)
+        raise AssertionError("unreachable: 1s divides every whole number")  # pragma: no cover
+
     @property
     def nanos(self) -> int:
         """Bar length in nanoseconds."""

@@ -1074,7 +1074,7 @@ def write_report(store: Any, run_id: str, path: str | Path | None = None) -> Pat
     if isinstance(store, str):
         from btlab.store import open_store
 
-        with open_store(store) as opened:
+        with open_store(store, read_only=True) as opened:
             return write_report(opened, run_id, path)
     run = store.get_run(run_id)
     equity = store.read_equity(run_id)

@@ -1,8 +1,9 @@
 """The :class:`Store` interface: market data and backtest results, same tables on every backend.
 
-Backends implement four primitives (:meth:`Store.ensure_schema`, :meth:`Store.upsert`, :meth:`Store.query`,
-:meth:`Store.close`); everything a caller uses (bars, runs, equity, trades, orders) is written once here on top of
-them, so the backends cannot drift apart. Both backends pass ``tests/test_store_conformance.py``.
+Backends implement five primitives (:meth:`Store.ensure_schema`, :meth:`Store.upsert`, :meth:`Store.query`,
+:meth:`Store.delete_rows`, :meth:`Store.close`); everything a caller uses (bars, runs, equity, trades, orders, and
+deleting them) is written once here on top of them, so the backends cannot drift apart. Both backends pass
+``tests/test_store_conformance.py``.
 
 SQL here uses ``?`` placeholders for every value (never string formatting of user input); a backend whose
 driver uses another style translates them. Only plain SELECT/WHERE/GROUP BY/ORDER BY/LIMIT is used, which
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from btlab.errors import InvalidArgumentError, RunNotFoundError
 from btlab.model.timeframe import Timeframe
@@ -26,6 +29,11 @@ if TYPE_CHECKING:
 
 # pandas (and numpy) are imported where used: opening a store and reading runs (``btlab runs list``) stays fast.
 TimeLike = Union[datetime, "pd.Timestamp", str, None]
+
+#: Tables that hold backtest runs: ``bt_runs`` first, then every other table with a ``run_id`` column.
+RUN_TABLES: tuple[str, ...] = ("bt_runs",) + tuple(
+    name for name, table in TABLES.items() if name != "bt_runs" and "run_id" in table.column_names
+)
 
 
 def to_utc(value: TimeLike) -> pd.Timestamp | None:
@@ -67,6 +75,67 @@ def conform(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class RowFilter:
+    """The rows of one table that :meth:`Store.delete_rows` deletes.
+
+    A row is selected when every ``equals`` column holds the given value (or, for a list/tuple/set, any of its
+    values) and, where given, ``start <= ts < end``. Column names are checked against the schema, so identifiers
+    only ever come from :data:`btlab.store.schema.TABLES`; values are always bound parameters.
+
+    Attributes:
+        table: a table of the schema.
+        equals: column -> value or collection of values (at least one condition overall).
+        start, end: bounds on ``ts`` (UTC; naive values are taken as UTC).
+    """
+
+    table: str
+    equals: Mapping[str, Any]
+    start: TimeLike = None
+    end: TimeLike = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """``(condition, params)``: SQL with ``?`` placeholders selecting the rows, and the values to bind.
+
+        Raises:
+            KeyError: unknown table.
+            ValueError: unknown column, an empty collection of values, or no condition at all (deleting a whole
+                table is not what this is for).
+        """
+        spec = TABLES[self.table]
+        parts: list[str] = []
+        params: list[Any] = []
+        for col, value in self.equals.items():
+            if col not in spec.column_names:
+                raise ValueError(f"table {spec.name} has no column {col!r}")
+            if isinstance(value, (list, tuple, set, frozenset)):
+                values = list(value)
+                if not values:
+                    raise ValueError(f"no values given for {spec.name}.{col}")
+                parts.append(f"{col} IN ({', '.join('?' for _ in values)})")
+                params.extend(values)
+            else:
+                parts.append(f"{col} = ?")
+                params.append(value)
+        if (lo := to_utc(self.start)) is not None:
+            parts.append("ts >= ?")
+            params.append(Store._param_time(lo))
+        if (hi := to_utc(self.end)) is not None:
+            parts.append("ts < ?")
+            params.append(Store._param_time(hi))
+        if not parts:
+            raise ValueError(f"refusing to delete every row of {spec.name}: give at least one condition")
+        return " AND ".join(parts), params
+
+
+class BarSpan(NamedTuple):
+    """How many bars a selection holds and the open times (UTC) of its first and last bar (None when empty)."""
+
+    bars: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+
+
 class Store(ABC):
     """Durable storage of bars, ticks and backtest results.
 
@@ -98,6 +167,13 @@ class Store(ABC):
         """Run a read-only SQL query with ``?`` placeholders bound to ``params``; return all rows."""
 
     @abstractmethod
+    def delete_rows(self, filters: Sequence[RowFilter]) -> list[int]:
+        """Delete the rows each :class:`RowFilter` selects, in order; return how many rows each one deleted.
+
+        Each backend states its atomicity and cost (DuckDB: one transaction for all filters).
+        """
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections. Idempotent."""
 
@@ -108,6 +184,16 @@ class Store(ABC):
         Backends may answer without pandas (the DuckDB backend does: it keeps ``btlab runs list`` fast).
         """
         return [_plain_row(row) for row in self.query(sql, params).to_dict("records")]
+    @contextmanager
+    def session(self) -> Iterator["Store"]:
+        """Hold the backend's connection for a block of calls (one batch of writes), then release it.
+
+        DuckDB opens a connection per call by default, so that other processes can read between writes; a session
+        keeps one connection (and the file's lock) for the whole block instead, saving the reopening cost. Keep
+        sessions short: other processes wait while one is open. Nested sessions share the outer one. Other
+        backends hold their connection anyway: no effect.
+        """
+        yield self
 
     def __enter__(self) -> "Store":
         return self
@@ -201,6 +287,39 @@ class Store(ABC):
             frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
         frame["bars"] = frame["bars"].astype("int64")
         return frame
+
+    def bar_span(
+        self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None
+    ) -> BarSpan:
+        """Count the bars of one series with ``start <= ts < end`` (either bound optional), with the first and last."""
+        import pandas as pd
+
+        where, params = RowFilter(
+            "ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": Timeframe.parse(timeframe).value},
+            start, end,
+        ).where()
+        frame = self.query(f"SELECT count(*) AS n, min(ts) AS lo, max(ts) AS hi FROM ohlcv WHERE {where}", params)
+        n = int(frame["n"].iloc[0]) if len(frame) else 0
+        if n == 0:
+            return BarSpan(0, None, None)
+        lo, hi = (pd.Timestamp(frame[c].iloc[0]) for c in ("lo", "hi"))
+        return BarSpan(n, *(t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in (lo, hi)))
+
+    def delete_bars(
+        self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None
+    ) -> int:
+        """Delete the bars of one series with ``start <= ts < end`` (no bounds: the whole series).
+
+        Returns: bars deleted (0 if there were none).
+
+        Raises:
+            InvalidArgumentError: ``timeframe`` is not a valid ccxt timeframe.
+        """
+        rows = RowFilter(
+            "ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": Timeframe.parse(timeframe).value},
+            start, end,
+        )
+        return self.delete_rows([rows])[0]
 
     # ---- backtest results ------------------------------------------------------------------------------------
     def write_run(self, run: Mapping[str, Any]) -> None:
@@ -337,6 +456,54 @@ class Store(ABC):
         return self._select(
             "bt_orders", "SELECT * FROM bt_orders WHERE run_id = ? ORDER BY ts, order_ref", [run_id]
         ).drop(columns=["run_id"])
+
+    def run_row_counts(self, run_ids: Sequence[str]) -> pd.DataFrame:
+        """How many rows each run has in every table that holds runs (``bt_runs`` and those with a ``run_id``).
+
+        Returns: one row per run id that exists, in the order given: ``run_id`` and one ``int64`` column per table.
+
+        Raises:
+            RunNotFoundError: a run id is not in the store (naming every missing one).
+        """
+        import pandas as pd
+
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            return pd.DataFrame({"run_id": pd.Series([], dtype=object)})
+        where, params = RowFilter("bt_runs", {"run_id": ids}).where()
+        found = set(self.query(f"SELECT run_id FROM bt_runs WHERE {where}", params)["run_id"])
+        missing = [r for r in ids if r not in found]
+        if missing:
+            raise RunNotFoundError(
+                f"no run {', '.join(map(repr, missing))} in the store at {self.address} (see: btlab runs list)"
+            )
+        out = pd.DataFrame({"run_id": ids})
+        for table in RUN_TABLES:
+            where, params = RowFilter(table, {"run_id": ids}).where()
+            counts = self.query(f"SELECT run_id, count(*) AS n FROM {table} WHERE {where} GROUP BY run_id", params)
+            by_id = dict(zip(counts["run_id"], counts["n"])) if len(counts) else {}
+            out[table] = [int(by_id.get(r, 0)) for r in ids]
+        return out
+
+    def delete_runs(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """Delete runs: their ``bt_runs`` rows and their rows in every other table with a ``run_id`` (equity,
+        trades, orders, ...).
+
+        Every id is checked first: if one is unknown nothing is deleted. The run rows go last, so a delete cut
+        short (e.g. a server gone away) leaves the runs listed and can simply be repeated.
+
+        Returns: rows deleted per table.
+
+        Raises:
+            RunNotFoundError: a run id is not in the store (nothing was deleted).
+        """
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            return {}
+        self.run_row_counts(ids)  # raises for unknown ids before anything is deleted
+        tables = [t for t in RUN_TABLES if t != "bt_runs"] + ["bt_runs"]
+        counts = self.delete_rows([RowFilter(t, {"run_id": ids}) for t in tables])
+        return dict(zip(tables, counts))
 
 
 def _check_limit(limit: int) -> int:

@@ -9,8 +9,13 @@ from btlab.store.base import Store
 QUESTDB_PREFIXES = ("http::", "https::", "tcp::", "tcps::", "questdb://")
 
 
-def open_store(address: str | None = None) -> Store:
+def open_store(address: str | None = None, *, read_only: bool = False) -> Store:
     """Open the store at ``address`` (default: ``BTLAB_STORE``, else the default DuckDB file).
+
+    ``read_only=True`` is for commands that only read (listing runs, coverage, reports): nothing is created (no
+    file, no folder, no table) and nothing can be written; a DuckDB file must already exist. Several read-only
+    openers and one writer share a DuckDB file by turns (see :class:`~btlab.store.duckdb.DuckDBStore`; they wait
+    up to ``BTLAB_LOCK_TIMEOUT`` seconds for each other).
 
     Address forms:
         * ``path/to/file.duckdb``, ``duckdb:///abs/path.duckdb``, ``:memory:`` -- the embedded DuckDB backend;
@@ -19,12 +24,15 @@ def open_store(address: str | None = None) -> Store:
           or ``questdb://HOST:9000`` -- the QuestDB backend.
 
     Raises:
-        StoreConfigError: the address is malformed.
-        StoreUnavailableError: the store cannot be reached; the message names the address.
+        StoreConfigError: the address is malformed, names an existing file that is not a DuckDB database, or a
+            ``BTLAB_*`` setting (e.g. ``BTLAB_LOCK_TIMEOUT``) is invalid.
+        StoreNotFoundError: ``read_only`` and there is no store at the address.
+        StoreUnavailableError: the store cannot be reached (or its file stays locked by another process:
+            :class:`~btlab.errors.StoreLockedError`, naming it); the message names the address.
     """
-    if address is None:
-        from btlab.settings import store_address
+    from btlab.settings import lock_timeout, store_address
 
+    if address is None:
         address = store_address()
     address = address.strip()
     if not address:
@@ -32,7 +40,7 @@ def open_store(address: str | None = None) -> Store:
     if address.startswith(QUESTDB_PREFIXES):
         from btlab.store.questdb import QuestDBStore
 
-        return QuestDBStore.from_address(address)
+        return QuestDBStore.from_address(address, read_only=read_only)
     if "://" in address and not address.startswith("duckdb://"):
         raise StoreConfigError(
             f"unknown store address {address!r}: use a DuckDB file path, duckdb:///path, or a QuestDB address "
@@ -40,4 +48,4 @@ def open_store(address: str | None = None) -> Store:
         )
     from btlab.store.duckdb import DuckDBStore
 
-    return DuckDBStore(address.removeprefix("duckdb://"))
+    return DuckDBStore(address.removeprefix("duckdb://"), read_only=read_only, lock_timeout=lock_timeout())

@@ -23,11 +23,15 @@ How it uses QuestDB (documented features only):
 * Reads -- PGWire with psycopg 3 (https://questdb.com/docs/pgwire/python/: port 8812, user ``admin``, password
   ``quest``, database ``qdb``, ``autocommit=True``), parameters always bound, results in binary format.
   ``base.py`` binds ``LIMIT ?``: use QuestDB >= 8.2.2 (bind variables in ``LIMIT`` fixed there, questdb#5377).
+* Deletes -- QuestDB has no row ``DELETE``; :meth:`QuestDBStore.delete_rows` uses the documented "replace table"
+  pattern (https://questdb.com/docs/operations/modifying-data/#replace-table: copy the rows to keep into a new
+  table, ``DROP TABLE``, ``RENAME TABLE``), see its docstring for the costs.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,8 +42,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 import numpy as np
 import pandas as pd
 
-from btlab.errors import StoreConfigError, StoreUnavailableError
-from btlab.store.base import Store, conform
+from btlab.errors import StoreConfigError, StoreNotFoundError, StoreUnavailableError
+from btlab.store.base import RUN_TABLES, RowFilter, Store, conform
 from btlab.store.schema import TABLES, Table
 
 #: QuestDB column type of each :data:`btlab.store.schema.ColumnKind`.
@@ -50,6 +54,8 @@ DEFAULT_PG_PORT = 8812
 DEFAULT_PG_USER = "admin"
 DEFAULT_PG_PASSWORD = "quest"
 DEFAULT_PG_DBNAME = "qdb"
+#: Suffix of the temporary copy a delete builds (see :meth:`QuestDBStore.delete_rows`).
+KEEP_SUFFIX = "_btlab_keep"
 
 #: btlab-only keys of the client configuration string (removed before the string reaches the ILP client).
 PG_KEYS = ("pg_host", "pg_port", "pg_user", "pg_password", "pg_dbname")
@@ -77,6 +83,8 @@ class QuestDBConfig:
         tls: ``https`` instead of ``http``.
         pg_host, pg_port, pg_user, pg_password, pg_dbname: the PostgreSQL wire endpoint (reads and DDL).
         display: the address without any password or token, for messages and :attr:`Store.address`.
+        completed: what the address did not say and was completed with QuestDB's defaults on the same host
+            (``"HTTP port"``, ``"PG wire port"``), for messages.
     """
 
     ilp_conf: str = field(repr=False)
@@ -89,6 +97,21 @@ class QuestDBConfig:
     pg_password: str = field(repr=False)
     pg_dbname: str
     display: str
+    completed: tuple[str, ...] = ()
+
+    @property
+    def resolved(self) -> str:
+        """Both endpoints as they will be used (no credentials), e.g. ``ILP/HTTP http://h:9000, PG wire h:8812
+        (PG wire port not given: QuestDB's default 8812 on the same host)``."""
+        scheme = "https" if self.tls else "http"
+        text = (f"ILP/HTTP {scheme}://{_join_host_port(self.http_host, self.http_port)}, "
+                f"PG wire {_join_host_port(self.pg_host, self.pg_port)}")
+        notes = []
+        if "HTTP port" in self.completed:
+            notes.append(f"HTTP port not given: QuestDB's default {DEFAULT_HTTP_PORT}")
+        if "PG wire port" in self.completed:
+            notes.append(f"PG wire port not given: QuestDB's default {DEFAULT_PG_PORT} on the same host")
+        return text + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def parse_address(address: str) -> QuestDBConfig:
@@ -105,7 +128,13 @@ def parse_address(address: str) -> QuestDBConfig:
       ``pg_user``, ``pg_password``, ``pg_dbname`` and ``tls=true`` (https); ``USER``/``PASSWORD`` are HTTP
       basic-auth credentials.
 
-    The HTTP port defaults to 9000.
+    Endpoints (the rule): reads and DDL (PostgreSQL wire) and writes (ILP over HTTP) go to the SAME host --
+    ``pg_host`` defaults to the ``addr`` host; give it only when the PG wire endpoint really is on another host.
+    A port the address does not name is QuestDB's default on that same host: HTTP 9000, PG wire 8812. So
+    ``http::addr=db:9;`` reads from ``db:8812`` -- which may be another server than the one on port 9 if the
+    ports were remapped; that is why :class:`QuestDBStore` checks both endpoints when it opens and every
+    connection error prints both resolved endpoints (:attr:`QuestDBConfig.resolved`, no credentials). Name both
+    ports when either is not the default.
 
     Raises:
         StoreConfigError: the address is malformed (naming what is wrong and the accepted forms).
@@ -127,18 +156,23 @@ def parse_address(address: str) -> QuestDBConfig:
     if not values.get("addr"):
         raise StoreConfigError(f"QuestDB address {address!r} has no addr=HOST:PORT; {_FORMS}")
     host, port = _split_host_port(values["addr"], DEFAULT_HTTP_PORT, address)
+    port_given = _has_port(values["addr"])
     client = [(k, v) for k, v in pairs if k not in PG_KEYS and k not in _FLUSH_KEYS and k != "addr"]
     ilp_conf = _render_conf(scheme, [("addr", _join_host_port(host, port))] + client)
     display = _render_conf(
         scheme,
         [(k, v) for k, v in pairs if k not in SECRET_KEYS and k not in _FLUSH_KEYS],
     )
-    return _config(ilp_conf, host, port, scheme == "https", values, address, display)
+    return _config(ilp_conf, host, port, scheme == "https", values, address, display, port_given)
 
 
 def _config(ilp_conf: str, host: str, port: int, tls: bool, values: dict[str, str], shown: str,
-            display: str) -> QuestDBConfig:
+            display: str, port_given: bool) -> QuestDBConfig:
     """The parsed address, with btlab's PG-wire keys (``pg_*``) defaulted from the HTTP host and QuestDB's defaults."""
+    completed = tuple(
+        what for what, given in (("HTTP port", port_given), ("PG wire port", bool(values.get("pg_port"))))
+        if not given
+    )
     return QuestDBConfig(
         ilp_conf=ilp_conf,
         http_host=host,
@@ -150,6 +184,7 @@ def _config(ilp_conf: str, host: str, port: int, tls: bool, values: dict[str, st
         pg_password=values.get("pg_password", DEFAULT_PG_PASSWORD),
         pg_dbname=values.get("pg_dbname") or DEFAULT_PG_DBNAME,
         display=display,
+        completed=completed,
     )
 
 
@@ -186,7 +221,7 @@ def _parse_url(address: str) -> QuestDBConfig:
         client.append(("username", unquote(url.username)))
     if url.password is not None:
         client.append(("password", unquote(url.password)))
-    return _config(_render_conf(scheme, client), host, http_port, tls, values, shown, shown)
+    return _config(_render_conf(scheme, client), host, http_port, tls, values, shown, shown, port is not None)
 
 
 def _redact_url(address: str) -> str:
@@ -257,6 +292,14 @@ def _split_host_port(addr: str, default_port: int, address: str) -> tuple[str, i
     return host, _port(port_text, default_port, address, "addr port")
 
 
+def _has_port(addr: str) -> bool:
+    """Whether an ``addr`` value names a port (``host:port`` or ``[v6]:port``; a bare IPv6 address has none)."""
+    addr = addr.strip()
+    if addr.startswith("["):
+        return "]:" in addr
+    return addr.count(":") == 1
+
+
 def _join_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -274,17 +317,19 @@ def _port(text: str | None, default: int, address: str, what: str) -> int:
 
 
 # ---- SQL helpers ---------------------------------------------------------------------------------------------
-def table_ddl(table: Table) -> str:
+def table_ddl(table: Table, name: str | None = None) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for QuestDB: designated timestamp ``ts``, partitioned, WAL, deduplicated.
 
     The dedup keys are ``ts`` followed by the table's other key columns (QuestDB requires the designated
     timestamp among them; for ``bt_runs``, keyed by ``run_id``, that is ``(ts, run_id)`` -- a run keeps its ``ts``).
+    ``name`` creates the same table under another name (default: the table's own).
     """
-    _check_name(table.name)
+    name = name or table.name
+    _check_name(name)
     cols = ", ".join(f"{_ident(c.name)} {QUESTDB_TYPES[c.kind]}" for c in table.columns)
     keys = ", ".join(_ident(k) for k in dedup_keys(table))
     return (
-        f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}) TIMESTAMP({_ident('ts')}) "
+        f"CREATE TABLE IF NOT EXISTS {name} ({cols}) TIMESTAMP({_ident('ts')}) "
         f"PARTITION BY {table.partition_by} WAL DEDUP UPSERT KEYS({keys})"
     )
 
@@ -321,7 +366,33 @@ def questdb_only_statements() -> list[str]:
     for table in TABLES.values():
         out += [table_ddl(table), dedup_ddl(table), table_columns_sql(table)]
         out += [add_column_ddl(table, c.name) for c in table.columns if c.name != "ts"]
+    samples = {"ohlcv": RowFilter("ohlcv", {"exchange": "x", "symbol": "y", "timeframe": "1h"}, "2024-01-01",
+                                  "2024-02-01")}
+    samples.update({name: RowFilter(name, {"run_id": ["a", "b"]}) for name in RUN_TABLES})
+    for name, row_filter in samples.items():
+        out += list(delete_statements(TABLES[name], row_filter.where()[0]).values())
     return out
+def delete_statements(table: Table, where: str) -> dict[str, str]:
+    """The statements :meth:`QuestDBStore.delete_rows` sends for one table (``?`` placeholders; ``where`` is
+    built by :meth:`btlab.store.base.RowFilter.where` from schema identifiers only).
+
+    Keys: ``count`` (rows selected), ``count_all``, ``drop_keep`` (a leftover copy), ``create_keep`` (the copy,
+    same DDL), ``copy`` (``INSERT INTO`` the copy every row not selected), ``count_keep``, ``drop`` (the table),
+    ``rename`` (the copy to the table's name).
+    """
+    _check_name(table.name)
+    keep = table.name + KEEP_SUFFIX
+    cols = ", ".join(_ident(c.name) for c in table.columns)
+    return {
+        "count": f"SELECT count(*) AS n FROM {table.name} WHERE {where}",
+        "count_all": f"SELECT count(*) AS n FROM {table.name}",
+        "drop_keep": f"DROP TABLE IF EXISTS {keep}",
+        "create_keep": table_ddl(table, name=keep),
+        "copy": f"INSERT INTO {keep} ({cols}) SELECT {cols} FROM {table.name} WHERE NOT ({where})",
+        "count_keep": f"SELECT count(*) AS n FROM {keep}",
+        "drop": f"DROP TABLE {table.name}",
+        "rename": f"RENAME TABLE {keep} TO {table.name}",
+    }
 
 
 def dedup_keys(table: Table) -> tuple[str, ...]:
@@ -422,17 +493,23 @@ class QuestDBStore(Store):
     it without duplicates. After the requests, :meth:`upsert` waits until QuestDB has applied them (WAL), so a
     following :meth:`query` sees the rows.
 
+    Opening checks BOTH endpoints (a TCP connection to the HTTP port, then the PG wire login), so an address
+    whose two ports lead to different places fails at once instead of reading one server while writes fail on
+    the other; connection errors name both resolved endpoints (:attr:`QuestDBConfig.resolved`).
+
     Not thread-safe: use one store per thread.
 
     Args:
         config: from :func:`parse_address`.
-        connect_timeout: seconds to wait for the PostgreSQL wire connection (libpq rounds up to >= 2).
+        connect_timeout: seconds to wait for each endpoint (libpq rounds up to >= 2).
         wal_timeout: seconds :meth:`upsert` waits for written rows to become visible.
         rows_per_request: rows per ILP/HTTP request (one QuestDB transaction each).
+        read_only: no DDL (tables are not created or migrated) and no writes; at least one btlab table must exist.
 
     Raises:
         StoreUnavailableError: the server cannot be reached (naming the address without credentials), or its
             tables are unusable (not WAL, suspended, another designated timestamp).
+        StoreNotFoundError: ``read_only`` and the server holds no btlab table yet.
     """
 
     def __init__(
@@ -442,6 +519,7 @@ class QuestDBStore(Store):
         connect_timeout: float = 5.0,
         wal_timeout: float = 30.0,
         rows_per_request: int = 100_000,
+        read_only: bool = False,
     ) -> None:
         if rows_per_request <= 0:
             raise ValueError("rows_per_request must be positive")
@@ -450,12 +528,20 @@ class QuestDBStore(Store):
         self.connect_timeout = connect_timeout
         self.wal_timeout = wal_timeout
         self.rows_per_request = int(rows_per_request)
+        self.read_only = bool(read_only)
         self._conn: Any = None
         self._sender: Any = None
         self._closed = False
+        self._check_http()
         self._connect()
         try:
-            self.ensure_schema()
+            if self.read_only:
+                if not set(self._wal_status()) & set(TABLES):
+                    raise StoreNotFoundError(
+                        self.address, f"no btlab tables in the QuestDB at {self.address} yet (nothing written there)"
+                    )
+            else:
+                self.ensure_schema()
         except BaseException:
             self.close()
             raise
@@ -471,6 +557,22 @@ class QuestDBStore(Store):
         return cls(parse_address(address), **kwargs)
 
     # ---- connections --------------------------------------------------------------------------------------
+    def _unavailable(self, reason: str) -> StoreUnavailableError:
+        return StoreUnavailableError(self.address, f"{reason}; resolved: {self.config.resolved}")
+
+    def _check_http(self) -> None:
+        """Open (and close) a TCP connection to the ILP/HTTP endpoint, so a wrong HTTP port fails at open."""
+        cfg = self.config
+        try:
+            with socket.create_connection((cfg.http_host, cfg.http_port), timeout=max(0.5, self.connect_timeout)):
+                pass
+        except OSError as exc:
+            scheme = "https" if cfg.tls else "http"
+            raise self._unavailable(
+                f"ILP/HTTP at {scheme}://{_join_host_port(cfg.http_host, cfg.http_port)}: "
+                f"{exc.strerror or type(exc).__name__}"
+            ) from None
+
     def _connect(self) -> None:
         import psycopg
 
@@ -487,8 +589,8 @@ class QuestDBStore(Store):
                 prepare_threshold=None,
             )
         except psycopg.Error as exc:
-            raise StoreUnavailableError(
-                self.address, f"PostgreSQL wire at {cfg.pg_host}:{cfg.pg_port}: {_one_line(exc)}"
+            raise self._unavailable(
+                f"PostgreSQL wire at {_join_host_port(cfg.pg_host, cfg.pg_port)}: {_one_line(exc)}"
             ) from None
 
     @property
@@ -517,7 +619,7 @@ class QuestDBStore(Store):
                 if conn.broken and attempt == 1:
                     continue  # connection lost (e.g. server restart): statements here are read-only or idempotent
                 if conn.broken:
-                    raise StoreUnavailableError(self.address, _one_line(exc)) from None
+                    raise self._unavailable(_one_line(exc)) from None
                 raise
         raise AssertionError("unreachable")
 
@@ -547,8 +649,8 @@ class QuestDBStore(Store):
         if code in unavailable:
             cfg = self.config
             scheme = "https" if cfg.tls else "http"
-            return StoreUnavailableError(
-                self.address, f"ILP at {scheme}://{_join_host_port(cfg.http_host, cfg.http_port)}: {_one_line(exc)}"
+            return self._unavailable(
+                f"ILP at {scheme}://{_join_host_port(cfg.http_host, cfg.http_port)}: {_one_line(exc)}"
             )
         return exc
 
@@ -556,10 +658,15 @@ class QuestDBStore(Store):
     def ensure_schema(self) -> None:
         """Create missing tables, add missing columns, and make sure each table is WAL with the right dedup keys.
 
+        Also finishes or undoes a :meth:`delete_rows` that was cut short (see there).
+
         Raises:
             StoreUnavailableError: a table exists but is not a WAL table, is suspended, or has another designated
                 timestamp than ``ts`` (e.g. it was auto-created by ILP from other data).
         """
+        if self.read_only:
+            return
+        self._recover_deletes()
         for table in TABLES.values():
             self._execute(table_ddl(table))
         wal = self._wal_status()
@@ -610,6 +717,7 @@ class QuestDBStore(Store):
         spec = TABLES[table]
         if frame.empty:
             return 0
+        self._writable()
         batch, symbols = ilp_frame(spec, frame)
         sender = self._get_sender()
         step = self.rows_per_request
@@ -642,6 +750,77 @@ class QuestDBStore(Store):
         if desc is None:
             return pd.DataFrame()
         return _frame(desc, rows)
+
+    def delete_rows(self, filters: Sequence[RowFilter]) -> list[int]:
+        """Delete rows by rewriting each affected table without them (QuestDB has no row ``DELETE``).
+
+        For each filter (in order), following QuestDB's documented "replace table" pattern
+        (https://questdb.com/docs/operations/modifying-data/#replace-table): count the rows it selects (none: the
+        table is left alone); create ``<table>_btlab_keep`` with the table's own DDL (same columns, designated
+        timestamp, partitioning, WAL and DEDUP UPSERT KEYS); ``INSERT INTO`` it every row NOT selected (values
+        bound); wait until applied; check that it holds exactly the table's rows minus the selected ones (if a
+        writer changed the table meanwhile: drop the copy, raise, nothing deleted); then ``DROP TABLE`` the table
+        and ``RENAME TABLE`` the copy to its name.
+
+        Costs: every remaining row of the table is copied (time and, until the drop, disk space proportional to
+        the whole table, not to the rows deleted); rows written to the table by another process between the copy
+        and the drop are lost, so do not delete while something writes to that table (live ingest, a running
+        backtest for the run tables); readers see the table missing for the moment between ``DROP`` and
+        ``RENAME``. Filters on different tables are separate operations (no transaction spans them). If the
+        process dies between ``DROP`` and ``RENAME``, the next read-write open renames the copy back
+        (:meth:`ensure_schema`); a copy left beside an intact table is dropped there.
+
+        Raises:
+            StoreUnavailableError: read-only store, server gone, or the table changed during the copy.
+        """
+        self._writable()
+        return [self._delete(f) for f in filters]
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> int:
+        _, rows = self._execute(to_pyformat(sql), params)
+        return int(rows[0][0]) if rows else 0
+
+    def _delete(self, rows: RowFilter) -> int:
+        spec = TABLES[rows.table]
+        where, params = rows.where()
+        sql = delete_statements(spec, where)
+        self._wait_applied(spec.name)
+        selected = self._scalar(sql["count"], params)
+        if selected == 0:
+            return 0
+        total = self._scalar(sql["count_all"])
+        keep = spec.name + KEEP_SUFFIX
+        self._execute(sql["drop_keep"])
+        self._execute(sql["create_keep"])
+        self._execute(to_pyformat(sql["copy"]), params)
+        self._wait_applied(keep)
+        kept = self._scalar(sql["count_keep"])
+        self._wait_applied(spec.name)
+        if kept != total - selected or self._scalar(sql["count_all"]) != total:
+            self._execute(sql["drop_keep"])
+            raise self._unavailable(
+                f"table {spec.name} changed while deleting from it (another writer?): nothing deleted; retry when "
+                f"nothing writes to it"
+            )
+        self._execute(sql["drop"])
+        self._execute(sql["rename"])
+        self._wait_applied(spec.name)
+        return selected
+
+    def _recover_deletes(self) -> None:
+        """Finish or undo a :meth:`delete_rows` cut short: a ``<table>_btlab_keep`` copy without its table takes the
+        table's name (the drop happened, the rename did not); beside an intact table it is dropped."""
+        tables = set(self._wal_status())
+        for table in TABLES.values():
+            keep = table.name + KEEP_SUFFIX
+            if keep not in tables:
+                continue
+            sql = delete_statements(table, "true")
+            self._execute(sql["drop_keep"] if table.name in tables else sql["rename"])
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise StoreUnavailableError(self.address, "opened read-only: cannot write")
 
     def close(self) -> None:
         """Close the ILP sender and the PostgreSQL wire connection. Idempotent."""
