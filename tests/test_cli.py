@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,19 +13,9 @@ from typer.testing import CliRunner
 from btlab.cli.main import app
 from btlab.store.duckdb import DuckDBStore
 from realdata import BTC_1H
+from cliproc import btlab_cli
 
 runner = CliRunner()
-
-
-def btlab_cli(
-    *args: str, store: Path | str | None = None, extra_env: dict[str, str] | None = None
-) -> "subprocess.CompletedProcess[str]":
-    """Run the installed ``btlab`` console script in a subprocess (real exit codes, real stderr)."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(extra_env or {})}
-    if store is not None:
-        env["BTLAB_STORE"] = str(store)
-    exe = Path(sys.executable).with_name("btlab")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def invoke(*args: str) -> "CliRunner.Result":

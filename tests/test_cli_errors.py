@@ -4,47 +4,17 @@ true about the commands and their options."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from realdata import BTC_1H
+from cliproc import assert_one_line, btlab_cli
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def btlab_cli(
-    *args: str, store: Path | str | None = None, extra_env: dict[str, str] | None = None, columns: str | None = "200",
-    stdin: str | None = None, timeout: float = 300,
-) -> "subprocess.CompletedProcess[str]":
-    """Run the installed ``btlab`` console script in a subprocess (real exit codes, real stderr)."""
-    env = {**os.environ, "NO_COLOR": "1", **(extra_env or {})}
-    env.pop("COLUMNS", None)
-    if columns is not None:
-        env["COLUMNS"] = columns
-    if store is not None:
-        env["BTLAB_STORE"] = str(store)
-    exe = Path(sys.executable).with_name("btlab")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=timeout,
-                          input=stdin if stdin is not None else "")
-
-
-def error_lines(proc: "subprocess.CompletedProcess[str]") -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.strip()]
-
-
-def assert_one_line(proc: "subprocess.CompletedProcess[str]", code: int = 1) -> str:
-    lines = error_lines(proc)
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 def closed_port() -> int:

@@ -3,9 +3,6 @@ files, real backtests, the real console script in subprocesses (exit codes, prom
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,25 +14,9 @@ from btlab.errors import InvalidArgumentError, NoDataError
 from btlab.marketdata.resample import resample_stored_bars
 from btlab.store.duckdb import DuckDBStore
 from realdata import BTC_1H, btc_1h
+from cliproc import btlab_cli, error_lines
 
 SERIES = ["--exchange", "binance", "--symbol", "BTC/USDT"]
-
-
-def btlab_cli(
-    *args: str, store: Path | str | None = None, extra_env: dict[str, str] | None = None,
-    input: str | None = None,
-) -> "subprocess.CompletedProcess[str]":
-    """Run the installed ``btlab`` console script in a subprocess (real exit codes, real stderr)."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(extra_env or {})}
-    if store is not None:
-        env["BTLAB_STORE"] = str(store)
-    exe = Path(sys.executable).with_name("btlab")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300,
-                          input=input if input is not None else "")
-
-
-def error_lines(proc: "subprocess.CompletedProcess[str]") -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
 @pytest.fixture

@@ -4,12 +4,8 @@ the real ``btlab`` console script in subprocesses."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,25 +15,11 @@ from btlab.marketdata.binance_vision import import_binance_vision
 from btlab.marketdata.files import data_spacing, import_bars, read_bars_file
 from btlab.store.duckdb import DuckDBStore
 from realdata import AAPL_1D, BTC_1H, btc_1h
+from cliproc import btlab_cli, error_lines
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 AGG_FILE = DATA / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv"
 M1_CSV = DATA / "BTC_USDT-1m_2024-08-08T2352_2024-08-09T0006.csv"
-
-
-def btlab_cli(
-    *args: str, store: Path | str | None = None, extra_env: dict[str, str] | None = None,
-) -> "subprocess.CompletedProcess[str]":
-    """Run the installed ``btlab`` console script in a subprocess (real exit codes, real stderr)."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(extra_env or {})}
-    if store is not None:
-        env["BTLAB_STORE"] = str(store)
-    exe = Path(sys.executable).with_name("btlab")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
-
-
-def error_lines(proc: "subprocess.CompletedProcess[str]") -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.strip()]
 
 
 def bars_stored(path: Path) -> int:

@@ -7,7 +7,6 @@ against exchange_calendars directly (not through btlab), and metrics against emp
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import warnings
@@ -32,6 +31,7 @@ from btlab.model.sessions import filter_session, session_labels, session_windows
 from btlab.model.venue import crypto_exchange_ids, resolve_venue
 from btlab.store.duckdb import DuckDBStore
 from realdata import AAPL_1D, BTC_1H, DATA
+from cliproc import btlab_cli
 
 SPY_1M = DATA / "SPY_1min_2024-02-20_2024-05-17.csv.gz"
 NY = "America/New_York"
@@ -42,13 +42,6 @@ with warnings.catch_warnings():  # exchange_calendars' own pandas deprecation no
 SPY_SESSIONS = XNYS.sessions_in_range("2024-02-20", "2024-05-17")  # the library's own answer: 63 sessions
 AAPL_SESSIONS = XNYS.sessions_in_range("2013-02-08", "2018-02-07")
 runner = CliRunner()
-
-
-def btlab_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """The installed console script in a subprocess: real exit code and real stderr."""
-    env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1"}
-    exe = Path(sys.executable).with_name("btlab")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def one_line(text: str) -> str:

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from btlab.marketdata.aggregate import aggregate_ticks
 from btlab.marketdata.live import LiveIngest
 from btlab.store.duckdb import DuckDBStore
 from fakes.binance import FakeBinance
-from realdata import DATA, binance_klines, recorded_trades
+from realdata import binance_klines, recorded_trades
 from broker import kafka_bootstrap  # noqa: F401  (session fixture: a real Tansu broker)
 
 FIRST_ID, LAST_ID = 3735683259, 3735703162

@@ -21,17 +21,7 @@ from btlab.backtest.compat import bt
 from btlab.errors import RunInterruptedError
 from btlab.store.duckdb import DuckDBStore
 from realdata import BTC_1H, BTC_1M
-
-
-def btlab_cli(
-    *args: str, store: Path | str | None = None, extra_env: dict[str, str] | None = None
-) -> "subprocess.CompletedProcess[str]":
-    """Run the installed ``btlab`` console script in a subprocess (real exit codes, real stderr)."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(extra_env or {})}
-    if store is not None:
-        env["BTLAB_STORE"] = str(store)
-    exe = Path(sys.executable).with_name("btlab")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300)
+from cliproc import btlab_cli
 
 
 def _stderr_lines(proc) -> list[str]:

@@ -26,7 +26,7 @@ from btlab.cli.tables import RECORD_COLUMNS, WIDE_COLUMNS
 from btlab.errors import RunNotFoundError
 from btlab.store.duckdb import DuckDBStore
 from realdata import BTC_1H
-from test_cli_errors import assert_one_line, btlab_cli
+from cliproc import assert_one_line, btlab_cli
 
 NOW = datetime.now(timezone.utc)  # rows are placed relative to it; the live run's heartbeat is renewed by beat()
 

@@ -19,23 +19,7 @@ from btlab.store.duckdb import DuckDBStore
 from btlab.store.questdb import parse_address
 from conftest import questdb_address, requires_questdb
 from realdata import AAPL_1D, BTC_1H, BTC_1M, btc_1h, btc_1m
-
-
-def btlab_cli(
-    *args: str, store: Path | str | None = None, extra_env: dict[str, str] | None = None,
-    input: str | None = None,
-) -> "subprocess.CompletedProcess[str]":
-    """Run the installed ``btlab`` console script in a subprocess (real exit codes, real stderr)."""
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(extra_env or {})}
-    env.pop("BTLAB_STORE", None)
-    if store is not None:
-        env["BTLAB_STORE"] = str(store)
-    exe = Path(sys.executable).with_name("btlab")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300, input=input)
-
-
-def error_lines(proc: "subprocess.CompletedProcess[str]") -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.strip()]
+from cliproc import btlab_cli, error_lines
 
 
 # ---- a path that is not a DuckDB file ------------------------------------------------------------------------------
