@@ -68,3 +68,13 @@ def binance_klines() -> pd.DataFrame:
     k = pd.read_csv(DATA / "BTC_USDT-1m_2024-08-08T2352_2024-08-09T0006.csv")
     k["ts"] = pd.to_datetime(k.pop("date"), utc=True)
     return k[(k["ts"] >= "2024-08-08 23:55") & (k["ts"] <= "2024-08-09 00:04")].reset_index(drop=True)
+
+
+def utc_daily_returns(result) -> "pd.Series":
+    """A run's daily returns computed independently of btlab: the last equity value per UTC day, the starting cash
+    as the close of the day before (the convention btlab's metrics state), as simple returns."""
+    import pandas as pd
+
+    closes = result.equity["value"].resample("1D").last().dropna()
+    start = pd.Series([result.config.cash], index=[closes.index[0] - pd.Timedelta(days=1)])
+    return pd.concat([start, closes]).pct_change().dropna()

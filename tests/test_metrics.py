@@ -12,21 +12,8 @@ from btlab.backtest.compat import bt
 from btlab.backtest.metrics import compute_metrics, daily_returns, monthly_returns
 from btlab.store.duckdb import DuckDBStore
 from realdata import aapl_1d, btc_1h
-
-
-class LongShortCross(bt.Strategy):
-    """Always in the market: long above the slow SMA crossover, short below (reversals make both directions)."""
-
-    params = (("fast", 20), ("slow", 60))
-
-    def __init__(self):
-        self.cross = bt.ind.CrossOver(bt.ind.SMA(period=self.p.fast), bt.ind.SMA(period=self.p.slow))
-
-    def next(self):
-        if self.cross > 0:
-            self.order_target_size(target=0.1)
-        elif self.cross < 0:
-            self.order_target_size(target=-0.1)
+from realdata import utc_daily_returns as _daily
+from userstrats.longshort import LongShortCross
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +37,6 @@ def sma_run(store):
 def longshort_run(store):
     return btlab.run_backtest(LongShortCross, store=store, start="2019-01-01", end="2021-06-30", stake=None,
                               size_pct=None, analyzers=ANALYZERS)
-
-
-def _daily(result) -> pd.Series:
-    """Daily returns computed independently of btlab: last value per UTC day, cash as the day-0 close."""
-    closes = result.equity["value"].resample("1D").last().dropna()
-    start = pd.Series([result.config.cash], index=[closes.index[0] - pd.Timedelta(days=1)])
-    return pd.concat([start, closes]).pct_change().dropna()
 
 
 @pytest.mark.parametrize("run", ["sma_run", "longshort_run"])

@@ -31,6 +31,8 @@ from btlab.backtest.metrics import (
 from btlab.backtest.recorder import Recorder
 from btlab.store.duckdb import DuckDBStore
 from realdata import DATA, aapl_1d, btc_1h, btc_1m
+from realdata import utc_daily_returns as _daily
+from userstrats.longshort import LongShortCross
 
 CASH = 10_000.0
 
@@ -38,21 +40,6 @@ CASH = 10_000.0
 def eth_1m() -> pd.DataFrame:
     """Binance ETH/USDT 1m klines, 2025-05-20 .. 2025-08-18 (same minutes as btc_1m)."""
     return pd.read_feather(DATA / "ETH_USDT-1m_2025-05-20_2025-08-18.feather").rename(columns={"date": "ts"})
-
-
-class LongShortCross(bt.Strategy):
-    """Always in the market after the first cross: long 0.1 above, short 0.1 below (reversals)."""
-
-    params = (("fast", 20), ("slow", 60))
-
-    def __init__(self):
-        self.cross = bt.ind.CrossOver(bt.ind.SMA(period=self.p.fast), bt.ind.SMA(period=self.p.slow))
-
-    def next(self):
-        if self.cross > 0:
-            self.order_target_size(target=0.1)
-        elif self.cross < 0:
-            self.order_target_size(target=-0.1)
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +64,6 @@ def sma_run(store):
 def longshort_run(store):
     return btlab.run_backtest(LongShortCross, store=store, start="2019-01-01", end="2021-06-30", stake=None,
                               size_pct=None, analyzers=ANALYZERS)
-
-
-def _daily(result) -> pd.Series:
-    """Daily returns computed independently of btlab: last value per UTC day, cash as the day-0 close."""
-    closes = result.equity["value"].resample("1D").last().dropna()
-    start = pd.Series([result.config.cash], index=[closes.index[0] - pd.Timedelta(days=1)])
-    return pd.concat([start, closes]).pct_change().dropna()
 
 
 def _bench_daily(result) -> pd.Series:
