@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from btlab.marketdata.aggregate import aggregate_ticks
-from btlab.marketdata.live import LiveIngest
+from btlab.marketdata.live import LiveIngest, _within
 from btlab.store.duckdb import DuckDBStore
 from fakes.binance import FakeBinance
 from realdata import binance_klines, recorded_trades
@@ -164,3 +165,18 @@ def test_ticks_and_bars_also_go_to_topics(tmp_path, kafka_bootstrap):
     bars = got["1m"]
     assert [pd.Timestamp(r.message.ts, tz="UTC") for r in bars] == list(stored_1m["ts"])
     assert [r.message.close for r in bars] == stored_1m["close"].tolist()
+
+
+def test_stopping_is_not_lost_when_a_message_arrives_at_the_same_moment():
+    """The job stops its subscriptions by cancelling them; a trade batch that completes in the same loop turn
+    must not swallow that cancellation (``asyncio.wait_for`` in Python 3.11 does, and the job then hung in CI)."""
+    async def scenario() -> None:
+        batch = asyncio.get_running_loop().create_future()
+        watcher = asyncio.create_task(_within(batch, 30))
+        await asyncio.sleep(0)  # the watcher now waits for the batch
+        batch.set_result(["trade"])
+        watcher.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await watcher
+
+    asyncio.run(scenario())

@@ -100,6 +100,41 @@ class LiveReport:
         )
 
 
+STOP_GRACE = 5.0
+"""Seconds a stopping job waits for its subscriptions and clients to close before it goes on without them."""
+
+
+async def _within(awaitable: Any, seconds: float) -> Any:
+    """Await ``awaitable`` for at most ``seconds``; raise ``TimeoutError`` after that.
+
+    Unlike ``asyncio.wait_for`` (Python 3.11), a cancellation of the caller is never lost when the awaited
+    operation finishes at the same moment, and a timed-out operation is cancelled without waiting for it (a
+    ccxt.pro future may never acknowledge a cancellation). Errors of the operation are raised as they are.
+    """
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    return task.result()
+
+
+async def _settle(tasks: Sequence[asyncio.Task], seconds: float) -> None:
+    """Wait up to ``seconds`` for cancelled ``tasks`` to finish; retrieve their errors so none is logged later."""
+    if not tasks:
+        return
+    await asyncio.wait(tasks, timeout=seconds)
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            t.exception()
+        elif not t.done():
+            log.warning("a subscription did not stop within %.0f s; leaving it behind", seconds)
+
+
 def _int_ids(ids: Sequence[Any]) -> tuple[np.ndarray, bool]:
     """Trade ids as int64 and whether they are the exchange's own integers (else stable 64-bit hashes)."""
     try:
@@ -293,9 +328,10 @@ class LiveIngest:
                     if max_ticks is not None and self._received() >= max_ticks:
                         break
             finally:
+                self._stop = True  # a watch loop whose cancellation is lost still ends at its next turn
                 for t in tasks:
                     t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await _settle(tasks, STOP_GRACE)
                 self._flush_all()
                 if self.producer is not None:
                     self.producer.flush()
@@ -366,7 +402,7 @@ class LiveIngest:
             reconnecting = True
             try:
                 while not self._stop:
-                    trades = await asyncio.wait_for(client.watch_trades(st.symbol), self.watch_timeout)
+                    trades = await _within(client.watch_trades(st.symbol), self.watch_timeout)
                     attempt = 0
                     if trades:
                         self._on_trades(st, trades)  # on the loop: store writes stay on one thread
@@ -383,8 +419,8 @@ class LiveIngest:
                 await asyncio.sleep(delay)
             finally:
                 try:
-                    await client.close()
-                except Exception:  # noqa: BLE001 - closing a broken client may fail too
+                    await _within(client.close(), STOP_GRACE)
+                except Exception:  # noqa: BLE001 - closing a broken client may fail or hang too
                     pass
 
     def _quarantine(self, bad: pd.DataFrame) -> None:
