@@ -180,3 +180,35 @@ def test_stopping_is_not_lost_when_a_message_arrives_at_the_same_moment():
             await watcher
 
     asyncio.run(scenario())
+
+
+def test_a_failing_backfill_does_not_stall_the_loop(tmp_path):
+    """Backfill retries wait on the loop's clock (the exchange answers 500 four times: 0.5+1+2+4 s of backoff):
+    meanwhile the loop keeps turning, so flushes, other symbols and Ctrl-C are not held up."""
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.05)
+            lags.append(time.monotonic() - before - 0.05)
+
+    async def scenario(job: LiveIngest) -> object:
+        tick = asyncio.create_task(ticker())
+        try:
+            return await job.run(idle_timeout=12)
+        finally:
+            tick.cancel()
+
+    with FakeBinance(now="2024-08-09 00:10:00") as fake, DuckDBStore(tmp_path / "stall.duckdb") as store:
+        fake.ws.speed = 100.0
+        fake.ws.drop_after = [3000]
+        fake.ws.skip_on_reconnect = 300
+        fake.fail_next(4, status=500, path="/api/v3/historicalTrades")
+        job = LiveIngest("binance", ["BTC/USDT"], ["1s", "1m"], store, origin=fake.base_url,
+                         ws_origin=ws_origin(fake), allowed_lateness=1.0, watch_timeout=10, max_backoff=8)
+        report = asyncio.run(scenario(job))
+        assert fake.count("/api/v3/historicalTrades", status=500) == 4  # the retries did happen ...
+        assert report.backfilled >= 300 and report.ids_missing == 0  # ... and the fifth attempt filled the hole
+        assert_exact(store)
+    assert max(lags) < 3.0, max(lags)  # blocking sleeps held the loop for the whole 7.5 s of backoff

@@ -305,7 +305,7 @@ class LiveIngest:
 
                     raise UnknownSymbolError(f"{self.exchange_id} has no market {symbol!r}")
             for st in self._state.values():
-                self._recover(st)
+                await self._recover(st)
             tasks = [asyncio.create_task(self._watch(st)) for st in self._state.values()]
             started = time.monotonic()
             try:
@@ -347,7 +347,7 @@ class LiveIngest:
         return self._state[symbol].agg.late_log()
 
     # ---- start-up recovery -----------------------------------------------------------------------------------
-    def _recover(self, st: _Symbol) -> None:
+    async def _recover(self, st: _Symbol) -> None:
         """Rebuild the open windows from stored ticks and backfill from the last stored trade id."""
         starts = []
         for tf in self.timeframes:
@@ -385,7 +385,7 @@ class LiveIngest:
             )["trade_id"]
             st.last_id = max(int(i) for i in last_id)
             if self.backfill:
-                self._backfill(st, None)
+                await self._backfill(st, None)
 
     # ---- live ---------------------------------------------------------------------------------------------------
     async def _watch(self, st: _Symbol) -> None:
@@ -398,14 +398,14 @@ class LiveIngest:
             client = make_exchange(self.exchange_id, origin=self.origin, ws_origin=self.ws_origin, pro=True,
                                    options=self.options)
             if reconnecting and self.backfill and st.numeric_ids and st.last_id is not None:
-                self._backfill(st, None)  # what the exchange traded while we were away, up to now
+                await self._backfill(st, None)  # what the exchange traded while we were away, up to now
             reconnecting = True
             try:
                 while not self._stop:
                     trades = await _within(client.watch_trades(st.symbol), self.watch_timeout)
                     attempt = 0
                     if trades:
-                        self._on_trades(st, trades)  # on the loop: store writes stay on one thread
+                        await self._on_trades(st, trades)  # on the loop: store writes stay on one thread
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of the subscription means: reconnect
@@ -428,7 +428,7 @@ class LiveIngest:
         for reason, n in bad["reason"].value_counts().items():
             self.report.quarantine_reasons[str(reason)] = self.report.quarantine_reasons.get(str(reason), 0) + int(n)
 
-    def _on_trades(self, st: _Symbol, trades: Sequence[dict[str, Any]]) -> None:
+    async def _on_trades(self, st: _Symbol, trades: Sequence[dict[str, Any]]) -> None:
         """Validate a batch from the subscription, fill trade-id gaps before the trades that reveal them, feed."""
         raw = trades_to_ticks(trades, self.exchange_id, st.symbol)
         valid, bad = split_valid_ticks(raw, f"{self.exchange_id} {st.symbol} live")
@@ -468,7 +468,7 @@ class LiveIngest:
         for k in holes:
             if k > begin:
                 self._feed(st, valid.iloc[begin:k], ids[begin:k])
-            self._backfill(st, int(ids[k]))
+            await self._backfill(st, int(ids[k]))
             begin = k
         self._feed(st, valid.iloc[begin:], ids[begin:])
 
@@ -486,25 +486,30 @@ class LiveIngest:
             self._flush_ticks(st)
             self._write_bars(st)
 
-    def _fetch_by_id(self, symbol: str, from_id: int) -> list[dict[str, Any]]:
-        """One page of raw trades from ``from_id`` (inclusive), oldest first, as ccxt unified trades."""
+    def _fetch_page(self, symbol: str, from_id: int) -> list[dict[str, Any]]:
+        """One page of raw trades from ``from_id`` (inclusive), oldest first, as ccxt unified trades (blocking)."""
         rest = self._rest
         market = rest.market(symbol)
         url = f"{rest.urls['api']['public']}/{ID_BACKFILL[self.exchange_id]}?" + rest.urlencode(
             {"symbol": market["id"], "fromId": from_id, "limit": BACKFILL_PAGE}
         )
+        rest.throttle(1)
+        return rest.parse_trades(rest.fetch(url, "GET"), market)
+
+    async def _fetch_by_id(self, symbol: str, from_id: int) -> list[dict[str, Any]]:
+        """:meth:`_fetch_page` in a worker thread, retried with backoff on the loop's clock: the other
+        subscriptions, flushes and the stop/idle checks go on while a backfill waits."""
         last: Exception | None = None
         for attempt in range(5):
             try:
-                rest.throttle(1)
-                return rest.parse_trades(rest.fetch(url, "GET"), market)
+                return await asyncio.to_thread(self._fetch_page, symbol, from_id)
             except Exception as exc:  # noqa: BLE001 - network/exchange errors: retry with backoff, then give up
                 last = exc
-                time.sleep(min(self.max_backoff, 0.5 * 2**attempt))
+                await asyncio.sleep(min(self.max_backoff, 0.5 * 2**attempt))
         log.warning("%s %s: backfill from trade id %d failed: %s", self.exchange_id, symbol, from_id, last)
         return []
 
-    def _backfill(self, st: _Symbol, until_id: int | None) -> None:
+    async def _backfill(self, st: _Symbol, until_id: int | None) -> None:
         """Fetch trades ``last_id+1 .. until_id-1`` (or up to now) over REST and feed them in id order.
 
         Ids still missing afterwards (the exchange could not serve them) are counted in ``ids_missing``."""
@@ -512,7 +517,7 @@ class LiveIngest:
         self.report.id_gaps += 1 if until_id is not None else 0
         cursor = st.last_id + 1
         while until_id is None or cursor < until_id:
-            page = self._fetch_by_id(st.symbol, cursor)
+            page = await self._fetch_by_id(st.symbol, cursor)
             if not page:
                 break
             raw = trades_to_ticks(page, self.exchange_id, st.symbol)
