@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from btlab.marketdata.aggregate import StreamingAggregator, aggregate_ticks
+from btlab.marketdata.bars import StreamingAggregator, aggregate_ticks
 from btlab.model.tick import ticks_from_arrays
 
 from common import DATA

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from btlab.errors import InvalidArgumentError
-from btlab.marketdata.aggregate import AGG_BAR_COLUMNS, StreamingAggregator, aggregate_ticks, resample_bars
+from btlab.marketdata.bars import AGG_BAR_COLUMNS, StreamingAggregator, aggregate_ticks, resample_bars
 from btlab.model import tick as tick_model
 from btlab.model.bar import validate_bars
 from btlab.model.tick import split_valid_ticks, ticks_from_arrays
@@ -143,7 +143,7 @@ def test_streaming_reproduces_binance_1m_klines_exactly() -> None:
 
 
 def test_binance_emits_flat_zero_volume_klines_for_windows_without_trades() -> None:
-    """What the exchange does (documented in btlab.marketdata.aggregate): an interval without trades while the
+    """What the exchange does (documented in btlab.marketdata.bars): an interval without trades while the
     market is up gets a kline at the previous close with volume 0; outages get no kline at all."""
     bars = pd.read_feather(BTC_1H)
     zero = bars.index[bars["volume"] == 0]

@@ -22,7 +22,7 @@ from btlab.errors import (
     StrategyParameterError,
     WarmupError,
 )
-from btlab.marketdata.aggregate import resample_bars
+from btlab.marketdata.bars import resample_bars
 from conftest import STORE_BACKENDS, open_backend
 from realdata import BTC_1M, DATA, btc_1h
 

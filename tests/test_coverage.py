@@ -10,9 +10,9 @@ import pytest
 
 from btlab.errors import InvalidArgumentError
 from btlab.marketdata.binance_vision import import_binance_vision
-from btlab.marketdata.coverage import COVERAGE_COLUMNS, TICK_COVERAGE_COLUMNS, coverage, tick_coverage
+from btlab.marketdata.quality.coverage import COVERAGE_COLUMNS, TICK_COVERAGE_COLUMNS, coverage, tick_coverage
 from btlab.marketdata.files import import_bars
-from btlab.marketdata.gaps import GAP_COLUMNS, find_gaps
+from btlab.marketdata.quality.gaps import GAP_COLUMNS, find_gaps
 from btlab.store.duckdb import DuckDBStore
 
 DATA = Path(__file__).resolve().parents[1] / "data"

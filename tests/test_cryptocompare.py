@@ -28,7 +28,7 @@ from btlab.marketdata.cryptocompare import (
     ingest_cryptocompare,
     series_exchange,
 )
-from btlab.marketdata.gaps import find_gaps
+from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS
 from btlab.store.duckdb import DuckDBStore
 

@@ -11,7 +11,7 @@ import pytest
 
 import btlab
 from btlab.errors import InvalidArgumentError, NoDataError
-from btlab.marketdata.resample import resample_stored_bars
+from btlab.marketdata.bars.from_bars import resample_stored_bars
 from btlab.store.duckdb import DuckDBStore
 from realdata import BTC_1H, btc_1h
 from cliproc import btlab_cli, error_lines

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from btlab.errors import DataValidationError, InvalidArgumentError, TimeframeMismatchError
-from btlab.marketdata.aggregate import resample_bars
+from btlab.marketdata.bars import resample_bars
 from btlab.marketdata.binance_vision import import_binance_vision
 from btlab.marketdata.files import data_spacing, import_bars, read_bars_file
 from btlab.store.duckdb import DuckDBStore

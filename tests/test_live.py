@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from btlab.marketdata.aggregate import aggregate_ticks
+from btlab.marketdata.bars import aggregate_ticks
 from btlab.marketdata.live import LiveIngest, _within
 from btlab.store.duckdb import DuckDBStore
 from fakes.binance import FakeBinance

@@ -68,7 +68,7 @@ def _exercise_store(tmp_path: Path) -> None:
     """A real flow through the Store API on DuckDB: import, backtest (recorded), runs, report, coverage, ticks."""
     from btlab.backtest.runner import run_backtest
     from btlab.marketdata.binance_vision import import_binance_vision
-    from btlab.marketdata.coverage import coverage, tick_coverage
+    from btlab.marketdata.quality.coverage import coverage, tick_coverage
     from btlab.marketdata.files import import_bars
     from btlab.report.html import write_report
     from btlab.store.duckdb import DuckDBStore

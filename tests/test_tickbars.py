@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from btlab.errors import InvalidArgumentError
-from btlab.marketdata.aggregate import aggregate_ticks, resample_bars
+from btlab.marketdata.bars import aggregate_ticks, resample_bars
 from btlab.marketdata.binance_vision import file_span, import_binance_vision
-from btlab.marketdata.tickbars import bars_from_ticks
+from btlab.marketdata.bars.from_ticks import bars_from_ticks
 from btlab.store.duckdb import DuckDBStore
 from realdata import DATA, binance_klines, recorded_trades
 

@@ -6,7 +6,7 @@ Everything here raises before anything is recorded. Limits (also in ``btlab back
   (no NaN, no infinity); cash > 0; 0 <= commission < 1 (a fraction of traded value: 1 would be 100 %);
   0 < size_pct <= 100; stake > 0; 0 <= slippage_pct < 0.5 (a fraction of price); 0 <= slippage_fixed < the
   median close of every instrument in the range (price units).
-* Gaps (runs of missing bars between two stored bars, :func:`btlab.marketdata.gaps.find_gaps`) inside the range:
+* Gaps (runs of missing bars between two stored bars, :func:`btlab.marketdata.quality.gaps.find_gaps`) inside the range:
   reported as a warning; a run is refused, unless gaps are allowed, when one gap is longer than
   :data:`MAX_GAP` (7 days) or the missing bars exceed :data:`MAX_MISSING_FRACTION` (5 %) of the range's bar
   slots (first to last bar). For exchange venues only bar slots inside the venue's sessions count (nights,
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from btlab.errors import DataGapError, InvalidArgumentError
-from btlab.marketdata.gaps import find_gaps
+from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.timeframe import Timeframe
 
 #: A run refuses a gap longer than this (unless gaps are allowed).
@@ -100,7 +100,7 @@ class GapReport:
         label: ``exchange:symbol timeframe``.
         timeframe: the bars' timeframe.
         bars: bars present in the range.
-        gaps: the counted gaps (:func:`~btlab.marketdata.gaps.find_gaps` columns ``gap_start, gap_end,
+        gaps: the counted gaps (:func:`~btlab.marketdata.quality.gaps.find_gaps` columns ``gap_start, gap_end,
             missing_bars``; bar open times, UTC).
         calendar: the venue's calendar (``24/7`` or an exchange calendar code such as ``XNYS``).
     """
@@ -162,7 +162,7 @@ def gap_report(
 
     ``calendar``/``session``: the venue's calendar (``24/7`` or an exchange calendar code) and, for exchange
     venues, the session whose bar slots count (``regular``/``extended``; see
-    :func:`btlab.marketdata.gaps.find_gaps`).
+    :func:`btlab.marketdata.quality.gaps.find_gaps`).
     """
     tf = Timeframe.parse(timeframe)
     if calendar == "24/7":

@@ -10,7 +10,7 @@ CLOSE time, ``open + timeframe`` (naive datetimes, UTC): inside a strategy, ``da
 bar that opened at 00:00 reads 01:00. The feeds' session ends at 00:00 UTC (``sessionend``), so a UTC day is
 the session: a bar closing at midnight is the last bar of the day before, and ``cerebro.resampledata(...,
 timeframe=Days)`` builds UTC days. With that, Backtrader's resampler (bar2edge, adjbartime, rightedge: its
-defaults) builds exactly the bars :func:`btlab.marketdata.aggregate.resample_bars` builds (which equal the
+defaults) builds exactly the bars :func:`btlab.marketdata.bars.resample_bars` builds (which equal the
 exchange's klines; like it, from the bars that hold trades only, see :func:`traded_bars`), stamped with their
 close time and delivered in the step of the base bar that closes their window (or, after missing base bars, of
 the first base bar past it): never before the window has closed.
@@ -198,7 +198,7 @@ class BarFrameData(bt.feed.DataBase):
 def traded_bars(bars: pd.DataFrame) -> pd.DataFrame:
     """The bars that hold at least one trade: ``trades > 0``, or ``volume > 0`` where the trade count is unknown.
 
-    Resampled feeds are built from these only, as :func:`btlab.marketdata.aggregate.resample_bars` does: a bar
+    Resampled feeds are built from these only, as :func:`btlab.marketdata.bars.resample_bars` does: a bar
     without trades (a flat or zero-volume bar, e.g. during an exchange halt) sets no price of the longer bar.
     """
     volume = bars["volume"].to_numpy(dtype="float64", na_value=np.nan)

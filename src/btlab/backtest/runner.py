@@ -205,7 +205,7 @@ def run_backtest(
     symbol in the same order, named ``SYMBOL@TIMEFRAME`` (``BTC/USDT@1h``); all reachable with
     ``self.getdatabyname(name)``. Resampled feeds are built by Backtrader's resampler (``cerebro.resampledata``)
     from the base bars; a strategy sees a resampled bar in the step of the base bar that closes its window, never
-    earlier, and its values equal :func:`btlab.marketdata.aggregate.resample_bars` (the exchange's klines). Inside
+    earlier, and its values equal :func:`btlab.marketdata.bars.resample_bars` (the exchange's klines). Inside
     Backtrader, datetimes are bar CLOSE times; what is stored and returned uses bar OPEN times (see
     :mod:`btlab.backtest.feed` and :mod:`btlab.backtest.recorder`).
 

@@ -131,7 +131,7 @@ def history(
         progress.stop()
         console.print(str(result), highlight=False)
         if trades and bar_tfs:
-            from btlab.marketdata.tickbars import bars_from_ticks
+            from btlab.marketdata.bars.from_ticks import bars_from_ticks
 
             for series in result.series:
                 built = bars_from_ticks(st, exchange=series.exchange, symbol=series.symbol,

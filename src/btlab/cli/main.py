@@ -178,7 +178,7 @@ def data_coverage(
     """
     from btlab.cli.tables import bar_coverage_table, print_table, tick_coverage_table
     from btlab.errors import InvalidArgumentError
-    from btlab.marketdata.coverage import coverage, tick_coverage
+    from btlab.marketdata.quality.coverage import coverage, tick_coverage
     from btlab.model.timeframe import Timeframe
 
     if timeframe is not None:
@@ -233,7 +233,7 @@ def data_resample(
     that timeframe; windows with missing source bars are skipped and counted. Running it again changes nothing.
     """
     from btlab.errors import InvalidArgumentError
-    from btlab.marketdata.resample import resample_stored_bars
+    from btlab.marketdata.bars.from_bars import resample_stored_bars
     from btlab.model.timeframe import Timeframe
 
     src, tgt = Timeframe.parse(source_timeframe), Timeframe.parse(timeframe)

@@ -429,7 +429,7 @@ def bar_coverage_table(frame: Any, title: str) -> Table:
     """One row per stored bar series: first/last bar open (UTC, to the minute), bars, missing bars, gaps (the
     venue's calendar after the series when it is not 24/7: missing bars count its session time only).
 
-    ``frame`` is :func:`btlab.marketdata.coverage.coverage`'s; the title should say the times are UTC."""
+    ``frame`` is :func:`btlab.marketdata.quality.coverage.coverage`'s; the title should say the times are UTC."""
     table = _new_table(title)
     table.add_column("series", overflow="fold")
     table.add_column("first", overflow="fold", min_width=10)
@@ -447,7 +447,7 @@ def bar_coverage_table(frame: Any, title: str) -> Table:
 def tick_coverage_table(frame: Any, title: str) -> Table:
     """One row per tick series: first/last trade (UTC), ticks, trade-id range, missing and duplicate ids, gaps.
 
-    ``frame`` is :func:`btlab.marketdata.coverage.tick_coverage`'s; the title should say the times are UTC."""
+    ``frame`` is :func:`btlab.marketdata.quality.coverage.tick_coverage`'s; the title should say the times are UTC."""
     table = _new_table(title)
     table.add_column("series", overflow="fold", min_width=16)
     table.add_column("first", overflow="fold", min_width=10)

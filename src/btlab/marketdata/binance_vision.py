@@ -74,8 +74,8 @@ from btlab.marketdata.csvio import (
     read_error,
 )
 from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, read_bars_file
-from btlab.marketdata.gaps import find_gaps
-from btlab.marketdata.tickbars import bars_from_ticks
+from btlab.marketdata.quality.gaps import find_gaps
+from btlab.marketdata.bars.from_ticks import bars_from_ticks
 from btlab.model.tick import split_valid_ticks
 from btlab.model.timeframe import Timeframe
 
@@ -189,7 +189,7 @@ class VisionImportReport:
         reasons: quarantined rows per reason.
         sample: the first :data:`SAMPLE_ROWS` quarantined rows.
         first, last: first and last bar open time / trade time written (UTC), None if nothing was written.
-        gaps: klines: missing bars between first and last (:func:`btlab.marketdata.gaps.find_gaps`); ticks:
+        gaps: klines: missing bars between first and last (:func:`btlab.marketdata.quality.gaps.find_gaps`); ticks:
             missing trade ids between consecutive good rows in file order (ids increasing by more than 1).
         bars_built: trades/aggTrades with ``bars=``: bars built from the file's ticks, per timeframe.
         bars_span: the UTC span ``[start, end)`` those bars were built for (:func:`file_span`), or None.
@@ -324,7 +324,7 @@ def import_binance_vision(
         timeframe: the klines' timeframe, for kline files whose name does not say it (it must agree with the
             name, and with the first row's ``close_time - open_time``, when they say it). Only for klines.
         bars: for trades/aggTrades files: also build these bar timeframes from each file's ticks, over the span
-            the file covers completely (:func:`file_span`, :func:`btlab.marketdata.tickbars.bars_from_ticks`).
+            the file covers completely (:func:`file_span`, :func:`btlab.marketdata.bars.from_ticks.bars_from_ticks`).
         progress: called as ``progress(bytes_done, bytes_total)`` over all files (uncompressed CSV bytes).
         chunk_bytes: CSV text per block when streaming tick files (memory use is a small multiple of it).
 

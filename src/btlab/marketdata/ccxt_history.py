@@ -71,7 +71,7 @@ from btlab.marketdata.ccxt_exchange import (
     last_http_status,
     make_exchange,
 )
-from btlab.marketdata.gaps import GAP_COLUMNS, find_gaps
+from btlab.marketdata.quality.gaps import GAP_COLUMNS, find_gaps
 from btlab.model.timeframe import Timeframe
 from btlab.store.base import Store
 
@@ -216,7 +216,7 @@ class SeriesReport:
         rejected: bars received but not stored because they were invalid (non-finite, non-positive price, ...).
         pages: ``fetch_ohlcv`` calls that returned.
         stored, first, last: bars now stored in ``[start, end)`` and the first/last open time (``None`` if none).
-        gaps: missing bars between ``first`` and ``last`` (:func:`btlab.marketdata.gaps.find_gaps` columns).
+        gaps: missing bars between ``first`` and ``last`` (:func:`btlab.marketdata.quality.gaps.find_gaps` columns).
     """
 
     exchange: str

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from btlab.errors import BtlabError, InvalidArgumentError
-from btlab.marketdata.gaps import GAP_COLUMNS, find_gaps
+from btlab.marketdata.quality.gaps import GAP_COLUMNS, find_gaps
 from btlab.model.bar import validate_bars
 from btlab.model.timeframe import Timeframe
 from btlab.store.base import Store, TimeLike, to_utc
@@ -354,7 +354,7 @@ class CryptoCompareIngestReport:
         padding: all-zero padding rows dropped.
         converted: written bars CryptoCompare derived through a conversion (``conversionType`` not direct).
         first, last, bars: the stored series within the requested range after the run (None/0 if empty).
-        gaps: missing bars between ``first`` and ``last`` (:func:`btlab.marketdata.gaps.find_gaps` layout).
+        gaps: missing bars between ``first`` and ``last`` (:func:`btlab.marketdata.quality.gaps.find_gaps` layout).
         missing: total missing bars (``gaps["missing_bars"].sum()``).
     """
 

@@ -75,7 +75,7 @@ from btlab.marketdata.csvio import check_field_counts, data_row_line
 from btlab.marketdata.csvio import epoch_to_utc as _epoch_to_utc
 from btlab.marketdata.csvio import first_line as _first_line
 from btlab.marketdata.csvio import zip_csv_member
-from btlab.marketdata.gaps import find_gaps
+from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS, PRICE_COLUMNS, validate_bars
 from btlab.model.sessions import check_session, in_session
 from btlab.model.timeframe import Timeframe
@@ -127,7 +127,7 @@ class ImportReport:
         rows: number of bars in the file (all were written; re-writing existing bars replaces them).
         first, last: open time of the first and last bar (UTC :class:`pandas.Timestamp`).
         gaps: number of missing bars between ``first`` and ``last`` for the timeframe under the venue's calendar
-            (see :func:`btlab.marketdata.gaps.find_gaps`); 0 for a complete series. For exchange venues only
+            (see :func:`btlab.marketdata.quality.gaps.find_gaps`); 0 for a complete series. For exchange venues only
             regular-session slots count: nights, weekends, holidays and the hours after an early close are not
             missing.
         calendar: the calendar the gaps were counted with: ``"24/7"`` or an exchange calendar code (``"XNYS"``).

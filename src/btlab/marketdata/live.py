@@ -1,6 +1,6 @@
 """Live ingest: exchange trades (ccxt.pro ``watch_trades``) -> ticks and OHLCV bars by event time.
 
-For each symbol one WebSocket subscription feeds a :class:`~btlab.marketdata.aggregate.StreamingAggregator`; bars
+For each symbol one WebSocket subscription feeds a :class:`~btlab.marketdata.bars.StreamingAggregator`; bars
 are emitted only when their window has closed by EVENT time (exchange trade times), with an allowed lateness
 (the watermark is ``newest trade time - allowed_lateness``). Late trades are counted and reported, never merged
 into a finished bar. Ticks and finished bars go to the store (idempotent upserts) and, when a broker is
@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from btlab.errors import BtlabError, InvalidArgumentError
-from btlab.marketdata.aggregate import StreamingAggregator
+from btlab.marketdata.bars import StreamingAggregator
 from btlab.model.tick import split_valid_ticks
 from btlab.model.timeframe import Timeframe
 from btlab.store.base import Store, to_utc

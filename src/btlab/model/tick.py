@@ -287,7 +287,7 @@ def ticks_from_arrays(
         side: ``"buy"``/``"sell"``/None per trade, or a bool array ``buyer_is_maker`` (True -> ``"sell"``).
         exchange, symbol: constant identity columns.
         trade_id_as_text: keep the layout's text ids (default); ``False`` keeps int64 ids, which
-            :func:`btlab.marketdata.aggregate.aggregate_ticks` accepts as a faster equivalent.
+            :func:`btlab.marketdata.bars.aggregate_ticks` accepts as a faster equivalent.
 
     The values are not validated here (see :func:`split_valid_ticks`).
     """

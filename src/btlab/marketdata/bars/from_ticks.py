@@ -4,7 +4,7 @@
 Only windows that lie entirely inside the span the caller vouches for (``start <= window < end``) are built, so a
 span that starts or ends mid-window never yields a partial bar. Ticks are read from the store in slices aligned to
 every requested timeframe (so no window is split between slices) and aggregated with
-:func:`btlab.marketdata.aggregate.aggregate_ticks`; bars are written idempotently (``source = "ticks"``). For
+:func:`btlab.marketdata.bars.aggregate_ticks`; bars are written idempotently (``source = "ticks"``). For
 aggTrades files the ``trades`` column counts aggregate trades, not raw trades.
 """
 
@@ -16,7 +16,7 @@ from math import lcm
 import pandas as pd
 
 from btlab.errors import InvalidArgumentError
-from btlab.marketdata.aggregate import aggregate_ticks
+from btlab.marketdata.bars import aggregate_ticks
 from btlab.model.timeframe import Timeframe
 from btlab.store.base import Store, TimeLike, to_utc
 

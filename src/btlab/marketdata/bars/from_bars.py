@@ -1,6 +1,6 @@
 """Higher-timeframe bars built from stored bars (``btlab data resample``): e.g. 4h bars from the stored 1h bars.
 
-The bars are built with :func:`btlab.marketdata.aggregate.resample_bars` (open of the first source bar, max high,
+The bars are built with :func:`btlab.marketdata.bars.resample_bars` (open of the first source bar, max high,
 min low, close of the last, summed volume and trades, volume-weighted vwap; source bars without trades never set a
 price), so they equal the exchange's own bars of that timeframe wherever the source bars are complete.
 
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from btlab.errors import InvalidArgumentError, NoDataError
-from btlab.marketdata.aggregate import resample_bars
+from btlab.marketdata.bars import resample_bars
 from btlab.model.timeframe import Timeframe
 from btlab.store.base import Store, TimeLike, to_utc
 

@@ -1,13 +1,13 @@
 """What the store holds: per series the first and last bar, the count, and the gaps; per instrument the ticks.
 
 Bars (:func:`coverage`): one row per ``exchange/symbol/timeframe`` of ``ohlcv``. Gaps are runs of missing bar
-slots between two stored bars, exactly as :func:`btlab.marketdata.gaps.find_gaps` defines them under the series'
+slots between two stored bars, exactly as :func:`btlab.marketdata.quality.gaps.find_gaps` defines them under the series'
 venue calendar (nothing before the first or after the last bar counts). The calendar comes from the exchange name
 (:func:`btlab.model.venue.resolve_venue`: ccxt ids are 24/7; equity venues such as ``XNYS``/``nyse``/``nasdaq``
 count only their regular-session slots, so nights, weekends and holidays are not missing), or from ``calendar=``
 for every series; a series whose exchange btlab does not know is counted as 24/7 and its ``calendar`` column says
 ``unknown (24/7)``. Series of exchange venues are read (their open times only) and scanned with
-:func:`~btlab.marketdata.gaps.find_gaps`, since their slots depend on the calendar. Gaps of 24/7 series are found
+:func:`~btlab.marketdata.quality.gaps.find_gaps`, since their slots depend on the calendar. Gaps of 24/7 series are found
 IN THE STORE with one window-function query per timeframe, which returns only the gaps, so millions of bars never
 travel to Python::
 
@@ -22,7 +22,7 @@ functions; QuestDB https://questdb.com/docs/reference/function/window/#lag, whic
 seconds, https://questdb.com/docs/reference/function/date-time/#datediff). Bar open times are aligned to their
 timeframe (validated on write), so both give the same whole number. If a backend rejects the query (an older
 QuestDB without ``lag`` on timestamps), ``method="auto"`` falls back to reading each series' ``ts`` column alone
-and running :func:`~btlab.marketdata.gaps.find_gaps` (``method="scan"`` forces that; ``"sql"`` forbids the
+and running :func:`~btlab.marketdata.quality.gaps.find_gaps` (``method="scan"`` forces that; ``"sql"`` forbids the
 fallback). The result's ``attrs["method"]`` says which one ran.
 
 Ticks (:func:`tick_coverage`): one row per ``exchange/symbol`` of ``ticks`` with first/last trade time and count
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from btlab.errors import BtlabError, InvalidArgumentError
-from btlab.marketdata.gaps import GAP_COLUMNS, find_gaps
+from btlab.marketdata.quality.gaps import GAP_COLUMNS, find_gaps
 from btlab.model.sessions import SESSIONS, check_session
 from btlab.model.tick import trade_ids_as_int
 from btlab.model.timeframe import Timeframe
@@ -54,7 +54,7 @@ __all__ = ["COVERAGE_COLUMNS", "ID_GAP_COLUMNS", "TICK_COVERAGE_COLUMNS", "cover
 
 log = logging.getLogger(__name__)
 
-#: Columns of :func:`coverage` (``gaps`` holds a frame with :data:`btlab.marketdata.gaps.GAP_COLUMNS`).
+#: Columns of :func:`coverage` (``gaps`` holds a frame with :data:`btlab.marketdata.quality.gaps.GAP_COLUMNS`).
 COVERAGE_COLUMNS: tuple[str, ...] = (
     "exchange", "symbol", "timeframe", "first", "last", "bars", "missing_bars", "n_gaps", "gaps", "calendar",
 )
@@ -126,7 +126,7 @@ def coverage(
         A frame with :data:`COVERAGE_COLUMNS`, sorted by identity: ``first``/``last`` (``datetime64[ns, UTC]``, bar
         open times), ``bars`` (int64), ``missing_bars`` (int64: missing slots between first and last), ``n_gaps``
         (int64) and ``gaps`` -- per row a frame ``gap_start, gap_end, missing_bars`` exactly as
-        :func:`~btlab.marketdata.gaps.find_gaps` returns it for the series' open times. A series whose stored
+        :func:`~btlab.marketdata.quality.gaps.find_gaps` returns it for the series' open times. A series whose stored
         timeframe is not a fixed-length ccxt timeframe gets ``<NA>`` counts and ``gaps`` None. ``calendar``
         (str): the calendar the gaps were counted with (``"24/7"``, ``"XNYS"``, ``"unknown (24/7)"``).
         ``attrs["method"]`` is ``"sql"`` or ``"scan"`` (how the 24/7 series were searched).
