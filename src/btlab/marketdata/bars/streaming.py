@@ -384,105 +384,23 @@ class StreamingAggregator:
         """Classify trades in arrival order (invalid, duplicate, late) and merge the rest into the retained set.
 
         Vectorized, with the same outcome as handling the trades one by one: the watermark a trade meets is the
-        running maximum of the valid event times before it, minus the lateness.
+        running maximum of the valid event times before it, minus the lateness. Steps: drop invalid trades,
+        find late ones per timeframe, find duplicates, count and log the late ones, merge the accepted ones.
         """
-        m = ts.size
-        if m == 0:
+        ts, px, am, ids = self._drop_invalid(ts, px, am, ids)
+        if ts.size == 0:
             return
-        ok = (px > 0) & (px < np.inf) & (am > 0) & (am < np.inf) & (ts != _NAT)
-        if not ok.all():
-            bad = np.flatnonzero(~ok)
-            self._n_invalid_ticks += bad.size
-            wm = None if self._max_ts == _NO_TIME else self._max_ts - self._lateness
-            for i in bad[-self._bad_log.maxlen :] if self._bad_log.maxlen else ():
-                self._bad_log.append(
-                    (None if ts[i] == _NAT else int(ts[i]), float(px[i]), float(am[i]), int(ids[i]), wm,
-                     _invalid_reason(int(ts[i]), float(px[i]), float(am[i])))
-                )
-            ts, px, am, ids = ts[ok], px[ok], am[ok], ids[ok]
-            m = ts.size
-            if m == 0:
-                return
-        prior = self._max_ts
-        lateness = self._lateness
-        ntf = len(self._tf_ns)
-
-        # 1. lateness per timeframe against the watermark each trade meets on arrival
-        late_masks: list[np.ndarray] | None = None
-        wm_before = None
-        increasing = m < 2 or not np.less(ts[1:], ts[:-1]).any()
-        if increasing and int(ts[0]) >= prior - lateness:
-            new_max = max(prior, int(ts[-1]))  # nothing can be late: every trade is at or after its watermark
-        else:
-            before = np.empty(m, dtype=np.int64)
-            before[0] = prior
-            if m > 1:
-                np.maximum.accumulate(ts[:-1], out=before[1:])
-                np.maximum(before[1:], prior, out=before[1:])
-            wm_before = before - lateness
-            new_max = max(int(before[-1]), int(ts[-1]))
-            cand = np.flatnonzero(ts < wm_before)
-            if cand.size:
-                masks = []
-                for k in range(ntf):
-                    tf_ns, origin = self._tf_ns[k], self._origin[k]
-                    mask = np.zeros(m, dtype=bool)
-                    wmc = wm_before[cand]
-                    mask[cand] = ts[cand] < (wmc - origin) // tf_ns * tf_ns + origin
-                    masks.append(mask)
-                if any(mk.any() for mk in masks):
-                    late_masks = masks
-        self._max_ts = new_max
+        late_masks, wm_before = self._late_masks(ts)
         late_all = None
         if late_masks is not None:
             late_all = late_masks[0].copy()
             for mk in late_masks[1:]:
                 late_all &= mk
-
-        # 2. duplicates: the id of a retained accepted trade, or of an earlier trade of this batch that is accepted
-        dup = None
-        if not (int(ids[0]) > self._max_id and (m < 2 or not np.less_equal(ids[1:], ids[:-1]).any())):
-            dup = np.zeros(m, dtype=bool)
-            if self._b1 > self._b0:
-                dup = np.isin(ids, self._bid[self._b0 : self._b1])
-            fresh = ~dup if late_all is None else ~dup & ~late_all  # could be accepted
-            idx = np.flatnonzero(fresh)
-            uniq, first = np.unique(ids[idx], return_index=True)
-            first_pos = idx[first]  # position of the first acceptable arrival of each id
-            where = np.searchsorted(uniq, ids)
-            where[where >= uniq.size] = 0
-            known = uniq.size > 0
-            has = (uniq[where] == ids) if known else np.zeros(m, dtype=bool)
-            dup |= has & (first_pos[where] < np.arange(m)) if known else dup
-            if not dup.any():
-                dup = None
-            else:
-                self._n_duplicate_ticks += int(np.count_nonzero(dup))
-
-        # 3. count and log late trades (duplicates are not counted as late)
+        dup = self._duplicates(ids, late_all)
         excl = None
         if late_masks is not None:
-            late_any = np.zeros(m, dtype=bool)
-            for k, mk in enumerate(late_masks):
-                if dup is not None:
-                    mk &= ~dup
-                self._late_tf[k] += int(np.count_nonzero(mk))
-                late_any |= mk
-            n_late = int(np.count_nonzero(late_any))
-            if n_late:
-                self._n_late_ticks += n_late
-                maxlen = self._late_log.maxlen or 0
-                assert wm_before is not None  # late trades exist only on the per-arrival path
-                for i in np.flatnonzero(late_any)[-maxlen:] if maxlen else ():
-                    names = ",".join(tf.value for k, tf in enumerate(self.timeframes) if late_masks[k][i])
-                    self._late_log.append(
-                        (int(ts[i]), float(px[i]), float(am[i]), int(ids[i]), int(wm_before[i]), names)
-                    )
-                excl = np.zeros(m, dtype=np.int64)
-                for k, mk in enumerate(late_masks):
-                    excl[mk] |= 1 << k
-
-        # 4. merge the accepted trades
+            assert wm_before is not None  # late trades exist only on the per-arrival path
+            excl = self._count_late(ts, px, am, ids, late_masks, wm_before, dup)
         accept = None
         if dup is not None:
             accept = ~dup
@@ -499,6 +417,96 @@ class StreamingAggregator:
         self._max_id = max(self._max_id, int(ids.max()))
         self._n_accepted_ticks += ts.size
         self._insert(ts, px, am, ids, excl)
+
+    def _drop_invalid(
+        self, ts: np.ndarray, px: np.ndarray, am: np.ndarray, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step 1: count, log (quarantine reason) and drop invalid trades; they do not move the watermark."""
+        ok = (px > 0) & (px < np.inf) & (am > 0) & (am < np.inf) & (ts != _NAT)
+        if ok.all():
+            return ts, px, am, ids
+        bad = np.flatnonzero(~ok)
+        self._n_invalid_ticks += bad.size
+        wm = None if self._max_ts == _NO_TIME else self._max_ts - self._lateness
+        for i in bad[-self._bad_log.maxlen :] if self._bad_log.maxlen else ():
+            self._bad_log.append(
+                (None if ts[i] == _NAT else int(ts[i]), float(px[i]), float(am[i]), int(ids[i]), wm,
+                 _invalid_reason(int(ts[i]), float(px[i]), float(am[i])))
+            )
+        return ts[ok], px[ok], am[ok], ids[ok]
+
+    def _late_masks(self, ts: np.ndarray) -> tuple[list[np.ndarray] | None, np.ndarray | None]:
+        """Step 2: per timeframe, which trades are late against the watermark each meets on arrival; moves the
+        newest event time. Returns ``(masks or None when none is late, watermark before each trade or None)``."""
+        m = ts.size
+        prior = self._max_ts
+        lateness = self._lateness
+        increasing = m < 2 or not np.less(ts[1:], ts[:-1]).any()
+        if increasing and int(ts[0]) >= prior - lateness:
+            self._max_ts = max(prior, int(ts[-1]))  # nothing can be late: every trade is at or after its watermark
+            return None, None
+        before = np.empty(m, dtype=np.int64)
+        before[0] = prior
+        if m > 1:
+            np.maximum.accumulate(ts[:-1], out=before[1:])
+            np.maximum(before[1:], prior, out=before[1:])
+        wm_before = before - lateness
+        self._max_ts = max(int(before[-1]), int(ts[-1]))
+        cand = np.flatnonzero(ts < wm_before)
+        if not cand.size:
+            return None, wm_before
+        masks = []
+        for tf_ns, origin in zip(self._tf_ns, self._origin):
+            mask = np.zeros(m, dtype=bool)
+            wmc = wm_before[cand]
+            mask[cand] = ts[cand] < (wmc - origin) // tf_ns * tf_ns + origin
+            masks.append(mask)
+        return (masks if any(mk.any() for mk in masks) else None), wm_before
+
+    def _duplicates(self, ids: np.ndarray, late_all: np.ndarray | None) -> np.ndarray | None:
+        """Step 3: trades whose id is that of a retained accepted trade or of an earlier trade of this batch that
+        is accepted (the first acceptable arrival wins); counted. None when there is none."""
+        m = ids.size
+        if int(ids[0]) > self._max_id and (m < 2 or not np.less_equal(ids[1:], ids[:-1]).any()):
+            return None
+        dup = np.zeros(m, dtype=bool)
+        if self._b1 > self._b0:
+            dup = np.isin(ids, self._bid[self._b0 : self._b1])
+        fresh = ~dup if late_all is None else ~dup & ~late_all  # could be accepted
+        idx = np.flatnonzero(fresh)
+        uniq, first = np.unique(ids[idx], return_index=True)
+        if uniq.size:
+            first_pos = idx[first]  # position of the first acceptable arrival of each id
+            where = np.searchsorted(uniq, ids)
+            where[where >= uniq.size] = 0
+            dup |= (uniq[where] == ids) & (first_pos[where] < np.arange(m))
+        if not dup.any():
+            return None
+        self._n_duplicate_ticks += int(np.count_nonzero(dup))
+        return dup
+
+    def _count_late(self, ts: np.ndarray, px: np.ndarray, am: np.ndarray, ids: np.ndarray,
+                    late_masks: list[np.ndarray], wm_before: np.ndarray, dup: np.ndarray | None) -> np.ndarray:
+        """Step 4: count and log late trades (duplicates are not counted as late); returns, per trade, the bit
+        set of the timeframes it is late for (bit k = timeframe k), which excludes it from those bars."""
+        m = ts.size
+        late_any = np.zeros(m, dtype=bool)
+        for k, mk in enumerate(late_masks):
+            if dup is not None:
+                mk &= ~dup
+            self._late_tf[k] += int(np.count_nonzero(mk))
+            late_any |= mk
+        n_late = int(np.count_nonzero(late_any))
+        if n_late:
+            self._n_late_ticks += n_late
+            maxlen = self._late_log.maxlen or 0
+            for i in np.flatnonzero(late_any)[-maxlen:] if maxlen else ():
+                names = ",".join(tf.value for k, tf in enumerate(self.timeframes) if late_masks[k][i])
+                self._late_log.append((int(ts[i]), float(px[i]), float(am[i]), int(ids[i]), int(wm_before[i]), names))
+        excl = np.zeros(m, dtype=np.int64)
+        for k, mk in enumerate(late_masks):
+            excl[mk] |= 1 << k
+        return excl
 
     def _reserve(self, extra: int) -> None:
         b0, b1 = self._b0, self._b1
