@@ -359,10 +359,6 @@ def _ts(ms: int) -> pd.Timestamp:
     return pd.Timestamp(int(ms) * MS, tz="UTC")
 
 
-def _naive(ms: int) -> datetime:
-    return pd.Timestamp(int(ms) * MS).to_pydatetime()
-
-
 def _align_up(ms: int, tf: Timeframe) -> int:
     step, origin = tf.seconds * 1000, tf.origin_ns // MS
     return origin + -(-(ms - origin) // step) * step
@@ -446,21 +442,6 @@ def _page_limit(exchange: Any, market: Mapping[str, Any], method: str, page_limi
     except AttributeError:
         limit = None
     return int(limit) if limit else FALLBACK_PAGE_LIMIT
-
-
-def _stored_range(store: Store, sql_table: str, where: str, params: list[Any], start: int, end: int
-                  ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
-    frame = store.query(
-        f"SELECT min(ts) AS first_ts, max(ts) AS last_ts FROM {sql_table} WHERE {where} AND ts >= ? AND ts < ?",
-        [*params, _naive(start), _naive(end)],
-    )
-    if frame.empty:
-        return None
-    first = pd.to_datetime(frame["first_ts"], utc=True).iloc[0]
-    last = pd.to_datetime(frame["last_ts"], utc=True).iloc[0]
-    if pd.isna(first) or pd.isna(last):
-        return None
-    return first, last
 
 
 def _ms_of(ts: pd.Timestamp) -> int:
@@ -559,12 +540,12 @@ def ingest_ohlcv(
         report = SeriesReport(ex.id, symbol, tf.value, _ts(start), _ts(max(start, end)))
         segments: list[tuple[int, int]] = []
         if end > start:
-            stored = _stored_range(store, "ohlcv", "exchange = ? AND symbol = ? AND timeframe = ?",
-                                   [ex.id, symbol, tf.value], start, end) if resume else None
-            if stored is None:
+            stored = store.bar_span(exchange=ex.id, symbol=symbol, timeframe=tf, start=_ts(start),
+                                    end=_ts(end)) if resume else None
+            if stored is None or stored.bars == 0:
                 segments = [(start, end)]
             else:
-                first, last = _ms_of(stored[0]), _ms_of(stored[1])
+                first, last = _ms_of(stored.first), _ms_of(stored.last)
                 if first > start:
                     segments.append((start, first))
                 if last + step < end:
@@ -611,9 +592,8 @@ def ingest_ohlcv(
             done += _slots(a, b, step) - covered  # the rest of the segment has no bars on the exchange
             if progress is not None:
                 progress(done, total)
-        stored_ts = pd.DatetimeIndex(pd.to_datetime(store.query(
-            "SELECT ts FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ? AND ts >= ? AND ts < ? "
-            "ORDER BY ts", [ex.id, symbol, tf.value, _naive(start), _naive(max(start, end))])["ts"], utc=True))
+        stored_ts = store.bar_times(exchange=ex.id, symbol=symbol, timeframe=tf, start=_ts(start),
+                                    end=_ts(max(start, end)))
         report.stored = len(stored_ts)
         if report.stored:
             report.first, report.last = stored_ts[0], stored_ts[-1]
@@ -685,15 +665,15 @@ def _numeric(tid: str) -> int | None:
 def _last_stored_trade(store: Store, exchange_id: str, symbol: str, start: int, end: int
                        ) -> tuple[int, int, str] | None:
     """(first ms, last ms, last trade id) stored in ``[start, end)``; the last id is the largest at the last ms."""
-    rng = _stored_range(store, "ticks", "exchange = ? AND symbol = ?", [exchange_id, symbol], start, end)
-    if rng is None:
+    rng = store.tick_span(exchange=exchange_id, symbol=symbol, start=_ts(start), end=_ts(end))
+    if rng.ticks == 0:
         return None
-    last_ms = _ms_of(rng[1])
-    ids = store.query("SELECT trade_id FROM ticks WHERE exchange = ? AND symbol = ? AND ts = ?",
-                      [exchange_id, symbol, _naive(last_ms)])["trade_id"].astype(str).tolist()
+    last_ms = _ms_of(rng.last)
+    ids = store.trade_ids(exchange=exchange_id, symbol=symbol, start=_ts(last_ms),
+                          end=_ts(last_ms + 1)).astype(str).tolist()
     nums = [n for n in map(_numeric, ids) if n is not None]
     last_id = str(max(nums)) if len(nums) == len(ids) and nums else max(ids)
-    return _ms_of(rng[0]), last_ms, last_id
+    return _ms_of(rng.first), last_ms, last_id
 
 
 def ingest_trades(
@@ -841,12 +821,9 @@ def ingest_trades(
             done = base + (b - a)
             if progress is not None:
                 progress(done, total)
-        rng = _stored_range(store, "ticks", "exchange = ? AND symbol = ?", [ex.id, symbol], start, max(start, end))
-        if rng is not None:
-            report.first, report.last = rng
-            report.stored = int(store.query(
-                "SELECT count(*) AS n FROM ticks WHERE exchange = ? AND symbol = ? AND ts >= ? AND ts < ?",
-                [ex.id, symbol, _naive(start), _naive(max(start, end))])["n"].iloc[0])
+        rng = store.tick_span(exchange=ex.id, symbol=symbol, start=_ts(start), end=_ts(max(start, end)))
+        if rng.ticks:
+            report.first, report.last, report.stored = rng.first, rng.last, rng.ticks
         if report.rejected:
             log.warning("%s %s: %d invalid trades quarantined (%s)", ex.id, symbol, report.rejected,
                         "; ".join(report.rejected_examples))

@@ -555,27 +555,14 @@ def _page(cc: CryptoCompareClient, store: Store, plan: _Plan, tf: Timeframe, ser
     return bool(rows) and len(bars) == 0
 
 
-def _stored_range(store: Store, exchange: str, symbol: str, tf: Timeframe) -> tuple[int, int] | None:
-    frame = store.query(
-        "SELECT min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n FROM ohlcv "
-        "WHERE exchange = ? AND symbol = ? AND timeframe = ?",
-        [exchange, symbol, tf.value],
-    )
-    if frame.empty or int(frame["n"].iloc[0] or 0) == 0:
-        return None
-    first = pd.Timestamp(pd.to_datetime(frame["first_ts"].iloc[0], utc=True))
-    last = pd.Timestamp(pd.to_datetime(frame["last_ts"].iloc[0], utc=True))
-    return first.value // 1_000_000_000, last.value // 1_000_000_000
-
-
 def _segments(store: Store, exchange: str, symbol: str, tf: Timeframe, lo: int, hi: int) -> list[tuple[str, int, int]]:
     """What to fetch for ``[lo, hi]`` given what is stored (see :func:`ingest_cryptocompare`)."""
     if lo > hi:
         return []
-    stored = _stored_range(store, exchange, symbol, tf)
-    if stored is None:
+    stored = store.bar_span(exchange=exchange, symbol=symbol, timeframe=tf)
+    if stored.bars == 0:
         return [("backward", lo, hi)]
-    first, last = stored
+    first, last = stored.first.value // 1_000_000_000, stored.last.value // 1_000_000_000
     step = tf.seconds
     out = []
     newer = (max(lo, last + step), hi)
@@ -596,12 +583,8 @@ def _report(store: Store, exchange: str, plan: _Plan, tf: Timeframe, requests: i
         gaps = find_gaps(pd.DatetimeIndex([], tz="UTC"), tf)
         return CryptoCompareIngestReport(exchange, plan.symbol, tf.value, None, None, requests, counts["written"],
                                          counts["padding"], counts["converted"], None, None, 0, gaps, 0)
-    frame = store.query(
-        "SELECT ts FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ? AND ts >= ? AND ts <= ? ORDER BY ts",
-        [exchange, plan.symbol, tf.value, ts(plan.lo).tz_localize(None).to_pydatetime(),
-         ts(plan.hi).tz_localize(None).to_pydatetime()],
-    )
-    stamps = pd.DatetimeIndex(pd.to_datetime(frame["ts"], utc=True)).as_unit("ns")
+    stamps = store.bar_times(exchange=exchange, symbol=plan.symbol, timeframe=tf, start=ts(plan.lo),
+                             end=ts(plan.hi) + pd.Timedelta(1, "us"))  # plan.hi inclusive
     gaps = find_gaps(stamps, tf)
     assert tuple(gaps.columns) == GAP_COLUMNS
     return CryptoCompareIngestReport(

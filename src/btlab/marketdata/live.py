@@ -43,7 +43,7 @@ from btlab.errors import BtlabError, InvalidArgumentError
 from btlab.marketdata.bars import StreamingAggregator
 from btlab.model.tick import split_valid_ticks
 from btlab.model.timeframe import Timeframe
-from btlab.store.base import Store, to_utc
+from btlab.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -351,24 +351,16 @@ class LiveIngest:
         """Rebuild the open windows from stored ticks and backfill from the last stored trade id."""
         starts = []
         for tf in self.timeframes:
-            last = self.store.query(
-                "SELECT max(ts) AS last_ts FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ?",
-                [self.exchange_id, st.symbol, tf.value],
-            )["last_ts"].iloc[0]
-            starts.append(None if pd.isna(last) else to_utc(last) + pd.Timedelta(seconds=tf.seconds))
-        last_tick = self.store.query(
-            "SELECT max(ts) AS last_ts FROM ticks WHERE exchange = ? AND symbol = ?", [self.exchange_id, st.symbol]
-        )["last_ts"].iloc[0]
-        if pd.isna(last_tick):
+            last = self.store.bar_span(exchange=self.exchange_id, symbol=st.symbol, timeframe=tf).last
+            starts.append(None if last is None else last + pd.Timedelta(seconds=tf.seconds))
+        last_tick = self.store.tick_span(exchange=self.exchange_id, symbol=st.symbol).last
+        if last_tick is None:
             return
         longest = max(self.timeframes)
-        tick_window = to_utc(last_tick).floor(f"{longest.seconds}s")
+        tick_window = last_tick.floor(f"{longest.seconds}s")
         known = [s for s in starts if s is not None]
         start = min(known) if len(known) == len(starts) else min([*known, tick_window])
-        ticks = self.store.query(
-            "SELECT ts, trade_id, price, amount FROM ticks WHERE exchange = ? AND symbol = ? AND ts >= ? ORDER BY ts",
-            [self.exchange_id, st.symbol, start.tz_localize(None).to_pydatetime()],
-        )
+        ticks = self.store.read_ticks(exchange=self.exchange_id, symbol=st.symbol, start=start)
         if not ticks.empty:
             ids, st.numeric_ids = _int_ids(ticks["trade_id"].tolist())
             ts = _ns(ticks["ts"])
@@ -378,11 +370,7 @@ class LiveIngest:
             self.report.recovered += len(ticks)
             self._write_bars(st)
         if st.numeric_ids:
-            last_id = self.store.query(
-                "SELECT trade_id FROM ticks WHERE exchange = ? AND symbol = ? AND ts >= ?",
-                [self.exchange_id, st.symbol,
-                 to_utc(last_tick).tz_localize(None).to_pydatetime()],
-            )["trade_id"]
+            last_id = self.store.trade_ids(exchange=self.exchange_id, symbol=st.symbol, start=last_tick)
             st.last_id = max(int(i) for i in last_id)
             if self.backfill:
                 await self._backfill(st, None)

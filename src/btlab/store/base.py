@@ -136,6 +136,14 @@ class BarSpan(NamedTuple):
     last: pd.Timestamp | None
 
 
+class TickSpan(NamedTuple):
+    """How many ticks a selection holds and the times (UTC) of its first and last trade (None when empty)."""
+
+    ticks: int
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+
+
 class Store(ABC):
     """Durable storage of bars, ticks and backtest results.
 
@@ -292,18 +300,101 @@ class Store(ABC):
         self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None
     ) -> BarSpan:
         """Count the bars of one series with ``start <= ts < end`` (either bound optional), with the first and last."""
+        return BarSpan(*self._span(RowFilter(
+            "ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": Timeframe.parse(timeframe).value},
+            start, end,
+        )))
+
+    def _span(self, rows: RowFilter) -> tuple[int, pd.Timestamp | None, pd.Timestamp | None]:
+        import pandas as pd
+
+        where, params = rows.where()
+        frame = self.query(f"SELECT count(*) AS n, min(ts) AS lo, max(ts) AS hi FROM {rows.table} WHERE {where}",
+                           params)
+        n = int(frame["n"].iloc[0]) if len(frame) else 0
+        if n == 0:
+            return 0, None, None
+        lo, hi = (pd.Timestamp(frame[c].iloc[0]) for c in ("lo", "hi"))
+        return n, *(t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in (lo, hi))
+
+    def bar_times(
+        self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None
+    ) -> pd.DatetimeIndex:
+        """Open times of the stored bars of one series with ``start <= ts < end``: sorted ``DatetimeIndex[ns, UTC]``."""
         import pandas as pd
 
         where, params = RowFilter(
             "ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": Timeframe.parse(timeframe).value},
             start, end,
         ).where()
-        frame = self.query(f"SELECT count(*) AS n, min(ts) AS lo, max(ts) AS hi FROM ohlcv WHERE {where}", params)
-        n = int(frame["n"].iloc[0]) if len(frame) else 0
-        if n == 0:
-            return BarSpan(0, None, None)
-        lo, hi = (pd.Timestamp(frame[c].iloc[0]) for c in ("lo", "hi"))
-        return BarSpan(n, *(t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in (lo, hi)))
+        ts = self._select("ohlcv", f"SELECT ts FROM ohlcv WHERE {where} ORDER BY ts", params)["ts"]
+        return pd.DatetimeIndex(ts).as_unit("ns")
+
+    def bar_holes(self, timeframe: Timeframe | str, *, exchange: str | None = None,
+                  symbol: str | None = None) -> pd.DataFrame:
+        """Consecutive stored bars more than one ``timeframe`` apart, per series of that timeframe (optionally one
+        exchange and/or symbol), computed by the database (a window function) without reading every bar.
+
+        Returns: ``exchange, symbol, prev_ts, ts`` (open times of the bars either side of each hole,
+        ``datetime64[ns, UTC]``), sorted by exchange, symbol, ts.
+        """
+        tf = Timeframe.parse(timeframe)
+        filters, params = "", []
+        for col, value in (("exchange", exchange), ("symbol", symbol)):
+            if value is not None:
+                filters += f" AND {col} = ?"
+                params.append(value)
+        frame = self._select("ohlcv", (
+            "SELECT exchange, symbol, prev_ts, ts FROM ("
+            "SELECT exchange, symbol, ts, lag(ts) OVER (PARTITION BY exchange, symbol ORDER BY ts) AS prev_ts "
+            f"FROM ohlcv WHERE timeframe = ?{filters}) g "
+            "WHERE prev_ts IS NOT NULL AND datediff('s', prev_ts, ts) > ? "
+            "ORDER BY exchange, symbol, ts"
+        ), [tf.value, *params, tf.seconds])
+        import pandas as pd
+
+        frame["prev_ts"] = pd.to_datetime(frame["prev_ts"], utc=True).astype("datetime64[ns, UTC]")
+        return frame
+
+    def tick_span(self, *, exchange: str, symbol: str, start: TimeLike = None, end: TimeLike = None) -> TickSpan:
+        """Count the ticks of one instrument with ``start <= ts < end`` (either bound optional), with the first and
+        last trade time."""
+        return TickSpan(*self._span(RowFilter("ticks", {"exchange": exchange, "symbol": symbol}, start, end)))
+
+    def tick_series(self, *, exchange: str | None = None, symbol: str | None = None) -> pd.DataFrame:
+        """One row per instrument with stored ticks (optionally filtered): ``exchange, symbol, first, last,
+        ticks`` (times ``datetime64[ns, UTC]``, ticks int64), sorted by identity."""
+        import pandas as pd
+
+        equals = {k: v for k, v in (("exchange", exchange), ("symbol", symbol)) if v is not None}
+        where, params = RowFilter("ticks", equals).where() if equals else ("", [])
+        frame = self.query(
+            "SELECT exchange, symbol, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS ticks FROM ticks"
+            f"{' WHERE ' + where if where else ''} GROUP BY exchange, symbol ORDER BY exchange, symbol",
+            params,
+        )
+        frame = frame.rename(columns={"first_ts": "first", "last_ts": "last"})  # first/last are QuestDB functions
+        for col in ("first", "last"):
+            frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
+        frame["ticks"] = frame["ticks"].astype("int64")
+        return frame
+
+    def read_ticks(self, *, exchange: str, symbol: str, start: TimeLike = None, end: TimeLike = None) -> pd.DataFrame:
+        """Ticks of one instrument with ``start <= ts < end`` (either bound optional), sorted by ``ts``.
+
+        Returns: ``ts`` (``datetime64[ns, UTC]``), ``trade_id`` (text as stored), ``price``, ``amount`` (float64).
+        """
+        where, params = RowFilter("ticks", {"exchange": exchange, "symbol": symbol}, start, end).where()
+        frame = self._select("ticks", f"SELECT ts, trade_id, price, amount FROM ticks WHERE {where} ORDER BY ts",
+                             params)
+        for col in ("price", "amount"):
+            frame[col] = frame[col].astype("float64")
+        return frame.reset_index(drop=True)
+
+    def trade_ids(self, *, exchange: str, symbol: str, start: TimeLike = None, end: TimeLike = None) -> pd.Series:
+        """Trade ids (text as stored, in no particular order) of one instrument's ticks with ``start <= ts < end``."""
+        where, params = RowFilter("ticks", {"exchange": exchange, "symbol": symbol}, start, end).where()
+        return self.query(f"SELECT trade_id FROM ticks WHERE {where}", params)["trade_id"]
 
     def delete_bars(
         self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None

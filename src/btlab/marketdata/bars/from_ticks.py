@@ -61,13 +61,9 @@ def bars_from_ticks(
     cursor = lo.value - (lo.value - origin) % step
     while cursor < hi.value:
         a, b = max(cursor, lo.value), min(cursor + step, hi.value)
-        ticks = store.query(
-            "SELECT ts, trade_id, price, amount FROM ticks WHERE exchange = ? AND symbol = ? AND ts >= ? AND ts < ? "
-            "ORDER BY ts",
-            [exchange, symbol, _naive(a), _naive(b)],
-        )
+        ticks = store.read_ticks(exchange=exchange, symbol=symbol, start=pd.Timestamp(a, tz="UTC"),
+                                 end=pd.Timestamp(b, tz="UTC"))
         if not ticks.empty:
-            ticks["ts"] = pd.to_datetime(ticks["ts"], utc=True).astype("datetime64[ns, UTC]")
             for tf in tfs:
                 bars = aggregate_ticks(ticks, tf, empty=empty)  # type: ignore[arg-type]
                 first_ok = a + (-(a - tf.origin_ns)) % tf.nanos  # first window starting at or after a
@@ -78,7 +74,3 @@ def bars_from_ticks(
                                                           source="ticks")
         cursor += step
     return written
-
-
-def _naive(ns: int):  # noqa: ANN202 - a naive UTC datetime for the drivers
-    return pd.Timestamp(ns, tz="UTC").tz_localize(None).to_pydatetime()

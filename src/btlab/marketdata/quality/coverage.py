@@ -65,37 +65,12 @@ TICK_COVERAGE_COLUMNS: tuple[str, ...] = (
 )
 ID_GAP_COLUMNS: tuple[str, ...] = ("id_start", "id_end", "missing_ids")
 
-_GAP_SQL = (
-    "SELECT exchange, symbol, prev_ts, ts FROM ("
-    "SELECT exchange, symbol, ts, lag(ts) OVER (PARTITION BY exchange, symbol ORDER BY ts) AS prev_ts "
-    "FROM ohlcv WHERE timeframe = ?{filters}) g "
-    "WHERE prev_ts IS NOT NULL AND datediff('s', prev_ts, ts) > ? "
-    "ORDER BY exchange, symbol, ts"
-)
-
-
 def _utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True).astype("datetime64[ns, UTC]")
 
 
-def _bound(ts: pd.Timestamp) -> object:
-    """A time bound as a naive UTC datetime, rounded up to the store's microsecond (see Store._param_time)."""
-    return ts.tz_convert("UTC").ceil("us").tz_localize(None).to_pydatetime()
-
-
 def _empty_gaps() -> pd.DataFrame:
     return find_gaps(pd.DatetimeIndex([], tz="UTC"), "1s")
-
-
-def _filters(exchange: str | None, symbol: str | None) -> tuple[str, list[object]]:
-    sql, params = "", []
-    if exchange is not None:
-        sql += " AND exchange = ?"
-        params.append(exchange)
-    if symbol is not None:
-        sql += " AND symbol = ?"
-        params.append(symbol)
-    return sql, params
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -213,12 +188,11 @@ def _timeframe(text: str) -> Timeframe | None:
 def _gaps_sql(store: Store, series: pd.DataFrame, exchange: str | None,
               symbol: str | None) -> dict[tuple[str, str, str], pd.DataFrame]:
     out: dict[tuple[str, str, str], pd.DataFrame] = {}
-    filters, params = _filters(exchange, symbol)
     for tf_text in sorted(series["timeframe"].unique()):
         tf = _timeframe(tf_text)
         if tf is None:
             continue
-        rows = store.query(_GAP_SQL.format(filters=filters), [tf.value, *params, tf.seconds])
+        rows = store.bar_holes(tf, exchange=exchange, symbol=symbol)
         if rows.empty:
             continue
         prev = pd.DatetimeIndex(_utc(rows["prev_ts"])).as_unit("ns").asi8
@@ -247,10 +221,7 @@ def _gaps_scan(store: Store, series: pd.DataFrame, calendars: dict[str, tuple[st
         tf = _timeframe(rec.timeframe)
         if tf is None:
             continue
-        ts = store.query(
-            "SELECT ts FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ? ORDER BY ts",
-            [rec.exchange, rec.symbol, rec.timeframe],
-        )["ts"]
+        ts = store.bar_times(exchange=rec.exchange, symbol=rec.symbol, timeframe=tf).to_series()
         code = TWENTY_FOUR_SEVEN if calendars is None else calendars[rec.exchange][1]
         if code == TWENTY_FOUR_SEVEN:
             out[(rec.exchange, rec.symbol, rec.timeframe)] = find_gaps(_utc(ts), tf)
@@ -288,18 +259,10 @@ def tick_coverage(
     """
     if chunk_rows < 1:
         raise InvalidArgumentError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    filters, params = _filters(exchange, symbol)
-    where = f" WHERE {filters[len(' AND '):]}" if filters else ""
-    summary = store.query(
-        "SELECT exchange, symbol, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS ticks FROM ticks"
-        f"{where} GROUP BY exchange, symbol ORDER BY exchange, symbol",
-        params,
-    )
+    summary = store.tick_series(exchange=exchange, symbol=symbol)
     rows = []
     for rec in summary.itertuples(index=False):
-        first, last = pd.Timestamp(rec.first_ts), pd.Timestamp(rec.last_ts)
-        first = first.tz_localize("UTC") if first.tzinfo is None else first.tz_convert("UTC")
-        last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
+        first, last = rec.first, rec.last
         info: tuple[object, ...] = (pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, None)
         if id_gaps:
             info = _id_gaps(store, str(rec.exchange), str(rec.symbol), first, last, int(rec.ticks), chunk_rows)
@@ -328,10 +291,8 @@ def _id_gaps(store: Store, exchange: str, symbol: str, first: pd.Timestamp, last
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         if b <= a:
             continue
-        ids = store.query(
-            "SELECT trade_id FROM ticks WHERE exchange = ? AND symbol = ? AND ts >= ? AND ts < ?",
-            [exchange, symbol, _bound(pd.Timestamp(int(a), tz="UTC")), _bound(pd.Timestamp(int(b), tz="UTC"))],
-        )["trade_id"]
+        ids = store.trade_ids(exchange=exchange, symbol=symbol, start=pd.Timestamp(int(a), tz="UTC"),
+                              end=pd.Timestamp(int(b), tz="UTC"))
         if ids.empty:
             continue
         values = trade_ids_as_int(ids.astype(object).where(ids.notna(), None))
