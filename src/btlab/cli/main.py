@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from btlab.cli.common import (
     APP_SETTINGS,
@@ -32,6 +31,7 @@ from btlab.cli.common import (
     open_store_cli,
     parse_range,
     progress_bar,
+    styled,
 )
 from btlab.cli.ingest import ingest_app
 
@@ -353,7 +353,7 @@ def backtest(
 
         def on_warning(line: str) -> None:
             printed.append(line)
-            progress.console.print(f"[yellow]warning: {escape(line)}[/]", highlight=False, soft_wrap=True)
+            progress.console.print(styled((f"warning: {line}", "yellow")), highlight=False, soft_wrap=True)
 
         result = run_backtest(
             strategy, symbol=symbol, symbols=symbols, exchange=exchange, timeframes=timeframes, start=from_, end=to,
@@ -366,11 +366,11 @@ def backtest(
         shown = ", ".join(f"{k}={v}" for k, v in result.config.params.items())
         feeds = timeframe + (f" (+{resample})" if resample else "")
         console.print(metrics_table(summary.as_dict(), f"{result.config.strategy}({shown}) on {exchange}:{result.config.symbol} {feeds}"))
-        console.print(f"[dim]{summary.conventions()}[/]", highlight=False)
+        console.print(styled((summary.conventions(), "dim")), highlight=False)
         for line in result.warnings:
             if line not in printed:
-                console.print(f"[yellow]warning: {escape(line)}[/]", highlight=False, soft_wrap=True)
-        console.print(f"run id: [bold]{result.run_id}[/] (stored in {st.address})", highlight=False)
+                console.print(styled((f"warning: {line}", "yellow")), highlight=False, soft_wrap=True)
+        console.print(styled("run id: ", (result.run_id, "bold"), f" (stored in {st.address})"), highlight=False)
         if report:
             from btlab.report.html import write_report
 
@@ -482,8 +482,8 @@ def runs_show(
             from btlab.backtest.metrics import CONVENTIONS
 
             m = run["metrics"]
-            console.print(f"[dim]{CONVENTIONS.format(periods=m.get('periods_per_year'), calendar=m.get('calendar'))}[/]",
-                          highlight=False)
+            console.print(styled((CONVENTIONS.format(periods=m.get("periods_per_year"), calendar=m.get("calendar")),
+                                  "dim")), highlight=False)
         trades = st.read_trades(run["run_id"])
         console.print(f"{len(trades):,} closed trade(s), {len(st.read_orders(run['run_id'])):,} order event(s)",
                       highlight=False)
