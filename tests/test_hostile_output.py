@@ -15,7 +15,7 @@ import textwrap
 import pandas as pd
 import pytest
 
-from cliproc import btlab_cli
+from cliproc import assert_one_line, btlab_cli
 from realdata import btc_1h
 
 #: rich renders styles, links and progress bars as for a terminal (stdout and stderr), whatever the test runner has
@@ -137,3 +137,77 @@ def test_bars_stored_by_the_api_with_brackets_do_not_break_the_listings(tmp_path
     assert "gaps in binance:ETH/USDT[/oops] 1h (first 1 of 1):" in out
     out = _ok(btlab_cli("data", "coverage", "--symbol", "ETH/USDT[/oops]", store=store, extra_env=TERMINAL))
     assert "binance:ETH/USDT[/oops] 1h" in out
+
+
+# ---- the HTML report's write path ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A store with one recorded run (real BTC/USDT 1h bars): ``(store, run_id)``."""
+    folder = tmp_path_factory.mktemp("recorded")
+    store, csv_file = folder / "s.duckdb", folder / "bars.csv"
+    _bars_csv(csv_file)
+    _ok(btlab_cli("data", "import", str(csv_file), "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h",
+                  store=store))
+    out = _ok(btlab_cli("backtest", "--symbol", "BTC/USDT", "--from", "2021-01-05", "--to", "2021-02-20",
+                        "--no-report", store=store))
+    return store, re.search(r"run id: (\S+)", out).group(1)
+
+
+def test_report_to_a_folder_is_one_line_and_leaves_nothing(recorded, tmp_path):
+    store, run_id = recorded
+    folder = tmp_path / "out"
+    folder.mkdir()
+    proc = btlab_cli("report", run_id, "-o", str(folder), store=store)
+    line = assert_one_line(proc)
+    assert str(folder) in line and "folder" in line
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_report_never_writes_through_a_symlink_planted_at_the_temporary_name(recorded, tmp_path):
+    store, run_id = recorded
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "r.html"
+    (tmp_path / "r.html.tmp").symlink_to(victim)  # where the report used to be written first
+    proc = btlab_cli("report", run_id, "-o", str(out), store=store)
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == "precious" and (tmp_path / "r.html.tmp").is_symlink()
+    assert out.read_text(encoding="utf-8").rstrip().endswith("</html>") and not out.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.html.tmp", "victim.txt"]
+
+
+def test_report_file_is_complete_or_not_there(recorded, tmp_path):
+    """A write that fails half-way (the file-size limit of the process, EFBIG) leaves the previous report as it was
+    and no temporary file; a write that succeeds replaces the file in one step (a new file, not rewritten in
+    place), with the usual permissions."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store, run_id = recorded
+    out = tmp_path / "r.html"
+    out.write_text("the previous report")
+
+    def limit_file_size() -> None:  # in the child: writes beyond 200 KB fail (EFBIG) instead of killing it
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    env = {**os.environ, "NO_COLOR": "1", "BTLAB_STORE": str(store), "COLUMNS": "200"}
+    proc = subprocess.run([str(Path(sys.executable).with_name("btlab")), "report", run_id, "-o", str(out)],
+                          capture_output=True, text=True, env=env, preexec_fn=limit_file_size, timeout=300)
+    line = assert_one_line(proc)
+    assert f"cannot write the report to {out}" in line
+    assert out.read_text() == "the previous report" and [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+    before = out.stat().st_ino
+    proc = btlab_cli("report", run_id, "-o", str(out), store=store)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_ino != before and out.stat().st_size > 200_000
+    assert out.read_text(encoding="utf-8").rstrip().endswith("</html>")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
