@@ -211,3 +211,30 @@ def test_report_file_is_complete_or_not_there(recorded, tmp_path):
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+# ---- --strategy runs code ---------------------------------------------------------------------------------------------
+def _commands(group, path=()):
+    for name, command in getattr(group, "commands", {}).items():
+        yield (*path, name), command
+        yield from _commands(command, (*path, name))
+
+
+def test_every_strategy_option_says_whether_it_runs_code():
+    """--strategy file.py:Class and module:Class import and run code by design: every command taking --strategy
+    says so in its --help (or that it only compares names)."""
+    import typer
+
+    from btlab.cli.main import app
+
+    found = []
+    for path, command in _commands(typer.main.get_command(app)):
+        for param in getattr(command, "params", []):
+            if "--strategy" in getattr(param, "opts", []):
+                found.append(path)
+                help_text = " ".join((param.help or "").split())
+                assert ("import and run that Python code" in help_text
+                        or "nothing is imported or run" in help_text), (path, help_text)
+    assert ("backtest",) in found and ("runs", "list") in found
+    out = btlab_cli("backtest", "--help").stdout
+    assert "run that Python code with your permissions" in " ".join(out.split())

@@ -299,7 +299,7 @@ def data_delete(
 @app.command("backtest")
 @friendly_errors
 def backtest(
-    strategy: Annotated[str, typer.Option(help="Bundled name (see btlab strategies), package.module:Class or file.py:Class.")] = "sma_cross",
+    strategy: Annotated[str, typer.Option(help="Bundled name (see btlab strategies), package.module:Class or file.py:Class. The last two import and run that Python code with your permissions (by design): only name code you trust.")] = "sma_cross",
     symbol: Annotated[str | None, typer.Option(help="Instrument symbol in the store, e.g. BTC/USDT (default BTC/USDT).", show_default=False)] = None,
     symbols: Annotated[str | None, typer.Option(help="Several instruments in one run, comma-separated, e.g. BTC/USDT,ETH/USDT: the strategy gets one feed per symbol (self.datas in this order), aligned by time; one portfolio.", show_default=False)] = None,
     exchange: Annotated[str, typer.Option(help="Exchange id of the stored bars.")] = "binance",
@@ -404,7 +404,8 @@ def runs_list(
     limit: Annotated[int, typer.Option(min=1, metavar="N", help="Show at most N runs, newest first.")] = 20,
     strategy: Annotated[str | None, typer.Option(metavar="NAME",
                                                  help="Only runs of this strategy (as recorded: sma_cross, "
-                                                 "pkg.module:Class, file.py:Class).")] = None,
+                                                 "pkg.module:Class, file.py:Class; only compared with the "
+                                                 "recorded name, nothing is imported or run).")] = None,
     wide: Annotated[bool, typer.Option("--wide", "-w", help="All columns: every setting, metric, hash and "
                                        "version, nothing shortened.")] = False,
     output: FormatOption = OutputFormat.table,
