@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -55,7 +55,16 @@ from btlab.stream import (  # noqa: E402
     ticks_topic,
 )
 from btlab.stream.codec import iter_tick_records  # noqa: E402
-from btlab.stream.consumer import DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON, DLQ_TOPIC  # noqa: E402
+from btlab.stream.consumer import (  # noqa: E402
+    DLQ_COPY_ERROR,
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_REASON,
+    DLQ_TOPIC,
+    MAX_REASONS,
+    OTHER_REASONS,
+)
+from btlab.stream.errors import REASON_LIMIT  # noqa: E402
 from btlab.stream.topics import partition_count  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,6 +357,78 @@ def test_unreadable_records_go_to_the_dead_letter_topic_and_consumption_continue
         assert reason in headers[DLQ_REASON]
         assert headers[DLQ_TOPIC] == topic and int(headers[DLQ_OFFSET]) >= 0 and headers[DLQ_PARTITION].isdigit()
         assert msg.key() == key_ and msg.timestamp()[1] == good[0].timestamp_ms
+
+
+def test_a_10_mb_bad_record_gets_a_small_dead_letter_and_the_consumer_goes_on(config: StreamConfig) -> None:
+    """Huge records with a bad field. A 600 KB one used to get a 1.2 MB dead letter (its reason quoted the whole
+    value), over the dead-letter producer's message.max.bytes (1 MB): librdkafka refused it, nothing caught it, the
+    batch was never committed and every restart died on it. Now the reason is short, so the 600 KB record is
+    copied byte for byte; the copy of a 10 MB record is refused and a small notice (topic, partition, offset,
+    reason) goes to the dead-letter topic instead. The consumer commits and goes on to the good records after
+    them; a second run starts after them."""
+    topic = ticks_topic(config.prefix)
+    ensure_topics(config, [topic])
+    good = [TickMessage(1_723_075_200_000_000_000 + i * 1_000_000, "binance", "BTC/USDT", str(i), 61_000.0 + i, 0.01,
+                        "buy") for i in range(3)]
+    key = b"binance:BTC/USDT"
+    huge = encode(good[0]).replace(b'"side":"buy"', b'"side":"' + b"x" * 10_000_000 + b'"')
+    big = encode(good[0]).replace(b'"side":"buy"', b'"side":"' + b"z" * 600_000 + b'"')
+    # the test's producer may send 10 MB records (the broker takes them with its defaults)
+    raw = Producer({"bootstrap.servers": config.bootstrap_servers, "message.max.bytes": 20_000_000,
+                    "compression.type": "none"})
+    failures: list = []
+    for value in (encode(good[0]), huge, big, encode(good[1]), encode(good[2])):
+        raw.produce(topic, value, key, partition=0, timestamp=good[0].timestamp_ms,
+                    on_delivery=lambda err, msg: failures.append(err) if err else None)
+    assert raw.flush(30) == 0 and not failures
+
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    seen: list = []
+    with StreamConsumer([topic], group_id=group, config=config, assign=True) as consumer:
+        stats = consumer.run(lambda batch: seen.extend(r.message for r in batch), max_records=3, max_seconds=30,
+                             batch_size=2)
+    assert seen == good and stats.dead_lettered == 2 and stats.dead_letter_notices == 1
+    assert sorted(stats.reasons) == [("field 'side' has a bad value '" + c * 80)[:80] for c in "xz"]
+
+    letters = {dict(m.headers())[DLQ_OFFSET].decode(): m for m in
+               _raw_records(config.bootstrap_servers, dead_letter_topic(topic))}
+    assert sorted(letters) == ["1", "2"]
+    notice, copy = letters["1"], letters["2"]
+    assert copy.value() == big and copy.key() == key  # byte for byte, with a short reason
+    assert len(dict(copy.headers())[DLQ_REASON]) <= REASON_LIMIT and DLQ_COPY_ERROR not in dict(copy.headers())
+
+    assert len(notice.value()) < 2_000 and notice.key() == key
+    headers = {name: v.decode() for name, v in notice.headers()}
+    assert headers[DLQ_TOPIC] == topic and headers[DLQ_PARTITION] == "0" and headers[DLQ_OFFSET] == "1"
+    assert headers[DLQ_REASON].startswith("field 'side' has a bad value 'xxx")
+    assert len(headers[DLQ_REASON]) <= REASON_LIMIT and "10,000,002 chars" in headers[DLQ_REASON]
+    assert "too large" in headers[DLQ_COPY_ERROR].lower()
+    body = json.loads(notice.value())
+    assert (body["topic"], body["partition"], body["offset"]) == (topic, 0, 1)
+    assert body["reason"] == headers[DLQ_REASON] and body["value_bytes"] == len(huge)
+
+    with StreamConsumer([topic], group_id=group, config=config, assign=True) as again:  # committed past them
+        assert again.run(lambda batch: None, max_seconds=1.5).records == 0
+
+
+def test_dead_letter_reasons_are_short_and_their_counters_bounded(config: StreamConfig) -> None:
+    """Every bad record with its own reason (a different bad value each): the reasons are cut to REASON_LIMIT
+    characters and the per-reason counters stop at MAX_REASONS distinct ones, the rest counted as "other"."""
+    topic = ticks_topic(config.prefix)
+    good = TickMessage(1_723_075_200_000_000_000, "binance", "BTC/USDT", "1", 61_000.0, 0.01, "buy")
+    n = MAX_REASONS + 20
+    with StreamProducer(config) as producer, producer.replay() as replay_id:
+        for i in range(n):
+            bad = encode(good).replace(b'"side":"buy"', f'"side":"{i:04d}{"y" * 2_000}"'.encode())
+            producer.produce(topic, b"binance:BTC/USDT", bad, good.timestamp_ms)
+        producer.send(good)
+    records, stats = read_until_end([topic], replay_id, config=config)
+    assert [r.message for r in records] == [good] and stats.dead_lettered == n
+    assert len(stats.reasons) == MAX_REASONS + 1 and stats.reasons[OTHER_REASONS] == n - MAX_REASONS
+    assert sum(stats.reasons.values()) == n
+    letters = _raw_records(config.bootstrap_servers, dead_letter_topic(topic))
+    assert len(letters) == n
+    assert all(len(dict(m.headers())[DLQ_REASON].decode()) <= REASON_LIMIT for m in letters)
 
 
 # ------------------------------------------------------------------------------------------------ faults --

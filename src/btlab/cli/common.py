@@ -9,6 +9,7 @@ bug: one line with its type and message, exit code 1. ``btlab --debug`` (or ``BT
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from typer.core import TyperGroup
 
 from btlab.errors import BtlabError
@@ -30,8 +32,41 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters other than newline and tab (ESC, BEL, C1 ...) shown as ``\\xNN``: a value
+    read from a file, an exchange, a topic or the store cannot start a terminal escape sequence."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class DataConsole(Console):
+    """A rich console for output that quotes data: markup and emoji codes are OFF (a symbol ``BTC/USDT[/oops]`` or
+    ``[link=...]`` is printed as it is, never parsed), and control characters in strings are made visible
+    (:func:`printable`). Styled output is built from :class:`rich.text.Text` (see :func:`styled`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"markup": False, "emoji": False, **kwargs})
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:  # every str printed or put in a table goes through here
+        return super().render_str(printable(text), **kwargs)
+
+
+#: stdout and stderr (see :class:`DataConsole`)
+console = DataConsole()
+err_console = DataConsole(stderr=True)
+
+
+def plain(value: Any, style: str = "") -> Text:
+    """``value`` as literal text (never markup, control characters made visible), in ``style``."""
+    return Text(printable(str(value)), style=style)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """A line of plain text and ``(text, style)`` pieces, e.g. ``styled(("error:", "bold red"), " ", message)``:
+    every piece is shown literally (square brackets in data are never markup, see :func:`plain`)."""
+    return Text.assemble(*(plain(*p) if isinstance(p, tuple) else plain(p) for p in parts))
 
 #: set by ``btlab --debug`` / ``BTLAB_DEBUG``: print tracebacks with errors
 DEBUG = {"on": False}
@@ -108,8 +143,13 @@ ToDayOption = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _print_error(message: str) -> None:
+    """``error: MESSAGE`` on stderr, the message shown literally (it may quote any input)."""
+    err_console.print(styled(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+
+
 def _error_line(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    _print_error(message)
     return typer.Exit(code)
 
 
@@ -132,7 +172,7 @@ def friendly_errors(func: F) -> F:
         except BtlabError as exc:
             if DEBUG["on"]:
                 traceback.print_exc()
-            raise _error_line(_escape(str(exc)), exc.exit_code) from None
+            raise _error_line(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             if DEBUG["on"]:
                 traceback.print_exc()
@@ -140,17 +180,11 @@ def friendly_errors(func: F) -> F:
         except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, the traceback on request
             if DEBUG["on"]:
                 traceback.print_exc()
-                raise _error_line(_escape(f"{type(exc).__name__}: {_one_line(exc)}"), 1) from None
-            raise _error_line(_escape(f"unexpected {type(exc).__name__}: {_one_line(exc)} ("
-                                      "rerun with --debug for the traceback)"), 1) from None
+                raise _error_line(f"{type(exc).__name__}: {_one_line(exc)}", 1) from None
+            raise _error_line(f"unexpected {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
+                              "traceback)", 1) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 #: what the value of an option is, shown in --help instead of a type (``--from DATE``, not ``--from <str>``)
@@ -224,20 +258,18 @@ class BtlabGroup(TyperGroup):
             ctx = getattr(exc, "ctx", None)
             hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
             message = " ".join(exc.format_message().split())
-            err_console.print(f"[bold red]error:[/] {_escape(message)}{hint}", highlight=False, soft_wrap=True)
+            _print_error(f"{message}{hint}")
             sys.exit(1)
         except click_exceptions.ClickException as exc:
-            err_console.print(f"[bold red]error:[/] {_escape(exc.format_message())}", highlight=False,
-                              soft_wrap=True)
+            _print_error(exc.format_message())
             sys.exit(exc.exit_code)
         except typer.Abort:
-            err_console.print("[bold red]error:[/] aborted", highlight=False)
+            _print_error("aborted")
             sys.exit(1)
         except Exception as exc:  # noqa: BLE001 - a bug outside a command (friendly_errors handles those inside)
             if DEBUG["on"] or "--debug" in sys.argv:
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {_escape(f'unexpected {type(exc).__name__}: {_one_line(exc)}')} "
-                              "(rerun with --debug for the traceback)", highlight=False, soft_wrap=True)
+            _print_error(f"unexpected {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)")
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -280,11 +312,12 @@ def fmt(value: Any, unit: str = "ratio") -> str:
 
 
 def metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    """The metrics of a run in sections (:data:`btlab.report.format.METRIC_SECTIONS`); ``title`` shown literally."""
     from rich.table import Table
 
     from btlab.report.format import METRIC_SECTIONS
 
-    table = Table(title=title, show_header=True, header_style="bold")
+    table = Table(title=plain(title), show_header=True, header_style="bold")
     table.add_column("section", style="dim")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -295,11 +328,16 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
 
 
 def progress_bar() -> Progress:
-    """A transient progress bar on stderr, shown only when stderr is a terminal."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    """A transient progress bar on stderr, shown only when stderr is a terminal. Task descriptions are shown
+    literally (they name files and symbols: never parsed as markup)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    class Description(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return plain(task.description, "progress.description")
 
     return Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        Description(), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
         disable=not err_console.is_terminal,
     )

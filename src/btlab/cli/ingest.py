@@ -17,6 +17,7 @@ from btlab.cli.common import (
     open_store_cli,
     parse_timeframes,
     progress_bar,
+    styled,
 )
 
 ingest_app = typer.Typer(help="Fill the store with market data: exchange history, CryptoCompare, Binance files.",
@@ -238,8 +239,8 @@ def live(
 
             def on_update(report: LiveReport) -> None:
                 marks = ", ".join(f"{s} {w:%H:%M:%S}" for s, w in report.watermark.items() if w is not None)
-                display.update(f"[bold]{report.ticks_written:,}[/] ticks, bars {report.bars_written}, "
-                               f"watermark {marks or '—'}", refresh=True)
+                display.update(styled((f"{report.ticks_written:,}", "bold"), f" ticks, bars {report.bars_written}, "
+                                      f"watermark {marks or '—'}"), refresh=True)
 
             try:
                 report = asyncio.run(job.run(duration=duration, idle_timeout=idle_timeout, on_update=on_update))

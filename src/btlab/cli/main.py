@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from btlab.cli.common import (
     APP_SETTINGS,
@@ -32,6 +31,7 @@ from btlab.cli.common import (
     open_store_cli,
     parse_range,
     progress_bar,
+    styled,
 )
 from btlab.cli.ingest import ingest_app
 
@@ -299,7 +299,7 @@ def data_delete(
 @app.command("backtest")
 @friendly_errors
 def backtest(
-    strategy: Annotated[str, typer.Option(help="Bundled name (see btlab strategies), package.module:Class or file.py:Class.")] = "sma_cross",
+    strategy: Annotated[str, typer.Option(help="Bundled name (see btlab strategies), package.module:Class or file.py:Class. The last two import and run that Python code with your permissions (by design): only name code you trust.")] = "sma_cross",
     symbol: Annotated[str | None, typer.Option(help="Instrument symbol in the store, e.g. BTC/USDT (default BTC/USDT).", show_default=False)] = None,
     symbols: Annotated[str | None, typer.Option(help="Several instruments in one run, comma-separated, e.g. BTC/USDT,ETH/USDT: the strategy gets one feed per symbol (self.datas in this order), aligned by time; one portfolio.", show_default=False)] = None,
     exchange: Annotated[str, typer.Option(help="Exchange id of the stored bars.")] = "binance",
@@ -353,7 +353,7 @@ def backtest(
 
         def on_warning(line: str) -> None:
             printed.append(line)
-            progress.console.print(f"[yellow]warning: {escape(line)}[/]", highlight=False, soft_wrap=True)
+            progress.console.print(styled((f"warning: {line}", "yellow")), highlight=False, soft_wrap=True)
 
         result = run_backtest(
             strategy, symbol=symbol, symbols=symbols, exchange=exchange, timeframes=timeframes, start=from_, end=to,
@@ -366,11 +366,11 @@ def backtest(
         shown = ", ".join(f"{k}={v}" for k, v in result.config.params.items())
         feeds = timeframe + (f" (+{resample})" if resample else "")
         console.print(metrics_table(summary.as_dict(), f"{result.config.strategy}({shown}) on {exchange}:{result.config.symbol} {feeds}"))
-        console.print(f"[dim]{summary.conventions()}[/]", highlight=False)
+        console.print(styled((summary.conventions(), "dim")), highlight=False)
         for line in result.warnings:
             if line not in printed:
-                console.print(f"[yellow]warning: {escape(line)}[/]", highlight=False, soft_wrap=True)
-        console.print(f"run id: [bold]{result.run_id}[/] (stored in {st.address})", highlight=False)
+                console.print(styled((f"warning: {line}", "yellow")), highlight=False, soft_wrap=True)
+        console.print(styled("run id: ", (result.run_id, "bold"), f" (stored in {st.address})"), highlight=False)
         if report:
             from btlab.report.html import write_report
 
@@ -404,7 +404,8 @@ def runs_list(
     limit: Annotated[int, typer.Option(min=1, metavar="N", help="Show at most N runs, newest first.")] = 20,
     strategy: Annotated[str | None, typer.Option(metavar="NAME",
                                                  help="Only runs of this strategy (as recorded: sma_cross, "
-                                                 "pkg.module:Class, file.py:Class).")] = None,
+                                                 "pkg.module:Class, file.py:Class; only compared with the "
+                                                 "recorded name, nothing is imported or run).")] = None,
     wide: Annotated[bool, typer.Option("--wide", "-w", help="All columns: every setting, metric, hash and "
                                        "version, nothing shortened.")] = False,
     output: FormatOption = OutputFormat.table,
@@ -482,8 +483,8 @@ def runs_show(
             from btlab.backtest.metrics import CONVENTIONS
 
             m = run["metrics"]
-            console.print(f"[dim]{CONVENTIONS.format(periods=m.get('periods_per_year'), calendar=m.get('calendar'))}[/]",
-                          highlight=False)
+            console.print(styled((CONVENTIONS.format(periods=m.get("periods_per_year"), calendar=m.get("calendar")),
+                                  "dim")), highlight=False)
         trades = st.read_trades(run["run_id"])
         console.print(f"{len(trades):,} closed trade(s), {len(st.read_orders(run['run_id'])):,} order event(s)",
                       highlight=False)

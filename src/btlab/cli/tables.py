@@ -23,7 +23,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from btlab.cli.common import console, fmt
+from btlab.cli.common import DataConsole, console, fmt, plain
 
 _STANDARD_ID = re.compile(r"^\d{8}T\d{6}-(?P<short>[0-9a-f]{8})$")
 STATUS_STYLE = {"failed": "red", "stale": "yellow", "interrupted": "yellow", "running": "cyan", "finished": "green"}
@@ -43,8 +43,8 @@ def print_table(table: Table, out: Console | None = None) -> None:
     out = out or console
     piped = not out.is_terminal and not os.environ.get("COLUMNS")
     if piped or Measurement.get(out, out.options.update_width(100_000), table).minimum > out.width:
-        out = Console(width=max(80, natural_width(table, out)), force_terminal=out.is_terminal,
-                      no_color=piped or out.no_color, highlight=False)
+        out = DataConsole(width=max(80, natural_width(table, out)), force_terminal=out.is_terminal,
+                          no_color=piped or out.no_color, highlight=False)
     out.print(table)
 
 
@@ -191,12 +191,13 @@ def order_notes(run: Mapping[str, Any]) -> str:
 
 def _status_cell(status: Any, mark: str = "") -> Text:
     text = str(status or "—")
-    return Text.assemble((text, STATUS_STYLE.get(text, "")), mark)
+    return Text.assemble(plain(text, STATUS_STYLE.get(text, "")), mark)
 
 
 def _cells(values: Iterable[Any]) -> list[Text]:
-    """Table cells as rich Text: values are shown as they are, never parsed as markup (``[1, 2]`` stays)."""
-    return [v if isinstance(v, Text) else Text(str(v)) for v in values]
+    """Table cells as rich Text: values are shown as they are, never parsed as markup (``[1, 2]`` stays), control
+    characters made visible."""
+    return [v if isinstance(v, Text) else plain(v) for v in values]
 
 
 def pct(value: Any) -> str:
@@ -246,7 +247,7 @@ def runs_table(runs: Sequence[Mapping[str, Any]], settings: Sequence[Mapping[str
 
 def _new_table(title: str) -> Table:
     """A plain table: a rule under the header, one space between columns, no frame (fits 80 columns)."""
-    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0), title_justify="left",
+    return Table(title=plain(title), box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0), title_justify="left",
                  header_style="bold")
 
 
@@ -298,7 +299,7 @@ def _runs_two_lines(runs: Sequence[Mapping[str, Any]], settings: Sequence[Mappin
     _metric_columns(table)
     for run, setting, note in zip(runs, settings, notes, strict=True):
         row = [
-            Text(f"{short_id(str(run.get('run_id')))}\n") + _status_cell(run.get("status"), "*" if note else ""),
+            plain(f"{short_id(str(run.get('run_id')))}\n") + _status_cell(run.get("status"), "*" if note else ""),
             f"{short_strategy(run.get('strategy'))}\n{params_text(run.get('params'), 24)}".rstrip(),
             "\n".join(p for p in (str(run.get("exchange") or ""),
                                   " ".join(str(run.get(k)) for k in ("symbols", "timeframe") if run.get(k))) if p),
@@ -377,7 +378,7 @@ def wide_table(records: Sequence[Mapping[str, Any]], title: str) -> Table:
 
 def run_detail_table(run: Mapping[str, Any], settings: Mapping[str, Any], *, now: datetime) -> Table:
     """``runs show``: what was run, on which data, with which settings, how it ended, and how to reproduce it."""
-    table = Table(title=f"run {run.get('run_id')}", show_header=False, box=box.SIMPLE, pad_edge=False,
+    table = Table(title=plain(f"run {run.get('run_id')}"), show_header=False, box=box.SIMPLE, pad_edge=False,
                   title_justify="left")
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")

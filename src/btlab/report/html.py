@@ -43,6 +43,9 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -66,6 +69,7 @@ from btlab.backtest.metrics import (
     rolling_window,
     yearly_returns,
 )
+from btlab.errors import BtlabError
 from btlab.model.instrument import Calendar
 from btlab.report.format import METRIC_SECTIONS as _METRIC_SECTIONS
 from btlab.report.format import format_value
@@ -1052,14 +1056,76 @@ def _plotly_js() -> str:
     return PLOTLY_JS.read_text(encoding="utf-8")
 
 
+class ReportWriteError(BtlabError, OSError):
+    """The report cannot be written where asked: the path is a folder, or the file system refused (one line naming
+    the path and why; exit code 1)."""
+
+
+def report_path(run_id: str, path: str | Path | None = None) -> Path:
+    """Where :func:`write_report` writes: ``path`` (``~`` expanded), or ``<settings.reports>/<run id>.html`` with
+    the run id made a plain file name (characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``).
+
+    Raises:
+        ReportWriteError: the path is an existing folder.
+    """
+    if path is None:
+        from btlab.settings import get_settings
+
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", str(run_id)).lstrip(".") or "run"
+        path = get_settings().reports / f"{name}.html"
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise ReportWriteError(f"cannot write the report to {out}: it is a folder; name a file, e.g. "
+                               f"{out / (re.sub(r'[^A-Za-z0-9._-]', '_', str(run_id)) + '.html')}")
+    return out
+
+
+def write_file_atomically(out: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``out`` so that ``out`` is either its old self or complete, never partial.
+
+    The text goes to a new private temporary file in ``out``'s folder (:func:`tempfile.mkstemp`: a fresh random
+    name created exclusively, so a file or symlink planted there is never written through), is flushed to disk,
+    gets the usual permissions (0666 minus the umask) and replaces ``out`` in one ``os.replace`` (a symlink AT
+    ``out`` is replaced, not followed). On any failure the temporary file is removed and ``out`` is untouched.
+    Missing parent folders are created.
+
+    Raises:
+        ReportWriteError: ``out`` is a folder, a parent is not a folder, or the file system refused (no space,
+            no permission, ...).
+    """
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise ReportWriteError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+            umask = os.umask(0o22)
+            os.umask(umask)
+            os.fchmod(fh.fileno(), 0o666 & ~umask)
+        os.replace(tmp, out)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise ReportWriteError(f"cannot write the report to {out}: {exc.strerror or exc}") from None
+        raise
+
+
 def write_report(store: Any, run_id: str, path: str | Path | None = None) -> Path:
     """Load a run from ``store``, render its report (:func:`render_report`) and write it to ``path``.
 
     Args:
         store: a :class:`btlab.store.Store` (or a store address string, opened and closed here).
         run_id: the run to report.
-        path: output file; default ``<settings.reports>/<run_id>.html`` (``BTLAB_REPORTS``, default ``./reports``).
-            Missing parent folders are created; an existing file is replaced.
+        path: output file; default ``<settings.reports>/<run_id>.html`` (``BTLAB_REPORTS``, default ``./reports``;
+            see :func:`report_path`). Missing parent folders are created; an existing file is replaced atomically
+            (:func:`write_file_atomically`: the file is complete or not there, never partial).
 
     Reads the run row, its equity, trades and orders, and the bars of each of the run's symbols (the
     comma-separated ``symbols``) on its exchange and timeframe with ``data_from <= ts <= data_to`` (``data_to``
@@ -1070,12 +1136,15 @@ def write_report(store: Any, run_id: str, path: str | Path | None = None) -> Pat
     Raises:
         RunNotFoundError: the store has no such run.
         StoreUnavailableError: the store cannot be reached.
+        ReportWriteError: ``path`` is a folder, or the file cannot be written (checked for a folder before
+            anything is read).
     """
     if isinstance(store, str):
         from btlab.store import open_store
 
         with open_store(store, read_only=True) as opened:
             return write_report(opened, run_id, path)
+    out = report_path(run_id, path)
     run = store.get_run(run_id)
     equity = store.read_equity(run_id)
     trades = store.read_trades(run_id)
@@ -1089,15 +1158,7 @@ def write_report(store: Any, run_id: str, path: str | Path | None = None) -> Pat
                 end=pd.Timestamp(data_to) + pd.Timedelta(1, "us"),  # store precision is 1 µs
             )
     document = render_report(run, equity, trades, bars or None, orders)
-    if path is None:
-        from btlab.settings import get_settings
-
-        path = get_settings().reports / f"{run_id}.html"
-    out = Path(path).expanduser()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(out)
+    write_file_atomically(out, document)
     return out
 
 
@@ -1107,5 +1168,6 @@ def _btlab_version() -> str:
     return btlab.__version__
 
 
-__all__ = ["MAX_LINE_POINTS", "PLOTLY_JS", "TRADES_PAGE_SIZE", "conventions_sentence", "downsample_minmax",
-           "format_value", "price_decimals", "render_report", "size_decimals", "trades_table_data", "write_report"]
+__all__ = ["MAX_LINE_POINTS", "PLOTLY_JS", "TRADES_PAGE_SIZE", "ReportWriteError", "conventions_sentence",
+           "downsample_minmax", "format_value", "price_decimals", "render_report", "report_path", "size_decimals",
+           "trades_table_data", "write_file_atomically", "write_report"]

@@ -44,7 +44,7 @@ import pandas as pd
 from btlab.errors import DataValidationError, InvalidArgumentError
 from btlab.model.bar import BAR_COLUMNS, PRICE_COLUMNS
 from btlab.model.timeframe import Timeframe
-from btlab.stream.errors import UnreadableRecordError
+from btlab.stream.errors import UnreadableRecordError, excerpt
 from btlab.stream.topics import record_key
 
 SCHEMA_VERSION = 1
@@ -383,7 +383,8 @@ def decode(value: bytes | bytearray | memoryview | str | None) -> Message:
         raise UnreadableRecordError(f"not a JSON object but {type(obj).__name__}")
     version = obj.get("v")
     if version != SCHEMA_VERSION or type(version) is not int:
-        raise UnreadableRecordError(f"unsupported schema version {version!r} (this btlab reads v={SCHEMA_VERSION})")
+        raise UnreadableRecordError(f"unsupported schema version {excerpt(repr(version), 80)} (this btlab reads "
+                                    f"v={SCHEMA_VERSION})")
     kind = obj.get("type")
     if kind == "tick":
         return _tick_from(obj)
@@ -391,13 +392,13 @@ def decode(value: bytes | bytearray | memoryview | str | None) -> Message:
         return _bar_from(obj)
     if kind == "end":
         return _end_from(obj)
-    raise UnreadableRecordError(f"unknown record type {kind!r}")
+    raise UnreadableRecordError(f"unknown record type {excerpt(repr(kind), 80)}")
 
 
 def _missing(obj: dict, name: str) -> UnreadableRecordError:
     if name not in obj:
         return UnreadableRecordError(f"missing field {name!r}")
-    return UnreadableRecordError(f"field {name!r} has a bad value {obj[name]!r}")
+    return UnreadableRecordError(f"field {name!r} has a bad value {excerpt(repr(obj[name]), 80)}")
 
 
 def _int(obj: dict, name: str, minimum: int = 0) -> int:

@@ -5,9 +5,13 @@ Semantics: at-least-once. Offsets are committed manually, synchronously, after t
 sinks are idempotent (store natural keys), so a re-delivery changes nothing.
 
 Unreadable records (not JSON, wrong schema version, a field missing or out of range, a key that is not the value's
-``exchange:symbol``) are copied byte for byte to ``<topic>.dlq`` with the reason and origin in headers
-(:data:`DLQ_REASON`, :data:`DLQ_TOPIC`, :data:`DLQ_PARTITION`, :data:`DLQ_OFFSET`, :data:`DLQ_GROUP`), counted in
-:attr:`ConsumeStats.dead_lettered`, and the consumer keeps going.
+``exchange:symbol``) are copied byte for byte to ``<topic>.dlq`` with the reason (at most
+:data:`~btlab.stream.errors.REASON_LIMIT` characters) and origin in headers (:data:`DLQ_REASON`, :data:`DLQ_TOPIC`,
+:data:`DLQ_PARTITION`, :data:`DLQ_OFFSET`, :data:`DLQ_GROUP`), counted in :attr:`ConsumeStats.dead_lettered`, and
+the consumer keeps going. A copy the client or the broker refuses (a record bigger than the producer's
+``message.max.bytes`` or the dead-letter topic's ``max.message.bytes``) is replaced by a small notice: a JSON
+object ``{"topic", "partition", "offset", "reason", "key_bytes", "value_bytes", "copy_error"}`` with the same
+headers plus :data:`DLQ_COPY_ERROR`, so one oversized record can never stop the consumer for good.
 
 End of a replay: ``run(handler, until_end=replay_id)`` returns once it has seen that replay's end marker
 (:class:`~btlab.stream.codec.EndMarker`) on every partition of every subscribed topic -- never on a timeout. Each
@@ -23,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -35,7 +40,7 @@ from confluent_kafka.admin import AdminClient
 
 from btlab.stream.codec import BarMessage, EndMarker, TickMessage, decode
 from btlab.stream.config import StreamConfig, check_broker
-from btlab.stream.errors import BrokerUnavailableError, StreamError, UnreadableRecordError
+from btlab.stream.errors import BrokerUnavailableError, StreamError, UnreadableRecordError, excerpt
 from btlab.stream.producer import StreamProducer
 from btlab.stream.topics import dead_letter_topic, ensure_topics
 
@@ -51,6 +56,26 @@ DLQ_PARTITION = "btlab-dlq-partition"
 DLQ_OFFSET = "btlab-dlq-offset"
 #: Dead-letter header: the consumer group that rejected it.
 DLQ_GROUP = "btlab-dlq-group"
+#: Dead-letter header, only on a notice that replaces a refused copy: why the copy was refused (UTF-8 text).
+DLQ_COPY_ERROR = "btlab-dlq-copy-error"
+#: :attr:`ConsumeStats.reasons` counts this many distinct reasons; further ones are counted as :data:`OTHER_REASONS`
+MAX_REASONS = 50
+#: the :attr:`ConsumeStats.reasons` key of the reasons beyond :data:`MAX_REASONS`
+OTHER_REASONS = "other"
+#: a key longer than this (bytes) is left out of a dead-letter notice
+_NOTICE_KEY_LIMIT = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """Where a dead-lettered record came from (without its value: it can be megabytes)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value_bytes: int
+    timestamp_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +103,10 @@ class ConsumeStats:
 
     Attributes:
         records: data records handed to the handler.
-        dead_lettered: unreadable records copied to dead-letter topics.
-        reasons: dead-letter count per reason (reason text truncated to its first 80 characters).
+        dead_lettered: unreadable records sent to dead-letter topics (as copies or notices).
+        dead_letter_notices: of those, records whose copy was refused (too large), sent as a small notice.
+        reasons: dead-letter count per reason (reason text truncated to its first 80 characters); at most
+            :data:`MAX_REASONS` distinct reasons, the rest counted under :data:`OTHER_REASONS`.
         per_partition: data records handed over, per ``(topic, partition)``.
         markers: the end markers seen, per ``(topic, partition)`` (the last one wins).
         batches: handler calls.
@@ -88,6 +115,7 @@ class ConsumeStats:
 
     records: int = 0
     dead_lettered: int = 0
+    dead_letter_notices: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     per_partition: Counter[tuple[str, int]] = field(default_factory=Counter)
     markers: dict[tuple[str, int], EndMarker] = field(default_factory=dict)
@@ -135,6 +163,7 @@ class StreamConsumer:
             check_broker(self.config, admin)
         ensure_topics(self.config, self.topics, admin=admin)
         self._dlq: StreamProducer | None = None
+        self._refused: list[tuple[_Origin, str, str]] = []
         self.stats = ConsumeStats()
         self._stop = False
         self._closed = False
@@ -174,23 +203,73 @@ class StreamConsumer:
 
     # -- dead letters -----------------------------------------------------------------------------------------
     def _dead_letter(self, msg: Message, reason: str) -> None:
+        """Copy ``msg`` to its dead-letter topic with ``reason`` (cut to ``REASON_LIMIT``); a copy the client
+        refuses at once is replaced by a notice here, one the broker refuses in :meth:`_flush_dead_letters`."""
         if self._dlq is None:
             self._dlq = StreamProducer(self.config, check=False)
-        headers = list(msg.headers() or [])
-        headers += [
-            (DLQ_REASON, reason.encode("utf-8")),
-            (DLQ_TOPIC, msg.topic().encode()),
-            (DLQ_PARTITION, str(msg.partition()).encode()),
-            (DLQ_OFFSET, str(msg.offset()).encode()),
-            (DLQ_GROUP, self.group_id.encode()),
-        ]
+        reason = excerpt(reason)
+        value = msg.value()
         ts_type, ts = msg.timestamp()
         if ts_type == 0 or ts < 0:  # TIMESTAMP_NOT_AVAILABLE
             ts = int(time.time() * 1000)
-        self._dlq.produce(dead_letter_topic(msg.topic()), msg.key(), msg.value(), ts, headers=headers)
+        origin = _Origin(msg.topic(), msg.partition(), msg.offset(), msg.key(), len(value or b""), ts)
+        headers = [*(msg.headers() or []), *self._dlq_headers(origin, reason)]
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:  # the broker refused the copy (e.g. larger than the topic's max.message.bytes)
+                self._refused.append((origin, reason, err.str()))
+
+        try:
+            self._dlq.produce(dead_letter_topic(origin.topic), origin.key, value, ts, headers=headers,
+                              on_delivery=delivered)
+        except KafkaException as exc:  # refused at once, e.g. MSG_SIZE_TOO_LARGE (over message.max.bytes)
+            self._dead_letter_notice(origin, reason, exc.args[0].str() if exc.args else str(exc))
         self.stats.dead_lettered += 1
-        self.stats.reasons[reason[:80]] += 1
-        log.warning("dead-lettered %s [%d] @%d: %s", msg.topic(), msg.partition(), msg.offset(), reason)
+        key = reason[:80]
+        if key not in self.stats.reasons and len(self.stats.reasons) >= MAX_REASONS:
+            key = OTHER_REASONS
+        self.stats.reasons[key] += 1
+        log.warning("dead-lettered %s [%d] @%d: %s", origin.topic, origin.partition, origin.offset, reason)
+
+    def _dlq_headers(self, origin: _Origin, reason: str) -> list[tuple[str, bytes]]:
+        return [
+            (DLQ_REASON, reason.encode("utf-8", "replace")),
+            (DLQ_TOPIC, origin.topic.encode()),
+            (DLQ_PARTITION, str(origin.partition).encode()),
+            (DLQ_OFFSET, str(origin.offset).encode()),
+            (DLQ_GROUP, self.group_id.encode()),
+        ]
+
+    def _dead_letter_notice(self, origin: _Origin, reason: str, error: str) -> None:
+        """A small dead letter in place of a refused copy: origin, reason and why the copy was refused."""
+        assert self._dlq is not None
+        key = origin.key if origin.key is not None and len(origin.key) <= _NOTICE_KEY_LIMIT else None
+        error = excerpt(error, 200)
+        notice = {"topic": origin.topic, "partition": origin.partition, "offset": origin.offset, "reason": reason,
+                  "key_bytes": None if origin.key is None else len(origin.key), "value_bytes": origin.value_bytes,
+                  "copy_error": error}
+        headers = [*self._dlq_headers(origin, reason), (DLQ_COPY_ERROR, error.encode("utf-8", "replace"))]
+        # failures of the notice (a broker down) are the producer's: flush raises DeliveryError, nothing committed
+        self._dlq.produce(dead_letter_topic(origin.topic), key, json.dumps(notice).encode(), origin.timestamp_ms,
+                          headers=headers)
+        self.stats.dead_letter_notices += 1
+        log.warning("dead letter of %s [%d] @%d refused (%s): sent a notice instead", origin.topic,
+                    origin.partition, origin.offset, error)
+
+    def _flush_dead_letters(self) -> None:
+        """Wait until every dead letter is acknowledged; copies the broker refused are replaced by notices.
+
+        Raises:
+            DeliveryError: a notice (or a copy, by timeout) was not acknowledged.
+        """
+        if self._dlq is None:
+            return
+        self._dlq.flush()
+        while self._refused:
+            refused, self._refused = self._refused, []
+            for origin, reason, error in refused:
+                self._dead_letter_notice(origin, reason, error)
+            self._dlq.flush()
 
     # -- main loop --------------------------------------------------------------------------------------------
     def run(
@@ -309,7 +388,8 @@ class StreamConsumer:
                     raw_key = msg.key()
                     key = raw_key.decode("utf-8") if raw_key is not None else None
                     if key != message.key:
-                        raise UnreadableRecordError(f"record key {key!r} is not the value's {message.key!r}")
+                        raise UnreadableRecordError(f"record key {excerpt(repr(key), 120)} is not the value's "
+                                                    f"{excerpt(repr(message.key), 120)}")
                 except UnreadableRecordError as exc:
                     self._dead_letter(msg, exc.reason)
                     dead += 1
@@ -328,8 +408,8 @@ class StreamConsumer:
                 self.stats.batches += 1
                 self.stats.records += len(batch)
                 self.stats.per_partition.update((r.topic, r.partition) for r in batch)
-            if dead and self._dlq is not None:
-                self._dlq.flush()  # dead letters durable before the originals' offsets are committed
+            if dead:
+                self._flush_dead_letters()  # dead letters durable before the originals' offsets are committed
             if commit:
                 self._commit(commit)
             if until_end is not None and ended and self._replay_done(ended, topic_partitions):
@@ -374,8 +454,7 @@ class StreamConsumer:
             return
         self._closed = True
         try:
-            if self._dlq is not None:
-                self._dlq.flush()
+            self._flush_dead_letters()
         finally:
             self._consumer.close()
 

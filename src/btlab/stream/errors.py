@@ -15,6 +15,18 @@ from __future__ import annotations
 
 from btlab.errors import BtlabError
 
+#: the longest reason an :class:`UnreadableRecordError` (hence a dead letter's reason header) carries, in characters
+REASON_LIMIT = 500
+
+
+def excerpt(text: str, limit: int = REASON_LIMIT) -> str:
+    """``text`` cut to at most ``limit`` characters, the cut marked ``... (N chars)`` -- for quoting input in a
+    message: a record's value can be megabytes."""
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text):,} chars)"
+    return text[: max(0, limit - len(tail))] + tail
+
 
 class StreamError(BtlabError):
     """Base class of errors raised by :mod:`btlab.stream`."""
@@ -66,9 +78,11 @@ class UnreadableRecordError(StreamError, ValueError):
     """A record cannot be decoded into a btlab message.
 
     Attributes:
-        reason: what is wrong, in words (this text goes into the dead letter's ``btlab-dlq-reason`` header).
+        reason: what is wrong, in words, at most :data:`REASON_LIMIT` characters (this text goes into the dead
+            letter's ``btlab-dlq-reason`` header; a longer reason is cut, see :func:`excerpt`).
     """
 
     def __init__(self, reason: str) -> None:
+        reason = excerpt(str(reason))
         self.reason = reason
         super().__init__(f"unreadable record: {reason}")

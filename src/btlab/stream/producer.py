@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -118,13 +118,21 @@ class StreamProducer:
 
     # -- sending ----------------------------------------------------------------------------------------------
     def produce(self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int, *,
-                partition: int | None = None, headers: list[tuple[str, bytes]] | None = None) -> None:
+                partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
+                on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
         """Hand one already-encoded record to the client (asynchronous; see :meth:`flush`).
 
         Waits (serving delivery reports) while the client's queue is full.
 
+        Args:
+            on_delivery: called with ``(error or None, message)`` once the broker acknowledged or refused this
+                record (inside :meth:`flush` or a later ``produce``). With it, a failure of this record is the
+                caller's business: it is neither counted nor raised by :meth:`flush`.
+
         Raises:
             DeliveryError: earlier records already failed, or the producer hit a fatal error.
+            KafkaException: the client refused the record at once (e.g. ``MSG_SIZE_TOO_LARGE``: bigger than
+                ``message.max.bytes``); nothing was queued.
         """
         self._raise_if_fatal()
         if topic not in self._ensured:
@@ -136,6 +144,8 @@ class StreamProducer:
             kwargs["partition"] = partition
         if headers:
             kwargs["headers"] = headers
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
         while True:
             try:
                 self._producer.produce(topic, value, key, **kwargs)
