@@ -90,28 +90,7 @@ def validate_bars(frame: pd.DataFrame, source: str, timeframe: Timeframe | str |
 
     if (row := _first(out["ts"].isna().to_numpy())) is not None:
         raise DataValidationError(source, "missing timestamp", row=row + 1, column="ts")
-    for col in (*PRICE_COLUMNS, "volume"):
-        values = out[col].to_numpy()
-        if (row := _first(~np.isfinite(values))) is not None:
-            raise DataValidationError(source, f"missing or infinite value ({values[row]})", row=row + 1, column=col)
-    for col in PRICE_COLUMNS:
-        values = out[col].to_numpy()
-        if (row := _first(values <= 0)) is not None:
-            raise DataValidationError(source, f"price must be positive, got {values[row]}", row=row + 1, column=col)
-    vol = out["volume"].to_numpy()
-    if (row := _first(vol < 0)) is not None:
-        raise DataValidationError(source, f"volume must be >= 0, got {vol[row]}", row=row + 1, column="volume")
-    o, h, l, c = (out[col].to_numpy() for col in PRICE_COLUMNS)
-    if (row := _first(h < l)) is not None:
-        raise DataValidationError(source, f"high {h[row]} is below low {l[row]}", row=row + 1, column="high")
-    if (row := _first(h < np.maximum(o, c))) is not None:
-        raise DataValidationError(
-            source, f"high {h[row]} is below open {o[row]} or close {c[row]}", row=row + 1, column="high"
-        )
-    if (row := _first(l > np.minimum(o, c))) is not None:
-        raise DataValidationError(
-            source, f"low {l[row]} is above open {o[row]} or close {c[row]}", row=row + 1, column="low"
-        )
+    check_bar_values(*(out[col].to_numpy() for col in (*PRICE_COLUMNS, "volume")), source)
 
     ns = pd.DatetimeIndex(out["ts"]).asi8
     if len(ns) > 1:
@@ -128,12 +107,50 @@ def validate_bars(frame: pd.DataFrame, source: str, timeframe: Timeframe | str |
                 column="ts",
             )
     if timeframe is not None:
-        tf = Timeframe.parse(timeframe)
-        if (row := _first((ns - tf.origin_ns) % tf.nanos != 0)) is not None:
-            raise DataValidationError(
-                source,
-                f"timestamp {out['ts'].iloc[row]} is not a {tf} bar open time (wrong --timeframe?)",
-                row=row + 1,
-                column="ts",
-            )
+        check_aligned(ns, timeframe, source)
     return out
+
+
+def check_bar_values(o: np.ndarray, h: np.ndarray, l: np.ndarray, c: np.ndarray, volume: np.ndarray,  # noqa: E741
+                     source: str) -> None:
+    """Check bar values (float64 arrays of equal length, one entry per bar, row ``i`` reported as ``i + 1``):
+    finite, prices > 0, volume >= 0, ``high >= low``, ``high >= max(open, close)``, ``low <= min(open, close)``.
+
+    Raises:
+        DataValidationError: the first violation, naming ``source``, the row and the column.
+    """
+    for col, values in zip((*PRICE_COLUMNS, "volume"), (o, h, l, c, volume)):
+        if (row := _first(~np.isfinite(values))) is not None:
+            raise DataValidationError(source, f"missing or infinite value ({values[row]})", row=row + 1, column=col)
+    for col, values in zip(PRICE_COLUMNS, (o, h, l, c)):
+        if (row := _first(values <= 0)) is not None:
+            raise DataValidationError(source, f"price must be positive, got {values[row]}", row=row + 1, column=col)
+    if (row := _first(volume < 0)) is not None:
+        raise DataValidationError(source, f"volume must be >= 0, got {volume[row]}", row=row + 1, column="volume")
+    if (row := _first(h < l)) is not None:
+        raise DataValidationError(source, f"high {h[row]} is below low {l[row]}", row=row + 1, column="high")
+    if (row := _first(h < np.maximum(o, c))) is not None:
+        raise DataValidationError(
+            source, f"high {h[row]} is below open {o[row]} or close {c[row]}", row=row + 1, column="high"
+        )
+    if (row := _first(l > np.minimum(o, c))) is not None:
+        raise DataValidationError(
+            source, f"low {l[row]} is above open {o[row]} or close {c[row]}", row=row + 1, column="low"
+        )
+
+
+def check_aligned(ns: np.ndarray, timeframe: Timeframe | str, source: str, rows: np.ndarray | None = None) -> None:
+    """Check that bar open times ``ns`` (int64 epoch ns, UTC) are multiples of ``timeframe`` from its origin
+    (the UTC epoch; Monday 1970-01-05 for weeks). ``rows``: the 1-based row number of each entry in the input
+    (default: position + 1), for inputs that hold several series.
+
+    Raises:
+        DataValidationError: the first misaligned time, naming ``source``, its row and column ``ts``.
+    """
+    tf = Timeframe.parse(timeframe)
+    if (i := _first((ns - tf.origin_ns) % tf.nanos != 0)) is not None:
+        row = i + 1 if rows is None else int(rows[i])
+        raise DataValidationError(
+            source, f"timestamp {pd.Timestamp(int(ns[i]), tz='UTC')} is not a {tf} bar open time (wrong --timeframe?)",
+            row=row, column="ts",
+        )

@@ -42,16 +42,14 @@ import numpy as np
 import pandas as pd
 
 from btlab.errors import DataValidationError, InvalidArgumentError
-from btlab.model.bar import BAR_COLUMNS, PRICE_COLUMNS
+from btlab.model.bar import BAR_COLUMNS, PRICE_COLUMNS, check_aligned, check_bar_values
+from btlab.model.tick import TICK_COLUMNS
 from btlab.model.timeframe import Timeframe
 from btlab.stream.errors import UnreadableRecordError, excerpt
 from btlab.stream.topics import record_key
 
 SCHEMA_VERSION = 1
 
-#: Columns of a tick frame (same layout as :mod:`btlab.model.tick`): ``ts`` datetime64[ns, UTC] trade time,
-#: ``exchange``/``symbol``/``trade_id`` str, ``price``/``amount`` float64, ``side`` str 'buy'|'sell' or missing.
-TICK_COLUMNS: tuple[str, ...] = ("ts", "exchange", "symbol", "trade_id", "price", "amount", "side")
 #: Columns of a bar frame on a stream: :data:`btlab.model.bar.BAR_COLUMNS` (VWAP included) plus instrument and timeframe.
 STREAM_BAR_COLUMNS: tuple[str, ...] = (*BAR_COLUMNS, "exchange", "symbol", "timeframe")
 
@@ -319,12 +317,7 @@ def iter_bar_records(
     o, h, l, c = (_floats(frame, col, source, positive=True) for col in PRICE_COLUMNS)
     vol = _floats(frame, "volume", source, positive=False)
     vwap = _floats(frame, "vwap", source, positive=True, optional=True)
-    for row, col, msg in (
-        (np.flatnonzero(h < np.maximum(o, c)), "high", "high is below open or close"),
-        (np.flatnonzero(l > np.minimum(o, c)), "low", "low is above open or close"),
-    ):
-        if row.size:
-            raise DataValidationError(source, msg, row=int(row[0]) + 1, column=col)
+    check_bar_values(o, h, l, c, vol, source)
     if "trades" in frame.columns:
         trades_num = pd.to_numeric(frame["trades"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         bad = np.flatnonzero((trades_num < 0) | (np.isfinite(trades_num) & (trades_num != np.round(trades_num)))
@@ -334,14 +327,10 @@ def iter_bar_records(
         trades = [None if math.isnan(x) else int(x) for x in trades_num.tolist()]
     else:
         trades = [None] * len(frame)
-    for tf in set(tfs):
-        tfo = Timeframe.parse(tf)
-        rows = [i for i, t in enumerate(tfs) if t == tf]
-        misaligned = np.flatnonzero((ns[rows] - tfo.origin_ns) % tfo.nanos != 0)
-        if misaligned.size:
-            row = rows[int(misaligned[0])]
-            raise DataValidationError(source, f"{pd.Timestamp(ns[row], tz='UTC')} is not a {tf} bar open time",
-                                      row=row + 1, column="ts")
+    tf_array = np.asarray(tfs, dtype=object)
+    for tf in sorted(set(tfs)):
+        rows = np.flatnonzero(tf_array == tf)
+        check_aligned(ns[rows], tf, source, rows + 1)
     vwaps = [None if math.isnan(x) else x for x in vwap.tolist()]
     keys: dict[tuple[str, str], bytes] = {}
     for t, ex, sym, tf, op, hi, lo, cl, vo, tr, vw in zip(
