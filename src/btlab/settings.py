@@ -1,5 +1,9 @@
 """User settings, from ``BTLAB_*`` environment variables (and a ``.env`` file in the working directory).
 
+The ``.env`` file is read from the directory btlab runs in (not the repository's, not ``deploy/.env``); real
+environment variables win over it. It may hold secrets (a ``BTLAB_STORE`` with a password, an API key): the
+repository's ``.gitignore`` keeps it out of git, and the store address never appears in ``repr(settings)``.
+
 :class:`Settings` (pydantic-settings) is the full, validated set, built on first use: importing this module does
 not import pydantic, and :func:`store_address`, which every command asks, reads the environment directly when no
 ``.env`` file can change the answer (loading pydantic-settings costs about 0.3 s at start-up).
@@ -36,7 +40,8 @@ def _settings_class() -> type:
             home: folder for btlab's own files (``BTLAB_HOME``; default ``$XDG_DATA_HOME/btlab`` or
                 ``~/.local/share/btlab``).
             store: store address (``BTLAB_STORE``): a DuckDB file path (default ``<home>/btlab.duckdb``), or a
-                QuestDB address such as ``http::addr=localhost:9000;`` (see :func:`btlab.store.open_store`).
+                QuestDB address such as ``http::addr=localhost:9000;`` (see :func:`btlab.store.open_store`); may
+                hold credentials, so it is left out of ``repr``.
             reports: folder where HTML reports are written (``BTLAB_REPORTS``; default ``./reports``).
             kafka: Kafka-protocol bootstrap servers (``BTLAB_KAFKA``, e.g. ``127.0.0.1:19092`` for the compose
                 stack's Redpanda); None = no broker: jobs write to the store only.
@@ -49,7 +54,7 @@ def _settings_class() -> type:
         model_config = SettingsConfigDict(env_prefix="BTLAB_", env_file=ENV_FILE, extra="ignore")
 
         home: Path = Field(default_factory=_default_home)
-        store: str | None = None
+        store: str | None = Field(default=None, repr=False)
         reports: Path = Path("reports")
         kafka: str | None = None
         lock_timeout: float = Field(default=10.0, ge=0)

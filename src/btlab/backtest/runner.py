@@ -37,6 +37,7 @@ from btlab.model.timebounds import parse_bound, parse_range
 from btlab.model.timeframe import Timeframe
 from btlab.model.venue import resolve_venue
 from btlab.store import Store, open_store
+from btlab.store.factory import StoreTarget, reopen_target
 
 __all__ = ["BacktestConfig", "BacktestResult", "hash_bars", "new_run_id", "parse_bound", "run_backtest"]
 
@@ -123,7 +124,9 @@ class BacktestResult:
             ``bars_by_symbol``.
         strategy: the Backtrader strategy instance after the run (indicators, your attributes).
         analyzers: results of extra analyzers passed to :func:`run_backtest`, by name.
-        store_address: where the run was recorded (None if not recorded).
+        store_address: where the run was recorded (None if not recorded), as shown to people: without password or
+            token. :meth:`report` reopens the store with its private configuration (credentials included), which
+            this object keeps out of its ``repr``, equality and pickles.
         warnings: human-readable warnings, one line each (gaps in the range, orders that ended Margin/Rejected/
             Canceled), as stored in ``bt_runs.warnings``.
         order_counts: ``{"orders_rejected": n, "orders_margin": n, "orders_canceled": n}`` (Canceled includes
@@ -144,6 +147,14 @@ class BacktestResult:
     warnings: list[str] = field(default_factory=list)
     order_counts: dict[str, int] = field(default_factory=dict)
     bars_by_symbol: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    #: what open_store needs to reopen the run's store (a QuestDBConfig holds credentials): in this process only
+    _reopen: StoreTarget | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the store's private configuration (credentials stay in this process)."""
+        state = dict(self.__dict__)
+        state["_reopen"] = None
+        return state
 
     @property
     def metrics(self) -> pd.Series:
@@ -151,10 +162,15 @@ class BacktestResult:
         return self.summary.as_series().rename(self.run_id)
 
     def report(self, path: str | Path | None = None, store: Store | str | None = None) -> Path:
-        """Write the run's HTML report (reads the run back from its store) and return its path."""
+        """Write the run's HTML report (reads the run back from its store) and return its path.
+
+        ``store``: a store, or an address; default: the store the run was recorded in, reopened read-only with its
+        private configuration (so a password-protected QuestDB works), else :attr:`store_address`.
+        """
         from btlab.report.html import write_report
 
-        target = store if isinstance(store, Store) else open_store(store or self.store_address, read_only=True)
+        reopen = store or self._reopen or self.store_address
+        target = store if isinstance(store, Store) else open_store(reopen, read_only=True)
         try:
             return write_report(target, self.run_id, path)
         finally:
@@ -338,6 +354,7 @@ def run_backtest(
             trades=analysis["trades"], orders=analysis["orders"], bars=bars[names[0]], strategy=strat,
             analyzers=extra, store_address=the_store.address if record else None, warnings=list(recorder.warnings),
             order_counts=dict(recorder.order_counts), bars_by_symbol=bars,
+            _reopen=reopen_target(the_store) if record else None,
         )
     finally:
         if owns_store:
