@@ -35,6 +35,9 @@ DEFAULT_MAX_HOLD = 2.0
 HANDOFF = 0.1
 #: Longest pause between two attempts to open a locked file (shorter than ``HANDOFF``, so a waiter gets its turn).
 RETRY_MAX = 0.05
+#: DuckDB's memory limit while staging rows or publishing them (its buffer cache would otherwise grow to 80 % of
+#: the RAM during a big import); reset after each call.
+STAGING_MEMORY_LIMIT = "128MB"
 
 #: Open file-backed stores of this process, by file: a read-only and a read-write connection to one file cannot
 #: coexist in one process, so one store gives up its lingering connection when another needs the file.
@@ -45,10 +48,15 @@ _LOCK_CONFLICT = ("could not set lock on file", "conflicting lock is held")
 _PID = re.compile(r"\(PID (\d+)\)")
 
 
-def table_ddl(table: Table) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` for DuckDB; the natural key is the primary key (timestamps are UTC, naive)."""
+def table_ddl(table: Table, name: str | None = None, *, primary_key: bool = True) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for DuckDB; the natural key is the primary key (timestamps are UTC, naive).
+
+    ``name`` creates the same columns under another name (a staging table); ``primary_key=False`` leaves the key
+    out (rows are appended without an index to maintain).
+    """
     cols = ", ".join(f"{c.name} {_TYPES[c.kind]}" for c in table.columns)
-    return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}, PRIMARY KEY ({', '.join(table.key)}))"
+    key = f", PRIMARY KEY ({', '.join(table.key)})" if primary_key else ""
+    return f"CREATE TABLE IF NOT EXISTS {name or table.name} ({cols}{key})"
 
 
 def is_duckdb_file(path: str | Path) -> bool:
@@ -95,6 +103,12 @@ class DuckDBStore(Store):
     command line). Calls are serialized by a lock, so threads may share a store.
 
     ``:memory:`` keeps its one connection for the store's life (its data lives in it).
+
+    Staging (:meth:`~btlab.store.base.Store.staging`): a staging table is a plain table in the same file (no
+    primary key); each append is one call (other processes get in between), and the publish copies
+    :attr:`publish_slice_rows` rows per transaction, under a memory limit of :data:`STAGING_MEMORY_LIMIT`, so
+    neither grows with the file (one transaction for all rows keeps its primary-key index entries in memory: about
+    200 bytes a row).
 
     Args:
         path: database file, or ``":memory:"``. A new file's parent folders are created (not in read-only mode).
@@ -350,15 +364,21 @@ class DuckDBStore(Store):
         self._writable()
         # within one batch the last row of a key wins, as in QuestDB (INSERT OR REPLACE would keep the first)
         batch = conform(spec, frame).drop_duplicates(subset=list(spec.key), keep="last").reset_index(drop=True)
+        return self._insert(spec, batch, spec.name, "INSERT OR REPLACE")
+
+    def _insert(self, spec: Table, batch: pd.DataFrame, target: str, verb: str,
+                memory_limit: str | None = None) -> int:
+        """``verb INTO target`` every row of a conformed ``batch`` of ``spec``'s columns, in one transaction."""
+        batch = batch.copy(deep=False)
         for col in spec.kinds("timestamp"):
             batch[col] = batch[col].dt.tz_localize(None)
         cols = ", ".join(spec.column_names)
-        with self._use(linger=True) as con:
+        with self._use(linger=True) as con, self._memory_limit(con, memory_limit):
             con.register("_btlab_batch", batch)
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    con.execute(f"INSERT OR REPLACE INTO {spec.name} ({cols}) SELECT {cols} FROM _btlab_batch")
+                    con.execute(f"{verb} INTO {target} ({cols}) SELECT {cols} FROM _btlab_batch")
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -366,6 +386,53 @@ class DuckDBStore(Store):
             finally:
                 con.unregister("_btlab_batch")
         return len(batch)
+
+    @staticmethod
+    @contextmanager
+    def _memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
+        """DuckDB's ``memory_limit`` set to ``limit`` for a block (None, or DuckDB cannot free that much: unchanged),
+        then reset."""
+        try:
+            if limit is not None:
+                con.execute(f"SET memory_limit = '{limit}'")  # a constant of this module, not input
+        except duckdb.Error:
+            limit = None
+        try:
+            yield
+        finally:
+            if limit is not None:
+                con.execute("RESET memory_limit")
+
+    # ---- staging hooks (see Store.staging) -------------------------------------------------------------------
+    upsert_verb = "INSERT OR REPLACE"
+    #: rows per publish transaction (see the class docstring)
+    publish_slice_rows = 100_000
+
+    def _stage_create(self, table: Table, name: str) -> None:
+        self._writable()
+        with self._use(linger=True) as con:
+            con.execute(table_ddl(table, name, primary_key=False))
+
+    def _stage_append(self, table: Table, name: str, frame: pd.DataFrame) -> int:
+        self._writable()
+        return self._insert(table, conform(table, frame), name, "INSERT", STAGING_MEMORY_LIMIT)
+
+    def _stage_copy(self, table: Table, steps: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        self._writable()
+        for sql, params in steps:  # one call each: other processes get the file between them
+            with self._use(linger=True) as con, self._memory_limit(con, STAGING_MEMORY_LIMIT):
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    con.execute(sql, list(params))
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+
+    def _stage_drop(self, sql: str) -> None:
+        self._writable()
+        with self._use(linger=True) as con:
+            con.execute(sql)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         with self._use(linger=True) as con:
