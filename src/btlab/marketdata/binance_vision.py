@@ -265,8 +265,8 @@ def detect_kind(path: str | Path) -> tuple[str, bool, int]:
     if kind is None:
         raise DataValidationError(
             src,
-            f"cannot tell what this file holds ({n:,} columns{', header ' + excerpt(','.join(fields)) if header else ''}"
-            "): expected data.binance.vision klines (12 columns), trades (7, futures 6) or aggTrades (8, futures 7)",
+            f"cannot tell what this file holds ({n:,} columns"
+            f"{', header ' + excerpt(','.join(fields)) if header else ''}): expected data.binance.vision klines (12 columns), trades (7, futures 6) or aggTrades (8, futures 7)",
         )
     if named is not None and by_layout is not None and named != by_layout:
         what = f"header {excerpt(','.join(fields))}" if header else f"{n:,} columns"

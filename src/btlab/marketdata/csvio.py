@@ -44,6 +44,7 @@ __all__ = [
     "EXCERPT_CHARS",
     "MAX_LINE_BYTES",
     "NUMBER",
+    "RATIO_SLACK",
     "CountingReader",
     "CsvBlocks",
     "LineMap",
@@ -51,12 +52,14 @@ __all__ = [
     "epoch_to_utc",
     "epoch_unit_of",
     "epoch_units",
+    "bomb_error",
     "excerpt",
     "first_lines",
     "gzip_declared_size",
     "head_lines",
     "looks_like_header",
     "open_csv",
+    "ratio_limit",
     "read_error",
     "split_line",
     "zip_csv_member",
@@ -159,13 +162,19 @@ def excerpt(text: str | bytes, limit: int = EXCERPT_CHARS) -> str:
     return shown + ("..." if len(text) > limit else "")
 
 
-def _ratio_limit() -> float:
+def ratio_limit() -> float:
+    """The largest uncompressed:compressed ratio accepted (``BTLAB_MAX_COMPRESSION_RATIO``, default 100).
+
+    Raises:
+        InvalidArgumentError: an invalid ``BTLAB_MAX_COMPRESSION_RATIO``.
+    """
     from btlab.settings import max_compression_ratio
 
     return max_compression_ratio()
 
 
-def _bomb(src: str, what: str, ratio: float, limit: float) -> DataValidationError:
+def bomb_error(src: str, what: str, ratio: float, limit: float) -> DataValidationError:
+    """The error for a compressed input over the ratio limit: ``what`` it declares or holds, its ratio, the limit."""
     return DataValidationError(
         src,
         f"{what}: more than {limit:g} times its compressed size ({ratio:,.0f}:1), refused as a decompression bomb "
@@ -512,7 +521,8 @@ def open_csv(path: str | Path, src: str | None = None, *,
     also never delivers more than its declared size: Python's zipfile stops there and checks the CRC).
 
     Args:
-        max_ratio: the ratio limit; None: ``BTLAB_MAX_COMPRESSION_RATIO`` (:func:`btlab.settings.max_compression_ratio`).
+        max_ratio: the ratio limit; None: ``BTLAB_MAX_COMPRESSION_RATIO``
+            (:func:`btlab.settings.max_compression_ratio`).
 
     Yields:
         ``(stream, size)``: a buffered binary stream of the CSV text and its size in bytes when known (the
@@ -543,16 +553,17 @@ def open_csv(path: str | Path, src: str | None = None, *,
         with plain as fh:
             yield fh, p.stat().st_size
         return
-    ratio = _ratio_limit() if max_ratio is None else float(max_ratio)
+    ratio = ratio_limit() if max_ratio is None else float(max_ratio)
     try:
         if kind == ".csv.gz":
             packed = p.stat().st_size
             limit = int(ratio * packed) + RATIO_SLACK
             declared = gzip_declared_size(p)
             if declared is not None and declared > limit:
-                raise _bomb(src, f"declares {declared:,} bytes uncompressed from {packed:,}", declared / packed, ratio)
+                raise bomb_error(src, f"declares {declared:,} bytes uncompressed from {packed:,}", declared / packed,
+                                 ratio)
             with gzip.open(p, "rb") as raw:
-                guard = CountingReader(raw, limit, lambda: _bomb(
+                guard = CountingReader(raw, limit, lambda: bomb_error(
                     src, f"decompresses to over {limit:,} bytes from {packed:,}", limit / packed, ratio))
                 with io.BufferedReader(guard, 1 << 16) as fh:
                     yield fh, None
@@ -562,10 +573,10 @@ def open_csv(path: str | Path, src: str | None = None, *,
             packed = max(1, member.compress_size)
             limit = int(ratio * packed) + RATIO_SLACK
             if member.file_size > limit:
-                raise _bomb(src, f"{excerpt(member.filename)} declares {member.file_size:,} bytes from {packed:,}",
+                raise bomb_error(src, f"{excerpt(member.filename)} declares {member.file_size:,} bytes from {packed:,}",
                             member.file_size / packed, ratio)
             with zf.open(member) as raw:
-                guard = CountingReader(raw, limit, lambda: _bomb(
+                guard = CountingReader(raw, limit, lambda: bomb_error(
                     src, f"decompresses to over {limit:,} bytes from {packed:,}", limit / packed, ratio))
                 with io.BufferedReader(guard, 1 << 16) as fh:
                     yield fh, member.file_size

@@ -79,7 +79,17 @@ import pandas as pd
 
 from btlab.errors import DataValidationError, InvalidArgumentError, TimeframeMismatchError
 from btlab.marketdata.csvio import NUMBER as _NUMBER
-from btlab.marketdata.csvio import RATIO_SLACK, CsvBlocks, excerpt, first_lines, looks_like_header, open_csv, split_line
+from btlab.marketdata.csvio import (
+    RATIO_SLACK,
+    CsvBlocks,
+    bomb_error,
+    excerpt,
+    first_lines,
+    looks_like_header,
+    open_csv,
+    ratio_limit,
+    split_line,
+)
 from btlab.marketdata.csvio import epoch_to_utc as _epoch_to_utc
 from btlab.marketdata.csvio import epoch_unit_of as _epoch_unit_of
 from btlab.marketdata.gaps import find_gaps
@@ -609,6 +619,8 @@ class BarChunks:
 
     # ---- CSV ------------------------------------------------------------------------------------------------
     def _csv(self) -> Iterator[_Raw]:
+        import pyarrow.compute as pc
+
         src = self.src
         with open_csv(self.path, src) as (fh, _size):
             head = first_lines(fh, 1, src)
@@ -631,8 +643,6 @@ class BarChunks:
                 )
             columns = list(layout)
         chosen = self._choose(columns)
-        import pyarrow.compute as pc
-
         with open_csv(self.path, src) as (fh, _size):
             blocks = CsvBlocks(fh, src, width=len(fields), skip_lines=line_no if has_header else line_no - 1,
                                block_bytes=self.chunk_bytes, first="header" if has_header else "first")
@@ -693,26 +703,27 @@ class BarChunks:
         except DataValidationError:
             raise
         except OSError as exc:  # pyarrow's ArrowInvalid / ArrowIOError derive from it
-            raise DataValidationError(self.src, f"not a readable {what} file ({excerpt(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 200)})") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataValidationError(self.src, f"not a readable {what} file ({excerpt(reason, 200)})") from None
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for corrupt files
-            raise DataValidationError(self.src, f"not a readable {what} file ({type(exc).__name__}: {excerpt(str(exc), 200)})") from None
+            raise DataValidationError(
+                self.src, f"not a readable {what} file ({type(exc).__name__}: {excerpt(str(exc), 200)})"
+            ) from None
 
     def _parquet_batches(self) -> Iterator[Any]:
         """Record batches of the parquet file, row group by row group; a row group declaring more than
         ``BTLAB_MAX_COMPRESSION_RATIO`` times its compressed size is refused before it is read."""
         import pyarrow.parquet as pq
 
-        from btlab.marketdata.csvio import _bomb, _ratio_limit
-
         pf = pq.ParquetFile(self.path)
-        ratio = _ratio_limit()
+        ratio = ratio_limit()
         meta = pf.metadata
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
             packed = max(1, sum(group.column(c).total_compressed_size for c in range(group.num_columns)))
             if group.total_byte_size > ratio * packed + RATIO_SLACK:
-                raise _bomb(self.src, f"row group {g + 1} declares {group.total_byte_size:,} bytes from {packed:,}",
-                            group.total_byte_size / packed, ratio)
+                raise bomb_error(self.src, f"row group {g + 1} declares {group.total_byte_size:,} bytes from "
+                                 f"{packed:,}", group.total_byte_size / packed, ratio)
         yield from pf.iter_batches(batch_size=COLUMNAR_CHUNK_ROWS)
 
     def _feather_batches(self) -> Iterator[Any]:
