@@ -12,6 +12,8 @@ are counted). Files, all generated in a temporary folder:
 * zip bomb: a ``.zip`` whose one ``.csv`` member is 1 GiB of text without a newline, through
   ``btlab ingest binance-vision`` -- once with the default ratio limit, once with the limit lifted
   (``BTLAB_MAX_COMPRESSION_RATIO=100000``), where only the line-length limit of its first-lines check stops it;
+* a valid aggTrades CSV of 998,160 trades (the real XRP/ETH trades of ``data/`` repeated, ids and times shifted)
+  through ``btlab ingest binance-vision`` (ticks are upserted block by block);
 * valid data.binance.vision kline CSVs of 1M and 10M rows (0.1 and 1 GB): the real BTC/USDT 1m bars of ``data/``
   (130,708 gapless minutes) repeated, each copy shifted in time right after the previous one (a valid gapless 1m
   series, numbers written with ``repr`` precision).
@@ -76,6 +78,22 @@ def write_kline_csv(path: Path, rows: int, *, header: bool = True) -> Path:
             fh.write("".join(opens + "," + mid[:take] + closes + tail[:take]))
             written += take
             rep += 1
+    return path
+
+
+def write_agg_trades_csv(path: Path, copies: int = 80) -> Path:
+    """A valid data.binance.vision aggTrades CSV: the 12,477 real XRP/ETH aggregate trades of ``data/``, repeated
+    ``copies`` times with ids and times shifted past the previous copy (998,160 trades for 80)."""
+    src = pd.read_csv(DATA / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv", header=None, dtype=str)
+    ids, first, last, ts = (src[c].astype(np.int64).to_numpy() for c in (0, 3, 4, 5))
+    id_span, trade_span, t_span = ids[-1] - ids[0] + 1, last[-1] - first[0] + 1, ts[-1] - ts[0] + 1
+    with path.open("w") as fh:
+        for r in range(copies):
+            copy = src.copy()
+            copy[0], copy[3], copy[4], copy[5] = (
+                (ids + r * id_span).astype(str), (first + r * trade_span).astype(str),
+                (last + r * trade_span).astype(str), (ts + r * t_span).astype(str))
+            copy.to_csv(fh, header=False, index=False, lineterminator="\n")
     return path
 
 
@@ -217,6 +235,11 @@ def run(rows: int = 10_000_000, rounds: int = 3) -> list[str]:
                          f"{best[1]:.1f} s vs whole-file {old_best[1]:.1f} s (time ratio "
                          f"**{best[1] / old_best[1]:.2f}x**), peak RSS {best[2]:,.0f} MB vs {old_best[2]:,.0f} MB.")
         small.unlink()
+        agg = write_agg_trades_csv(d / "XRPETH-aggTrades-2019-10.csv")
+        vision = ["ingest", "binance-vision", "--symbol", "XRP/ETH"]
+        lines.append(_row("valid aggTrades CSV, 998,160 trades (ticks, streamed)", agg, agg.stat().st_size, vision,
+                          measure(agg, vision)))
+        agg.unlink()
         if rows > small_rows:
             big = write_kline_csv(d / "klines-big.csv", rows)
             result = measure(big, imp)

@@ -310,7 +310,7 @@ def import_binance_vision(
     timeframe: Timeframe | str | None = None,
     bars: Sequence[Timeframe | str] | None = None,
     progress: Callable[[int, int], None] | None = None,
-    chunk_bytes: int = 32 << 20,
+    chunk_bytes: int = 4 << 20,
 ) -> list[VisionImportReport]:
     """Import data.binance.vision klines / trades / aggTrades files (see the module docstring).
 
@@ -327,7 +327,7 @@ def import_binance_vision(
         bars: for trades/aggTrades files: also build these bar timeframes from each file's ticks, over the span
             the file covers completely (:func:`file_span`, :func:`btlab.marketdata.tickbars.bars_from_ticks`).
         progress: called as ``progress(bytes_done, bytes_total)`` over all files (uncompressed CSV bytes).
-        chunk_bytes: CSV text per block when streaming tick files (memory use is a small multiple of it).
+        chunk_bytes: CSV text per block, for tick and kline files alike (memory use is a small multiple of it).
 
     Returns:
         One :class:`VisionImportReport` per file, in order.
