@@ -348,6 +348,20 @@ def test_a_duplicate_across_a_chunk_boundary_is_caught(tmp_path: Path, h1_lines:
     assert not staging_tables(populated)
 
 
+def test_a_step_that_runs_out_of_duckdb_memory_under_the_limit_runs_again_without_it(
+        tmp_path: Path, h1_lines: list[str], expected_h1: pd.DataFrame) -> None:
+    """DuckDB stages and publishes under a memory limit (its cache would grow to 80 % of the RAM); a limit too low for
+    the work (here 4 MB: every step runs out of memory under it) must not fail the import."""
+    path = write(tmp_path / "BTCUSDT-1h-klines.csv", h1_lines)
+    with DuckDBStore(tmp_path / "s.duckdb") as st:
+        st.staging_memory_limit = "4MB"
+        report = import_bars(path, st, exchange="binance", symbol="BTC/USDT", timeframe="1h", chunk_bytes=SMALL_CHUNK)
+        stored = st.read_bars(exchange="binance", symbol="BTC/USDT", timeframe="1h")
+        assert not staging_tables(st)
+    assert report.rows == 58_419
+    pd.testing.assert_frame_equal(stored.drop(columns="trades"), expected_h1.drop(columns="trades"), check_exact=True)
+
+
 # ---- staging, on every backend ---------------------------------------------------------------------------------------
 def test_staging_publishes_at_once_or_not_at_all(store, uid: str) -> None:
     from btlab.store.base import bar_rows

@@ -128,7 +128,7 @@ DEFAULT_CHUNK_BYTES = 2 << 20
 #: Rows per chunk of a parquet file (feather files are read one record batch at a time).
 COLUMNAR_CHUNK_ROWS = 65_536
 #: Checked bars gathered before they are written to the staging table (about 70 bytes a bar).
-STAGE_ROWS = 250_000
+STAGE_ROWS = 100_000
 
 #: Column order of data.binance.vision kline CSVs (their newer files carry this as a header line).
 BINANCE_KLINE_COLUMNS: tuple[str, ...] = (
@@ -715,7 +715,7 @@ class BarChunks:
         ``BTLAB_MAX_COMPRESSION_RATIO`` times its compressed size is refused before it is read."""
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(self.path)
+        pf = pq.ParquetFile(self.path, buffer_size=1 << 20, pre_buffer=False)  # page by page, not whole row groups
         ratio = ratio_limit()
         meta = pf.metadata
         for g in range(meta.num_row_groups):

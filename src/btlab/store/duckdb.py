@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,8 @@ HANDOFF = 0.1
 #: Longest pause between two attempts to open a locked file (shorter than ``HANDOFF``, so a waiter gets its turn).
 RETRY_MAX = 0.05
 #: DuckDB's memory limit while staging rows or publishing them (its buffer cache would otherwise grow to 80 % of
-#: the RAM during a big import); reset after each call.
+#: the RAM during a big import); reset after each call. A step that runs out of memory under it (the primary-key
+#: index of a big table may need more) is run again without it.
 STAGING_MEMORY_LIMIT = "128MB"
 
 #: Open file-backed stores of this process, by file: a read-only and a read-write connection to one file cannot
@@ -106,9 +108,10 @@ class DuckDBStore(Store):
 
     Staging (:meth:`~btlab.store.base.Store.staging`): a staging table is a plain table in the same file (no
     primary key); each append is one call (other processes get in between), and the publish copies
-    :attr:`publish_slice_rows` rows per transaction, under a memory limit of :data:`STAGING_MEMORY_LIMIT`, so
-    neither grows with the file (one transaction for all rows keeps its primary-key index entries in memory: about
-    200 bytes a row).
+    :attr:`publish_slice_rows` rows per transaction, so memory does not grow with the rows staged (one transaction
+    for all rows keeps their primary-key index entries in memory: about 200 bytes a row). Both run under DuckDB's
+    memory limit :attr:`staging_memory_limit` (its buffer cache would otherwise grow to 80 % of the RAM); a step
+    that runs out of memory under it runs again without it.
 
     Args:
         path: database file, or ``":memory:"``. A new file's parent folders are created (not in read-only mode).
@@ -368,24 +371,43 @@ class DuckDBStore(Store):
 
     def _insert(self, spec: Table, batch: pd.DataFrame, target: str, verb: str,
                 memory_limit: str | None = None) -> int:
-        """``verb INTO target`` every row of a conformed ``batch`` of ``spec``'s columns, in one transaction."""
+        """``verb INTO target`` every row of a conformed ``batch`` of ``spec``'s columns, in one transaction
+        (:meth:`_transaction`)."""
         batch = batch.copy(deep=False)
         for col in spec.kinds("timestamp"):
             batch[col] = batch[col].dt.tz_localize(None)
         cols = ", ".join(spec.column_names)
-        with self._use(linger=True) as con, self._memory_limit(con, memory_limit):
-            con.register("_btlab_batch", batch)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    con.execute(f"{verb} INTO {target} ({cols}) SELECT {cols} FROM _btlab_batch")
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-            finally:
-                con.unregister("_btlab_batch")
+        sql = f"{verb} INTO {target} ({cols}) SELECT {cols} FROM _btlab_batch"
+        self._transaction(lambda con: con.execute(sql), memory_limit, batch)
         return len(batch)
+
+    def _transaction(self, work: Callable[[duckdb.DuckDBPyConnection], Any], memory_limit: str | None,
+                     batch: pd.DataFrame | None = None) -> None:
+        """``work(con)`` in one transaction (one call: other processes get the file before and after), with
+        ``batch`` registered as ``_btlab_batch`` and DuckDB's ``memory_limit`` set to ``memory_limit`` meanwhile (a
+        checkpoint follows the commit, under the limit too). If DuckDB runs out of memory under that limit (e.g. the
+        primary-key index of a big table needs more), the transaction is rolled back and run once more without it."""
+        for limit in (memory_limit, None) if memory_limit is not None else (None,):
+            with self._use(linger=True) as con, self._memory_limit(con, limit):
+                if batch is not None:
+                    con.register("_btlab_batch", batch)
+                try:
+                    con.execute("BEGIN TRANSACTION")
+                    try:
+                        work(con)
+                        con.execute("COMMIT")
+                    except BaseException as exc:
+                        con.execute("ROLLBACK")
+                        if limit is not None and isinstance(exc, duckdb.OutOfMemoryException):
+                            continue  # once more, without the limit
+                        raise
+                finally:
+                    if batch is not None:
+                        con.unregister("_btlab_batch")
+                if limit is not None:  # now, under the limit (closing the file would do it without); committed
+                    with contextlib.suppress(duckdb.Error):  # anyway: a checkpoint that fails comes again later
+                        con.execute("CHECKPOINT")
+                return
 
     @staticmethod
     @contextmanager
@@ -394,7 +416,7 @@ class DuckDBStore(Store):
         then reset."""
         try:
             if limit is not None:
-                con.execute(f"SET memory_limit = '{limit}'")  # a constant of this module, not input
+                con.execute(f"SET memory_limit = '{limit}'")  # a setting of this store, not input
         except duckdb.Error:
             limit = None
         try:
@@ -407,6 +429,8 @@ class DuckDBStore(Store):
     upsert_verb = "INSERT OR REPLACE"
     #: rows per publish transaction (see the class docstring)
     publish_slice_rows = 100_000
+    #: DuckDB's memory limit while staging or publishing (None: none); see :data:`STAGING_MEMORY_LIMIT`
+    staging_memory_limit: str | None = STAGING_MEMORY_LIMIT
 
     def _stage_create(self, table: Table, name: str) -> None:
         self._writable()
@@ -415,19 +439,13 @@ class DuckDBStore(Store):
 
     def _stage_append(self, table: Table, name: str, frame: pd.DataFrame) -> int:
         self._writable()
-        return self._insert(table, conform(table, frame), name, "INSERT", STAGING_MEMORY_LIMIT)
+        return self._insert(table, conform(table, frame), name, "INSERT", self.staging_memory_limit)
 
     def _stage_copy(self, table: Table, steps: Sequence[tuple[str, Sequence[Any]]]) -> None:
         self._writable()
-        for sql, params in steps:  # one call each: other processes get the file between them
-            with self._use(linger=True) as con, self._memory_limit(con, STAGING_MEMORY_LIMIT):
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    con.execute(sql, list(params))
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+        for sql, params in steps:  # one transaction each: other processes get the file between them
+            self._transaction(lambda con, sql=sql, params=params: con.execute(sql, list(params)),
+                              self.staging_memory_limit)
 
     def _stage_drop(self, sql: str) -> None:
         self._writable()
