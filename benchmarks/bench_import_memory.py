@@ -14,6 +14,7 @@ are counted). Files, all generated in a temporary folder:
   (``BTLAB_MAX_COMPRESSION_RATIO=100000``), where only the line-length limit of its first-lines check stops it;
 * a valid aggTrades CSV of 998,160 trades (the real XRP/ETH trades of ``data/`` repeated, ids and times shifted)
   through ``btlab ingest binance-vision`` (ticks are upserted block by block);
+* the 10M bars as a parquet file (1M-row row groups, as pandas writes them);
 * valid data.binance.vision kline CSVs of 1M and 10M rows (0.1 and 1 GB): the real BTC/USDT 1m bars of ``data/``
   (130,708 gapless minutes) repeated, each copy shifted in time right after the previous one (a valid gapless 1m
   series, numbers written with ``repr`` precision).
@@ -94,6 +95,38 @@ def write_agg_trades_csv(path: Path, copies: int = 80) -> Path:
                 (ids + r * id_span).astype(str), (first + r * trade_span).astype(str),
                 (last + r * trade_span).astype(str), (ts + r * t_span).astype(str))
             copy.to_csv(fh, header=False, index=False, lineterminator="\n")
+    return path
+
+
+def write_parquet_from_csv(csv_path: Path, path: Path, group_rows: int = 1 << 20) -> Path:
+    """The bars of a kline CSV from :func:`write_kline_csv` as parquet (``date`` UTC and OHLCV, row groups of
+    ``group_rows`` rows as pandas writes them), converted block by block."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    names = ["open_time", "open", "high", "low", "close", "volume"]
+    reader = pacsv.open_csv(csv_path, convert_options=pacsv.ConvertOptions(include_columns=names))
+    writer = None
+    pending: list[pa.RecordBatch] = []
+
+    def flush() -> None:
+        table = pa.Table.from_batches(pending)
+        date = table.column("open_time").cast(pa.timestamp("ms", tz="UTC"))
+        table = table.drop_columns(["open_time"]).add_column(0, "date", date)
+        writer.write_table(table, row_group_size=group_rows)
+        pending.clear()
+
+    for batch in reader:
+        if writer is None:
+            schema = pa.schema([("date", pa.timestamp("ms", tz="UTC"))] + [(n, pa.float64()) for n in names[1:]])
+            writer = pq.ParquetWriter(path, schema)
+        pending.append(batch)
+        if sum(b.num_rows for b in pending) >= group_rows:
+            flush()
+    if pending:
+        flush()
+    writer.close()
     return path
 
 
@@ -245,7 +278,11 @@ def run(rows: int = 10_000_000, rounds: int = 3) -> list[str]:
             result = measure(big, imp)
             lines.append(_row(f"valid kline CSV, {rows:,} rows", big, big.stat().st_size, imp, result))
             notes.append(f"{rows:,} rows imported in {result[1]:.0f} s ({rows / result[1]:,.0f} rows/s).")
+            parquet = write_parquet_from_csv(big, d / "klines-big.parquet")
             big.unlink()
+            lines.append(_row("the same bars as parquet (row groups of 1,048,576 rows)", parquet, rows * 48, imp,
+                              measure(parquet, imp)))
+            parquet.unlink()
     notes.append(f"One process per row (its own peak RSS: `ru_maxrss`); a `btlab data import` of a small file peaks at "
                  f"about 200 MB (Python, pandas, Arrow, DuckDB). Goal (issue 7): under {BOUND_MB} MB whatever the "
                  "file.")
