@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_aggregate  # noqa: E402
 import bench_backtest  # noqa: E402
 import bench_import  # noqa: E402
+import bench_import_memory  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_stream  # noqa: E402
@@ -51,6 +52,10 @@ def main() -> None:
         "## Start-up of the btlab command (issue 6)",
         "",
         *bench_startup.run(),
+        "",
+        "## Import memory on hostile and big files (issue 7)",
+        "",
+        *bench_import_memory.run(),
         "",
     ]
     text = "\n".join(out)

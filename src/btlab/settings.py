@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: the dotenv file read from the working directory (values there lose to real environment variables)
 ENV_FILE = ".env"
+#: default of ``BTLAB_MAX_COMPRESSION_RATIO`` (see :func:`max_compression_ratio`)
+DEFAULT_MAX_COMPRESSION_RATIO = 100.0
 
 
 def _default_home() -> Path:
@@ -49,6 +51,8 @@ def _settings_class() -> type:
                 ``CRYPTOCOMPARE_API_KEY``).
             lock_timeout: seconds a DuckDB store keeps retrying while another process holds its file's lock
                 (``BTLAB_LOCK_TIMEOUT``; default 10).
+            max_compression_ratio: largest ratio of uncompressed to compressed size accepted in a ``.csv.gz`` or
+                ``.zip`` file (``BTLAB_MAX_COMPRESSION_RATIO``; default 100, see :func:`max_compression_ratio`).
         """
 
         model_config = SettingsConfigDict(env_prefix="BTLAB_", env_file=ENV_FILE, extra="ignore")
@@ -58,6 +62,7 @@ def _settings_class() -> type:
         reports: Path = Path("reports")
         kafka: str | None = None
         lock_timeout: float = Field(default=10.0, ge=0)
+        max_compression_ratio: float = Field(default=DEFAULT_MAX_COMPRESSION_RATIO, gt=1)
         cryptocompare_api_key: str | None = Field(
             default=None,
             validation_alias=AliasChoices("BTLAB_CRYPTOCOMPARE_API_KEY", "CRYPTOCOMPARE_API_KEY"),
@@ -126,4 +131,35 @@ def lock_timeout() -> float:
         raise StoreConfigError(f"invalid BTLAB_LOCK_TIMEOUT: {text!r} is not a number of seconds") from None
     if not value >= 0 or value == float("inf"):
         raise StoreConfigError(f"invalid BTLAB_LOCK_TIMEOUT: {text!r} must be a finite number of seconds >= 0")
+    return value
+
+
+def max_compression_ratio() -> float:
+    """``BTLAB_MAX_COMPRESSION_RATIO`` (a number > 1, default 100), read like :func:`store_address`.
+
+    A compressed input file (``.csv.gz``, ``.zip``) whose content is more than this many times its compressed size is
+    refused as a decompression bomb (real market data CSVs compress about 3-10 times).
+
+    Raises:
+        InvalidArgumentError: the value is not a number > 1 (one line naming the variable).
+    """
+    from btlab.errors import InvalidArgumentError
+
+    name = "BTLAB_MAX_COMPRESSION_RATIO"
+    if Path(ENV_FILE).exists():
+        from pydantic import ValidationError
+
+        try:
+            return float(get_settings().max_compression_ratio)
+        except ValidationError as exc:
+            raise InvalidArgumentError(f"invalid {name}: {exc.errors()[0]['msg']}") from None
+    text = {key.lower(): value for key, value in os.environ.items()}.get(name.lower())
+    if text is None or not text.strip():
+        return DEFAULT_MAX_COMPRESSION_RATIO
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidArgumentError(f"invalid {name}: {text!r} is not a number") from None
+    if not value > 1 or value == float("inf"):
+        raise InvalidArgumentError(f"invalid {name}: {text!r} must be a finite number > 1")
     return value

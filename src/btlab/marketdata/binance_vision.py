@@ -38,18 +38,19 @@ other than true/false, and every rule of :func:`btlab.model.tick.split_valid_tic
 > 0, time present). The report counts them by reason and keeps the first few (file line -- header and blank lines
 counted, as everywhere in btlab --, reason, text). Blank lines are skipped.
 
-Large files are streamed in blocks (``chunk_bytes`` of CSV text at a time; Arrow's CSV reader), each block
-validated and upserted on its own, so memory stays constant whatever the file size. A file-level failure in the
-middle of a tick file (corrupt zip, invalid UTF-8) raises after the earlier blocks were written; they are valid,
-and importing the repaired file again simply rewrites them.
+Large files are streamed in blocks (``chunk_bytes`` of CSV text at a time; Arrow's CSV reader), so memory stays
+constant whatever the file size: tick blocks are validated and upserted one by one (a file-level failure in the
+middle of a tick file -- corrupt zip, invalid UTF-8, a decompression bomb -- raises after the earlier blocks were
+written; they are valid, and importing the repaired file again simply rewrites them); kline files are staged
+block by block and published only when all of them are valid (:func:`btlab.marketdata.files.stage_bars_file`).
+The first lines of a file (to tell what it holds) are read with a length limit, compressed files are checked
+against decompression bombs (:func:`btlab.marketdata.csvio.open_csv`), and messages and quarantine samples quote at
+most a short excerpt of a line.
 """
 
 from __future__ import annotations
 
-import bisect
 import re
-import zipfile
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -59,22 +60,22 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from btlab.errors import DataValidationError, InvalidArgumentError
 from btlab.marketdata.csvio import (
     EPOCH_UNIT_FACTORS,
     EPOCH_UNIT_NAMES,
+    EXCERPT_CHARS,
     CountingReader,
+    CsvBlocks,
     csv_suffix,
     epoch_units,
+    excerpt,
     head_lines,
     looks_like_header,
     open_csv,
-    read_error,
 )
-from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, read_bars_file
-from btlab.marketdata.quality.gaps import find_gaps
+from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, stage_bars_file
 from btlab.marketdata.bars.from_ticks import bars_from_ticks
 from btlab.model.tick import split_valid_ticks
 from btlab.model.timeframe import Timeframe
@@ -264,17 +265,17 @@ def detect_kind(path: str | Path) -> tuple[str, bool, int]:
     if kind is None:
         raise DataValidationError(
             src,
-            f"cannot tell what this file holds ({n} columns{', header ' + ','.join(fields) if header else ''}): "
-            "expected data.binance.vision klines (12 columns), trades (7, futures 6) or aggTrades (8, futures 7)",
+            f"cannot tell what this file holds ({n:,} columns"
+            f"{', header ' + excerpt(','.join(fields)) if header else ''}): expected data.binance.vision klines (12 columns), trades (7, futures 6) or aggTrades (8, futures 7)",
         )
     if named is not None and by_layout is not None and named != by_layout:
-        what = f"header {','.join(fields)}" if header else f"{n} columns"
+        what = f"header {excerpt(','.join(fields))}" if header else f"{n:,} columns"
         raise DataValidationError(src, f"the name says {named} but the file has the {what} of {by_layout}")
     expected = {"klines": (12,), "trades": (6, 7), "aggTrades": (7, 8)}[kind]
     width = len(data) if data is not None else n
     if width not in expected:
         raise DataValidationError(
-            src, f"a {kind} file has {' or '.join(map(str, expected))} columns; this one has {width}"
+            src, f"a {kind} file has {' or '.join(map(str, expected))} columns; this one has {width:,}"
         )
     return kind, header, width
 
@@ -309,7 +310,7 @@ def import_binance_vision(
     timeframe: Timeframe | str | None = None,
     bars: Sequence[Timeframe | str] | None = None,
     progress: Callable[[int, int], None] | None = None,
-    chunk_bytes: int = 32 << 20,
+    chunk_bytes: int = 4 << 20,
 ) -> list[VisionImportReport]:
     """Import data.binance.vision klines / trades / aggTrades files (see the module docstring).
 
@@ -326,7 +327,7 @@ def import_binance_vision(
         bars: for trades/aggTrades files: also build these bar timeframes from each file's ticks, over the span
             the file covers completely (:func:`file_span`, :func:`btlab.marketdata.bars.from_ticks.bars_from_ticks`).
         progress: called as ``progress(bytes_done, bytes_total)`` over all files (uncompressed CSV bytes).
-        chunk_bytes: CSV text per block when streaming tick files (memory use is a small multiple of it).
+        chunk_bytes: CSV text per block, for tick and kline files alike (memory use is a small multiple of it).
 
     Returns:
         One :class:`VisionImportReport` per file, in order.
@@ -353,7 +354,7 @@ def import_binance_vision(
                 progress(base + n, total)
 
         if plan.kind == "klines":
-            report = _import_klines(plan, store, exchange)
+            report = _import_klines(plan, store, exchange, chunk_bytes)
         else:
             report = _import_ticks(plan.path, plan.src, store, exchange, plan.symbol, plan.kind, plan.header,
                                    plan.width, chunk_bytes, step)
@@ -478,21 +479,19 @@ def _size(path: Path) -> int:
         return 0  # reported when the file is imported
 
 
-def _import_klines(plan: _Plan, store: Store, exchange: str) -> VisionImportReport:
+def _import_klines(plan: _Plan, store: Store, exchange: str, chunk_bytes: int) -> VisionImportReport:
     tf = plan.timeframe
     assert tf is not None
-    bars = read_bars_file(plan.path, timeframe=tf)  # the whole file is validated before anything is written
-    rows = store.write_bars(bars, exchange=exchange, symbol=plan.symbol, timeframe=tf, source=plan.path.name)
-    gaps = find_gaps(bars["ts"], tf)
-    return VisionImportReport(plan.path, "klines", exchange, plan.symbol, tf.value, rows, 0, {}, (),
-                              bars["ts"].iloc[0], bars["ts"].iloc[-1], int(gaps["missing_bars"].sum()))
+    # staged chunk by chunk, published only when the whole file is valid
+    staged = stage_bars_file(plan.path, store, exchange=exchange, symbol=plan.symbol, timeframe=tf,
+                             source=plan.path.name, calendar="24/7", chunk_bytes=chunk_bytes)
+    return VisionImportReport(plan.path, "klines", exchange, plan.symbol, tf.value, staged.rows, 0, {}, (),
+                              staged.first, staged.last, staged.gaps)
 
 
 @dataclass
 class _TickState:
     unit: int | None = None  # index into EPOCH_UNIT_NAMES, fixed by the first good rows
-    parsed: int = 0  # rows delivered by the CSV reader so far
-    skipped: list[int] = field(default_factory=list)  # physical line numbers of rows with a wrong field count
     rows: int = 0
     quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
@@ -507,53 +506,32 @@ class _TickState:
         self.reasons[reason] = self.reasons.get(reason, 0) + count
 
     def keep(self, row: int | None, reason: str, text: str) -> None:
-        if len(self.sample) < SAMPLE_ROWS:
-            self.sample.append(QuarantinedRow(row, reason, text))
+        if len(self.sample) < SAMPLE_ROWS:  # the text shortened: a hostile row may be a block long
+            shown = text if len(text) <= 4 * EXCERPT_CHARS else text[: 4 * EXCERPT_CHARS] + "..."
+            self.sample.append(QuarantinedRow(row, reason, shown))
 
 
 def _import_ticks(path: Path, src: str, store: Store, exchange: str, symbol: str, kind: str, header: bool,
                   width: int, chunk_bytes: int, step: Callable[[int], None]) -> VisionImportReport:
-    names = [f"c{i}" for i in range(width)]
     positions = _POSITIONS[kind][width]
     if header:
         head = [_norm(f) for f in head_lines(path, 1, src)[0].split(",")]
         positions = _header_positions(head, src)
     state = _TickState()
-    first_line = 2 if header else 1
 
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        if row.number is not None:
-            state.skipped.append(int(row.number))
-        if not row.text.strip():  # a line of spaces: blank, skipped like an empty line
-            return "skip"
-        reason = f"{row.actual_columns} fields, expected {row.expected_columns}"
+    def on_invalid(line: int | None, fields: int, text: str) -> None:
+        reason = f"{fields} fields, expected {width}"
         state.quarantine(reason)
-        state.keep(None if row.number is None else int(row.number), reason, row.text)
-        return "skip"
+        state.keep(line, reason, text)
 
-    read_options = pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0, block_size=int(chunk_bytes),
-                                     use_threads=False, encoding="utf8")
-    # empty lines are delivered (and skipped in _tick_batch) so that Arrow's row numbers stay file lines
-    parse_options = pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False)
-    convert_options = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False,
-                                           quoted_strings_can_be_null=False)
     with open_csv(path, src) as (fh, _size):
         counter = CountingReader(fh)
-        try:
-            reader = pacsv.open_csv(counter, read_options=read_options, parse_options=parse_options,
-                                    convert_options=convert_options)
-            for batch in reader:
-                _tick_batch(batch, positions, state, store, exchange, symbol, src, first_line)
-                step(counter.count)
-        except pa.ArrowInvalid as exc:
-            if "Empty CSV file" in str(exc):
-                pass
-            else:
-                raise DataValidationError(src, f"not a readable CSV ({str(exc).splitlines()[0]})") from None
-        except DataValidationError:
-            raise
-        except (OSError, EOFError, UnicodeDecodeError, zlib.error, zipfile.BadZipFile) as exc:
-            raise read_error(src, exc) from None
+        # empty lines are delivered (and skipped in _tick_batch) so that Arrow's row numbers stay file lines
+        blocks = CsvBlocks(counter, src, width=width, skip_lines=1 if header else 0, block_bytes=chunk_bytes,
+                           on_invalid=on_invalid)
+        for batch, base in blocks:
+            _tick_batch(batch, base, blocks, positions, state, store, exchange, symbol, src)
+            step(counter.count)
     first = None if state.first is None else pd.Timestamp(state.first, tz="UTC")
     last = None if state.last is None else pd.Timestamp(state.last, tz="UTC")
     return VisionImportReport(path, kind, exchange, symbol, None, state.rows, state.quarantined, dict(state.reasons),
@@ -571,26 +549,14 @@ def _header_positions(head: list[str], src: str) -> tuple[int, ...]:
             found = next((i for i, h in enumerate(lowered) if h in {a.lower() for a in aliases if len(a) > 1}), None)
         if found is None:
             raise DataValidationError(
-                src, f"header {','.join(head)}: no {'/'.join(a for a in aliases if len(a) > 1)} column"
+                src, f"header {excerpt(','.join(head))}: no {'/'.join(a for a in aliases if len(a) > 1)} column"
             )
         out.append(found)
     return tuple(out)
 
 
-def _physical_row(k: int, skipped: list[int], first_line: int) -> int:
-    """File line (1-based) of the ``k``-th (0-based) row the reader delivered, counting the lines it skipped."""
-    line = first_line + k
-    count = 0
-    while True:
-        new = bisect.bisect_right(skipped, line)
-        if new == count:
-            return line
-        line += new - count
-        count = new
-
-
-def _tick_batch(batch: pa.RecordBatch, positions: tuple[int, ...], state: _TickState, store: Store, exchange: str,
-                symbol: str, src: str, first_line: int) -> None:
+def _tick_batch(batch: pa.RecordBatch, base: int, blocks: CsvBlocks, positions: tuple[int, ...], state: _TickState,
+                store: Store, exchange: str, symbol: str, src: str) -> None:
     n = batch.num_rows
     if n == 0:
         return
@@ -655,8 +621,7 @@ def _tick_batch(batch: pa.RecordBatch, positions: tuple[int, ...], state: _TickS
         state.quarantine(str(reason[i]))
         if len(state.sample) < SAMPLE_ROWS:
             text = ",".join(str(batch.column(c)[int(i)].as_py()) for c in range(batch.num_columns))
-            state.keep(_physical_row(state.parsed + int(i), state.skipped, first_line), str(reason[i]), text)
-    state.parsed += n
+            state.keep(blocks.line(base + int(i)), str(reason[i]), text)
 
     if len(valid):
         valid["exchange"] = exchange

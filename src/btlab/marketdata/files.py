@@ -29,13 +29,24 @@ Times
 * Epoch numbers: the unit is detected per file from the magnitude of the values: ``< 1e11`` seconds,
   ``< 1e14`` milliseconds, ``< 1e17`` microseconds, otherwise nanoseconds (Binance klines are in milliseconds,
   and in microseconds for spot files from 2025 on; so millisecond times before 1973-03-03 would be read as
-  seconds). A file whose values fall into different units is rejected,
-  naming the first row that differs from the file's majority unit.
-* Date or date-time strings (ISO 8601, or any one format pandas can infer): a string with a UTC offset is
-  converted to UTC; a string WITHOUT an offset is taken as UTC (not local time).
+  seconds). The file's unit is the one of most values of its first chunk (:data:`DEFAULT_CHUNK_BYTES` of text,
+  or :data:`COLUMNAR_CHUNK_ROWS` rows); a file whose values fall into different units is rejected, naming the
+  first row that differs from that unit.
+* Date or date-time strings (ISO 8601, or any one format pandas can infer from the first value): a string with
+  a UTC offset is converted to UTC; a string WITHOUT an offset is taken as UTC (not local time).
 * feather/parquet datetime columns: timezone-aware values are converted to UTC; naive values are taken as UTC.
 
 Every time is the bar's OPEN time. The result is always ``datetime64[ns, UTC]``.
+
+Size and memory
+---------------
+Files are read and checked in chunks (CSV: about :data:`DEFAULT_CHUNK_BYTES` of text at a time with Arrow's
+CSV reader; parquet: :data:`COLUMNAR_CHUNK_ROWS` rows at a time; feather: one record batch at a time), and
+:func:`import_bars` stages the checked bars in the store as it goes, so the memory an import needs does not depend
+on the file's size (the benchmark holds it under 500 MB for a 10M-row CSV; see benchmarks/RESULTS.md). Compressed
+files holding more than ``BTLAB_MAX_COMPRESSION_RATIO`` (default 100) times their size are refused as
+decompression bombs (:func:`btlab.marketdata.csvio.open_csv`; parquet: per row group, from its metadata). Errors
+quote at most a short excerpt of the file.
 
 Errors
 ------
@@ -43,7 +54,8 @@ Every problem raises :class:`~btlab.errors.DataValidationError` naming the file,
 the file's own name of the column at fault. For CSV files the row is the FILE LINE (1-based, the header line and
 blank lines counted, as an editor shows it); for feather/parquet files it is the 1-based row of the table. Every
 CSV line must have as many fields as the first (header) line: a short line (a truncated last line) or a long one
-is rejected like any other bad row, and nothing of the file is written.
+is rejected like any other bad row, and nothing of the file is written. Blank lines (empty, only spaces, or only
+commas) are skipped. The first error in file order is reported (reading stops there).
 
 Timeframe
 ---------
@@ -56,25 +68,30 @@ consecutive bars a multiple of some longer timeframe, and the median step exactl
 
 from __future__ import annotations
 
-import gzip
-import io
-import re
 import warnings
-import zipfile
-import zlib
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from btlab.errors import DataValidationError, InvalidArgumentError, TimeframeMismatchError
 from btlab.marketdata.csvio import NUMBER as _NUMBER
-from btlab.marketdata.csvio import check_field_counts, data_row_line
+from btlab.marketdata.csvio import (
+    RATIO_SLACK,
+    CsvBlocks,
+    bomb_error,
+    excerpt,
+    first_lines,
+    looks_like_header,
+    open_csv,
+    ratio_limit,
+    split_line,
+)
 from btlab.marketdata.csvio import epoch_to_utc as _epoch_to_utc
-from btlab.marketdata.csvio import first_line as _first_line
-from btlab.marketdata.csvio import zip_csv_member
+from btlab.marketdata.csvio import epoch_unit_of as _epoch_unit_of
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS, PRICE_COLUMNS, validate_bars
 from btlab.model.sessions import check_session, in_session
@@ -86,21 +103,32 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BINANCE_KLINE_COLUMNS",
+    "COLUMNAR_CHUNK_ROWS",
+    "DEFAULT_CHUNK_BYTES",
     "OHLCV_COLUMNS",
     "SUPPORTED_SUFFIXES",
     "TIME_COLUMN_NAMES",
     "TRADES_COLUMN_NAMES",
+    "BarChunks",
     "ImportReport",
+    "SpacingStats",
     "check_bars_file",
     "data_spacing",
     "import_bars",
     "exchange_of",
     "infer_exchange",
     "read_bars_file",
+    "stage_bars_file",
 ]
 
 #: File name endings understood by :func:`read_bars_file` (matched case-insensitively).
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".zip", ".feather", ".parquet")
+#: CSV text per chunk: an import needs a small multiple of it (plus the libraries), whatever the file's size.
+DEFAULT_CHUNK_BYTES = 2 << 20
+#: Rows per chunk of a parquet file (feather files are read one record batch at a time).
+COLUMNAR_CHUNK_ROWS = 65_536
+#: Checked bars gathered before they are written to the staging table (about 70 bytes a bar).
+STAGE_ROWS = 100_000
 
 #: Column order of data.binance.vision kline CSVs (their newer files carry this as a header line).
 BINANCE_KLINE_COLUMNS: tuple[str, ...] = (
@@ -156,17 +184,20 @@ class ImportReport:
         )
 
 
-def read_bars_file(path: str | Path, *, timeframe: Timeframe | str | None = None) -> pd.DataFrame:
+def read_bars_file(path: str | Path, *, timeframe: Timeframe | str | None = None,
+                   chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> pd.DataFrame:
     """Read one bar file and return it as a validated canonical bar frame.
 
     The format comes from the file name: ``.csv``, ``.csv.gz``, ``.zip`` (holding exactly one ``.csv`` member,
     as data.binance.vision ships klines), ``.feather`` or ``.parquet``. Column names, time units and time zones
-    are handled as described in :mod:`btlab.marketdata.files`.
+    are handled as described in :mod:`btlab.marketdata.files`. The file is read in chunks (:class:`BarChunks`);
+    the frame returned holds every bar, so its memory grows with the file: :func:`import_bars` does not need it.
 
     Args:
         path: the file.
         timeframe: if given (``"1h"`` or a :class:`~btlab.model.timeframe.Timeframe`), every bar open time must
             be aligned to it (UTC epoch origin; Monday for weeks).
+        chunk_bytes: CSV text per chunk.
 
     Returns:
         A frame with exactly :data:`btlab.model.bar.BAR_COLUMNS`: ``ts`` ``datetime64[ns, UTC]`` (bar open time),
@@ -178,35 +209,12 @@ def read_bars_file(path: str | Path, *, timeframe: Timeframe | str | None = None
             required column, holds an unparsable or out-of-range time, mixes epoch units, or fails
             :func:`btlab.model.bar.validate_bars` (missing value, non-positive price, negative volume,
             ``high < low`` ..., duplicate or decreasing time, time not aligned to ``timeframe``), or (CSV) has a
-            line with more or fewer fields than the header line. The message names the file, the row (CSV: the
-            file line, header counted) and the file's column name where they apply.
+            line with more or fewer fields than the header line, or is a decompression bomb. The message names the
+            file, the row (CSV: the file line, header counted) and the file's column name where they apply.
         ValueError: ``timeframe`` is not a valid ccxt timeframe.
     """
-    p = Path(path)
-    src = str(path)
-    tf = None if timeframe is None else Timeframe.parse(timeframe)
-    kind = check_bars_file(p)
-
-    data: bytes | None = None
-    has_header = False
-    if kind in (".csv", ".csv.gz", ".zip"):
-        data = _csv_bytes(p, kind, src)
-        raw, has_header = _read_csv_bytes(data, src)
-    else:
-        raw = _read_columnar(p, kind, src)
-
-    names: dict[str, str] = {}
-    try:
-        frame, names = _canonical_frame(raw, src)
-        return validate_bars(frame, source=src, timeframe=tf)
-    except DataValidationError as exc:
-        row = exc.row
-        if row is not None and data is not None:  # a data row of the frame -> the file line
-            row = data_row_line(data, row, has_header=has_header)
-        column = names.get(exc.column, exc.column) if exc.column is not None else None
-        if (row, column) == (exc.row, exc.column):
-            raise
-        raise DataValidationError(exc.source, exc.reason, row=row, column=column) from None
+    frames = list(BarChunks(path, timeframe=timeframe, chunk_bytes=chunk_bytes))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def check_bars_file(path: str | Path) -> str:
@@ -226,6 +234,59 @@ def check_bars_file(path: str | Path) -> str:
     return kind
 
 
+class SpacingStats:
+    """What :func:`data_spacing` needs of a series of bar open times, gathered chunk by chunk (constant memory).
+
+    Feed strictly increasing open times in order with :meth:`add`; :meth:`spacing` then answers like
+    :func:`data_spacing` on all of them: the steps' greatest common divisor, the smallest step and how many steps
+    equal it (the median step is the greatest common divisor exactly when more than half of the steps equal it,
+    as no step is smaller), the first open time (weekly bars open on Mondays) and the count.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: int | None = None
+        self.last: int | None = None
+        self.gcd = 0
+        self.min_step: int | None = None
+        self.at_min = 0
+
+    def add(self, ts: pd.Series | pd.DatetimeIndex | np.ndarray) -> None:
+        """Open times (``datetime64``, or int64 epoch ns) following the ones added before."""
+        ns = ts if isinstance(ts, np.ndarray) and ts.dtype == np.int64 else pd.DatetimeIndex(ts).as_unit("ns").asi8
+        if len(ns) == 0:
+            return
+        seq = ns if self.last is None else np.concatenate(([self.last], ns))
+        steps = np.diff(seq)
+        if self.first is None:
+            self.first = int(ns[0])
+        self.last = int(ns[-1])
+        self.count += len(ns)
+        if steps.size:
+            self.gcd = int(np.gcd.reduce(np.append(steps, self.gcd)))
+            low = int(steps.min())
+            here = int((steps == low).sum())
+            if self.min_step is None or low < self.min_step:
+                self.min_step, self.at_min = low, here
+            elif low == self.min_step:
+                self.at_min += here
+
+    def spacing(self, timeframe: Timeframe | str) -> Timeframe | None:
+        """:func:`data_spacing` of every open time added."""
+        tf = Timeframe.parse(timeframe)
+        if self.count < 3:
+            return None
+        step, n_steps = self.gcd, self.count - 1
+        at_gcd = self.at_min if self.min_step == step else 0
+        if step <= tf.nanos or step % 1_000_000_000 or not 2 * at_gcd > n_steps:  # median == gcd
+            return None
+        seconds = step // 1_000_000_000
+        found = Timeframe.from_seconds(seconds)
+        if found.value.endswith("w") and not found.is_aligned(int(self.first or 0)):
+            found = Timeframe.parse(f"{seconds // 86_400}d")
+        return found
+
+
 def data_spacing(ts: pd.Series | pd.DatetimeIndex, timeframe: Timeframe | str) -> Timeframe | None:
     """The longer timeframe bars given as ``timeframe`` are really spaced by, or None if they fit ``timeframe``.
 
@@ -233,24 +294,15 @@ def data_spacing(ts: pd.Series | pd.DatetimeIndex, timeframe: Timeframe | str) -
     ``T`` and the median step is exactly ``T`` -- the signature of bars of timeframe ``T`` (their gaps are whole
     ``T`` windows too). ``T`` is the greatest common divisor of the steps, named in the largest ccxt unit that
     divides it (``1w`` only when the bars open on Mondays, as weekly bars do). Needs at least 3 bars.
+    (:class:`SpacingStats` answers the same chunk by chunk.)
 
     Args:
         ts: strictly increasing bar open times.
         timeframe: the timeframe the bars are said to have.
     """
-    tf = Timeframe.parse(timeframe)
-    ns = pd.DatetimeIndex(ts).asi8
-    if len(ns) < 3:
-        return None
-    steps = np.diff(ns)
-    step = int(np.gcd.reduce(steps))
-    if step <= tf.nanos or step % 1_000_000_000 or int(np.median(steps)) != step:
-        return None
-    seconds = step // 1_000_000_000
-    found = Timeframe.from_seconds(seconds)
-    if found.value.endswith("w") and not found.is_aligned(int(ns[0])):
-        found = Timeframe.parse(f"{seconds // 86_400}d")
-    return found
+    stats = SpacingStats()
+    stats.add(pd.DatetimeIndex(ts))
+    return stats.spacing(timeframe)
 
 
 def infer_exchange(path: str | Path) -> str | None:
@@ -285,6 +337,95 @@ def exchange_of(path: str | Path, exchange: str | None) -> tuple[str, str | None
     return inferred, f"exchange {inferred} assumed from the data.binance.vision file name"
 
 
+@dataclass
+class _SeriesStats:
+    """What :func:`import_bars` reports, gathered chunk by chunk: rows, first/last bar, missing bars under the
+    venue's calendar, bars outside its sessions, and the data's spacing."""
+
+    tf: Timeframe
+    calendar: str
+    session: str | None
+    venue: Any
+    rows: int = 0
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
+    gaps: int = 0
+    outside: int = 0
+    carry: pd.Timestamp | None = None  # the last bar inside the sessions so far: gaps run from it into the next chunk
+    spacing: SpacingStats = field(default_factory=SpacingStats)
+
+    def add(self, ts: pd.Series) -> None:
+        if self.first is None:
+            self.first = ts.iloc[0]
+        self.last = ts.iloc[-1]
+        self.rows += len(ts)
+        self.spacing.add(ts)
+        inside = np.ones(len(ts), dtype=bool) if self.session is None else in_session(
+            ts, self.venue, self.session, self.tf)
+        self.outside += int((~inside).sum())
+        series = ts if self.carry is None else pd.concat([pd.Series([self.carry], dtype=ts.dtype), ts],
+                                                          ignore_index=True)
+        self.gaps += int(find_gaps(series, self.tf, calendar=self.calendar, session=self.session)["missing_bars"].sum())
+        if inside.any():
+            self.carry = ts.iloc[int(np.flatnonzero(inside)[-1])]
+
+
+@dataclass(frozen=True)
+class StagedBars:
+    """What :func:`stage_bars_file` wrote: rows, first and last open time (UTC), missing bars, bars outside the
+    sessions, and the data's spacing when it is a longer timeframe (:func:`data_spacing`), else None."""
+
+    rows: int
+    first: pd.Timestamp
+    last: pd.Timestamp
+    gaps: int
+    outside_session: int
+    spacing: Timeframe | None
+
+
+def stage_bars_file(path: str | Path, store: Store, *, exchange: str, symbol: str, timeframe: Timeframe,
+                    source: str, calendar: str | None = None, check_spacing: bool = False,
+                    chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> StagedBars:
+    """Read, check and write one bar file as one series, chunk by chunk, writing nothing unless all of it is valid.
+
+    Every chunk is checked (:class:`BarChunks`) and appended to a staging table of the store
+    (:meth:`Store.staging <btlab.store.base.Store.staging>`); only when the whole file passed (and, with
+    ``check_spacing``, its bars are not spaced by a longer timeframe) are the rows published into ``ohlcv``
+    (upserts on ``(ts, exchange, symbol, timeframe)``). On any error the staging table is dropped and the store is
+    as it was. Memory does not grow with the file.
+
+    Raises:
+        DataValidationError: see :func:`read_bars_file`.
+        TimeframeMismatchError: ``check_spacing`` and the bars are spaced by a longer timeframe.
+        InvalidArgumentError: unknown exchange without ``calendar``, unknown calendar.
+    """
+    from btlab.store.base import bar_rows
+
+    venue = resolve_venue(exchange, calendar)
+    stats = _SeriesStats(timeframe, venue.calendar, check_session(None, venue), venue)
+    with store.staging("ohlcv") as stage:
+        pending: list[pd.DataFrame] = []
+
+        def flush() -> None:
+            bars = pending[0] if len(pending) == 1 else pd.concat(pending, ignore_index=True)
+            stage.add(bar_rows(bars, exchange=exchange, symbol=symbol, timeframe=timeframe, source=source))
+            pending.clear()
+
+        for bars in BarChunks(path, timeframe=timeframe, chunk_bytes=chunk_bytes):
+            stats.add(bars["ts"])
+            pending.append(bars)
+            if sum(map(len, pending)) >= STAGE_ROWS:  # fewer, bigger writes: each one is a commit
+                flush()
+        if pending:
+            flush()
+        spacing = stats.spacing.spacing(timeframe)
+        if check_spacing and spacing is not None:
+            raise TimeframeMismatchError(str(path), timeframe.value, spacing.value, stats.gaps)
+        stage.publish()
+    assert stats.first is not None and stats.last is not None  # BarChunks raises for a file without bars
+    return StagedBars(stats.rows, stats.first, stats.last, stats.gaps, stats.outside, spacing)
+
+
 def import_bars(
     path: str | Path,
     store: Store,
@@ -295,13 +436,16 @@ def import_bars(
     source: str | None = None,
     calendar: str | None = None,
     allow_timeframe_mismatch: bool = False,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> ImportReport:
     """Read, validate and store the bars of one file as one series.
 
-    The whole file is read and validated before anything is written, then written with a single
-    :meth:`Store.write_bars <btlab.store.base.Store.write_bars>` call (one transaction), so a bad file writes
-    nothing. Writes are upserts on ``(ts, exchange, symbol, timeframe)``: importing the same file again changes
-    nothing.
+    The file is read and validated chunk by chunk into a staging table of the store; only when the whole file is
+    valid are its bars published into ``ohlcv`` (:func:`stage_bars_file`), so a bad file writes nothing, and
+    memory does not grow with the file. Writes are upserts on ``(ts, exchange, symbol, timeframe)``: importing the
+    same file again changes nothing. (A big file is published in slices, see
+    :meth:`Staging.publish <btlab.store.base.Staging.publish>`: an import cut short during that last step is
+    completed by importing the file again.)
 
     Args:
         path: a file :func:`read_bars_file` understands.
@@ -316,6 +460,7 @@ def import_bars(
             it only decides how missing bars are counted (see :class:`ImportReport`).
         allow_timeframe_mismatch: store the bars even when they are spaced by a whole multiple of ``timeframe``
             (see :func:`data_spacing`): e.g. a sparse series that really has ``timeframe`` bars.
+        chunk_bytes: CSV text per chunk (memory use is a small multiple of it).
 
     Returns:
         An :class:`ImportReport` (rows, first/last bar open time in UTC, number of missing bars, calendar).
@@ -335,24 +480,20 @@ def import_bars(
     if not str(symbol or "").strip():
         raise InvalidArgumentError("symbol must not be empty")
     venue = resolve_venue(exchange, calendar)
-    bars = read_bars_file(p, timeframe=tf)
-    session = check_session(None, venue)
-    gaps = find_gaps(bars["ts"], tf, calendar=venue.calendar, session=session)
-    if not allow_timeframe_mismatch and (spacing := data_spacing(bars["ts"], tf)) is not None:
-        raise TimeframeMismatchError(str(path), tf.value, spacing.value, int(gaps["missing_bars"].sum()))
-    store.write_bars(bars, exchange=exchange, symbol=symbol, timeframe=tf, source=source or p.name)
-    outside = 0 if session is None else int((~in_session(bars["ts"], venue, session, tf)).sum())
+    check_bars_file(p)
+    staged = stage_bars_file(p, store, exchange=exchange, symbol=symbol, timeframe=tf, source=source or p.name,
+                             calendar=calendar, check_spacing=not allow_timeframe_mismatch, chunk_bytes=chunk_bytes)
     return ImportReport(
         path=p,
         exchange=exchange,
         symbol=symbol,
         timeframe=tf.value,
-        rows=len(bars),
-        first=bars["ts"].iloc[0],
-        last=bars["ts"].iloc[-1],
-        gaps=int(gaps["missing_bars"].sum()),
+        rows=staged.rows,
+        first=staged.first,
+        last=staged.last,
+        gaps=staged.gaps,
         calendar=venue.calendar,
-        outside_session=outside,
+        outside_session=staged.outside_session,
         assumed=assumed,
     )
 
@@ -370,73 +511,237 @@ def _format_of(p: Path, src: str) -> str:
     )
 
 
-def _csv_bytes(p: Path, kind: str, src: str) -> bytes:
-    try:
-        if kind == ".csv":
-            return p.read_bytes()
-        if kind == ".csv.gz":
-            return gzip.decompress(p.read_bytes())
-        with zipfile.ZipFile(p) as zf:
-            return zf.read(zip_csv_member(zf, src))
-    except DataValidationError:
-        raise
-    except zipfile.BadZipFile as exc:
-        raise DataValidationError(src, f"not a valid zip file ({exc})") from None
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise DataValidationError(src, f"not a valid gzip file ({exc})") from None
-    except OSError as exc:
-        raise DataValidationError(src, f"cannot read the file ({exc.strerror or exc})") from None
+@dataclass
+class _Raw:
+    """One chunk of a file: the chosen columns (named by bar column, values as the file holds them) and the row
+    reported for each of its rows (1-based row of ``frame`` -> CSV file line or table row)."""
+
+    frame: pd.DataFrame
+    row_of: Callable[[int], int]
 
 
-def _read_csv_bytes(data: bytes, src: str) -> tuple[pd.DataFrame, bool]:
-    """All cells as ``str`` (file order, original header names or positional layout names), and whether the file
-    has a header line."""
-    first = _first_line(data)
-    if first is None:
-        raise DataValidationError(src, "empty file")
-    first_field = first.split(",", 1)[0].strip().strip("\"'").strip()
-    has_header = not _NUMBER.match(first_field)
-    check_field_counts(data, src, has_header=has_header)
-    try:
-        raw = pd.read_csv(
-            io.BytesIO(data),
-            header=0 if has_header else None,
-            dtype=object,
-            keep_default_na=False,
-            na_filter=False,
-            encoding="utf-8-sig",
-        )
-    except UnicodeDecodeError as exc:
-        raise DataValidationError(src, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        message = str(exc).strip().splitlines()[0]
-        match = re.search(r"line (\d+)", message)
-        row = int(match.group(1)) if match else None  # pandas counts file lines, as btlab's rows do
-        raise DataValidationError(src, f"not a readable CSV: {message}", row=row) from None
-    if not has_header:
-        layouts = {len(BINANCE_KLINE_COLUMNS): BINANCE_KLINE_COLUMNS, len(OHLCV_COLUMNS): OHLCV_COLUMNS}
-        layout = layouts.get(raw.shape[1])
-        if layout is None:
+@dataclass
+class _TimeState:
+    """How a file's times were read in its first chunk, so every later chunk is read the same way."""
+
+    text: str | None = None  # "epoch" or "dates": what the time column's text holds
+    unit: int | None = None  # epoch unit (index into EPOCH_UNIT_NAMES)
+    parse: dict[str, Any] | None = None  # pandas.to_datetime arguments that read the dates
+
+
+class BarChunks:
+    """One bar file read chunk by chunk, each chunk validated into a canonical bar frame (see :func:`read_bars_file`
+    for formats, results and errors).
+
+    Iterating yields frames with :data:`btlab.model.bar.BAR_COLUMNS` in file order; consecutive chunks continue
+    each other (every ``ts`` after the previous chunk's last). The first error in the file raises
+    :class:`~btlab.errors.DataValidationError` (a file without bars too: ``no bars``). Memory: a chunk at a time
+    (CSV: ``chunk_bytes`` of text; parquet: :data:`COLUMNAR_CHUNK_ROWS` rows; feather: a record batch).
+
+    Attributes (set once reading started):
+        names: bar column -> the file's name for it (for messages).
+    """
+
+    def __init__(self, path: str | Path, *, timeframe: Timeframe | str | None = None,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        self.path = Path(path)
+        self.src = str(path)
+        self.timeframe = None if timeframe is None else Timeframe.parse(timeframe)
+        self.chunk_bytes = int(chunk_bytes)
+        self.kind = check_bars_file(self.path)
+        self.names: dict[str, str] = {}
+        self._time = _TimeState()
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        raw_chunks = self._csv() if self.kind in (".csv", ".csv.gz", ".zip") else self._columnar()
+        prev: pd.Timestamp | None = None
+        rows = 0
+        for raw in raw_chunks:
+            if raw.frame.empty:
+                continue
+            bars = self._validated(raw)
+            first = bars["ts"].iloc[0]
+            if prev is not None and not first > prev:
+                what = (f"duplicate timestamp {first} (same as the bar before it)" if first == prev else
+                        f"timestamps not increasing: {first} follows {prev}")
+                raise DataValidationError(self.src, what, row=raw.row_of(1), column=self.names["ts"])
+            prev = bars["ts"].iloc[-1]
+            rows += len(bars)
+            yield bars
+        if rows == 0:
+            raise DataValidationError(self.src, "no bars")
+
+    def _validated(self, raw: _Raw) -> pd.DataFrame:
+        try:
+            return validate_bars(self._convert(raw.frame), source=self.src, timeframe=self.timeframe)
+        except DataValidationError as exc:
+            row = None if exc.row is None else raw.row_of(exc.row)
+            column = self.names.get(exc.column, exc.column) if exc.column is not None else None
+            raise DataValidationError(exc.source, exc.reason, row=row, column=column) from None
+
+    # ---- columns --------------------------------------------------------------------------------------------
+    def _choose(self, columns: list[str]) -> dict[str, int]:
+        """Bar column -> position of the file column holding it (sets :attr:`names`)."""
+        by_norm: dict[str, int] = {}
+        for i, name in enumerate(columns):
+            by_norm.setdefault(_norm(name), i)
+        chosen: dict[str, int] = {}
+        for bar_col, candidates in (("ts", TIME_COLUMN_NAMES), ("trades", TRADES_COLUMN_NAMES)):
+            for cand in candidates:
+                if cand in by_norm:
+                    chosen[bar_col] = by_norm[cand]
+                    break
+        for col in (*PRICE_COLUMNS, "volume"):
+            if col in by_norm:
+                chosen[col] = by_norm[col]
+        missing = [c for c in ("ts", *PRICE_COLUMNS, "volume") if c not in chosen]
+        if missing:
+            hint = f" (a time column is one of: {', '.join(TIME_COLUMN_NAMES)})" if "ts" in missing else ""
+            shown = ", ".join(str(c) if len(str(c)) <= 40 else str(c)[:40] + "..." for c in columns[:20])
+            more = f" and {len(columns) - 20:,} more" if len(columns) > 20 else ""
             raise DataValidationError(
-                src,
-                f"no header line and {raw.shape[1]} columns: a CSV without a header must have the 12 "
-                f"data.binance.vision kline columns ({', '.join(BINANCE_KLINE_COLUMNS)}) or the 6 columns "
-                f"{', '.join(OHLCV_COLUMNS)}",
+                self.src, f"missing column(s) {', '.join(missing)}{hint}; the file has: {shown}{more}",
+                column=missing[0],
             )
-        raw.columns = list(layout)
-    return raw, has_header
+        self.names = {bar_col: str(columns[i]) for bar_col, i in chosen.items()}
+        return chosen
 
+    def _convert(self, raw: pd.DataFrame) -> pd.DataFrame:
+        """Chosen columns as the file holds them -> bar columns (times UTC, numbers float64, counts Int64)."""
+        src, names = self.src, self.names
+        out = {"ts": _to_utc(raw["ts"], src, names["ts"], self._time)}
+        for col in (*PRICE_COLUMNS, "volume"):
+            out[col] = _to_float(raw[col], src, names[col])
+        if "trades" in raw.columns:
+            out["trades"] = _to_count(raw["trades"], src, names["trades"])
+        frame = pd.DataFrame(out)
+        return frame[[c for c in BAR_COLUMNS if c in frame.columns]]
 
-def _read_columnar(p: Path, kind: str, src: str) -> pd.DataFrame:
-    try:
-        raw = pd.read_feather(p) if kind == ".feather" else pd.read_parquet(p)
-    except OSError as exc:  # pyarrow's ArrowInvalid / ArrowIOError derive from it
-        raise DataValidationError(src, f"not a readable {kind[1:]} file ({str(exc).splitlines()[0]})") from None
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for corrupt files
-        raise DataValidationError(src, f"not a readable {kind[1:]} file ({type(exc).__name__}: {exc})") from None
-    if not isinstance(raw.index, pd.RangeIndex):  # a time index written by pandas
-        raw = raw.reset_index()
-    return raw
+    # ---- CSV ------------------------------------------------------------------------------------------------
+    def _csv(self) -> Iterator[_Raw]:
+        import pyarrow.compute as pc
+
+        src = self.src
+        with open_csv(self.path, src) as (fh, _size):
+            head = first_lines(fh, 1, src)
+        if not head:
+            raise DataValidationError(src, "empty file")
+        line_no, text = head[0]
+        has_header = looks_like_header(text)
+        fields = split_line(text)
+        if has_header:
+            columns = fields
+        else:
+            layouts = {len(BINANCE_KLINE_COLUMNS): BINANCE_KLINE_COLUMNS, len(OHLCV_COLUMNS): OHLCV_COLUMNS}
+            layout = layouts.get(len(fields))
+            if layout is None:
+                raise DataValidationError(
+                    src,
+                    f"no header line and {len(fields)} columns: a CSV without a header must have the 12 "
+                    f"data.binance.vision kline columns ({', '.join(BINANCE_KLINE_COLUMNS)}) or the 6 columns "
+                    f"{', '.join(OHLCV_COLUMNS)}",
+                )
+            columns = list(layout)
+        chosen = self._choose(columns)
+        with open_csv(self.path, src) as (fh, _size):
+            blocks = CsvBlocks(fh, src, width=len(fields), skip_lines=line_no if has_header else line_no - 1,
+                               block_bytes=self.chunk_bytes, first="header" if has_header else "first")
+            for batch, base in blocks:
+                present = np.zeros(batch.num_rows, dtype=bool)  # a row with every field empty is a blank line
+                for column in batch.columns:
+                    present |= pc.not_equal(column, "").to_numpy(zero_copy_only=False)
+                keep = np.flatnonzero(present)
+                frame = pd.DataFrame({bar_col: self._cells(bar_col, batch.column(i).take(keep))
+                                      for bar_col, i in chosen.items()})
+
+                def row_of(row: int, base: int = base, keep: np.ndarray = keep) -> int:
+                    return blocks.line(base + int(keep[row - 1]))
+
+                yield _Raw(frame, row_of)
+
+    def _cells(self, bar_col: str, column: Any) -> pd.Series:
+        """One column of a CSV chunk for :meth:`_convert`: numbers parsed by Arrow when every cell is a plain number
+        (Arrow's parser is correctly rounded, as Python's ``float`` is: the same float64 bits; it accepts a subset of
+        what ``float``/``int`` accept), else the cells as text (parsed per cell, as before, naming a bad one)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if bar_col == "ts":
+            target = None if self._time.text == "dates" else pa.int64()  # epoch numbers, once a file has them
+        else:
+            target = pa.float64()
+        if target is not None and len(column):
+            try:
+                values = pc.cast(column, target).to_numpy()
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
+            else:
+                if bar_col == "ts":
+                    self._time.text = "epoch"
+                return pd.Series(values)
+        return pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
+
+    # ---- feather / parquet ------------------------------------------------------------------------------------
+    def _columnar(self) -> Iterator[_Raw]:
+        import pyarrow as pa
+
+        what = self.kind[1:]
+        offset = 0
+        try:
+            for batch in (self._parquet_batches() if self.kind == ".parquet" else self._feather_batches()):
+                for lo in range(0, batch.num_rows, COLUMNAR_CHUNK_ROWS):
+                    part = pa.Table.from_batches([batch.slice(lo, COLUMNAR_CHUNK_ROWS)]).to_pandas()
+                    if not isinstance(part.index, pd.RangeIndex):  # a time index written by pandas
+                        part = part.reset_index()
+                    if not self.names:
+                        self._choose([str(c) for c in part.columns])
+                    by_name = {str(c): c for c in part.columns}
+                    frame = pd.DataFrame({bar_col: part[by_name[name]].reset_index(drop=True)
+                                          for bar_col, name in self.names.items()})
+                    yield _Raw(frame, lambda row, at=offset: at + row)
+                    offset += len(frame)
+        except DataValidationError:
+            raise
+        except OSError as exc:  # pyarrow's ArrowInvalid / ArrowIOError derive from it
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataValidationError(self.src, f"not a readable {what} file ({excerpt(reason, 200)})") from None
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for corrupt files
+            raise DataValidationError(
+                self.src, f"not a readable {what} file ({type(exc).__name__}: {excerpt(str(exc), 200)})"
+            ) from None
+
+    def _parquet_batches(self) -> Iterator[Any]:
+        """Record batches of the parquet file, row group by row group; a row group declaring more than
+        ``BTLAB_MAX_COMPRESSION_RATIO`` times its compressed size is refused before it is read."""
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(self.path, buffer_size=1 << 20, pre_buffer=False)  # page by page, not whole row groups
+        ratio = ratio_limit()
+        meta = pf.metadata
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            packed = max(1, sum(group.column(c).total_compressed_size for c in range(group.num_columns)))
+            if group.total_byte_size > ratio * packed + RATIO_SLACK:
+                raise bomb_error(self.src, f"row group {g + 1} declares {group.total_byte_size:,} bytes from "
+                                 f"{packed:,}", group.total_byte_size / packed, ratio)
+        yield from pf.iter_batches(batch_size=COLUMNAR_CHUNK_ROWS)
+
+    def _feather_batches(self) -> Iterator[Any]:
+        """Record batches of the feather (Arrow IPC) file, one at a time (feather v1 files are read whole)."""
+        import pyarrow as pa
+        import pyarrow.feather as feather
+        import pyarrow.ipc as ipc
+
+        with pa.OSFile(str(self.path)) as source:
+            try:
+                reader = ipc.open_file(source)
+            except pa.ArrowInvalid:
+                reader = None
+            if reader is None:  # feather v1 (no IPC footer)
+                yield from feather.read_table(str(self.path)).to_batches()
+                return
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -444,38 +749,6 @@ def _read_columnar(p: Path, kind: str, src: str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------------------
 def _norm(name: object) -> str:
     return " ".join(str(name).strip().lower().split())
-
-
-def _canonical_frame(raw: pd.DataFrame, src: str) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Pick and convert the bar columns; also return bar column -> the file's column name."""
-    by_norm: dict[str, object] = {}
-    for name in raw.columns:
-        by_norm.setdefault(_norm(name), name)
-    chosen: dict[str, object] = {}
-    for bar_col, candidates in (("ts", TIME_COLUMN_NAMES), ("trades", TRADES_COLUMN_NAMES)):
-        for cand in candidates:
-            if cand in by_norm:
-                chosen[bar_col] = by_norm[cand]
-                break
-    for col in (*PRICE_COLUMNS, "volume"):
-        if col in by_norm:
-            chosen[col] = by_norm[col]
-    missing = [c for c in ("ts", *PRICE_COLUMNS, "volume") if c not in chosen]
-    if missing:
-        hint = f" (a time column is one of: {', '.join(TIME_COLUMN_NAMES)})" if "ts" in missing else ""
-        raise DataValidationError(
-            src,
-            f"missing column(s) {', '.join(missing)}{hint}; the file has: {', '.join(map(str, raw.columns))}",
-            column=missing[0],
-        )
-    names = {bar_col: str(file_col) for bar_col, file_col in chosen.items()}
-    out = {"ts": _to_utc(raw[chosen["ts"]], src, names["ts"])}
-    for col in (*PRICE_COLUMNS, "volume"):
-        out[col] = _to_float(raw[chosen[col]], src, names[col])
-    if "trades" in chosen:
-        out["trades"] = _to_count(raw[chosen["trades"]], src, names["trades"])
-    frame = pd.DataFrame(out)
-    return frame[[c for c in BAR_COLUMNS if c in frame.columns]], names
 
 
 def _is_text(values: pd.Series) -> bool:
@@ -510,7 +783,7 @@ def _to_float(values: pd.Series, src: str, col: str) -> pd.Series:
             try:
                 float(v)
             except (ValueError, TypeError):
-                raise DataValidationError(src, f"not a number: {v!r}", row=i + 1, column=col) from None
+                raise DataValidationError(src, f"not a number: {excerpt(str(v))}", row=i + 1, column=col) from None
         return pd.Series(arr.astype(np.float64))
 
 
@@ -526,8 +799,13 @@ def _to_count(values: pd.Series, src: str, col: str) -> pd.Series:
     return pd.Series(pd.array(numbers, dtype="Float64").astype("Int64"))
 
 
-def _to_utc(values: pd.Series, src: str, col: str) -> pd.Series:
-    """Bar open times as datetime64[ns, UTC]; missing cells become NaT (validate_bars reports them)."""
+def _to_utc(values: pd.Series, src: str, col: str, state: _TimeState | None = None) -> pd.Series:
+    """Bar open times as datetime64[ns, UTC]; missing cells become NaT (validate_bars reports them).
+
+    ``state`` carries how the first chunk of a file was read (epoch numbers or dates, the epoch unit, the date
+    format) to the next chunks, so a whole file is read one way.
+    """
+    state = _TimeState() if state is None else state
     values = values.reset_index(drop=True)
     dtype = values.dtype
     try:
@@ -536,7 +814,7 @@ def _to_utc(values: pd.Series, src: str, col: str) -> pd.Series:
         if pd.api.types.is_datetime64_dtype(dtype):
             return values.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
     except (OverflowError, pd.errors.OutOfBoundsDatetime, ValueError) as exc:
-        raise DataValidationError(src, f"time out of range ({exc})", column=col) from None
+        raise DataValidationError(src, f"time out of range ({excerpt(str(exc), 120)})", column=col) from None
     if pd.api.types.is_bool_dtype(dtype):
         raise DataValidationError(src, "expected times, found true/false values", row=1, column=col)
     if pd.api.types.is_numeric_dtype(dtype):
@@ -545,7 +823,7 @@ def _to_utc(values: pd.Series, src: str, col: str) -> pd.Series:
             arr = values.fillna(0).to_numpy(dtype=np.int64)
         else:
             arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        return _epoch_to_utc(arr, nulls, src, col)
+        return _epochs(arr, nulls, src, col, state)
 
     arr = values.to_numpy(dtype=object)
     nulls = _blank(arr, strip=False)
@@ -553,8 +831,10 @@ def _to_utc(values: pd.Series, src: str, col: str) -> pd.Series:
     if present.size == 0:
         return pd.Series(pd.NaT, index=range(len(arr)), dtype="datetime64[ns, UTC]")
     if not isinstance(arr[present[0]], str):  # date/datetime objects (e.g. parquet date32)
-        return _parse_datetimes(pd.Series(np.where(nulls, None, arr), dtype=object), nulls, src, col)
-    if _NUMBER.match(str(arr[present[0]]).strip()):  # epoch numbers
+        return _parse_datetimes(pd.Series(np.where(nulls, None, arr), dtype=object), nulls, src, col, state)
+    if state.text is None:
+        state.text = "epoch" if _NUMBER.match(str(arr[present[0]]).strip()) else "dates"
+    if state.text == "epoch":
         cells = arr[present]
         for kind in (np.int64, np.float64):  # int(str) / float(str) per cell, surrounding spaces allowed
             try:
@@ -563,30 +843,53 @@ def _to_utc(values: pd.Series, src: str, col: str) -> pd.Series:
                 continue
             if kind is np.float64 and not np.isfinite(parsed).all():  # "nan", "inf"
                 row = int(present[np.flatnonzero(~np.isfinite(parsed))[0]])
-                raise DataValidationError(src, f"cannot parse time {arr[row]!r}", row=row + 1, column=col)
+                raise DataValidationError(src, f"cannot parse time {excerpt(arr[row])}", row=row + 1, column=col)
             full = np.zeros(len(arr), dtype=kind)
             full[present] = parsed
-            return _epoch_to_utc(full, nulls, src, col)
+            return _epochs(full, nulls, src, col, state)
         for i in present:
             if not _NUMBER.match(str(arr[i]).strip()):
                 raise DataValidationError(
-                    src, f"cannot parse time {arr[i]!r} (the first rows are epoch numbers)", row=int(i) + 1,
-                    column=col,
+                    src, f"cannot parse time {excerpt(str(arr[i]))} (the first rows are epoch numbers)",
+                    row=int(i) + 1, column=col,
                 )
         raise DataValidationError(src, "cannot parse the epoch times", column=col)  # pragma: no cover
     text = pd.Series(arr, dtype=object).where(~nulls, None).map(lambda v: v.strip() if isinstance(v, str) else v)
-    return _parse_datetimes(text, nulls, src, col)
+    return _parse_datetimes(text, nulls, src, col, state)
 
 
-def _parse_datetimes(text: pd.Series, nulls: np.ndarray, src: str, col: str) -> pd.Series:
-    """Date/date-time strings or objects -> UTC; offsets converted, naive values taken as UTC."""
+def _epochs(arr: np.ndarray, nulls: np.ndarray, src: str, col: str, state: _TimeState) -> pd.Series:
+    """Epoch numbers -> UTC in the file's unit (that of most values of the first chunk)."""
+    if state.unit is None:
+        state.unit = _epoch_unit_of(arr, nulls)
+    return _epoch_to_utc(arr, nulls, src, col, unit=state.unit)
+
+
+def _parse_datetimes(text: pd.Series, nulls: np.ndarray, src: str, col: str,
+                     state: _TimeState | None = None) -> pd.Series:
+    """Date/date-time strings or objects -> UTC; offsets converted, naive values taken as UTC.
+
+    The first chunk of a file is read as ISO 8601, else in the format pandas infers from its first value; the
+    way that worked is kept in ``state`` for the next chunks.
+    """
+    state = _TimeState() if state is None else state
     errors = (ValueError, TypeError, OverflowError, pd.errors.OutOfBoundsDatetime)
-    attempts = ({"format": "ISO8601"}, {})
+    if state.parse is not None:
+        attempts: tuple[dict[str, Any], ...] = (state.parse,)
+    else:
+        first = next((v for v in text if isinstance(v, str)), None)
+        guessed = None
+        if first is not None:
+            from pandas.tseries.api import guess_datetime_format
+
+            guessed = guess_datetime_format(first)
+        attempts = ({"format": "ISO8601"}, {"format": guessed} if guessed else {})
     for kwargs in attempts:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 parsed = pd.to_datetime(text, utc=True, **kwargs)
+            state.parse = kwargs
             return parsed.astype("datetime64[ns, UTC]")
         except errors:
             continue
@@ -605,4 +908,4 @@ def _parse_datetimes(text: pd.Series, nulls: np.ndarray, src: str, col: str) -> 
     if best is None or not best.any():
         raise DataValidationError(src, "cannot parse the time column", column=col)
     row = int(np.flatnonzero(best)[0])
-    raise DataValidationError(src, f"cannot parse time {text.iloc[row]!r}", row=row + 1, column=col)
+    raise DataValidationError(src, f"cannot parse time {excerpt(str(text.iloc[row]))}", row=row + 1, column=col)

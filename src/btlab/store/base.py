@@ -3,7 +3,8 @@
 Backends implement five primitives (:meth:`Store.ensure_schema`, :meth:`Store.upsert`, :meth:`Store.query`,
 :meth:`Store.delete_rows`, :meth:`Store.close`); everything a caller uses (bars, runs, equity, trades, orders, and
 deleting them) is written once here on top of them, so the backends cannot drift apart. Both backends pass
-``tests/test_store_conformance.py``.
+``tests/test_store_conformance.py``. Staging (:meth:`Store.staging`: rows collected in a private table, then
+published) is written here too, on four small backend hooks (create, append, run the copies, drop).
 
 SQL here uses ``?`` placeholders for every value (never string formatting of user input); a backend whose
 driver uses another style translates them. Only plain SELECT/WHERE/GROUP BY/ORDER BY/LIMIT is used, which
@@ -12,7 +13,9 @@ DuckDB and QuestDB both document.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -73,6 +76,126 @@ def conform(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
         else:
             out[col.name] = values.astype("object").where(values.notna(), None)
     return out
+
+
+def bar_rows(bars: pd.DataFrame, *, exchange: str, symbol: str, timeframe: Timeframe | str,
+             source: str) -> pd.DataFrame:
+    """``ohlcv`` rows of validated bars (:func:`btlab.model.bar.validate_bars`): the bars with the series' identity
+    and provenance columns added (a new frame; each added column holds one ``str`` object, referenced by every
+    row, as ``object`` dtype: no copy of the text per row)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = bars.copy()
+    n = len(frame)
+    for col, value in (("exchange", exchange), ("symbol", symbol), ("timeframe", Timeframe.parse(timeframe).value),
+                       ("source", source)):
+        cells = np.empty(n, dtype=object)
+        cells.fill(value)
+        frame[col] = pd.Series(cells, index=frame.index, dtype=object)
+    return frame
+
+
+#: Marks the name of a staging table: ``<table>_btlab_stage_<12 hex digits>`` (see :meth:`Store.staging`).
+STAGE_INFIX = "_btlab_stage_"
+
+
+def staging_statements(table: Table, name: str, verb: str) -> dict[str, str]:
+    """The SQL :class:`Staging` runs for staging table ``name`` of ``table`` (``?`` placeholders).
+
+    Keys: ``copy`` (the staged rows with ``? <= ts < ?`` into the table), ``copy_from`` (those with ``ts >= ?``),
+    ``drop`` (the staging table). ``verb`` is the backend's upsert verb (``INSERT OR REPLACE`` for DuckDB, whose
+    primary key would refuse a re-written row; ``INSERT`` for QuestDB, whose DEDUP UPSERT KEYS replace it).
+    Identifiers come from the schema and :meth:`Store.staging` only.
+    """
+    cols = ", ".join(f'"{c.name}"' for c in table.columns)
+    copy = f"{verb} INTO {table.name} ({cols}) SELECT {cols} FROM {name} WHERE"
+    return {
+        "copy": f'{copy} "ts" >= ? AND "ts" < ?',
+        "copy_from": f'{copy} "ts" >= ?',
+        "drop": f"DROP TABLE IF EXISTS {name}",
+    }
+
+
+class Staging:
+    """Rows of one table collected in a private staging table, then published into the table (see
+    :meth:`Store.staging`, which makes one).
+
+    Attributes:
+        table: the table the rows are for; name: the staging table's name.
+        rows: rows added so far.
+        published: whether :meth:`publish` completed.
+    """
+
+    def __init__(self, store: "Store", table: Table, name: str) -> None:
+        self.store = store
+        self.table = table
+        self.name = name
+        self.rows = 0
+        self.published = False
+        self._starts: list[tuple[Any, int]] = []  # first ts (naive UTC datetime) and rows of every add()
+        self._last: Any = None
+
+    def add(self, frame: pd.DataFrame) -> int:
+        """Append rows (the table's columns, as for :meth:`Store.upsert`); returns how many.
+
+        Frames must come in ``ts`` order: each frame sorted by ``ts`` and starting after the previous frame's last
+        ``ts`` (the publish copies ``ts`` ranges).
+
+        Raises:
+            ValueError: a frame out of ``ts`` order, or a row with a null ``ts``.
+        """
+        if frame.empty:
+            return 0
+        import pandas as pd
+
+        ts = pd.to_datetime(frame["ts"], utc=True)
+        if ts.isna().any() or not ts.is_monotonic_increasing:
+            raise ValueError(f"staging {self.table.name}: rows must come sorted by ts, without null ts")
+        first, last = ts.iloc[0], ts.iloc[-1]
+        if self._last is not None and not first > self._last:
+            raise ValueError(f"staging {self.table.name}: a frame starts at {first}, not after {self._last}")
+        n = self.store._stage_append(self.table, self.name, frame)
+        # the range bounds of the publish, floored to the stores' microseconds: every staged row is in one range
+        self._starts.append((first.floor("us").tz_localize(None).to_pydatetime(), n))
+        self._last = last
+        self.rows += n
+        return n
+
+    def publish(self, *, slice_rows: int | None = None) -> int:
+        """Copy every staged row into the table (an upsert on its key), then drop the staging table; returns the
+        rows published.
+
+        The copy runs as ``ts`` ranges of about ``slice_rows`` rows (default: the backend's
+        :attr:`Store.publish_slice_rows`; None: one statement), each one transaction on DuckDB (so memory does not
+        grow with the rows staged); QuestDB commits an ``INSERT .. SELECT`` in batches of its own
+        (https://questdb.com/docs/reference/sql/insert/). So a reader may see the rows arrive during the publish,
+        and a publish cut short leaves part of them written: publishing the same rows again completes it (writes
+        are upserts).
+        """
+        if self.published:
+            raise RuntimeError(f"staging table {self.name} was already published")
+        sql = staging_statements(self.table, self.name, self.store.upsert_verb)
+        size = self.store.publish_slice_rows if slice_rows is None else slice_rows
+        steps: list[tuple[str, list[Any]]] = []
+        lo, count = None, 0
+        for start, n in self._starts:
+            if lo is None:
+                lo = start
+            elif size is not None and count >= size:
+                steps.append((sql["copy"], [lo, start]))
+                lo, count = start, 0
+            count += n
+        if lo is not None:
+            steps.append((sql["copy_from"], [lo]))
+        self.store._stage_copy(self.table, steps)
+        self.store._stage_drop(sql["drop"])
+        self.published = True
+        return self.rows
+
+    def discard(self) -> None:
+        """Drop the staging table and what it holds (the table itself was not touched). Idempotent."""
+        self.store._stage_drop(staging_statements(self.table, self.name, self.store.upsert_verb)["drop"])
 
 
 @dataclass(frozen=True)
@@ -153,9 +276,14 @@ class Store(ABC):
 
     Attributes:
         address: where the store lives, printable (no credentials).
+        upsert_verb: how the backend's SQL writes rows that may exist (``INSERT OR REPLACE`` or ``INSERT``).
+        publish_slice_rows: rows per transaction when :meth:`Staging.publish` copies staged rows (None: one
+            statement).
     """
 
     address: str
+    upsert_verb: str = "INSERT"
+    publish_slice_rows: int | None = None
 
     # ---- backend primitives -------------------------------------------------------------------------------
     @abstractmethod
@@ -184,6 +312,50 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections. Idempotent."""
+
+    # ---- staging hooks (see :meth:`staging`) ----------------------------------------------------------------
+    @abstractmethod
+    def _stage_create(self, table: Table, name: str) -> None:
+        """Create the empty staging table ``name`` with ``table``'s columns (refusing a read-only store)."""
+
+    @abstractmethod
+    def _stage_append(self, table: Table, name: str, frame: pd.DataFrame) -> int:
+        """Append rows (``table``'s columns) to staging table ``name``; return how many."""
+
+    @abstractmethod
+    def _stage_copy(self, table: Table, steps: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run the copy statements of :meth:`Staging.publish` in order (``?`` placeholders); return once the rows
+        are visible to :meth:`query`."""
+
+    @abstractmethod
+    def _stage_drop(self, sql: str) -> None:
+        """Run a ``DROP TABLE IF EXISTS`` of a staging table."""
+
+    @contextmanager
+    def staging(self, table: str) -> Iterator[Staging]:
+        """A private staging table for rows of ``table``, to publish them at once after checking them all.
+
+        Rows added with :meth:`Staging.add` go to a new table ``<table>_btlab_stage_<random>`` with the same
+        columns; nothing of ``table`` changes until :meth:`Staging.publish`. Leaving the block without publishing
+        (an error, Ctrl-C) drops the staging table. Memory does not grow with the rows staged: they live in the
+        store. A process killed while staging leaves its staging table behind; it is never read (drop it with SQL).
+
+        Raises:
+            KeyError: unknown table.
+            StoreUnavailableError: read-only store, or the server cannot be reached.
+        """
+        spec = TABLES[table]
+        name = f"{spec.name}{STAGE_INFIX}{uuid.uuid4().hex[:12]}"
+        self._stage_create(spec, name)
+        stage = Staging(self, spec, name)
+        try:
+            yield stage
+        except BaseException:
+            with contextlib.suppress(Exception):  # the store may be gone: the first error is the one to report
+                stage.discard()
+            raise
+        if not stage.published:
+            stage.discard()
 
     def query_rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a read-only query like :meth:`query`; return the rows as dicts in column order.
@@ -250,11 +422,8 @@ class Store(ABC):
         from btlab.model.bar import validate_bars
 
         tf = Timeframe.parse(timeframe)
-        frame = validate_bars(bars, source, tf)
-        frame["exchange"] = exchange
-        frame["symbol"] = symbol
-        frame["timeframe"] = tf.value
-        frame["source"] = source
+        frame = bar_rows(validate_bars(bars, source, tf), exchange=exchange, symbol=symbol, timeframe=tf,
+                         source=source)
         return self.upsert("ohlcv", frame)
 
     def read_bars(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,10 @@ DEFAULT_MAX_HOLD = 2.0
 HANDOFF = 0.1
 #: Longest pause between two attempts to open a locked file (shorter than ``HANDOFF``, so a waiter gets its turn).
 RETRY_MAX = 0.05
+#: DuckDB's memory limit while staging rows or publishing them (its buffer cache would otherwise grow to 80 % of
+#: the RAM during a big import); reset after each call. A step that runs out of memory under it (the primary-key
+#: index of a big table may need more) is run again without it.
+STAGING_MEMORY_LIMIT = "128MB"
 
 #: Open file-backed stores of this process, by file: a read-only and a read-write connection to one file cannot
 #: coexist in one process, so one store gives up its lingering connection when another needs the file.
@@ -45,10 +50,15 @@ _LOCK_CONFLICT = ("could not set lock on file", "conflicting lock is held")
 _PID = re.compile(r"\(PID (\d+)\)")
 
 
-def table_ddl(table: Table) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` for DuckDB; the natural key is the primary key (timestamps are UTC, naive)."""
+def table_ddl(table: Table, name: str | None = None, *, primary_key: bool = True) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for DuckDB; the natural key is the primary key (timestamps are UTC, naive).
+
+    ``name`` creates the same columns under another name (a staging table); ``primary_key=False`` leaves the key
+    out (rows are appended without an index to maintain).
+    """
     cols = ", ".join(f"{c.name} {_TYPES[c.kind]}" for c in table.columns)
-    return f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}, PRIMARY KEY ({', '.join(table.key)}))"
+    key = f", PRIMARY KEY ({', '.join(table.key)})" if primary_key else ""
+    return f"CREATE TABLE IF NOT EXISTS {name or table.name} ({cols}{key})"
 
 
 def is_duckdb_file(path: str | Path) -> bool:
@@ -95,6 +105,13 @@ class DuckDBStore(Store):
     command line). Calls are serialized by a lock, so threads may share a store.
 
     ``:memory:`` keeps its one connection for the store's life (its data lives in it).
+
+    Staging (:meth:`~btlab.store.base.Store.staging`): a staging table is a plain table in the same file (no
+    primary key); each append is one call (other processes get in between), and the publish copies
+    :attr:`publish_slice_rows` rows per transaction, so memory does not grow with the rows staged (one transaction
+    for all rows keeps their primary-key index entries in memory: about 200 bytes a row). Both run under DuckDB's
+    memory limit :attr:`staging_memory_limit` (its buffer cache would otherwise grow to 80 % of the RAM); a step
+    that runs out of memory under it runs again without it.
 
     Args:
         path: database file, or ``":memory:"``. A new file's parent folders are created (not in read-only mode).
@@ -350,22 +367,90 @@ class DuckDBStore(Store):
         self._writable()
         # within one batch the last row of a key wins, as in QuestDB (INSERT OR REPLACE would keep the first)
         batch = conform(spec, frame).drop_duplicates(subset=list(spec.key), keep="last").reset_index(drop=True)
+        return self._insert(spec, batch, spec.name, "INSERT OR REPLACE")
+
+    def _insert(self, spec: Table, batch: pd.DataFrame, target: str, verb: str,
+                memory_limit: str | None = None) -> int:
+        """``verb INTO target`` every row of a conformed ``batch`` of ``spec``'s columns, in one transaction
+        (:meth:`_transaction`)."""
+        batch = batch.copy(deep=False)
         for col in spec.kinds("timestamp"):
             batch[col] = batch[col].dt.tz_localize(None)
         cols = ", ".join(spec.column_names)
-        with self._use(linger=True) as con:
-            con.register("_btlab_batch", batch)
-            try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    con.execute(f"INSERT OR REPLACE INTO {spec.name} ({cols}) SELECT {cols} FROM _btlab_batch")
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-            finally:
-                con.unregister("_btlab_batch")
+        sql = f"{verb} INTO {target} ({cols}) SELECT {cols} FROM _btlab_batch"
+        self._transaction(lambda con: con.execute(sql), memory_limit, batch)
         return len(batch)
+
+    def _transaction(self, work: Callable[[duckdb.DuckDBPyConnection], Any], memory_limit: str | None,
+                     batch: pd.DataFrame | None = None) -> None:
+        """``work(con)`` in one transaction (one call: other processes get the file before and after), with
+        ``batch`` registered as ``_btlab_batch`` and DuckDB's ``memory_limit`` set to ``memory_limit`` meanwhile (a
+        checkpoint follows the commit, under the limit too). If DuckDB runs out of memory under that limit (e.g. the
+        primary-key index of a big table needs more), the transaction is rolled back and run once more without it."""
+        for limit in (memory_limit, None) if memory_limit is not None else (None,):
+            with self._use(linger=True) as con, self._memory_limit(con, limit):
+                if batch is not None:
+                    con.register("_btlab_batch", batch)
+                try:
+                    con.execute("BEGIN TRANSACTION")
+                    try:
+                        work(con)
+                        con.execute("COMMIT")
+                    except BaseException as exc:
+                        con.execute("ROLLBACK")
+                        if limit is not None and isinstance(exc, duckdb.OutOfMemoryException):
+                            continue  # once more, without the limit
+                        raise
+                finally:
+                    if batch is not None:
+                        con.unregister("_btlab_batch")
+                if limit is not None:  # now, under the limit (closing the file would do it without); committed
+                    with contextlib.suppress(duckdb.Error):  # anyway: a checkpoint that fails comes again later
+                        con.execute("CHECKPOINT")
+                return
+
+    @staticmethod
+    @contextmanager
+    def _memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
+        """DuckDB's ``memory_limit`` set to ``limit`` for a block (None, or DuckDB cannot free that much: unchanged),
+        then reset."""
+        try:
+            if limit is not None:
+                con.execute(f"SET memory_limit = '{limit}'")  # a setting of this store, not input
+        except duckdb.Error:
+            limit = None
+        try:
+            yield
+        finally:
+            if limit is not None:
+                con.execute("RESET memory_limit")
+
+    # ---- staging hooks (see Store.staging) -------------------------------------------------------------------
+    upsert_verb = "INSERT OR REPLACE"
+    #: rows per publish transaction (see the class docstring)
+    publish_slice_rows = 100_000
+    #: DuckDB's memory limit while staging or publishing (None: none); see :data:`STAGING_MEMORY_LIMIT`
+    staging_memory_limit: str | None = STAGING_MEMORY_LIMIT
+
+    def _stage_create(self, table: Table, name: str) -> None:
+        self._writable()
+        with self._use(linger=True) as con:
+            con.execute(table_ddl(table, name, primary_key=False))
+
+    def _stage_append(self, table: Table, name: str, frame: pd.DataFrame) -> int:
+        self._writable()
+        return self._insert(table, conform(table, frame), name, "INSERT", self.staging_memory_limit)
+
+    def _stage_copy(self, table: Table, steps: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        self._writable()
+        for sql, params in steps:  # one transaction each: other processes get the file between them
+            self._transaction(lambda con, sql=sql, params=params: con.execute(sql, list(params)),
+                              self.staging_memory_limit)
+
+    def _stage_drop(self, sql: str) -> None:
+        self._writable()
+        with self._use(linger=True) as con:
+            con.execute(sql)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         with self._use(linger=True) as con:

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from btlab.errors import StoreConfigError, StoreNotFoundError, StoreUnavailableError
-from btlab.store.base import RUN_TABLES, RowFilter, Store, conform
+from btlab.store.base import RUN_TABLES, STAGE_INFIX, RowFilter, Store, conform, staging_statements
 from btlab.store.schema import TABLES, Table
 
 #: QuestDB column type of each :data:`btlab.store.schema.ColumnKind`.
@@ -634,6 +634,8 @@ def questdb_only_statements() -> list[str]:
     samples.update({name: RowFilter(name, {"run_id": ["a", "b"]}) for name in RUN_TABLES})
     for name, row_filter in samples.items():
         out += list(delete_statements(TABLES[name], row_filter.where()[0]).values())
+    stage = f"ohlcv{STAGE_INFIX}0123456789ab"
+    out += [table_ddl(TABLES["ohlcv"], name=stage), *staging_statements(TABLES["ohlcv"], stage, "INSERT").values()]
     return out
 def delete_statements(table: Table, where: str) -> dict[str, str]:
     """The statements :meth:`QuestDBStore.delete_rows` sends for one table (``?`` placeholders; ``where`` is
@@ -993,19 +995,24 @@ class QuestDBStore(Store):
                 become visible within ``wal_timeout`` seconds.
             questdb.QuestDBError: the server rejected the data (e.g. a column of another type).
         """
-        import questdb
-
         spec = TABLES[table]
         if frame.empty:
             return 0
         self._writable()
+        return self._send(spec, frame, spec.name)
+
+    def _send(self, spec: Table, frame: pd.DataFrame, target: str) -> int:
+        """Send rows of ``spec`` to table ``target`` over ILP (``rows_per_request`` rows a request), wait until
+        they are applied; return how many (see :meth:`upsert`)."""
+        import questdb
+
         batch, symbols = ilp_frame(spec, frame)
         sender = self._get_sender()
         step = self.rows_per_request
         try:
             for lo in range(0, len(batch), step):
                 chunk = batch.iloc[lo : lo + step]
-                sender.dataframe(chunk, table_name=spec.name, symbols=symbols, at="ts")
+                sender.dataframe(chunk, table_name=target, symbols=symbols, at="ts")
                 sender.flush(transactional=True)
         except questdb.QuestDBError as exc:
             err = self._ilp_error(exc)
@@ -1013,8 +1020,30 @@ class QuestDBStore(Store):
                 self._drop_sender()
                 raise err from None
             raise
-        self._wait_applied(spec.name)
+        self._wait_applied(target)
         return len(batch)
+
+    # ---- staging hooks (see Store.staging) -------------------------------------------------------------------
+    def _stage_create(self, table: Table, name: str) -> None:
+        """The staging table: ``table``'s own DDL under ``name`` (WAL, so ILP can write to it)."""
+        self._writable()
+        self._execute(table_ddl(table, name=name))
+
+    def _stage_append(self, table: Table, name: str, frame: pd.DataFrame) -> int:
+        self._writable()
+        return self._send(table, frame, name)
+
+    def _stage_copy(self, table: Table, steps: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """``INSERT INTO table SELECT .. FROM staging`` (QuestDB commits it in batches; dedup keys make a repeat
+        complete it); waits until applied."""
+        self._writable()
+        for sql, params in steps:
+            self._execute(to_pyformat(sql), params)
+        self._wait_applied(table.name)
+
+    def _stage_drop(self, sql: str) -> None:
+        self._writable()
+        self._execute(sql)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """Run read-only SQL with ``?`` placeholders over PGWire; returns every row.
