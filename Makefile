@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SQLCHECK := tests/questdb_sql/node_modules/.installed
+SQLCHECK := tests/store/questdb_sql/node_modules/.installed
 COMPOSE := docker compose -f deploy/docker-compose.yml
 
 .PHONY: help install demo test bench up down clean
@@ -17,11 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# QuestDB's own SQL parser (npm) for tests/test_questdb_sql.py; without npm that check is skipped, saying so
-$(SQLCHECK): tests/questdb_sql/package-lock.json
+# QuestDB's own SQL parser (npm) for tests/store/test_questdb_sql.py; without npm that check is skipped, saying so
+$(SQLCHECK): tests/store/questdb_sql/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
-		npm ci --prefix tests/questdb_sql --no-audit --no-fund --silent && touch $@; \
-	else echo "npm not found: the QuestDB SQL parser check (tests/test_questdb_sql.py) will be skipped"; fi
+		npm ci --prefix tests/store/questdb_sql --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: the QuestDB SQL parser check (tests/store/test_questdb_sql.py) will be skipped"; fi
 
 install: $(STAMP)  ## create .venv and install btlab with its test tools
 

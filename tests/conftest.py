@@ -93,7 +93,7 @@ def expected_h1(h1: pd.DataFrame) -> pd.DataFrame:
     return as_stored_bars(h1)
 
 
-# ---- every Store SQL statement of the session is parsed by QuestDB's parser (tests/test_questdb_sql.py) ---------
+# ---- every Store SQL statement of the session is parsed by QuestDB's parser (tests/store/test_questdb_sql.py) ---------
 def pytest_configure(config: pytest.Config) -> None:
     import sqlrecord
 
@@ -102,5 +102,5 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the QuestDB SQL check last, when the rest of the session has exercised the store."""
-    last = [i for i in items if i.nodeid.startswith("tests/test_questdb_sql.py")]
+    last = [i for i in items if i.nodeid.startswith("tests/store/test_questdb_sql.py")]
     items[:] = [i for i in items if i not in last] + last

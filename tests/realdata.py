@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+TESTS = Path(__file__).resolve().parent
+#: the repository root and its bundled real data (``data/``); ``../shared`` sits beside the repository in CI
+REPO = TESTS.parent
+DATA = REPO / "data"
+SHARED = REPO.parent / "shared"
 BTC_1H = DATA / "BTC_USDT-1h_2017-08-17_2024-04-21.feather"
 BTC_1M = DATA / "BTC_USDT-1m_2025-05-20_2025-08-18.feather"
 AAPL_1D = DATA / "AAPL_data.csv"

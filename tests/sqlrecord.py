@@ -1,6 +1,6 @@
 """Records every SQL statement btlab sends through ``Store.query``/``query_rows`` during the test session.
 
-``tests/test_questdb_sql.py`` parses all of them (with the ``?`` placeholders bound to literals of the values that
+``tests/store/test_questdb_sql.py`` parses all of them (with the ``?`` placeholders bound to literals of the values that
 were really bound) with QuestDB's own SQL parser: the shared :class:`~btlab.store.base.Store` SQL runs unchanged
 on QuestDB (placeholders translated to ``%s``), so every statement the suite exercises on DuckDB must be QuestDB
 SQL too. The store is real; the recorder only looks at what passes through.

@@ -22,8 +22,8 @@ from btlab.marketdata.bars import AGG_BAR_COLUMNS, StreamingAggregator, aggregat
 from btlab.model import tick as tick_model
 from btlab.model.bar import validate_bars
 from btlab.model.tick import split_valid_ticks, ticks_from_arrays
+from realdata import DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 RECORDINGS = ("btcusdt_20240808.gz", "btcusdt_20240809.gz")
 KLINES = DATA / "BTC_USDT-1m_2024-08-08T2352_2024-08-09T0006.csv"
 BTC_1H = DATA / "BTC_USDT-1h_2017-08-17_2024-04-21.feather"

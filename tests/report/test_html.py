@@ -11,9 +11,7 @@ import html
 import json
 import os
 import re
-import shutil
 import struct
-import subprocess
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
@@ -28,6 +26,7 @@ from btlab.errors import RunNotFoundError
 from btlab.report.html import MAX_LINE_POINTS, downsample_minmax, format_value, render_report, write_report
 from btlab.store.duckdb import DuckDBStore
 from btlab.strategies.sma_cross import SmaCross
+from browser import CHROMIUM, ERROR_TRAP as _ERROR_TRAP, run_chromium as _chromium
 from realdata import btc_1h
 
 EVIL = "<script>alert(1)</script>"
@@ -260,22 +259,6 @@ def test_downsample_keeps_extremes_and_ends():
 
 
 # ---- browser -----------------------------------------------------------------------------------------------
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-_ERROR_TRAP = (
-    "<script>(function(){function note(m){var d=document.documentElement;"
-    "d.setAttribute('data-jserr',(d.getAttribute('data-jserr')||'')+'|'+m);}"
-    "window.addEventListener('error',function(e){note(e.message)});"
-    "window.addEventListener('unhandledrejection',function(e){note(String(e.reason))});})();</script>"
-)
-
-
-def _chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--hide-scrollbars", *extra, url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=90,
-                          env={**os.environ, "DBUS_SESSION_BUS_ADDRESS": "disabled:"})
 
 
 class _Charts(HTMLParser):

@@ -18,7 +18,7 @@ from btlab.store import open_store
 from btlab.store.duckdb import DuckDBStore
 from btlab.store.questdb import parse_address
 from conftest import questdb_address, requires_questdb
-from realdata import AAPL_1D, BTC_1H, BTC_1M, btc_1h, btc_1m
+from realdata import AAPL_1D, BTC_1H, BTC_1M, TESTS, btc_1h, btc_1m
 from cliproc import btlab_cli, error_lines
 
 
@@ -233,7 +233,7 @@ def test_a_reader_gets_in_while_a_writer_writes_continuously(tmp_path):
         "st.close()\n"
         "print(i, flush=True)\n"
     )
-    writer = subprocess.Popen([sys.executable, str(script), str(store), str(Path(__file__).parent)],
+    writer = subprocess.Popen([sys.executable, str(script), str(store), str(TESTS)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"

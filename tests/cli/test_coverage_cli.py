@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from realdata import BTC_1H
+from realdata import BTC_1H, DATA
 from cliproc import btlab_cli
 
-AGG = Path(__file__).resolve().parent.parent / "data" / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv"
+AGG = DATA / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv"
 REMOVED = [*range(13_519_900, 13_519_905), 13_520_500, *range(13_521_000, 13_521_010)]  # 3 gaps, 16 ids
 
 

@@ -18,9 +18,8 @@ from btlab.backtest.feed import StoreData
 from btlab.errors import NoDataError, StrategyParameterError, UnknownStrategyError
 from conftest import STORE_BACKENDS, open_backend
 from btlab.strategies.sma_cross import SmaCross
-from realdata import btc_1h
+from realdata import TESTS, btc_1h
 
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="module", params=STORE_BACKENDS)
@@ -144,7 +143,7 @@ def test_user_strategies_by_module_and_file(store, tmp_path):
     assert by_module.config.params == {"lookback": 48, "threshold": 0.0}
     assert by_module.summary.n_trades > 0
     path = tmp_path / "mystrat.py"
-    path.write_text(textwrap.dedent((Path(__file__).parent / "userstrats" / "momentum.py").read_text()))
+    path.write_text(textwrap.dedent((TESTS / "userstrats" / "momentum.py").read_text()))
     by_file = btlab.run_backtest(f"{path}:Momentum", store=store, start="2022-01-01", end="2022-06-30",
                                  params={"lookback": 48}, record=False)
     assert by_file.summary.end_value == by_module.summary.end_value

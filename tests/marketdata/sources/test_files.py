@@ -23,12 +23,12 @@ from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, ImportReport, import_b
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS
 from btlab.store.duckdb import DuckDBStore
+from realdata import DATA, SHARED
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 H1_FILE = DATA / "BTC_USDT-1h_2017-08-17_2024-04-21.feather"
 M1_FILE = DATA / "BTC_USDT-1m_2025-05-20_2025-08-18.feather"
 AAPL_FILE = DATA / "AAPL_data.csv"
-SPY_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "equities" / "spy_1min" / (
+SPY_FILE = SHARED / "data" / "equities" / "spy_1min" / (
     "SPY_1min_2024-02-20_2024-05-17.csv"
 )
 

@@ -14,8 +14,8 @@ from btlab.marketdata.quality.coverage import COVERAGE_COLUMNS, TICK_COVERAGE_CO
 from btlab.marketdata.files import import_bars
 from btlab.marketdata.quality.gaps import GAP_COLUMNS, find_gaps
 from btlab.store.duckdb import DuckDBStore
+from realdata import DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 H1_FILE = DATA / "BTC_USDT-1h_2017-08-17_2024-04-21.feather"
 M1_FILE = DATA / "BTC_USDT-1m_2025-05-20_2025-08-18.feather"
 AAPL_FILE = DATA / "AAPL_data.csv"

@@ -31,8 +31,9 @@ from btlab.marketdata.binance_vision import (
     unified_symbol,
 )
 from btlab.store.duckdb import DuckDBStore
+from realdata import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 AGG_FILE = ROOT / "data" / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv"
 H1_FILE = ROOT / "data" / "BTC_USDT-1h_2017-08-17_2024-04-21.feather"
 # the recorded streams: bundled in data/ when present, else the shared data set

@@ -31,8 +31,9 @@ from btlab.marketdata.cryptocompare import (
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS
 from btlab.store.duckdb import DuckDBStore
+from realdata import DATA as REPO_DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "cryptocompare"
+DATA = REPO_DATA / "cryptocompare"
 DAY_FILE = DATA / "histoday_BTC-USD_2015-05-04_2020-10-24.json"
 MINUTE_FILE = DATA / "histominute_2024-12-10_2024-12-11.json"
 KEY = "cc-test-key-6f1d2a9e"

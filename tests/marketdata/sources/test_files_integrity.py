@@ -14,10 +14,9 @@ from btlab.marketdata.bars import resample_bars
 from btlab.marketdata.binance_vision import import_binance_vision
 from btlab.marketdata.files import data_spacing, import_bars, read_bars_file
 from btlab.store.duckdb import DuckDBStore
-from realdata import AAPL_1D, BTC_1H, btc_1h
+from realdata import AAPL_1D, BTC_1H, DATA, btc_1h
 from cliproc import btlab_cli, error_lines
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 AGG_FILE = DATA / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv"
 M1_CSV = DATA / "BTC_USDT-1m_2024-08-08T2352_2024-08-09T0006.csv"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from realdata import BTC_1H
+from realdata import BTC_1H, REPO
 from cliproc import assert_one_line, btlab_cli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 
 
 def closed_port() -> int:

@@ -41,7 +41,7 @@ from btlab.report.html import (
 )
 from btlab.store.duckdb import DuckDBStore
 from realdata import DATA, btc_1h, btc_1m
-from test_report import _ERROR_TRAP, CHROMIUM, _chromium
+from browser import CHROMIUM, ERROR_TRAP as _ERROR_TRAP, run_chromium as _chromium
 
 CASH = 10_000.0
 

@@ -28,9 +28,8 @@ from btlab.store import open_store
 from btlab.store.duckdb import DuckDBStore
 from btlab.store.questdb import parse_address
 from cliproc import assert_one_line, btlab_cli
-from realdata import btc_1h
+from realdata import REPO, btc_1h
 
-REPO = Path(__file__).resolve().parents[1]
 
 PW = "S3CRETpw"  # HTTP basic-auth password
 TOK = "T0KENvalue"  # bearer token

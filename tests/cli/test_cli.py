@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from btlab.cli.main import app
 from btlab.store.duckdb import DuckDBStore
-from realdata import BTC_1H
+from realdata import BTC_1H, DATA
 from cliproc import btlab_cli
 
 runner = CliRunner()
@@ -149,7 +149,7 @@ def test_ingest_commands_end_to_end(tmp_path):
                          fake.base_url, store=store)
         assert proc.returncode == 1 and "NOPE/USDT" in proc.stderr and "Traceback" not in proc.stderr
     with FakeCryptoCompare(api_key="secret-test-key") as cc:
-        cc.add_saved("/data/histoday", "BTC", "USD", Path(__file__).parent.parent / "data" / "cryptocompare"
+        cc.add_saved("/data/histoday", "BTC", "USD", DATA / "cryptocompare"
                      / "histoday_BTC-USD_2015-05-04_2020-10-24.json")
         proc = btlab_cli("ingest", "history", "--source", "cryptocompare", "--symbols", "BTC/USD", "--timeframe",
                          "1d", "--since", "2020-01-01", "--until", "2020-07-01", "--api-url", cc.url, store=store,
@@ -157,7 +157,7 @@ def test_ingest_commands_end_to_end(tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert "secret-test-key" not in proc.stdout + proc.stderr
     zipped = tmp_path / "XRPETH-aggTrades-2019-10-11.csv"
-    zipped.write_bytes((Path(__file__).parent.parent / "data" / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv").read_bytes())
+    zipped.write_bytes((DATA / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv").read_bytes())
     proc = btlab_cli("ingest", "binance-vision", str(zipped), "--bars", "1m,1h", store=store)
     assert proc.returncode == 0, proc.stderr
     assert "bars from its trades" in proc.stdout

@@ -29,9 +29,8 @@ from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.sessions import in_session
 from btlab.store.base import STAGE_INFIX
 from btlab.store.duckdb import DuckDBStore
-from realdata import BTC_1H, btc_1h
+from realdata import BTC_1H, DATA, btc_1h
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 SPY_GZ = DATA / "SPY_1min_2024-02-20_2024-05-17.csv.gz"
 MB = 1 << 20
 #: Peak RSS allowed to one ``btlab`` process in these tests. A process importing a small file peaks at about

@@ -23,10 +23,9 @@ import pandas as pd
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-sys.path.insert(0, str(Path(__file__).parent))
 
 from broker import free_port, kafka_bootstrap, kafka_broker  # noqa: E402, F401
-from realdata import aapl_1d, btc_1h  # noqa: E402
+from realdata import REPO, TESTS, aapl_1d, btc_1h  # noqa: E402
 
 from btlab.errors import DataValidationError, InvalidArgumentError  # noqa: E402
 from btlab.settings import Settings  # noqa: E402
@@ -67,7 +66,7 @@ from btlab.stream.consumer import (  # noqa: E402
 from btlab.stream.errors import REASON_LIMIT  # noqa: E402
 from btlab.stream.topics import partition_count  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 TRADES_NAME = "btcusdt_20240808.gz"
 
 

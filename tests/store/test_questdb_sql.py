@@ -4,9 +4,9 @@ QuestDB itself cannot run here (ARCHITECTURE.md). What can be checked without it
 records every statement that went through ``Store.query`` (tests/sqlrecord.py: the shared Store SQL runs unchanged
 on QuestDB), and the QuestDB backend lists the statements only it sends (DDL, migrations, ``wal_tables()``). This
 module runs last (conftest.py), adds a real import/backtest/report/coverage flow of its own so that it also works
-alone, and parses everything in one call of ``tests/questdb_sql/parse.mjs`` (Node.js).
+alone, and parses everything in one call of ``tests/store/questdb_sql/parse.mjs`` (Node.js).
 
-Set up by ``make test`` (``npm ci`` in tests/questdb_sql). Without Node.js or those packages the tests skip, saying
+Set up by ``make test`` (``npm ci`` in tests/store/questdb_sql). Without Node.js or those packages the tests skip, saying
 so, unless ``BTLAB_REQUIRE_SQLPARSER`` is set (CI sets it: there they must run).
 """
 
@@ -22,16 +22,16 @@ import pytest
 
 import sqlrecord
 from btlab.store.questdb import questdb_only_statements
+from realdata import DATA
 
 HERE = Path(__file__).resolve().parent / "questdb_sql"
-DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _parser_missing() -> str | None:
     if shutil.which("node") is None:
         return "Node.js not found (needed for QuestDB's SQL parser)"
     if not (HERE / "node_modules" / "@questdb" / "sql-parser").is_dir():
-        return "@questdb/sql-parser not installed: run `npm ci --prefix tests/questdb_sql` (make test does)"
+        return "@questdb/sql-parser not installed: run `npm ci --prefix tests/store/questdb_sql` (make test does)"
     return None
 
 
