@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import btlab
 from btlab.backtest.checks import check_gaps, check_settings, check_slippage_fixed, gap_report
 from btlab.backtest.compat import bt
 from btlab.backtest.feed import (
@@ -125,7 +125,7 @@ class BacktestResult:
         strategy: the Backtrader strategy instance after the run (indicators, your attributes).
         analyzers: results of extra analyzers passed to :func:`run_backtest`, by name.
         store_address: where the run was recorded (None if not recorded), as shown to people: without password or
-            token. :meth:`report` reopens the store with its private configuration (credentials included), which
+            token. :meth:`open_store` reopens the store with its private configuration (credentials included), which
             this object keeps out of its ``repr``, equality and pickles.
         warnings: human-readable warnings, one line each (gaps in the range, orders that ended Margin/Rejected/
             Canceled), as stored in ``bt_runs.warnings``.
@@ -161,21 +161,17 @@ class BacktestResult:
         """The metrics as a pandas Series (see :mod:`btlab.backtest.metrics` for definitions)."""
         return self.summary.as_series().rename(self.run_id)
 
-    def report(self, path: str | Path | None = None, store: Store | str | None = None) -> Path:
-        """Write the run's HTML report (reads the run back from its store) and return its path.
+    def open_store(self, store: Store | str | None = None) -> Store:
+        """Open the store the run was recorded in, read-only (the caller closes it).
 
-        ``store``: a store, or an address; default: the store the run was recorded in, reopened read-only with its
-        private configuration (so a password-protected QuestDB works), else :attr:`store_address`.
+        ``store``: an address to open instead. Default: the run's store reopened with its private configuration
+        (so a password-protected QuestDB works), else :attr:`store_address`, else the default store
+        (``BTLAB_STORE`` or the default DuckDB file). Its HTML report: ``btlab.write_report(result, path)``.
+
+        Raises:
+            StoreUnavailableError, StoreNotFoundError: the store cannot be reached or is not there.
         """
-        from btlab.report.html import write_report
-
-        reopen = store or self._reopen or self.store_address
-        target = store if isinstance(store, Store) else open_store(reopen, read_only=True)
-        try:
-            return write_report(target, self.run_id, path)
-        finally:
-            if not isinstance(store, Store):
-                target.close()
+        return open_store(store or self._reopen or self.store_address, read_only=True)
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -336,7 +332,7 @@ def run_backtest(
             "data_from": first, "data_to": last, "bars": sum(len(b) for b in bars.values()),
             "calendar": cal.value, "cash": float(cash), "commission": float(commission),
             "config": asdict(config), "config_hash": config.hash(), "data_hash": hash_bars(bars),
-            "btlab_version": _btlab_version(), "backtrader_version": bt.__version__,
+            "btlab_version": btlab.__version__, "backtrader_version": bt.__version__,
         }
         control = RunControl()
         cerebro.addanalyzer(
@@ -516,9 +512,3 @@ def _find_recorder(cerebro: Any) -> Recorder | None:
             if isinstance(analyzer, Recorder):
                 return analyzer
     return None
-
-
-def _btlab_version() -> str:
-    import btlab
-
-    return btlab.__version__

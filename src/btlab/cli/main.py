@@ -372,9 +372,9 @@ def backtest(
                 console.print(styled((f"warning: {line}", "yellow")), highlight=False, soft_wrap=True)
         console.print(styled("run id: ", (result.run_id, "bold"), f" (stored in {st.address})"), highlight=False)
         if report:
-            from btlab.report.html import write_report
+            from btlab.report import write_report
 
-            path = write_report(st, result.run_id)
+            path = write_report(result.run_id, store=st)
             console.print(f"report: {path.resolve()}", highlight=False)
 
 
@@ -574,10 +574,10 @@ def report_cmd(
 ) -> None:
     """Write a run's self-contained HTML report (equity, drawdown, trades on price, monthly returns, metrics)."""
     from btlab.backtest.runs import resolve_run_id
-    from btlab.report.html import write_report
+    from btlab.report import write_report
 
     with open_store_cli(store, read_only=True) as st:
-        path = write_report(st, resolve_run_id(st, run_id), output)
+        path = write_report(resolve_run_id(st, run_id), output, store=st)
     console.print(f"report: {Path(path).resolve()}", highlight=False)
 
 
