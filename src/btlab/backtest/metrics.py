@@ -22,6 +22,10 @@ Conventions (stated in every report, see :data:`CONVENTIONS`):
 * Trades: a win is a closed trade with net PnL (after commission) > 0, a loss < 0. ``profit_factor`` = sum of
   winning net PnL / |sum of losing net PnL|; ``avg_trade`` = mean net PnL in account currency.
   ``exposure`` = share of bars that closed with an open position.
+
+One concept in one module (about 700 lines): the metric definitions and the series they are computed from (daily
+returns, drawdowns, benchmark, rolling and calendar returns), so the run's scalars and the report's charts use the
+same functions.
 """
 
 from __future__ import annotations
