@@ -44,7 +44,7 @@ def __getattr__(name: str):  # lazy: importing btlab imports neither pandas nor 
 
         return import_bars
     if name == "write_report":
-        from btlab.report.html import write_report
+        from btlab.report import write_report
 
         return write_report
     raise AttributeError(f"module 'btlab' has no attribute {name!r}")

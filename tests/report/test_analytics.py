@@ -31,14 +31,10 @@ from btlab.backtest.metrics import (
 )
 from btlab.backtest.recorder import Recorder
 from btlab.report.format import METRIC_SECTIONS, format_value
-from btlab.report.html import (
-    MAX_LINE_POINTS,
-    price_decimals,
-    render_report,
-    size_decimals,
-    trades_table_data,
-    write_report,
-)
+from btlab.report.figures import MAX_LINE_POINTS
+from btlab.report.html import render_report
+from btlab.report.tables import price_decimals, size_decimals, trades_table_data
+from btlab.report.write import write_report
 from btlab.store.duckdb import DuckDBStore
 from realdata import DATA, btc_1h, btc_1m
 from browser import CHROMIUM, ERROR_TRAP as _ERROR_TRAP, run_chromium as _chromium
@@ -62,7 +58,7 @@ def demo_run(store):
 
 @pytest.fixture(scope="module")
 def demo_report(store, demo_run, tmp_path_factory) -> str:
-    path = write_report(store, demo_run.run_id, tmp_path_factory.mktemp("demo") / "demo.html")
+    path = write_report(demo_run.run_id, tmp_path_factory.mktemp("demo") / "demo.html", store=store)
     return path.read_text(encoding="utf-8")
 
 
@@ -212,7 +208,7 @@ def test_open_position_at_the_end_is_shown(store, demo_run, demo_report):
 def test_buy_and_hold_with_no_closed_trade_is_explained(store, tmp_path):
     result = btlab.run_backtest("buy_hold", store=store, start="2021-01-01", end="2021-06-30")
     assert result.summary.n_trades == 0
-    doc = write_report(store, result.run_id, tmp_path / "bh.html").read_text(encoding="utf-8")
+    doc = write_report(result.run_id, tmp_path / "bh.html", store=store).read_text(encoding="utf-8")
     assert _metric_cell(doc, "n_trades") == "0"
     note = re.search(r'<p class="note" id="closed-trades-note">(.*?)</p>', doc).group(1)
     assert html.unescape(note).startswith("No closed trades: the position below was still open when the run ended")
@@ -233,7 +229,7 @@ def test_orders_that_did_not_fill_are_warned_about(store, tmp_path):
                                 params={"fast": 10, "slow": 30})
     margin = int((result.orders["status"] == "Margin").sum())
     assert margin > 0 and result.summary.n_trades == 0
-    doc = write_report(store, result.run_id, tmp_path / "margin.html").read_text(encoding="utf-8")
+    doc = write_report(result.run_id, tmp_path / "margin.html", store=store).read_text(encoding="utf-8")
     box = re.search(r'<section class="warn" id="warnings">(.*?)</section>', doc, re.S).group(1)
     # the recorder stored the count with the run
     assert f'<li data-count="orders_margin"><b>{margin:,d}</b> order(s) refused for lack of cash (Margin)</li>' in box
@@ -243,7 +239,7 @@ def test_orders_that_did_not_fill_are_warned_about(store, tmp_path):
     run = store.get_run(result.run_id)
     store.write_run({**run, "warnings": None, "orders_margin": None, "orders_rejected": None,
                      "orders_canceled": None})
-    doc = write_report(store, result.run_id, tmp_path / "margin0.html").read_text(encoding="utf-8")
+    doc = write_report(result.run_id, tmp_path / "margin0.html", store=store).read_text(encoding="utf-8")
     box = re.search(r'<section class="warn" id="warnings">(.*?)</section>', doc, re.S).group(1)
     assert (f'<li data-count="orders_margin"><b>{margin:,d}</b> order(s) refused for lack of cash (Margin) '
             "(counted from the stored orders)</li>") in box
@@ -251,7 +247,7 @@ def test_orders_that_did_not_fill_are_warned_about(store, tmp_path):
     # a run row that carries the warnings and counts (as the recorder writes them) shows them as they are
     store.write_run({**run, "warnings": f"{margin} orders refused: not enough cash <b>stake 100</b>\nsecond line",
                      "orders_margin": margin, "orders_rejected": 0, "orders_canceled": 2})
-    doc = write_report(store, result.run_id, tmp_path / "margin2.html").read_text(encoding="utf-8")
+    doc = write_report(result.run_id, tmp_path / "margin2.html", store=store).read_text(encoding="utf-8")
     box = re.search(r'<section class="warn" id="warnings">(.*?)</section>', doc, re.S).group(1)
     assert f"<li>{margin} orders refused: not enough cash &lt;b&gt;stake 100&lt;/b&gt;</li><li>second line</li>" in box
     assert f'<li data-count="orders_margin"><b>{margin:,d}</b> order(s) refused for lack of cash (Margin)</li>' in box
@@ -310,7 +306,7 @@ def test_text_in_the_trades_data_cannot_close_the_script(demo_run):
 def test_short_run_is_drawn_in_full(store, tmp_path):
     result = btlab.run_backtest("sma_cross", store=store, start="2022-03-01", end="2022-03-31")
     assert len(result.equity) <= MAX_LINE_POINTS
-    doc = write_report(store, result.run_id, tmp_path / "short.html").read_text(encoding="utf-8")
+    doc = write_report(result.run_id, tmp_path / "short.html", store=store).read_text(encoding="utf-8")
     assert 'id="downsample-note"' not in doc
     data, _ = _plot(doc, "chart-equity")
     assert len(_array(_trace(data, "strategy")["y"])) == len(result.equity)
@@ -354,7 +350,7 @@ def basket_run(tmp_path_factory):
 
 def test_report_of_a_two_instrument_run(basket_run, tmp_path):
     st, strat, btc, eth = basket_run
-    doc = write_report(st, "basket-1", tmp_path / "basket.html").read_text(encoding="utf-8")
+    doc = write_report("basket-1", tmp_path / "basket.html", store=st).read_text(encoding="utf-8")
     assert 'id="chart-price"' in doc and 'id="chart-price-2"' in doc
     assert "Price and trades (BTC/USDT)" in doc and "Price and trades (ETH/USDT)" in doc
     assert "equal-weight buy and hold of BTC/USDT, ETH/USDT" in doc

@@ -23,7 +23,10 @@ import btlab
 from btlab.backtest.compat import bt
 from btlab.backtest.metrics import CONVENTIONS, monthly_returns
 from btlab.errors import RunNotFoundError
-from btlab.report.html import MAX_LINE_POINTS, downsample_minmax, format_value, render_report, write_report
+from btlab.report.figures import MAX_LINE_POINTS, downsample_minmax
+from btlab.report.format import format_value
+from btlab.report.html import render_report
+from btlab.report.write import write_report
 from btlab.store.duckdb import DuckDBStore
 from btlab.strategies.sma_cross import SmaCross
 from browser import CHROMIUM, ERROR_TRAP as _ERROR_TRAP, run_chromium as _chromium
@@ -71,7 +74,7 @@ def full_run(store):
 
 @pytest.fixture(scope="module")
 def full_report(store, full_run, tmp_path_factory) -> Path:
-    return write_report(store, full_run.run_id, tmp_path_factory.mktemp("out") / "full" / "report.html")
+    return write_report(full_run.run_id, tmp_path_factory.mktemp("out") / "full" / "report.html", store=store)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +145,7 @@ def test_user_text_is_escaped(full_report, failed_run_id, store, tmp_path):
     doc = full_report.read_text(encoding="utf-8")
     assert EVIL not in doc
     assert html.escape(EVIL) in doc
-    failed = write_report(store, failed_run_id, tmp_path / "failed.html").read_text(encoding="utf-8")
+    failed = write_report(failed_run_id, tmp_path / "failed.html", store=store).read_text(encoding="utf-8")
     assert '<img src=x onerror="alert(2)">' not in failed
     assert html.escape('<img src=x onerror="alert(2)">') in failed
 
@@ -150,7 +153,7 @@ def test_user_text_is_escaped(full_report, failed_run_id, store, tmp_path):
 def test_failed_run_shows_error_prominently(store, failed_run_id, tmp_path):
     run = store.get_run(failed_run_id)
     assert run["status"] == "failed"
-    doc = write_report(store, failed_run_id, tmp_path / "failed.html").read_text(encoding="utf-8")
+    doc = write_report(failed_run_id, tmp_path / "failed.html", store=store).read_text(encoding="utf-8")
     box = re.search(r'<section class="error" id="run-error"><h2>Run failed</h2><pre>(.*?)</pre>', doc, re.S)
     assert box, "no error box"
     assert html.unescape(box.group(1)) == run["error"]
@@ -163,7 +166,7 @@ def test_failed_run_shows_error_prominently(store, failed_run_id, tmp_path):
 
 def test_zero_trade_run_renders(store, idle_run, tmp_path):
     assert int(idle_run.metrics["n_trades"]) == 0
-    doc = write_report(store, idle_run.run_id, tmp_path / "idle.html").read_text(encoding="utf-8")
+    doc = write_report(idle_run.run_id, tmp_path / "idle.html", store=store).read_text(encoding="utf-8")
     assert "No closed trades." in doc
     assert 'id="trades-table"' not in doc
     for div in ("chart-equity", "chart-price", "chart-monthly", "chart-rolling", "chart-histogram"):
@@ -195,28 +198,28 @@ def test_default_path_and_unknown_run(store, idle_run, tmp_path, monkeypatch):
     monkeypatch.setenv("BTLAB_REPORTS", str(tmp_path / "deep" / "reports"))
     get_settings.cache_clear()
     try:
-        path = write_report(store, idle_run.run_id)
+        path = write_report(idle_run.run_id, store=store)
     finally:
         get_settings.cache_clear()
     assert path == tmp_path / "deep" / "reports" / f"{idle_run.run_id}.html"
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     with pytest.raises(RunNotFoundError):
-        write_report(store, "no-such-run", tmp_path / "x.html")
+        write_report("no-such-run", tmp_path / "x.html", store=store)
     assert not (tmp_path / "x.html").exists()
 
 
 def test_write_report_reads_the_runs_exact_bar_range(store, idle_run, tmp_path, monkeypatch):
-    import btlab.report.html as report_html
+    import btlab.report.write as report_write
 
     seen = {}
-    real = report_html.render_report
+    real = report_write.render_report
 
     def spy(run, equity, trades, bars, orders=None):
         seen.update(run=run, equity=equity, trades=trades, bars=bars, orders=orders)
         return real(run, equity, trades, bars, orders)
 
-    monkeypatch.setattr(report_html, "render_report", spy)
-    write_report(store, idle_run.run_id, tmp_path / "r.html")
+    monkeypatch.setattr(report_write, "render_report", spy)
+    write_report(idle_run.run_id, tmp_path / "r.html", store=store)
     assert list(seen["bars"]) == ["BTC/USDT"]  # {symbol: bars} for every symbol of the run
     bars, run = seen["bars"]["BTC/USDT"], seen["run"]
     assert len(bars) == run["bars"] == len(idle_run.bars)  # data_to is the last bar's open time: included

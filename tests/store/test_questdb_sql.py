@@ -70,7 +70,7 @@ def _exercise_store(tmp_path: Path) -> None:
     from btlab.marketdata.binance_vision import import_binance_vision
     from btlab.marketdata.quality.coverage import coverage, tick_coverage
     from btlab.marketdata.files import import_bars
-    from btlab.report.html import write_report
+    from btlab.report import write_report
     from btlab.store.duckdb import DuckDBStore
 
     with DuckDBStore(tmp_path / "sql.duckdb") as st:
@@ -84,7 +84,7 @@ def _exercise_store(tmp_path: Path) -> None:
         st.run_rows(limit=5)
         st.run_strategies()
         st.get_run(result.run_id)
-        write_report(st, result.run_id, tmp_path / "r.html")
+        write_report(result.run_id, tmp_path / "r.html", store=st)
         coverage(st)
         coverage(st, exchange="binance", symbol="BTC/USDT", timeframe="1h")
         tick_coverage(st)

@@ -322,19 +322,19 @@ def recorded(tmp_path_factory):
 def test_report_reopens_the_duckdb_store_the_run_was_recorded_in(recorded, tmp_path):
     path, result = recorded
     assert result.store_address == str(path)
-    out = result.report(tmp_path / "run.html")  # the store was closed: reopened read-only from the result
+    out = btlab.write_report(result, tmp_path / "run.html")  # the store was closed: reopened read-only from the result
     assert out.exists() and result.run_id in out.read_text()
 
 
 def test_report_reopens_questdb_with_the_private_configuration(recorded, tmp_path):
-    """Before: report() reopened the redacted address, so the server was sent QuestDB's default password."""
+    """Before: result.report() reopened the redacted address, so the server was sent QuestDB's default password."""
     _, result = recorded
     with PgWireEndpoint("password") as server:
         cfg = parse_address(f"http::addr=127.0.0.1:{server.port};pg_port={server.port};username=admin;"
                             f"password={PW};pg_password={PGPW};")
         on_questdb = dataclasses.replace(result, store_address=cfg.display, _reopen=cfg)
         with pytest.raises(StoreUnavailableError) as info:
-            on_questdb.report(tmp_path / "run.html")
+            btlab.write_report(on_questdb, tmp_path / "run.html")
     assert server.passwords and set(server.passwords) == {PGPW}  # the real password reached the server
     assert "password authentication failed" in str(info.value)
     _assert_no_secret(str(info.value))

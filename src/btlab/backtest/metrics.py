@@ -22,6 +22,10 @@ Conventions (stated in every report, see :data:`CONVENTIONS`):
 * Trades: a win is a closed trade with net PnL (after commission) > 0, a loss < 0. ``profit_factor`` = sum of
   winning net PnL / |sum of losing net PnL|; ``avg_trade`` = mean net PnL in account currency.
   ``exposure`` = share of bars that closed with an open position.
+
+One concept in one module (about 700 lines): the metric definitions and the series they are computed from (daily
+returns, drawdowns, benchmark, rolling and calendar returns), so the run's scalars and the report's charts use the
+same functions.
 """
 
 from __future__ import annotations
@@ -208,8 +212,25 @@ def compute_metrics(
     value = equity["value"].astype("float64")
     r = daily_returns(value, start_value, None if cal is Calendar.crypto else sessions).to_numpy()
 
+    exposure = float(np.mean(equity["position_value"].to_numpy() != 0.0)) if "position_value" in equity else float("nan")
+    return Metrics(
+        start_value=float(start_value),
+        **_return_metrics(value, r, start_value, n),
+        **_drawdown_metrics(equity, value, start_value),
+        **_trade_metrics(trades),
+        exposure=exposure,
+        n_bars=int(len(equity)),
+        n_days=int(len(r)),
+        periods_per_year=n,
+        calendar=cal.value,
+        **_extended_metrics(equity, trades, r, start_value, cal, benchmark,
+                            None if cal is Calendar.crypto else sessions),
+    )
+
+
+def _return_metrics(value: pd.Series, r: np.ndarray, start_value: float, n: int) -> dict[str, float]:
+    """End value, total return, CAGR, volatility, Sharpe, Sortino and Calmar from the daily returns ``r``."""
     end_value = float(value.iloc[-1])
-    total_return = end_value / start_value - 1.0
     if len(r) >= 2:
         std = float(np.std(r, ddof=1))
         mean = float(np.mean(r))
@@ -226,13 +247,22 @@ def compute_metrics(
     calmar = cagr / abs(daily_mdd) if daily_mdd < 0 else float("nan")
     if math.isinf(calmar):
         calmar = float("nan")
+    return {"end_value": end_value, "total_return": end_value / start_value - 1.0, "cagr": float(cagr),
+            "volatility": volatility, "sharpe": sharpe, "sortino": sortino, "calmar": float(calmar)}
 
+
+def _drawdown_metrics(equity: pd.DataFrame, value: pd.Series, start_value: float) -> dict[str, float]:
+    """Max drawdown (a fraction <= 0) and its longest run in bars and days, on every bar (the start value first)."""
     bar_values = np.concatenate(([start_value], value.to_numpy()))
     idx = pd.DatetimeIndex(equity.index)
     bar_ts = np.concatenate((idx[:1].asi8, idx.asi8)).astype("datetime64[ns]")
-    mdd = max_drawdown_of(bar_values)
     mdd_bars, mdd_days = _drawdown_runs(bar_ts, bar_values)
+    return {"max_drawdown": max_drawdown_of(bar_values), "max_drawdown_days": mdd_days,
+            "max_drawdown_bars": mdd_bars}
 
+
+def _trade_metrics(trades: pd.DataFrame) -> dict[str, float | int]:
+    """Count, win rate, profit factor and average/best/worst net PnL of the closed trades (NaN without trades)."""
     pnl = trades["pnl_net"].astype("float64").to_numpy() if len(trades) else np.array([], dtype="float64")
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
     n_trades = int(len(pnl))
@@ -243,36 +273,17 @@ def compute_metrics(
         profit_factor = float("inf") if gross_win > 0 else float("nan")
     else:
         profit_factor = gross_win / gross_loss
+    return {
+        "n_trades": n_trades,
+        "win_rate": len(wins) / n_trades if n_trades else float("nan"),
+        "profit_factor": profit_factor,
+        "avg_trade": float(pnl.mean()) if n_trades else float("nan"),
+        "avg_win": float(wins.mean()) if len(wins) else float("nan"),
+        "avg_loss": float(losses.mean()) if len(losses) else float("nan"),
+        "best_trade": float(pnl.max()) if n_trades else float("nan"),
+        "worst_trade": float(pnl.min()) if n_trades else float("nan"),
+    }
 
-    exposure = float(np.mean(equity["position_value"].to_numpy() != 0.0)) if "position_value" in equity else float("nan")
-    return Metrics(
-        start_value=float(start_value),
-        end_value=end_value,
-        total_return=total_return,
-        cagr=float(cagr),
-        volatility=volatility,
-        sharpe=sharpe,
-        sortino=sortino,
-        max_drawdown=mdd,
-        max_drawdown_days=mdd_days,
-        max_drawdown_bars=mdd_bars,
-        calmar=float(calmar),
-        n_trades=n_trades,
-        win_rate=len(wins) / n_trades if n_trades else float("nan"),
-        profit_factor=profit_factor,
-        avg_trade=float(pnl.mean()) if n_trades else float("nan"),
-        avg_win=float(wins.mean()) if len(wins) else float("nan"),
-        avg_loss=float(losses.mean()) if len(losses) else float("nan"),
-        best_trade=float(pnl.max()) if n_trades else float("nan"),
-        worst_trade=float(pnl.min()) if n_trades else float("nan"),
-        exposure=exposure,
-        n_bars=int(len(equity)),
-        n_days=int(len(r)),
-        periods_per_year=n,
-        calendar=cal.value,
-        **_extended_metrics(equity, trades, r, start_value, cal, benchmark,
-                            None if cal is Calendar.crypto else sessions),
-    )
 
 
 def monthly_returns(value: pd.Series, start_value: float, calendar: Calendar | str | None = None) -> pd.DataFrame:

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+import btlab
 from btlab.backtest.checks import check_gaps, check_settings, check_slippage_fixed, gap_report
 from btlab.backtest.compat import bt
 from btlab.backtest.feed import (
@@ -125,7 +125,7 @@ class BacktestResult:
         strategy: the Backtrader strategy instance after the run (indicators, your attributes).
         analyzers: results of extra analyzers passed to :func:`run_backtest`, by name.
         store_address: where the run was recorded (None if not recorded), as shown to people: without password or
-            token. :meth:`report` reopens the store with its private configuration (credentials included), which
+            token. :meth:`open_store` reopens the store with its private configuration (credentials included), which
             this object keeps out of its ``repr``, equality and pickles.
         warnings: human-readable warnings, one line each (gaps in the range, orders that ended Margin/Rejected/
             Canceled), as stored in ``bt_runs.warnings``.
@@ -161,21 +161,17 @@ class BacktestResult:
         """The metrics as a pandas Series (see :mod:`btlab.backtest.metrics` for definitions)."""
         return self.summary.as_series().rename(self.run_id)
 
-    def report(self, path: str | Path | None = None, store: Store | str | None = None) -> Path:
-        """Write the run's HTML report (reads the run back from its store) and return its path.
+    def open_store(self, store: Store | str | None = None) -> Store:
+        """Open the store the run was recorded in, read-only (the caller closes it).
 
-        ``store``: a store, or an address; default: the store the run was recorded in, reopened read-only with its
-        private configuration (so a password-protected QuestDB works), else :attr:`store_address`.
+        ``store``: an address to open instead. Default: the run's store reopened with its private configuration
+        (so a password-protected QuestDB works), else :attr:`store_address`, else the default store
+        (``BTLAB_STORE`` or the default DuckDB file). Its HTML report: ``btlab.write_report(result, path)``.
+
+        Raises:
+            StoreUnavailableError, StoreNotFoundError: the store cannot be reached or is not there.
         """
-        from btlab.report.html import write_report
-
-        reopen = store or self._reopen or self.store_address
-        target = store if isinstance(store, Store) else open_store(reopen, read_only=True)
-        try:
-            return write_report(target, self.run_id, path)
-        finally:
-            if not isinstance(store, Store):
-                target.close()
+        return open_store(store or self._reopen or self.store_address, read_only=True)
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -285,6 +281,52 @@ def run_backtest(
         StoreUnavailableError: the store cannot be reached.
         Exception: an error inside the strategy is re-raised after the run is recorded as ``failed``.
     """
+    plan = _plan(strategy, symbol=symbol, symbols=symbols, exchange=exchange, timeframe=timeframe,
+                 timeframes=timeframes, start=start, end=end, params=params, cash=cash, commission=commission,
+                 size_pct=size_pct, stake=stake, slippage_pct=slippage_pct, slippage_fixed=slippage_fixed,
+                 calendar=calendar, session=session)
+    owns_store = not isinstance(store, Store)
+    the_store = open_store(store) if owns_store else store  # type: ignore[arg-type]
+    try:
+        feeds, bars, warnings = _load(plan, the_store, allow_gaps=allow_gaps, on_warning=on_warning)
+        cerebro, feed_bars = _build_cerebro(feeds, bars, plan)
+        for name, analyzer in (analyzers or {}).items():
+            cerebro.addanalyzer(analyzer, _name=name)
+        rid = run_id or new_run_id()
+        control = RunControl()
+        cerebro.addanalyzer(
+            Recorder, _name="btlab_recorder", store=the_store if record else None,
+            run=_run_row(plan, bars, rid, sweep_id), calendar=plan.venue.calendar, progress=progress,
+            bars_total=_steps(bars), flush_bars=flush_bars, flush_seconds=flush_seconds, n_base=len(bars),
+            feed_bars=feed_bars, warnings=warnings, control=control,
+        )
+        strat = _run(cerebro, control, record=record, run_id=rid)
+        return _result(plan, strat, bars, rid, analyzers, the_store if record else None)
+    finally:
+        if owns_store:
+            the_store.close()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A validated request: what :func:`run_backtest` runs (nothing opened or read yet)."""
+
+    config: BacktestConfig
+    cls: type
+    names: list[str]
+    base_tf: Timeframe
+    resampled: list[Timeframe]
+    venue: Any
+    lo: Any
+    hi: Any
+
+
+def _plan(strategy: str | type, *, symbol: str | None, symbols: str | Sequence[str] | None, exchange: str,
+          timeframe: str | None, timeframes: str | Sequence[str] | None, start: Any, end: Any,
+          params: Mapping[str, Any] | None, cash: float, commission: float, size_pct: float | None,
+          stake: float | None, slippage_pct: float, slippage_fixed: float, calendar: Calendar | str | None,
+          session: str | None) -> _Plan:
+    """Step 1 of :func:`run_backtest`: check every argument (see its Raises) and build the run's config."""
     ref, cls = resolve_strategy(strategy)
     resolved = coerce_params(cls, params)
     names = _symbol_list(symbol, symbols)
@@ -302,63 +344,68 @@ def run_backtest(
         stake=stake, slippage_pct=float(slippage_pct), slippage_fixed=float(slippage_fixed), calendar=cal.value,
         venue_calendar=venue.calendar, session=session, resample=tuple(t.value for t in resampled),
     )
+    return _Plan(config=config, cls=cls, names=names, base_tf=base_tf, resampled=resampled, venue=venue, lo=lo,
+                 hi=hi)
 
-    owns_store = not isinstance(store, Store)
-    the_store = open_store(store) if owns_store else store  # type: ignore[arg-type]
-    try:
-        feeds = [StoreData(store=the_store, exchange=exchange, symbol=s, bars_timeframe=base_tf.value, start=lo,
-                           end=hi, name=s) for s in names]
-        bars = {s: _session_bars(feed, venue, session, base_tf, exchange) for s, feed in zip(names, feeds)}
-        check_slippage_fixed(slippage_fixed, bars)
-        warnings = check_gaps(
-            # exchange venues: gaps count in regular-session time (thin extended hours have minutes without a trade)
-            [gap_report(b, base_tf, f"{exchange}:{s} {base_tf}", venue.calendar) for s, b in bars.items()],
-            allow_gaps=allow_gaps,
-        )
-        for line in warnings:
-            if on_warning is not None:
-                on_warning(line)
-        cerebro, feed_bars = _build_cerebro(feeds, bars, base_tf, resampled, cls, resolved, cash=cash,
-                                            commission=commission, size_pct=size_pct, stake=stake,
-                                            slippage_pct=slippage_pct, slippage_fixed=slippage_fixed)
-        for name, analyzer in (analyzers or {}).items():
-            cerebro.addanalyzer(analyzer, _name=name)
 
-        rid = run_id or new_run_id()
-        first = min(b["ts"].iloc[0] for b in bars.values())
-        last = max(b["ts"].iloc[-1] for b in bars.values())
-        steps = len(bars[names[0]]) if len(names) == 1 else len(
-            pd.DatetimeIndex(pd.concat([b["ts"] for b in bars.values()])).unique()
-        )
-        run_row = {
-            "ts": datetime.now(timezone.utc), "run_id": rid, "sweep_id": sweep_id, "strategy": ref, "params": resolved,
-            "exchange": exchange, "symbols": config.symbol, "timeframe": base_tf.value,
-            "data_from": first, "data_to": last, "bars": sum(len(b) for b in bars.values()),
-            "calendar": cal.value, "cash": float(cash), "commission": float(commission),
-            "config": asdict(config), "config_hash": config.hash(), "data_hash": hash_bars(bars),
-            "btlab_version": _btlab_version(), "backtrader_version": bt.__version__,
-        }
-        control = RunControl()
-        cerebro.addanalyzer(
-            Recorder, _name="btlab_recorder", store=the_store if record else None, run=run_row,
-            calendar=venue.calendar,
-            progress=progress, bars_total=steps, flush_bars=flush_bars, flush_seconds=flush_seconds,
-            n_base=len(names), feed_bars=feed_bars, warnings=warnings, control=control,
-        )
-        strat = _run(cerebro, control, record=record, run_id=rid)
-        recorder = strat.analyzers.btlab_recorder
-        analysis = recorder.get_analysis()
-        extra = {name: getattr(strat.analyzers, name).get_analysis() for name in (analyzers or {})}
-        return BacktestResult(
-            run_id=rid, config=config, summary=analysis["metrics"], equity=analysis["equity"],
-            trades=analysis["trades"], orders=analysis["orders"], bars=bars[names[0]], strategy=strat,
-            analyzers=extra, store_address=the_store.address if record else None, warnings=list(recorder.warnings),
-            order_counts=dict(recorder.order_counts), bars_by_symbol=bars,
-            _reopen=reopen_target(the_store) if record else None,
-        )
-    finally:
-        if owns_store:
-            the_store.close()
+def _load(plan: _Plan, store: Store, *, allow_gaps: bool, on_warning: Callable[[str], None] | None
+          ) -> tuple[list[StoreData], dict[str, pd.DataFrame], list[str]]:
+    """Step 2: the store feeds and their bars (reduced to the session), checked for slippage and gaps.
+
+    Returns: ``(feeds, {symbol: bars}, gap warnings)``; each warning is also passed to ``on_warning``.
+    """
+    c = plan.config
+    feeds = [StoreData(store=store, exchange=c.exchange, symbol=s, bars_timeframe=plan.base_tf.value, start=plan.lo,
+                       end=plan.hi, name=s) for s in plan.names]
+    bars = {s: _session_bars(feed, plan.venue, c.session, plan.base_tf, c.exchange)
+            for s, feed in zip(plan.names, feeds)}
+    check_slippage_fixed(c.slippage_fixed, bars)
+    warnings = check_gaps(
+        # exchange venues: gaps count in regular-session time (thin extended hours have minutes without a trade)
+        [gap_report(b, plan.base_tf, f"{c.exchange}:{s} {plan.base_tf}", plan.venue.calendar)
+         for s, b in bars.items()],
+        allow_gaps=allow_gaps,
+    )
+    for line in warnings:
+        if on_warning is not None:
+            on_warning(line)
+    return feeds, bars, warnings
+
+
+def _steps(bars: dict[str, pd.DataFrame]) -> int:
+    """Base bar times of the run (the progress total): the union of every symbol's bar times."""
+    if len(bars) == 1:
+        return len(next(iter(bars.values())))
+    return len(pd.DatetimeIndex(pd.concat([b["ts"] for b in bars.values()])).unique())
+
+
+def _run_row(plan: _Plan, bars: dict[str, pd.DataFrame], run_id: str, sweep_id: str | None) -> dict[str, Any]:
+    """The ``bt_runs`` row the recorder writes when the run starts (data range, hashes, versions)."""
+    c = plan.config
+    return {
+        "ts": datetime.now(timezone.utc), "run_id": run_id, "sweep_id": sweep_id, "strategy": c.strategy,
+        "params": c.params, "exchange": c.exchange, "symbols": c.symbol, "timeframe": c.timeframe,
+        "data_from": min(b["ts"].iloc[0] for b in bars.values()),
+        "data_to": max(b["ts"].iloc[-1] for b in bars.values()), "bars": sum(len(b) for b in bars.values()),
+        "calendar": c.calendar, "cash": c.cash, "commission": c.commission,
+        "config": asdict(c), "config_hash": c.hash(), "data_hash": hash_bars(bars),
+        "btlab_version": btlab.__version__, "backtrader_version": bt.__version__,
+    }
+
+
+def _result(plan: _Plan, strat: Any, bars: dict[str, pd.DataFrame], run_id: str,
+            analyzers: Mapping[str, type] | None, recorded_in: Store | None) -> BacktestResult:
+    """Step 3's outcome: the recorder's analysis and the extra analyzers' results as a :class:`BacktestResult`."""
+    recorder = strat.analyzers.btlab_recorder
+    analysis = recorder.get_analysis()
+    extra = {name: getattr(strat.analyzers, name).get_analysis() for name in (analyzers or {})}
+    return BacktestResult(
+        run_id=run_id, config=plan.config, summary=analysis["metrics"], equity=analysis["equity"],
+        trades=analysis["trades"], orders=analysis["orders"], bars=bars[plan.names[0]], strategy=strat,
+        analyzers=extra, store_address=recorded_in.address if recorded_in is not None else None,
+        warnings=list(recorder.warnings), order_counts=dict(recorder.order_counts), bars_by_symbol=bars,
+        _reopen=reopen_target(recorded_in) if recorded_in is not None else None,
+    )
 
 
 def _session_bars(feed: StoreData, venue: Any, session: str | None, tf: Timeframe, exchange: str) -> pd.DataFrame:
@@ -415,21 +462,19 @@ def _as_list(value: str | Sequence[str] | None) -> list[str]:
     return [str(v).strip() for v in items if str(v).strip()]
 
 
-def _build_cerebro(
-    feeds: list[StoreData], bars: dict[str, pd.DataFrame], base_tf: Timeframe, resampled: list[Timeframe],
-    cls: type, params: dict[str, Any], *, cash: float, commission: float, size_pct: float | None,
-    stake: float | None, slippage_pct: float, slippage_fixed: float,
-) -> tuple[Any, list[int]]:
-    """A Cerebro with the feeds (base, then resampled; see :func:`run_backtest`), the strategy, broker and sizer.
+def _build_cerebro(feeds: list[StoreData], bars: dict[str, pd.DataFrame], plan: _Plan) -> tuple[Any, list[int]]:
+    """Step 2b: a Cerebro with the feeds (base, then resampled; see :func:`run_backtest`), the strategy, broker and
+    sizer of ``plan``.
 
     Returns: ``(cerebro, bars each data will deliver in datas order)``.
     """
+    c, base_tf = plan.config, plan.base_tf
     cerebro = bt.Cerebro(stdstats=False)
     feed_bars = []
     for feed, frame in zip(feeds, bars.values()):
         cerebro.adddata(feed)
         feed_bars.append(len(frame))
-    for tf in resampled:
+    for tf in plan.resampled:
         unit, compression = backtrader_timeframe(tf)
         for symbol, frame in bars.items():
             name = f"{symbol}@{tf}"
@@ -438,17 +483,17 @@ def _build_cerebro(
             cerebro.resampledata(source, name=name, timeframe=unit, compression=compression)
             source.btlab_timeframe = tf
             feed_bars.append(complete_windows(traded["ts"], base_tf, tf))
-    cerebro.addstrategy(cls, **params)
-    cerebro.broker.setcash(cash)
-    cerebro.broker.setcommission(commission=commission)
-    if slippage_pct:
-        cerebro.broker.set_slippage_perc(slippage_pct)
-    elif slippage_fixed:
-        cerebro.broker.set_slippage_fixed(slippage_fixed)
-    if stake is not None:
-        cerebro.addsizer(bt.sizers.FixedSize, stake=stake)
-    elif size_pct is not None:
-        cerebro.addsizer(bt.sizers.PercentSizer, percents=size_pct)
+    cerebro.addstrategy(plan.cls, **c.params)
+    cerebro.broker.setcash(c.cash)
+    cerebro.broker.setcommission(commission=c.commission)
+    if c.slippage_pct:
+        cerebro.broker.set_slippage_perc(c.slippage_pct)
+    elif c.slippage_fixed:
+        cerebro.broker.set_slippage_fixed(c.slippage_fixed)
+    if c.stake is not None:
+        cerebro.addsizer(bt.sizers.FixedSize, stake=c.stake)
+    elif c.size_pct is not None:
+        cerebro.addsizer(bt.sizers.PercentSizer, percents=c.size_pct)
     return cerebro, feed_bars
 
 
@@ -516,9 +561,3 @@ def _find_recorder(cerebro: Any) -> Recorder | None:
             if isinstance(analyzer, Recorder):
                 return analyzer
     return None
-
-
-def _btlab_version() -> str:
-    import btlab
-
-    return btlab.__version__

@@ -12,8 +12,10 @@ import functools
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -79,40 +81,10 @@ APP_SETTINGS: dict[str, Any] = {
     "pretty_exceptions_enable": False,
 }
 
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar="BTLAB_STORE",
-        metavar="ADDRESS",
-        help="A DuckDB file, or a QuestDB address such as 'http::addr=localhost:9000;'. Default: "
-        "$BTLAB_HOME/btlab.duckdb (~/.local/share/btlab/btlab.duckdb).",
-        show_default=False,
-    ),
-]
-
-CalendarOption = Annotated[
-    str | None,
-    typer.Option(
-        "--calendar",
-        metavar="CALENDAR",
-        help="Trading calendar: 24/7 (or crypto), equity (the venue's exchange calendar) or an exchange calendar "
-        "such as XNYS, XNAS, XLON (nyse, nasdaq, lse ...; any exchange_calendars code). Default: from --exchange "
-        "(ccxt ids are 24/7). Needed for an exchange btlab does not know.",
-        show_default=False,
-    ),
-]
-
-SessionOption = Annotated[
-    str | None,
-    typer.Option(
-        "--session",
-        metavar="regular|extended",
-        help="For exchange venues: regular (default; e.g. 09:30-16:00 New York, early closes from the calendar) or "
-        "extended (04:00-20:00 New York, US venues). Not for 24/7 venues.",
-        show_default=False,
-    ),
-]
+# ---- options, defined once (as freqtrade's commands/cli_options.py): commands name them -----------------------
+# Each is the option's flag, metavar and help; a command gives its default in its signature (``= None``: optional,
+# ``= ...``: required). Help says what the value is and how it is written; what a command does with it is in the
+# command's own help.
 
 
 class OutputFormat(str, Enum):
@@ -123,22 +95,154 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
-FormatOption = Annotated[
-    OutputFormat,
-    typer.Option("--format", "-f", metavar="table|json|csv", case_sensitive=False,
-                 help="table for people; json or csv for scripts (all columns, full values, nothing else on stdout)."),
-]
+class Source(str, Enum):
+    """Where ``btlab ingest history`` pages from."""
 
+    ccxt = "ccxt"
+    cryptocompare = "cryptocompare"
+
+
+class EmptyPolicy(str, Enum):
+    """What live ingest does with a window without trades."""
+
+    skip = "skip"
+    flat = "flat"
+
+
+# where the data is
+StoreOption = Annotated[str | None, typer.Option(
+    "--store", envvar="BTLAB_STORE", metavar="ADDRESS", show_default=False,
+    help="A DuckDB file, or a QuestDB address such as 'http::addr=localhost:9000;'. Default: "
+    "$BTLAB_HOME/btlab.duckdb (~/.local/share/btlab/btlab.duckdb).")]
+ExchangeOption = Annotated[str | None, typer.Option(
+    "--exchange", metavar="ID",
+    help="Where the data is from: a ccxt exchange id such as binance (24/7), or, for stored bars, an equity venue "
+    "(XNYS/nyse, XNAS/nasdaq, ...).")]
+SymbolOption = Annotated[str | None, typer.Option(
+    "--symbol", metavar="SYMBOL", help="Instrument: a ccxt unified symbol such as BTC/USDT, or a ticker such as AAPL.")]
+SymbolsOption = Annotated[str | None, typer.Option(
+    "--symbols", metavar="SYMBOLS", help="Several instruments, comma-separated, e.g. BTC/USDT,ETH/USDT.")]
+TimeframeOption = Annotated[str | None, typer.Option(
+    "--timeframe", metavar="TF", help="Bar timeframe, written as ccxt does: 1s, 1m, 5m, 1h, 4h, 1d, ...")]
+TimeframesOption = Annotated[str | None, typer.Option(
+    "--timeframes", metavar="TFS", help="Bar timeframes, comma-separated, e.g. 1s,1m.")]
+BarsOption = Annotated[str | None, typer.Option(
+    "--bars", metavar="TFS", show_default=False,
+    help="Also build these bar timeframes from the trades, comma-separated (e.g. 1m,1h).")]
+CalendarOption = Annotated[str | None, typer.Option(
+    "--calendar", metavar="CALENDAR", show_default=False,
+    help="Trading calendar: 24/7 (or crypto), equity (the venue's exchange calendar) or an exchange calendar "
+    "such as XNYS, XNAS, XLON (nyse, nasdaq, lse ...; any exchange_calendars code). Default: from --exchange "
+    "(ccxt ids are 24/7). Needed for an exchange btlab does not know.")]
+SessionOption = Annotated[str | None, typer.Option(
+    "--session", metavar="regular|extended", show_default=False,
+    help="For exchange venues: regular (default; e.g. 09:30-16:00 New York, early closes from the calendar) or "
+    "extended (04:00-20:00 New York, US venues). Not for 24/7 venues.")]
+
+# when
+FromOption = Annotated[str | None, typer.Option(
+    "--from", metavar="DATE", show_default=False, help="First day or time (UTC, inclusive), e.g. 2020-01-01.")]
+ToOption = Annotated[str | None, typer.Option(
+    "--to", metavar="DATE", show_default=False,
+    help="Last day (UTC, inclusive: 2020-12-31 includes that whole day) or time.")]
+SinceOption = Annotated[str, typer.Option("--since", metavar="DATE", help="First bar or trade (UTC), e.g. 2024-01-01.")]
+UntilOption = Annotated[str | None, typer.Option(
+    "--until", metavar="DATE", show_default=False,
+    help="Stop before this time (UTC, exclusive); default: the last closed bar.")]
+
+# files and runs
+BarFilesArgument = Annotated[list[Path], typer.Argument(
+    metavar="FILES...", help="CSV (.csv, .csv.gz, .zip), feather or parquet files.")]
+BinanceFilesArgument = Annotated[list[Path], typer.Argument(
+    metavar="FILES...", help="data.binance.vision files: klines, trades or aggTrades, .zip or .csv.")]
+RunIdArgument = Annotated[str, typer.Argument(
+    metavar="RUN_ID", help="Run id, or a unique part of it such as the 8 hex digits btlab runs list shows.")]
+RunIdsArgument = Annotated[list[str], typer.Argument(metavar="RUN_ID...", help="Run ids (see btlab runs list).")]
+OutputFileOption = Annotated[Path | None, typer.Option(
+    "--output", "-o", metavar="FILE", show_default=False, help="HTML file to write (default reports/RUN_ID.html).")]
+FormatOption = Annotated[OutputFormat, typer.Option(
+    "--format", "-f", metavar="table|json|csv", case_sensitive=False,
+    help="table for people; json or csv for scripts (all columns, full values, nothing else on stdout).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-FromDayOption = Annotated[
-    str | None,
-    typer.Option("--from", help="First day or time (UTC, inclusive), e.g. 2020-01-01.", show_default=False),
-]
-ToDayOption = Annotated[
-    str | None,
-    typer.Option("--to", help="Last day (UTC, inclusive: 2020-12-31 includes that whole day) or time.",
-                 show_default=False),
-]
+
+# data commands
+AllowMismatchOption = Annotated[bool, typer.Option(
+    "--allow-timeframe-mismatch",
+    help="Import even when the bars are spaced by a whole multiple of --timeframe (1h bars given as 1m are "
+    "refused without it).")]
+GapsOption = Annotated[int, typer.Option(
+    "--gaps", min=0, metavar="N", help="List at most this many gaps per series (0: none).")]
+SourceTimeframeOption = Annotated[str, typer.Option(
+    "--source-timeframe", metavar="TF", help="Timeframe of the stored bars to build from, e.g. 1h.")]
+AllowPartialOption = Annotated[bool, typer.Option(
+    "--allow-partial", help="Also build windows with some source bars missing (e.g. equity sessions); never at "
+    "the ends of the stored span or of --from/--to.")]
+
+# backtest
+StrategyOption = Annotated[str, typer.Option(
+    "--strategy", metavar="NAME",
+    help="Bundled name (see btlab strategies), package.module:Class or file.py:Class. The last two import and run "
+    "that Python code with your permissions (by design): only name code you trust.")]
+ResampleOption = Annotated[str | None, typer.Option(
+    "--resample", metavar="TFS", show_default=False,
+    help="Also feed these timeframes, built from the stored bars by Backtrader's resampler, comma-separated, e.g. "
+    "1h,1d (each divides a day, or 1d). Feeds after the base ones, per timeframe then symbol, named SYMBOL@TF "
+    "(e.g. BTC/USDT@1h); a bar is seen once its window has closed.")]
+ParamOption = Annotated[list[str] | None, typer.Option(
+    "--param", "-p", metavar="NAME=VALUE", help="Strategy parameter name=value (repeatable).")]
+CashOption = Annotated[float, typer.Option("--cash", metavar="AMOUNT", help="Starting cash in quote currency.")]
+CommissionOption = Annotated[float, typer.Option(
+    "--commission", metavar="FRACTION", help="Commission as a fraction of traded value (0.001 = 0.1 %), below 1.")]
+SizePctOption = Annotated[float, typer.Option(
+    "--size-pct", metavar="PERCENT", help="Order size as percent of available cash.")]
+StakeOption = Annotated[float | None, typer.Option(
+    "--stake", metavar="UNITS", help="Fixed order size in units (overrides --size-pct).")]
+SlippagePctOption = Annotated[float, typer.Option(
+    "--slippage-pct", metavar="FRACTION", help="Slippage as a fraction of price (0.0005 = 5 bp), below 0.5.")]
+SlippageFixedOption = Annotated[float, typer.Option(
+    "--slippage-fixed", metavar="PRICE",
+    help="Slippage in price units, below the median price (ignored if --slippage-pct).")]
+AllowGapsOption = Annotated[bool, typer.Option(
+    "--allow-gaps", help="Run even across missing bars over the limit: one gap longer than 7 days, or more than "
+    "5 % of the range missing (gaps are always reported).")]
+ReportOption = Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")]
+
+# runs
+LimitOption = Annotated[int, typer.Option("--limit", min=1, metavar="N", help="Show at most N runs, newest first.")]
+StrategyFilterOption = Annotated[str | None, typer.Option(
+    "--strategy", metavar="NAME", help="Only runs of this strategy (as recorded: sma_cross, pkg.module:Class, "
+    "file.py:Class; only compared with the recorded name, nothing is imported or run).")]
+WideOption = Annotated[bool, typer.Option(
+    "--wide", "-w", help="All columns: every setting, metric, hash and version, nothing shortened.")]
+OlderThanOption = Annotated[str, typer.Option(
+    "--older-than", metavar="DURATION",
+    help="A run still marked running without a heartbeat for this long is stale: 90s, 2m, 1h, 3d.")]
+
+# ingest
+SourceOption = Annotated[Source, typer.Option("--source", help="ccxt (any of its 100+ exchanges) or cryptocompare.")]
+TradesOption = Annotated[bool, typer.Option(
+    "--trades", help="ccxt only: fetch trade history into the ticks table instead of bars.")]
+ApiUrlOption = Annotated[str | None, typer.Option(
+    "--api-url", metavar="URL", show_default=False,
+    help="Override the exchange's REST base URL (a proxy, or a local fake exchange; live ingest uses it for "
+    "markets and gap backfill).")]
+WsUrlOption = Annotated[str | None, typer.Option(
+    "--ws-url", metavar="URL", show_default=False,
+    help="Override the exchange's WebSocket base URL (e.g. ws://127.0.0.1:8765).")]
+KafkaOption = Annotated[str | None, typer.Option(
+    "--kafka", envvar="BTLAB_KAFKA", metavar="HOST:PORT", show_default=False,
+    help="Kafka/Redpanda bootstrap servers: ticks and bars also go to topics.")]
+LatenessOption = Annotated[float, typer.Option(
+    "--lateness", metavar="SECONDS", help="Allowed lateness in seconds: a bar is final once trades newer than its "
+    "end + this arrived (the watermark).")]
+EmptyOption = Annotated[EmptyPolicy, typer.Option(
+    "--empty", help="Windows without trades: skip (no bar) or flat (zero-volume bar at the previous close).")]
+DurationOption = Annotated[float | None, typer.Option(
+    "--duration", metavar="SECONDS", help="Stop after this many seconds (default: run until Ctrl-C).")]
+IdleTimeoutOption = Annotated[float | None, typer.Option(
+    "--idle-timeout", metavar="SECONDS", help="Stop after this many seconds without a trade.")]
+WatchTimeoutOption = Annotated[float, typer.Option(
+    "--watch-timeout", metavar="SECONDS", help="Reconnect when the subscription is silent this many seconds.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -187,20 +291,8 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-#: what the value of an option is, shown in --help instead of a type (``--from DATE``, not ``--from <str>``)
-METAVARS: dict[str, str] = {
-    "strategy": "NAME", "symbol": "SYMBOL", "symbols": "SYMBOLS", "exchange": "ID", "timeframe": "TF",
-    "timeframes": "TFS", "bars": "TFS", "from_": "DATE", "to": "DATE", "since": "DATE", "until": "DATE",
-    "param": "NAME=VALUE", "cash": "AMOUNT", "commission": "FRACTION", "size_pct": "PERCENT", "stake": "UNITS",
-    "slippage_pct": "FRACTION", "slippage_fixed": "PRICE", "store": "ADDRESS", "gaps": "N", "limit": "N",
-    "lateness": "SECONDS", "duration": "SECONDS", "idle_timeout": "SECONDS", "watch_timeout": "SECONDS",
-    "api_url": "URL", "ws_url": "URL", "kafka": "HOST:PORT", "output": "FILE", "older_than": "DURATION",
-    "calendar": "NAME",
-}
-
-
 def _teach(command: Any) -> None:
-    """Give each option of ``command`` a metavar saying what its value is, and drop "[default: False]"-style noise
+    """Give each option of ``command`` without a declared metavar one saying what its value is, and drop "[default: False]"-style noise
     from flags (their help says what they do)."""
     for param in getattr(command, "params", []):
         if getattr(param, "param_type_name", "") == "argument":
@@ -220,8 +312,6 @@ def _teach(command: Any) -> None:
                                                                                ""))
         if choices:
             param.metavar = "|".join(str(getattr(c, "value", c)) for c in choices)
-        elif param.name in METAVARS:
-            param.metavar = METAVARS[param.name]
         elif "int" in kind:
             param.metavar = "N"
         elif "float" in kind:
@@ -341,6 +431,46 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=True,
         disable=not err_console.is_terminal,
     )
+
+
+class ProgressTask:
+    """One task of a :func:`progress_bar`: call it as ``progress(done, total)`` (the API's progress callbacks);
+    :meth:`warn` prints a yellow warning line above the bar and remembers it (:attr:`warned`)."""
+
+    def __init__(self, progress: Progress, description: str, total: int | None = None) -> None:
+        self.progress, self.task, self.warned = progress, progress.add_task(description, total=total), []
+
+    def __call__(self, done: int, total: int) -> None:
+        self.progress.update(self.task, completed=done, total=total)
+
+    def warn(self, line: str) -> None:
+        self.warned.append(line)
+        warn(line, self.progress.console)
+
+
+@contextmanager
+def progress_task(description: str) -> Iterator[ProgressTask]:
+    """A transient progress bar (:func:`progress_bar`) with one task, gone when the block ends."""
+    with progress_bar() as progress:
+        yield ProgressTask(progress, description)
+
+
+def warn(line: str, out: Console | None = None) -> None:
+    """``warning: LINE`` in yellow on stdout (or ``out``), shown literally."""
+    (out or console).print(styled((f"warning: {line}", "yellow")), highlight=False, soft_wrap=True)
+
+
+def need_text(value: str, option: str) -> str:
+    """``value`` if it is not blank.
+
+    Raises:
+        InvalidArgumentError: ``OPTION must not be empty``.
+    """
+    from btlab.errors import InvalidArgumentError
+
+    if not value.strip():
+        raise InvalidArgumentError(f"{option} must not be empty")
+    return value
 
 
 def parse_timeframes(text: str | None, option: str) -> list[str]:

@@ -12,26 +12,54 @@ from typing import Annotated
 
 import typer
 
+from btlab.cli import show
 from btlab.cli.common import (
     APP_SETTINGS,
     DEBUG,
+    AllowGapsOption,
+    AllowMismatchOption,
+    AllowPartialOption,
+    BarFilesArgument,
     BtlabGroup,
     CalendarOption,
+    CashOption,
+    CommissionOption,
+    ExchangeOption,
     FormatOption,
-    FromDayOption,
+    FromOption,
+    GapsOption,
+    LimitOption,
+    OlderThanOption,
+    OutputFileOption,
     OutputFormat,
+    ParamOption,
+    ReportOption,
+    ResampleOption,
+    RunIdArgument,
+    RunIdsArgument,
     SessionOption,
+    SizePctOption,
+    SlippageFixedOption,
+    SlippagePctOption,
+    SourceTimeframeOption,
+    StakeOption,
     StoreOption,
-    ToDayOption,
+    StrategyFilterOption,
+    StrategyOption,
+    SymbolOption,
+    SymbolsOption,
+    TimeframeOption,
+    ToOption,
+    WideOption,
     YesOption,
     confirm,
     console,
     friendly_errors,
-    metrics_table,
+    need_text,
     open_store_cli,
     parse_range,
     progress_bar,
-    styled,
+    progress_task,
 )
 from btlab.cli.ingest import ingest_app
 
@@ -100,18 +128,12 @@ def _options(
 @data_app.command("import")
 @friendly_errors
 def data_import(
-    files: Annotated[list[Path], typer.Argument(help="CSV (.csv, .csv.gz, .zip), feather or parquet files.")],
-    exchange: Annotated[str | None, typer.Option(
-        help="Venue of the bars: a ccxt exchange id (binance: 24/7) or an equity venue (XNYS/nyse, XNAS/nasdaq, "
-        "...). Required, unless the file has a data.binance.vision kline name (then binance, said in the output).",
-        show_default=False)] = None,
-    symbol: Annotated[str, typer.Option(help="Unified symbol, e.g. BTC/USDT (or a ticker such as AAPL).")] = ...,
-    timeframe: Annotated[str, typer.Option(help="ccxt timeframe of the bars: 1m, 5m, 1h, 1d, ...")] = ...,
+    files: BarFilesArgument,
+    exchange: ExchangeOption = None,
+    symbol: SymbolOption = ...,
+    timeframe: TimeframeOption = ...,
     calendar: CalendarOption = None,
-    allow_timeframe_mismatch: Annotated[bool, typer.Option(
-        "--allow-timeframe-mismatch",
-        help="Import even when the bars are spaced by a whole multiple of --timeframe (1h bars given as 1m are "
-        "refused without it).")] = False,
+    allow_timeframe_mismatch: AllowMismatchOption = False,
     store: StoreOption = None,
 ) -> None:
     """Import OHLCV bars from files into the store.
@@ -121,21 +143,19 @@ def data_import(
     close, volume. Each file is validated completely first: a bad file is rejected with its row (the file line)
     and column and nothing from it is written; so is a line with more or fewer fields than the header. Bars spaced
     by a whole multiple of --timeframe (e.g. 1h bars imported as 1m) are refused, asking which timeframe was meant.
-    Re-importing a file changes nothing.
+    Re-importing a file changes nothing. --exchange is required, unless the file has a data.binance.vision kline
+    name (then binance, said in the output).
 
     \b
     Example (the bundled real Binance bars):
       btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather \\
           --exchange binance --symbol BTC/USDT --timeframe 1h
     """
-    from btlab.errors import InvalidArgumentError
     from btlab.marketdata.files import check_bars_file, exchange_of, import_bars
     from btlab.model.timeframe import Timeframe
     from btlab.model.venue import resolve_venue
 
-    tf = Timeframe.parse(timeframe)
-    if not symbol.strip():
-        raise InvalidArgumentError("--symbol must not be empty")
+    tf, symbol = Timeframe.parse(timeframe), need_text(symbol, "--symbol")
     for path in files:  # every file (and its exchange and calendar) is checked before the first is imported
         resolve_venue(exchange_of(path, exchange)[0], calendar)
         check_bars_file(path)
@@ -146,91 +166,55 @@ def data_import(
             report = import_bars(path, st, exchange=exchange, symbol=symbol, timeframe=tf, calendar=calendar,
                                  allow_timeframe_mismatch=allow_timeframe_mismatch)
             progress.advance(task)
-            where = "" if report.calendar == "24/7" else f" in {report.calendar} regular sessions"
-            gaps = f", {report.gaps:,} missing bar(s){where} between them" if report.gaps else f", no gaps{where}"
-            if report.outside_session:
-                gaps += f" ({report.outside_session:,} bars outside them: extended hours)"
-            assumed = f" ({report.assumed})" if report.assumed else ""
-            console.print(
-                f"{path}: {report.rows:,} {timeframe} bars for {report.exchange}:{symbol}{assumed}, {report.first} .. "
-                f"{report.last}{gaps} -> {st.address}",
-                highlight=False,
-            )
+            console.print(show.import_line(path, report, timeframe, symbol, st.address), highlight=False)
 
 
 @data_app.command("coverage")
 @friendly_errors
 def data_coverage(
-    exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
-    symbol: Annotated[str | None, typer.Option(help="Only this symbol.")] = None,
-    timeframe: Annotated[str | None, typer.Option(help="Only this timeframe.")] = None,
-    gaps: Annotated[int, typer.Option(min=0, help="List at most this many gaps per series (0: none).")] = 10,
+    exchange: ExchangeOption = None,
+    symbol: SymbolOption = None,
+    timeframe: TimeframeOption = None,
+    gaps: GapsOption = 10,
     calendar: CalendarOption = None,
     session: SessionOption = None,
     store: StoreOption = None,
 ) -> None:
     """Per exchange/symbol/timeframe: first and last bar, count, and the gaps (missing bars); then tick coverage.
 
-    Missing bars are counted in the venue's trading time: every slot for 24/7 venues (ccxt ids), only session
-    slots for exchange venues (XNYS, nasdaq, ...: nights, weekends and holidays are not missing).
-    Tick coverage: first and last trade, count, the range of trade ids, ids missing between them (trade-id gaps)
-    and ids stored twice. Times are UTC; a bar's time is its open time.
+    --exchange, --symbol and --timeframe, when given, select the series shown. Missing bars are counted in the
+    venue's trading time: every slot for 24/7 venues (ccxt ids), only session slots for exchange venues (XNYS,
+    nasdaq, ...: nights, weekends and holidays are not missing). Tick coverage: first and last trade, count, the
+    range of trade ids, ids missing between them (trade-id gaps) and ids stored twice. Times are UTC; a bar's time
+    is its open time.
     """
-    from btlab.cli.tables import bar_coverage_table, print_table, tick_coverage_table
-    from btlab.errors import InvalidArgumentError
     from btlab.marketdata.quality.coverage import coverage, tick_coverage
     from btlab.model.timeframe import Timeframe
 
-    if timeframe is not None:
-        timeframe = Timeframe.parse(timeframe).value
-    if gaps < 0:
-        raise InvalidArgumentError(f"--gaps must be >= 0, got {gaps}")
+    timeframe = Timeframe.parse(timeframe).value if timeframe is not None else None
     with open_store_cli(store, read_only=True, listing=True) as st:
         frame = coverage(st, exchange=exchange, symbol=symbol, timeframe=timeframe, calendar=calendar, session=session)
-        if frame.empty:
-            console.print(f"no bars in {st.address}" + (" for that filter" if exchange or symbol or timeframe else ""),
-                          highlight=False)
-        else:
-            print_table(bar_coverage_table(frame, f"bar coverage in {st.address} (times UTC, bar open)"))
-            for row in frame.itertuples(index=False):
-                if gaps and row.n_gaps:
-                    shown = row.gaps.head(gaps)
-                    console.print(f"gaps in {row.exchange}:{row.symbol} {row.timeframe} (first {len(shown)} of "
-                                  f"{row.n_gaps}):", highlight=False)
-                    for g in shown.itertuples(index=False):
-                        console.print(f"  {g.gap_start} .. {g.gap_end}: {g.missing_bars:,} bar(s)", highlight=False)
-        ticks = tick_coverage(st, exchange=exchange, symbol=symbol)
-        if not ticks.empty:
-            print_table(tick_coverage_table(ticks, f"tick coverage in {st.address} (times UTC)"))
-            for row in ticks.itertuples(index=False):
-                id_gaps = row.id_gaps
-                if gaps and id_gaps is not None and len(id_gaps):
-                    shown = id_gaps.head(gaps)
-                    console.print(f"trade-id gaps in {row.exchange}:{row.symbol} (first {len(shown)} of "
-                                  f"{len(id_gaps):,}):", highlight=False)
-                    for g in shown.itertuples(index=False):
-                        console.print(f"  ids {g.id_start:,} .. {g.id_end:,}: {g.missing_ids:,} missing",
-                                      highlight=False)
+        show.bar_coverage(frame, st.address, gaps=gaps, filtered=bool(exchange or symbol or timeframe))
+        show.tick_coverage(tick_coverage(st, exchange=exchange, symbol=symbol), st.address, gaps=gaps)
 
 
 @data_app.command("resample")
 @friendly_errors
 def data_resample(
-    exchange: Annotated[str, typer.Option(help="Exchange id of the stored bars, e.g. binance.")],
-    symbol: Annotated[str, typer.Option(help="Symbol of the stored bars, e.g. BTC/USDT.")],
-    source_timeframe: Annotated[str, typer.Option(help="Timeframe of the stored bars to build from, e.g. 1h.")],
-    timeframe: Annotated[str, typer.Option(help="Timeframe to build, a whole multiple of the source, e.g. 4h.")],
-    from_: FromDayOption = None,
-    to: ToDayOption = None,
-    allow_partial: Annotated[bool, typer.Option(
-        "--allow-partial", help="Also build windows with some source bars missing (e.g. equity sessions); never "
-        "at the ends of the stored span or of --from/--to.")] = False,
+    exchange: ExchangeOption = ...,
+    symbol: SymbolOption = ...,
+    source_timeframe: SourceTimeframeOption = ...,
+    timeframe: TimeframeOption = ...,
+    from_: FromOption = None,
+    to: ToOption = None,
+    allow_partial: AllowPartialOption = False,
     store: StoreOption = None,
 ) -> None:
     """Build higher-timeframe bars from stored bars and store them (e.g. 4h from 1h).
 
-    Only complete windows are built (every source bar present), so each bar equals the exchange's own bar of
-    that timeframe; windows with missing source bars are skipped and counted. Running it again changes nothing.
+    --timeframe is the timeframe to build: a whole multiple of --source-timeframe, e.g. 4h from 1h. Only complete
+    windows are built (every source bar present), so each bar equals the exchange's own bar of that timeframe;
+    windows with missing source bars are skipped and counted. Running it again changes nothing.
     """
     from btlab.errors import InvalidArgumentError
     from btlab.marketdata.bars.from_bars import resample_stored_bars
@@ -239,32 +223,26 @@ def data_resample(
     src, tgt = Timeframe.parse(source_timeframe), Timeframe.parse(timeframe)
     if tgt.nanos <= src.nanos or tgt.nanos % src.nanos:
         raise InvalidArgumentError(f"--timeframe {tgt} must be a whole multiple of --source-timeframe {src}, and longer")
-    for name, value in (("--exchange", exchange), ("--symbol", symbol)):
-        if not value.strip():
-            raise InvalidArgumentError(f"{name} must not be empty")
+    need_text(exchange, "--exchange")
+    need_text(symbol, "--symbol")
     start, end = parse_range(from_, to)
     with open_store_cli(store, read_only=True):  # a missing store is an error here, never created
         pass
-    with open_store_cli(store) as st, progress_bar() as progress:
-        task = progress.add_task(f"{exchange}:{symbol} {src} -> {tgt}", total=None)
-
-        def on_progress(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        report = resample_stored_bars(st, exchange=exchange, symbol=symbol, source_timeframe=src, timeframe=tgt,
-                                      start=start, end=end, allow_partial=allow_partial, progress=on_progress)
-        progress.stop()
+    with open_store_cli(store) as st:
+        with progress_task(f"{exchange}:{symbol} {src} -> {tgt}") as progress:
+            report = resample_stored_bars(st, exchange=exchange, symbol=symbol, source_timeframe=src, timeframe=tgt,
+                                          start=start, end=end, allow_partial=allow_partial, progress=progress)
         console.print(f"{report} -> {st.address}", highlight=False)
 
 
 @data_app.command("delete")
 @friendly_errors
 def data_delete(
-    exchange: Annotated[str, typer.Option(help="Exchange id of the bars to delete.")],
-    symbol: Annotated[str, typer.Option(help="Symbol of the bars to delete.")],
-    timeframe: Annotated[str, typer.Option(help="Timeframe of the bars to delete.")],
-    from_: FromDayOption = None,
-    to: ToDayOption = None,
+    exchange: ExchangeOption = ...,
+    symbol: SymbolOption = ...,
+    timeframe: TimeframeOption = ...,
+    from_: FromOption = None,
+    to: ToOption = None,
     yes: YesOption = False,
     store: StoreOption = None,
 ) -> None:
@@ -272,17 +250,15 @@ def data_delete(
 
     Shows how many bars will go and asks first (--yes skips the question). Ticks are not touched.
     """
-    from btlab.errors import InvalidArgumentError, NoDataError
+    from btlab.errors import NoDataError
     from btlab.model.timeframe import Timeframe
 
     tf = Timeframe.parse(timeframe)
-    for name, value in (("--exchange", exchange), ("--symbol", symbol)):
-        if not value.strip():
-            raise InvalidArgumentError(f"{name} must not be empty")
+    need_text(exchange, "--exchange")
+    need_text(symbol, "--symbol")
     start, end = parse_range(from_, to)
     with open_store_cli(store, read_only=True) as st:
-        span = st.bar_span(exchange=exchange, symbol=symbol, timeframe=tf, start=start, end=end)
-        address = st.address
+        span, address = st.bar_span(exchange=exchange, symbol=symbol, timeframe=tf, start=start, end=end), st.address
     what = f"{tf} bars of {exchange}:{symbol}"
     if span.bars == 0:
         where = "" if start is None and end is None else f" from {from_ or 'the start'} to {to or 'the end'}"
@@ -299,25 +275,25 @@ def data_delete(
 @app.command("backtest")
 @friendly_errors
 def backtest(
-    strategy: Annotated[str, typer.Option(help="Bundled name (see btlab strategies), package.module:Class or file.py:Class. The last two import and run that Python code with your permissions (by design): only name code you trust.")] = "sma_cross",
-    symbol: Annotated[str | None, typer.Option(help="Instrument symbol in the store, e.g. BTC/USDT (default BTC/USDT).", show_default=False)] = None,
-    symbols: Annotated[str | None, typer.Option(help="Several instruments in one run, comma-separated, e.g. BTC/USDT,ETH/USDT: the strategy gets one feed per symbol (self.datas in this order), aligned by time; one portfolio.", show_default=False)] = None,
-    exchange: Annotated[str, typer.Option(help="Exchange id of the stored bars.")] = "binance",
-    timeframe: Annotated[str, typer.Option(help="Timeframe of the stored bars (the base feeds).")] = "1h",
-    resample: Annotated[str | None, typer.Option(help="Also feed these timeframes, built from the stored bars by Backtrader's resampler, comma-separated, e.g. 1h,1d (each divides a day, or 1d). Feeds after the base ones, per timeframe then symbol, named SYMBOL@TF (e.g. BTC/USDT@1h); a bar is seen once its window has closed.", show_default=False)] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="First day (UTC, inclusive), e.g. 2020-01-01.")] = None,
-    to: Annotated[str | None, typer.Option("--to", help="Last day (UTC, inclusive), e.g. 2023-12-31.")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Strategy parameter name=value (repeatable).")] = None,
-    cash: Annotated[float, typer.Option(help="Starting cash in quote currency.")] = 10_000.0,
-    commission: Annotated[float, typer.Option(help="Commission as a fraction of traded value (0.001 = 0.1 %), below 1.")] = 0.001,
-    size_pct: Annotated[float, typer.Option(help="Order size as percent of available cash.")] = 95.0,
-    stake: Annotated[float | None, typer.Option(help="Fixed order size in units (overrides --size-pct).")] = None,
-    slippage_pct: Annotated[float, typer.Option(help="Slippage as a fraction of price (0.0005 = 5 bp), below 0.5.")] = 0.0,
-    slippage_fixed: Annotated[float, typer.Option(help="Slippage in price units, below the median price (ignored if --slippage-pct).")] = 0.0,
+    strategy: StrategyOption = "sma_cross",
+    symbol: SymbolOption = None,
+    symbols: SymbolsOption = None,
+    exchange: ExchangeOption = "binance",
+    timeframe: TimeframeOption = "1h",
+    resample: ResampleOption = None,
+    from_: FromOption = None,
+    to: ToOption = None,
+    param: ParamOption = None,
+    cash: CashOption = 10_000.0,
+    commission: CommissionOption = 0.001,
+    size_pct: SizePctOption = 95.0,
+    stake: StakeOption = None,
+    slippage_pct: SlippagePctOption = 0.0,
+    slippage_fixed: SlippageFixedOption = 0.0,
     calendar: CalendarOption = None,
     session: SessionOption = None,
-    allow_gaps: Annotated[bool, typer.Option("--allow-gaps", help="Run even across missing bars over the limit: one gap longer than 7 days, or more than 5 % of the range missing (gaps are always reported).")] = False,
-    report: Annotated[bool, typer.Option("--report/--no-report", help="Also write the HTML report.")] = True,
+    allow_gaps: AllowGapsOption = False,
+    report: ReportOption = True,
     store: StoreOption = None,
 ) -> None:
     """Run a strategy on stored bars; record the run, print its metrics and write its HTML report.
@@ -328,8 +304,10 @@ def backtest(
     orders that ended without a fill (Margin, Rejected, Canceled) are printed as warnings. Ctrl-C or SIGTERM stops
     the run after the current bar and stores it as interrupted (exit 130/143).
 
-    --from and --to take YYYY-MM-DD (whole UTC days, both inclusive) or ISO 8601 times such as
-    2021-03-01T12:00Z.
+    The instrument is --symbol (default BTC/USDT), or --symbols for several in one run: the strategy gets one
+    feed per symbol (self.datas in that order), aligned by time, and one portfolio. --timeframe is the timeframe
+    of the stored bars (the base feeds). --from and --to take YYYY-MM-DD (whole UTC days, both inclusive) or ISO
+    8601 times such as 2021-03-01T12:00Z.
 
     \b
     Examples:
@@ -342,40 +320,21 @@ def backtest(
     from btlab.backtest.runner import run_backtest
 
     params = parse_param_pairs(param)
-    timeframes = [timeframe, *(resample.split(",") if resample else [])]
-    with open_store_cli(store) as st, progress_bar() as progress:
-        shown_symbols = symbols or symbol or "BTC/USDT"
-        task = progress.add_task(f"{strategy} on {exchange}:{shown_symbols} {timeframe}", total=None)
-        printed: list[str] = []
-
-        def on_progress(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        def on_warning(line: str) -> None:
-            printed.append(line)
-            progress.console.print(styled((f"warning: {line}", "yellow")), highlight=False, soft_wrap=True)
-
-        result = run_backtest(
-            strategy, symbol=symbol, symbols=symbols, exchange=exchange, timeframes=timeframes, start=from_, end=to,
-            params=params, cash=cash, commission=commission, size_pct=size_pct, stake=stake,
-            slippage_pct=slippage_pct, slippage_fixed=slippage_fixed, calendar=calendar, session=session,
-            allow_gaps=allow_gaps, store=st, progress=on_progress, on_warning=on_warning,
-        )
-        progress.stop()
-        summary = result.summary
-        shown = ", ".join(f"{k}={v}" for k, v in result.config.params.items())
-        feeds = timeframe + (f" (+{resample})" if resample else "")
-        console.print(metrics_table(summary.as_dict(), f"{result.config.strategy}({shown}) on {exchange}:{result.config.symbol} {feeds}"))
-        console.print(styled((summary.conventions(), "dim")), highlight=False)
-        for line in result.warnings:
-            if line not in printed:
-                console.print(styled((f"warning: {line}", "yellow")), highlight=False, soft_wrap=True)
-        console.print(styled("run id: ", (result.run_id, "bold"), f" (stored in {st.address})"), highlight=False)
+    with open_store_cli(store) as st:
+        with progress_task(f"{strategy} on {exchange}:{symbols or symbol or 'BTC/USDT'} {timeframe}") as progress:
+            result = run_backtest(
+                strategy, symbol=symbol, symbols=symbols, exchange=exchange,
+                timeframes=[timeframe, *(resample.split(",") if resample else [])], start=from_, end=to,
+                params=params, cash=cash, commission=commission, size_pct=size_pct, stake=stake,
+                slippage_pct=slippage_pct, slippage_fixed=slippage_fixed, calendar=calendar, session=session,
+                allow_gaps=allow_gaps, store=st, progress=progress, on_warning=progress.warn,
+            )
+        show.backtest_result(result, exchange=exchange, feeds=timeframe + (f" (+{resample})" if resample else ""),
+                             warned=progress.warned, address=st.address)
         if report:
-            from btlab.report.html import write_report
+            from btlab.report import write_report
 
-            path = write_report(st, result.run_id)
-            console.print(f"report: {path.resolve()}", highlight=False)
+            console.print(f"report: {write_report(result.run_id, store=st).resolve()}", highlight=False)
 
 
 @app.command("strategies")
@@ -401,13 +360,9 @@ def strategies() -> None:
 @runs_app.command("list")
 @friendly_errors
 def runs_list(
-    limit: Annotated[int, typer.Option(min=1, metavar="N", help="Show at most N runs, newest first.")] = 20,
-    strategy: Annotated[str | None, typer.Option(metavar="NAME",
-                                                 help="Only runs of this strategy (as recorded: sma_cross, "
-                                                 "pkg.module:Class, file.py:Class; only compared with the "
-                                                 "recorded name, nothing is imported or run).")] = None,
-    wide: Annotated[bool, typer.Option("--wide", "-w", help="All columns: every setting, metric, hash and "
-                                       "version, nothing shortened.")] = False,
+    limit: LimitOption = 20,
+    strategy: StrategyFilterOption = None,
+    wide: WideOption = False,
     output: FormatOption = OutputFormat.table,
     store: StoreOption = None,
 ) -> None:
@@ -424,82 +379,30 @@ def runs_list(
       btlab runs list --wide
       btlab runs list --format csv > runs.csv
     """
-    from btlab.backtest.runs import list_runs, run_settings
-    from btlab.cli.tables import RECORD_COLUMNS, print_table, runs_table, wide_records, wide_table, write_csv, write_json
+    from btlab.backtest.runs import list_runs
 
     with open_store_cli(store, read_only=True, listing=True) as st:
         runs = list_runs(st, limit=limit, strategy=strategy)
         address = st.address
-    settings = [run_settings(run) for run in runs]
-    if output is not OutputFormat.table:
-        records = wide_records(runs, settings)
-        if output is OutputFormat.json:
-            write_json(records)
-        else:
-            columns = list(dict.fromkeys([*RECORD_COLUMNS, *(k for r in records for k in r)]))
-            write_csv(records, columns)
-        return
-    if not runs:
-        console.print(f"no runs in {address} yet: see btlab backtest --help", highlight=False)
-        return
-    title = f"{len(runs)} most recent run(s) in {address}"
-    if wide:
-        print_table(wide_table(wide_records(runs, settings), title))
-        return
-    table, notes = runs_table(runs, settings, title)
-    print_table(table)
-    for line in notes:
-        console.print(line, highlight=False, markup=False)
+    show.runs_listing(runs, output, wide=wide, address=address)
 
 
 @runs_app.command("show")
 @friendly_errors
-def runs_show(
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
-                                          help="Run id, or a unique part of it such as the 8 hex digits "
-                                          "btlab runs list shows.")],
-    output: FormatOption = OutputFormat.table,
-    store: StoreOption = None,
-) -> None:
+def runs_show(run_id: RunIdArgument, output: FormatOption = OutputFormat.table, store: StoreOption = None) -> None:
     """Show one run: status, what ran on which data with which settings, how to reproduce it, all its metrics."""
     from datetime import datetime, timezone
 
-    from btlab.backtest.runs import get_run, run_settings
-    from btlab.cli.tables import print_table, run_detail_table, wide_records, write_csv, write_json
+    from btlab.backtest.runs import get_run
 
     now = datetime.now(timezone.utc)
     with open_store_cli(store, read_only=True) as st:
-        run = get_run(st, run_id, now=now)
-        if output is not OutputFormat.table:
-            record = wide_records([run], [run_settings(run)])[0]
-            if output is OutputFormat.json:
-                write_json(record)
-            else:
-                write_csv([record])
-            return
-        print_table(run_detail_table(run, run_settings(run), now=now))
-        if run.get("metrics"):
-            console.print(metrics_table(run["metrics"], "metrics"))
-            from btlab.backtest.metrics import CONVENTIONS
-
-            m = run["metrics"]
-            console.print(styled((CONVENTIONS.format(periods=m.get("periods_per_year"), calendar=m.get("calendar")),
-                                  "dim")), highlight=False)
-        trades = st.read_trades(run["run_id"])
-        console.print(f"{len(trades):,} closed trade(s), {len(st.read_orders(run['run_id'])):,} order event(s)",
-                      highlight=False)
-        console.print(f"HTML report: btlab report {run['run_id']}", highlight=False)
+        show.run_detail(st, get_run(st, run_id, now=now), output, now=now)
 
 
 @runs_app.command("cleanup")
 @friendly_errors
-def runs_cleanup(
-    older_than: Annotated[str, typer.Option(metavar="DURATION",
-                                            help="A run still marked running without a heartbeat for this long is "
-                                            "stale: 90s, 2m, 1h, 3d.")] = "2m",
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Mark them without asking.")] = False,
-    store: StoreOption = None,
-) -> None:
+def runs_cleanup(older_than: OlderThanOption = "2m", yes: YesOption = False, store: StoreOption = None) -> None:
     """Mark runs killed without warning (SIGKILL, power loss) as interrupted.
 
     Such runs stay "running" in the store. The recorder writes a heartbeat every few seconds, so a running run
@@ -507,8 +410,6 @@ def runs_cleanup(
     marks each interrupted with the error "no heartbeat since ..., presumed killed"; its rows are kept.
     """
     from btlab.backtest.runs import cleanup_stale_runs, find_stale_runs
-    from btlab.cli.tables import print_table, runs_table
-    from btlab.errors import InvalidArgumentError
     from btlab.model.timebounds import parse_duration
 
     older = parse_duration(older_than, what="--older-than")
@@ -517,32 +418,15 @@ def runs_cleanup(
         if not stale:
             console.print(f"no stale runs in {st.address} (running, no heartbeat for {older_than})", highlight=False)
             return
-        from btlab.backtest.runs import run_settings
-
-        shown = [{**r, "status": "stale"} for r in stale]
-        table, notes = runs_table(shown, [run_settings(r) for r in shown], f"{len(stale)} stale run(s) in {st.address}")
-        print_table(table)
-        for line in notes:
-            console.print(line, highlight=False, markup=False)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise InvalidArgumentError(f"{len(stale)} stale run(s) left as they are: confirm with --yes")
-            if not typer.confirm(f"Mark {len(stale)} run(s) interrupted?", default=False):
-                console.print("nothing changed")
-                return
-        marked = cleanup_stale_runs(st, older_than=older, run_ids=[r["run_id"] for r in stale])
-        console.print(f"marked {len(marked)} run(s) interrupted: {', '.join(r['run_id'] for r in marked) or 'none'}"
-                      + (f" ({len(stale) - len(marked)} came back to life)" if len(marked) < len(stale) else ""),
-                      highlight=False)
+        show.runs_table([{**r, "status": "stale"} for r in stale], f"{len(stale)} stale run(s) in {st.address}")
+        if show.ask_to_mark(stale, yes):
+            marked = cleanup_stale_runs(st, older_than=older, run_ids=[r["run_id"] for r in stale])
+            console.print(show.marked_line(marked, stale), highlight=False)
 
 
 @runs_app.command("delete")
 @friendly_errors
-def runs_delete(
-    run_ids: Annotated[list[str], typer.Argument(help="Run ids (see btlab runs list).", metavar="RUN_ID...")],
-    yes: YesOption = False,
-    store: StoreOption = None,
-) -> None:
+def runs_delete(run_ids: RunIdsArgument, yes: YesOption = False, store: StoreOption = None) -> None:
     """Delete runs: their run rows and their equity, trades and orders.
 
     Every id is checked first (an unknown id deletes nothing); shows what will go and asks first (--yes skips
@@ -565,19 +449,13 @@ def runs_delete(
 
 @app.command("report")
 @friendly_errors
-def report_cmd(
-    run_id: Annotated[str, typer.Argument(metavar="RUN_ID",
-                                          help="Run id, or a unique part of it (see btlab runs list).")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE",
-                                                help="HTML file to write (default reports/RUN_ID.html).")] = None,
-    store: StoreOption = None,
-) -> None:
+def report_cmd(run_id: RunIdArgument, output: OutputFileOption = None, store: StoreOption = None) -> None:
     """Write a run's self-contained HTML report (equity, drawdown, trades on price, monthly returns, metrics)."""
     from btlab.backtest.runs import resolve_run_id
-    from btlab.report.html import write_report
+    from btlab.report import write_report
 
     with open_store_cli(store, read_only=True) as st:
-        path = write_report(st, resolve_run_id(st, run_id), output)
+        path = write_report(resolve_run_id(st, run_id), output, store=st)
     console.print(f"report: {Path(path).resolve()}", highlight=False)
 
 
