@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import collections
 import collections.abc
-import sys
 import textwrap
 import uuid
-from pathlib import Path
 
 import pandas as pd
 import pytest

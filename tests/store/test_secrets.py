@@ -18,7 +18,6 @@ import subprocess
 import threading
 import time
 import traceback
-from pathlib import Path
 
 import pytest
 

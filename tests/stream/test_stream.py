@@ -12,7 +12,6 @@ import gzip
 import json
 import os
 import socket
-import sys
 import time
 import uuid
 from functools import lru_cache
@@ -25,7 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 
 from broker import free_port, kafka_bootstrap, kafka_broker  # noqa: E402, F401
-from realdata import REPO, TESTS, aapl_1d, btc_1h  # noqa: E402
+from realdata import REPO, aapl_1d, btc_1h  # noqa: E402
 
 from btlab.errors import DataValidationError, InvalidArgumentError  # noqa: E402
 from btlab.settings import Settings  # noqa: E402
