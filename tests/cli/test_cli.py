@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from btlab.cli.main import app
+from btlab.store import open_store
 from btlab.store.duckdb import DuckDBStore
 from realdata import BTC_1H, DATA
 from cliproc import btlab_cli
@@ -100,16 +101,29 @@ def test_locked_duckdb_file_is_a_clear_error(tmp_path):
         (["backtest", "--timeframe", "1x"], "invalid timeframe '1x'"),
         (["backtest", "--from", "yesterday-ish"], "cannot parse --from"),
         (["backtest", "--symbol", "DOGE/USDT"], "no 1h bars for binance:DOGE/USDT"),
-        # read-only commands never create the store: a store path that does not exist is the error
-        (["runs", "show", "no-such-run"], "no store at"),
-        (["report", "no-such-run"], "no store at"),
     ],
 )
 def test_user_errors_are_explained(tmp_path, args, message):
-    res = runner.invoke(app, [*args, "--store", str(tmp_path / "e.duckdb")], env={"COLUMNS": "300"})
+    store = tmp_path / "e.duckdb"
+    open_store(str(store)).close()  # an empty store
+    res = runner.invoke(app, [*args, "--store", str(store)], env={"COLUMNS": "300"})
     assert res.exit_code == 1, res.output
     assert message in " ".join(res.output.split()), res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+@pytest.mark.parametrize("args", [["runs", "show", "no-such-run"], ["report", "no-such-run"], ["runs", "list"],
+                                  ["data", "coverage"], ["backtest"], ["runs", "cleanup", "--yes"],
+                                  ["data", "resample", "--exchange", "binance", "--symbol", "BTC/USDT",
+                                   "--source-timeframe", "1h", "--timeframe", "4h"]])
+def test_a_missing_store_is_an_error_and_never_created(tmp_path, args):
+    """Commands that read, or write into what is stored (a backtest, marking stale runs), never create a store:
+    a store path that does not exist is the error (``runs cleanup`` and ``backtest`` created one before)."""
+    store = tmp_path / "new" / "e.duckdb"
+    res = runner.invoke(app, [*args, "--store", str(store)], env={"COLUMNS": "300"})
+    assert res.exit_code == 1, res.output
+    assert f"no store at {store}" in " ".join(res.output.split()), res.output
+    assert not store.parent.exists()
 
 
 @pytest.mark.parametrize("command", [[], ["data"], ["data", "import"], ["backtest"], ["runs"], ["runs", "list"],

@@ -371,17 +371,22 @@ class BtlabGroup(TyperGroup):
         return command
 
 
-def open_store_cli(store: str | None, *, read_only: bool = False, listing: bool = False):
+def open_store_cli(store: str | None, *, read_only: bool = False, listing: bool = False, existing: bool = False):
     """Open the store named by ``--store``/``BTLAB_STORE`` (``store``; None = the default DuckDB file).
 
     ``read_only``: for commands that only read -- nothing is created (no file, folder or table). A missing store
     at an address the user gave is an error (exit 1). A missing DEFAULT store is the normal state of a new
     installation: with ``listing`` (``runs list``, ``data coverage``) it prints one line saying so and exits 0;
     otherwise it is an error naming the file and how to fill it.
+
+    ``existing``: for commands that write into what is already stored (``backtest``, ``runs cleanup``, ``data
+    resample``): a missing store is the same error as with ``read_only`` and nothing is created.
     """
     from btlab.errors import StoreNotFoundError
     from btlab.store import open_store
 
+    if existing and not read_only:
+        open_store_cli(store, read_only=True).close()  # a missing store is an error here, never created
     try:
         return open_store(store, read_only=read_only)
     except StoreNotFoundError as exc:

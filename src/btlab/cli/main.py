@@ -226,9 +226,7 @@ def data_resample(
     need_text(exchange, "--exchange")
     need_text(symbol, "--symbol")
     start, end = parse_range(from_, to)
-    with open_store_cli(store, read_only=True):  # a missing store is an error here, never created
-        pass
-    with open_store_cli(store) as st:
+    with open_store_cli(store, existing=True) as st:
         with progress_task(f"{exchange}:{symbol} {src} -> {tgt}") as progress:
             report = resample_stored_bars(st, exchange=exchange, symbol=symbol, source_timeframe=src, timeframe=tgt,
                                           start=start, end=end, allow_partial=allow_partial, progress=progress)
@@ -320,7 +318,7 @@ def backtest(
     from btlab.backtest.runner import run_backtest
 
     params = parse_param_pairs(param)
-    with open_store_cli(store) as st:
+    with open_store_cli(store, existing=True) as st:
         with progress_task(f"{strategy} on {exchange}:{symbols or symbol or 'BTC/USDT'} {timeframe}") as progress:
             result = run_backtest(
                 strategy, symbol=symbol, symbols=symbols, exchange=exchange,
@@ -413,7 +411,7 @@ def runs_cleanup(older_than: OlderThanOption = "2m", yes: YesOption = False, sto
     from btlab.model.timebounds import parse_duration
 
     older = parse_duration(older_than, what="--older-than")
-    with open_store_cli(store) as st:
+    with open_store_cli(store, existing=True) as st:
         stale = find_stale_runs(st, older_than=older)
         if not stale:
             console.print(f"no stale runs in {st.address} (running, no heartbeat for {older_than})", highlight=False)
