@@ -39,7 +39,9 @@ from btlab.model.venue import resolve_venue
 from btlab.store import Store, open_store
 from btlab.store.factory import StoreTarget, reopen_target
 
-__all__ = ["BacktestConfig", "BacktestResult", "hash_bars", "new_run_id", "parse_bound", "run_backtest"]
+__all__ = [
+    "BacktestConfig", "BacktestResult", "check_backtest", "hash_bars", "new_run_id", "parse_bound", "run_backtest",
+]
 
 
 @dataclass(frozen=True)
@@ -305,6 +307,28 @@ def run_backtest(
     finally:
         if owns_store:
             the_store.close()
+
+
+def check_backtest(strategy: str | type, *, symbol: str | None = None, symbols: str | Sequence[str] | None = None,
+                   exchange: str = "binance", timeframe: str | None = None,
+                   timeframes: str | Sequence[str] | None = None, start: Any = None, end: Any = None,
+                   params: Mapping[str, Any] | None = None, cash: float = 10_000.0, commission: float = 0.001,
+                   size_pct: float | None = 95.0, stake: float | None = None, slippage_pct: float = 0.0,
+                   slippage_fixed: float = 0.0, calendar: Calendar | str | None = None,
+                   session: str | None = None) -> BacktestConfig:
+    """Check a backtest request without opening a store or reading a bar (what :func:`run_backtest` checks first).
+
+    Takes :func:`run_backtest`'s request arguments (same meaning and defaults). Lets a caller (the CLI) refuse a
+    bad strategy, parameter, setting, date or venue before it opens or creates anything.
+
+    Returns: the run's :class:`BacktestConfig` (bounds as ISO 8601 UTC strings).
+
+    Raises: UnknownStrategyError, StrategyParameterError, InvalidArgumentError as :func:`run_backtest`.
+    """
+    return _plan(strategy, symbol=symbol, symbols=symbols, exchange=exchange, timeframe=timeframe,
+                 timeframes=timeframes, start=start, end=end, params=params, cash=cash, commission=commission,
+                 size_pct=size_pct, stake=stake, slippage_pct=slippage_pct, slippage_fixed=slippage_fixed,
+                 calendar=calendar, session=session).config
 
 
 @dataclass(frozen=True)

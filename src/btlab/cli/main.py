@@ -315,18 +315,18 @@ def backtest(
       btlab backtest --strategy my_strategies.py:MyStrategy -p period=20
     """
     from btlab.backtest.registry import parse_param_pairs
-    from btlab.backtest.runner import run_backtest
+    from btlab.backtest.runner import check_backtest, run_backtest
 
-    params = parse_param_pairs(param)
+    request = dict(
+        symbol=symbol, symbols=symbols, exchange=exchange,
+        timeframes=[timeframe, *(resample.split(",") if resample else [])], start=from_, end=to, params=parse_param_pairs(param), cash=cash, commission=commission, size_pct=size_pct,
+        stake=stake, slippage_pct=slippage_pct, slippage_fixed=slippage_fixed, calendar=calendar, session=session,
+    )
+    check_backtest(strategy, **request)  # every argument is checked before the store is opened
     with open_store_cli(store, existing=True) as st:
         with progress_task(f"{strategy} on {exchange}:{symbols or symbol or 'BTC/USDT'} {timeframe}") as progress:
-            result = run_backtest(
-                strategy, symbol=symbol, symbols=symbols, exchange=exchange,
-                timeframes=[timeframe, *(resample.split(",") if resample else [])], start=from_, end=to,
-                params=params, cash=cash, commission=commission, size_pct=size_pct, stake=stake,
-                slippage_pct=slippage_pct, slippage_fixed=slippage_fixed, calendar=calendar, session=session,
-                allow_gaps=allow_gaps, store=st, progress=progress, on_warning=progress.warn,
-            )
+            result = run_backtest(strategy, **request, allow_gaps=allow_gaps, store=st, progress=progress,
+                                  on_warning=progress.warn)
         show.backtest_result(result, exchange=exchange, feeds=timeframe + (f" (+{resample})" if resample else ""),
                              warned=progress.warned, address=st.address)
         if report:
