@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import ROOT
 
-from btlab.marketdata.ccxt_exchange import make_exchange
-from btlab.marketdata.ccxt_history import ingest_ohlcv
+from btlab.marketdata.sources.ccxt.exchange import make_exchange
+from btlab.marketdata.sources.ccxt.history import ingest_ohlcv
 from btlab.store import open_store
 
 NOW = "2025-08-18 18:27:30"  # inside the last recorded 1m bar

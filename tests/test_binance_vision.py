@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from btlab.errors import DataValidationError, InvalidArgumentError
-from btlab.marketdata.binance_vision import (
+from btlab.marketdata.sources.binance_vision.importer import (
     KLINE_COLUMNS,
     TRADE_COLUMNS,
     VisionImportReport,

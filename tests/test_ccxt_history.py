@@ -17,7 +17,7 @@ import pytest
 
 import ccxt
 from btlab.errors import BtlabError, InvalidArgumentError
-from btlab.marketdata.ccxt_exchange import (
+from btlab.marketdata.sources.ccxt.exchange import (
     ExchangeRequestError,
     ExchangeUnavailableError,
     UnknownExchangeError,
@@ -26,7 +26,7 @@ from btlab.marketdata.ccxt_exchange import (
     make_exchange,
     rebase_urls,
 )
-from btlab.marketdata.ccxt_history import RetryPolicy, ingest_ohlcv, ingest_trades
+from btlab.marketdata.sources.ccxt.history import RetryPolicy, ingest_ohlcv, ingest_trades
 from btlab.store.duckdb import DuckDBStore
 from fakes.binance import (  # noqa: F401  (fake_binance is a fixture)
     FakeBinance,
@@ -221,8 +221,8 @@ def test_make_exchange_moves_every_url() -> None:
 CHILD = textwrap.dedent(
     """
     import sys
-    from btlab.marketdata.ccxt_exchange import make_exchange
-    from btlab.marketdata.ccxt_history import ingest_ohlcv
+    from btlab.marketdata.sources.ccxt.exchange import make_exchange
+    from btlab.marketdata.sources.ccxt.history import ingest_ohlcv
     from btlab.store.duckdb import DuckDBStore
 
     base, path = sys.argv[1], sys.argv[2]

@@ -18,7 +18,7 @@ import pytest
 from fakes.cryptocompare import FakeCryptoCompare
 
 from btlab.errors import BtlabError, DataValidationError, InvalidArgumentError
-from btlab.marketdata.cryptocompare import (
+from btlab.marketdata.sources.cryptocompare.history import (
     CryptoCompareClient,
     CryptoCompareError,
     CryptoCompareIngestReport,

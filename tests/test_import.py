@@ -19,7 +19,7 @@ import pytest
 
 import btlab
 from btlab.errors import BtlabError, DataValidationError
-from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, ImportReport, import_bars, read_bars_file
+from btlab.marketdata.sources.files.importer import BINANCE_KLINE_COLUMNS, ImportReport, import_bars, read_bars_file
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS
 from btlab.store.duckdb import DuckDBStore

@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 
 from btlab.errors import DataValidationError, TimeframeMismatchError
-from btlab.marketdata.csvio import MAX_LINE_BYTES, CsvBlocks, head_lines, open_csv
-from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, BarChunks, import_bars, read_bars_file
+from btlab.marketdata.sources.files.csvio import MAX_LINE_BYTES, CsvBlocks, head_lines, open_csv
+from btlab.marketdata.sources.files.importer import BINANCE_KLINE_COLUMNS, BarChunks, import_bars, read_bars_file
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.sessions import in_session
 from btlab.store.base import STAGE_INFIX

@@ -97,11 +97,11 @@ def history(
         raise InvalidArgumentError("--trades is for --source ccxt only")
     client = None
     if source is Source.ccxt:
-        from btlab.marketdata.ccxt_exchange import make_exchange
+        from btlab.marketdata.sources.ccxt.exchange import make_exchange
 
         client = make_exchange(exchange or "binance", origin=api_url)  # an unknown exchange id fails here
     else:
-        from btlab.marketdata.cryptocompare import ENDPOINTS
+        from btlab.marketdata.sources.cryptocompare.history import ENDPOINTS
 
         if timeframe not in ENDPOINTS:
             raise InvalidArgumentError(
@@ -114,7 +114,7 @@ def history(
             progress.update(task, completed=done, total=total)
 
         if source is Source.cryptocompare:
-            from btlab.marketdata.cryptocompare import CryptoCompareClient, ingest_cryptocompare
+            from btlab.marketdata.sources.cryptocompare.history import CryptoCompareClient, ingest_cryptocompare
 
             cc_client = CryptoCompareClient(base_url=api_url) if api_url else None
             reports = ingest_cryptocompare(names, timeframe, st, since=start, until=stop, exchange=exchange,
@@ -123,7 +123,7 @@ def history(
             for report in reports:
                 console.print(str(report), highlight=False)
             return
-        from btlab.marketdata.ccxt_history import ingest_ohlcv, ingest_trades
+        from btlab.marketdata.sources.ccxt.history import ingest_ohlcv, ingest_trades
 
         if trades:
             result = ingest_trades(client, names, st, since=start, until=stop, progress=on_progress)
@@ -158,7 +158,7 @@ def binance_vision(
     streamed in chunks. Malformed trade rows are set aside and counted (by file line); a bad kline file is
     rejected whole.
     """
-    from btlab.marketdata.binance_vision import check_binance_vision, import_binance_vision
+    from btlab.marketdata.sources.binance_vision.importer import check_binance_vision, import_binance_vision
     from btlab.model.timeframe import Timeframe
 
     tf = Timeframe.parse(timeframe).value if timeframe is not None else None
@@ -226,7 +226,7 @@ def live(
     _positive(idle_timeout, "--idle-timeout")
     _positive(watch_timeout, "--watch-timeout")
 
-    from btlab.marketdata.live import LiveIngest, LiveReport
+    from btlab.marketdata.sources.ccxt.live import LiveIngest, LiveReport
     from btlab.stream.config import StreamConfig
     from btlab.stream.producer import StreamProducer
 

@@ -129,7 +129,7 @@ def data_import(
           --exchange binance --symbol BTC/USDT --timeframe 1h
     """
     from btlab.errors import InvalidArgumentError
-    from btlab.marketdata.files import check_bars_file, exchange_of, import_bars
+    from btlab.marketdata.sources.files.importer import check_bars_file, exchange_of, import_bars
     from btlab.model.timeframe import Timeframe
     from btlab.model.venue import resolve_venue
 

@@ -1,7 +1,7 @@
 """History ingest through ccxt REST: OHLCV bars into ``ohlcv`` and trades into ``ticks``, resumable and idempotent.
 
 :func:`ingest_ohlcv` and :func:`ingest_trades` page through ``fetch_ohlcv`` / ``fetch_trades`` of a ccxt client
-(build one with :func:`btlab.marketdata.ccxt_exchange.make_exchange`), write every page to the store as soon as it
+(build one with :func:`btlab.marketdata.sources.ccxt.exchange.make_exchange`), write every page to the store as soon as it
 arrives, and can be stopped (or killed) at any moment: the next run resumes after the last stored bar or trade,
 and re-written rows are upserts on the natural key, so no run creates a gap or a duplicate.
 
@@ -62,7 +62,7 @@ import pandas as pd
 import ccxt
 
 from btlab.errors import InvalidArgumentError
-from btlab.marketdata.ccxt_exchange import (
+from btlab.marketdata.sources.ccxt.exchange import (
     ExchangeRequestError,
     ExchangeUnavailableError,
     check_symbol,
@@ -492,7 +492,7 @@ def ingest_ohlcv(
     (``exchange`` = the ccxt id, ``source='ccxt:<id>'``). See the module docs for final bars, resume and retries.
 
     Args:
-        exchange: a synchronous ccxt client (see :func:`~btlab.marketdata.ccxt_exchange.make_exchange`) or a ccxt
+        exchange: a synchronous ccxt client (see :func:`~btlab.marketdata.sources.ccxt.exchange.make_exchange`) or a ccxt
             id (a client is built with btlab's defaults). Markets are loaded if needed.
         symbols: ccxt unified symbols (``"BTC/USDT"`` or a list).
         timeframe: a ccxt timeframe the exchange offers (``"1m"``, ``"1h"``, ...).
@@ -709,7 +709,7 @@ def ingest_trades(
 
     Raises:
         as :func:`ingest_ohlcv` (but no timeframe check); an exchange without ``fetchTrades`` raises
-        :class:`~btlab.marketdata.ccxt_exchange.ExchangeRequestError`.
+        :class:`~btlab.marketdata.sources.ccxt.exchange.ExchangeRequestError`.
     """
     t_start = time.perf_counter()
     ex, policy, counters = _session(exchange, retry, max_retries)

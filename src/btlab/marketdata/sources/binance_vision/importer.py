@@ -6,7 +6,7 @@ line (a file has one when the first field of its first line is not a number).
 Kinds and layouts
 -----------------
 * klines -- ``open_time, open, high, low, close, volume, close_time, quote_volume, count, taker_buy_volume,
-  taker_buy_quote_volume, ignore``: read and validated exactly as :func:`btlab.marketdata.files.read_bars_file`
+  taker_buy_quote_volume, ignore``: read and validated exactly as :func:`btlab.marketdata.sources.files.importer.read_bars_file`
   reads them (millisecond or microsecond open times, ``count`` -> ``trades``); a bad row rejects the whole file
   and nothing of it is written.
 * trades -- spot ``id, price, qty, quote_qty, time, is_buyer_maker, is_best_match`` (futures files lack
@@ -42,9 +42,9 @@ Large files are streamed in blocks (``chunk_bytes`` of CSV text at a time; Arrow
 constant whatever the file size: tick blocks are validated and upserted one by one (a file-level failure in the
 middle of a tick file -- corrupt zip, invalid UTF-8, a decompression bomb -- raises after the earlier blocks were
 written; they are valid, and importing the repaired file again simply rewrites them); kline files are staged
-block by block and published only when all of them are valid (:func:`btlab.marketdata.files.stage_bars_file`).
+block by block and published only when all of them are valid (:func:`btlab.marketdata.sources.files.importer.stage_bars_file`).
 The first lines of a file (to tell what it holds) are read with a length limit, compressed files are checked
-against decompression bombs (:func:`btlab.marketdata.csvio.open_csv`), and messages and quarantine samples quote at
+against decompression bombs (:func:`btlab.marketdata.sources.files.csvio.open_csv`), and messages and quarantine samples quote at
 most a short excerpt of a line.
 """
 
@@ -62,7 +62,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from btlab.errors import DataValidationError, InvalidArgumentError
-from btlab.marketdata.csvio import (
+from btlab.marketdata.sources.files.csvio import (
     EPOCH_UNIT_FACTORS,
     EPOCH_UNIT_NAMES,
     EXCERPT_CHARS,
@@ -75,7 +75,7 @@ from btlab.marketdata.csvio import (
     looks_like_header,
     open_csv,
 )
-from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, stage_bars_file
+from btlab.marketdata.sources.files.importer import BINANCE_KLINE_COLUMNS, stage_bars_file
 from btlab.marketdata.bars.from_ticks import bars_from_ticks
 from btlab.model.tick import split_valid_ticks
 from btlab.model.timeframe import Timeframe

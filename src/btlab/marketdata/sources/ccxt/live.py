@@ -200,7 +200,7 @@ class LiveIngest:
         backfill: fill trade-id gaps over REST (exchanges in :data:`ID_BACKFILL`).
         max_time_skew: seconds a trade time may differ from the stream's watermark (or, before the first trade,
             the exchange's clock) before it is quarantined as impossible.
-        start_retry: a :class:`~btlab.marketdata.ccxt_history.RetryPolicy` for loading the markets at the start
+        start_retry: a :class:`~btlab.marketdata.sources.ccxt.history.RetryPolicy` for loading the markets at the start
             (default: 3 retries with backoff).
 
     Raises (from :meth:`run`):
@@ -250,7 +250,7 @@ class LiveIngest:
         self.backfill = backfill and exchange_id in ID_BACKFILL
         self.max_time_skew = float(max_time_skew)
         if start_retry is None:
-            from btlab.marketdata.ccxt_history import RetryPolicy
+            from btlab.marketdata.sources.ccxt.history import RetryPolicy
 
             start_retry = RetryPolicy(max_retries=3, max_delay=max_backoff)
         self.start_retry = start_retry
@@ -286,9 +286,9 @@ class LiveIngest:
 
         ``on_update`` is called with the report about once a second (progress display).
         """
-        from btlab.marketdata.ccxt_exchange import make_exchange
+        from btlab.marketdata.sources.ccxt.exchange import make_exchange
 
-        from btlab.marketdata.ccxt_history import _call, _Counters
+        from btlab.marketdata.sources.ccxt.history import _call, _Counters
 
         self._rest = make_exchange(self.exchange_id, origin=self.origin, options=self.options)
         try:
@@ -301,7 +301,7 @@ class LiveIngest:
                 self._server_ns = None
             for symbol in self.symbols:
                 if symbol not in self._rest.markets:
-                    from btlab.marketdata.ccxt_history import UnknownSymbolError
+                    from btlab.marketdata.sources.ccxt.history import UnknownSymbolError
 
                     raise UnknownSymbolError(f"{self.exchange_id} has no market {symbol!r}")
             for st in self._state.values():
@@ -377,7 +377,7 @@ class LiveIngest:
 
     # ---- live ---------------------------------------------------------------------------------------------------
     async def _watch(self, st: _Symbol) -> None:
-        from btlab.marketdata.ccxt_exchange import make_exchange
+        from btlab.marketdata.sources.ccxt.exchange import make_exchange
 
         attempt = 0
         reconnecting = False

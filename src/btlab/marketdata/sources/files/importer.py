@@ -45,7 +45,7 @@ CSV reader; parquet: :data:`COLUMNAR_CHUNK_ROWS` rows at a time; feather: one re
 :func:`import_bars` stages the checked bars in the store as it goes, so the memory an import needs does not depend
 on the file's size (the benchmark holds it under 500 MB for a 10M-row CSV; see benchmarks/RESULTS.md). Compressed
 files holding more than ``BTLAB_MAX_COMPRESSION_RATIO`` (default 100) times their size are refused as
-decompression bombs (:func:`btlab.marketdata.csvio.open_csv`; parquet: per row group, from its metadata). Errors
+decompression bombs (:func:`btlab.marketdata.sources.files.csvio.open_csv`; parquet: per row group, from its metadata). Errors
 quote at most a short excerpt of the file.
 
 Errors
@@ -78,8 +78,8 @@ import numpy as np
 import pandas as pd
 
 from btlab.errors import DataValidationError, InvalidArgumentError, TimeframeMismatchError
-from btlab.marketdata.csvio import NUMBER as _NUMBER
-from btlab.marketdata.csvio import (
+from btlab.marketdata.sources.files.csvio import NUMBER as _NUMBER
+from btlab.marketdata.sources.files.csvio import (
     RATIO_SLACK,
     CsvBlocks,
     bomb_error,
@@ -90,8 +90,8 @@ from btlab.marketdata.csvio import (
     ratio_limit,
     split_line,
 )
-from btlab.marketdata.csvio import epoch_to_utc as _epoch_to_utc
-from btlab.marketdata.csvio import epoch_unit_of as _epoch_unit_of
+from btlab.marketdata.sources.files.csvio import epoch_to_utc as _epoch_to_utc
+from btlab.marketdata.sources.files.csvio import epoch_unit_of as _epoch_unit_of
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS, PRICE_COLUMNS, validate_bars
 from btlab.model.sessions import check_session, in_session
@@ -190,7 +190,7 @@ def read_bars_file(path: str | Path, *, timeframe: Timeframe | str | None = None
 
     The format comes from the file name: ``.csv``, ``.csv.gz``, ``.zip`` (holding exactly one ``.csv`` member,
     as data.binance.vision ships klines), ``.feather`` or ``.parquet``. Column names, time units and time zones
-    are handled as described in :mod:`btlab.marketdata.files`. The file is read in chunks (:class:`BarChunks`);
+    are handled as described in :mod:`btlab.marketdata.sources.files.importer`. The file is read in chunks (:class:`BarChunks`);
     the frame returned holds every bar, so its memory grows with the file: :func:`import_bars` does not need it.
 
     Args:
@@ -311,7 +311,7 @@ def infer_exchange(path: str | Path) -> str | None:
     A data.binance.vision kline file name (``BTCUSDT-1m-2024-01-01.zip``, ``.csv``) -> ``"binance"``. Nothing
     else is inferred: other files need the exchange to be given.
     """
-    from btlab.marketdata.binance_vision import parse_vision_name
+    from btlab.marketdata.sources.binance_vision.importer import parse_vision_name
 
     try:
         _, kind, _ = parse_vision_name(Path(path).name)

@@ -133,7 +133,7 @@ class CryptoCompareClient:
         transport: an optional :class:`httpx.BaseTransport` (tests, proxies).
 
     Use as a context manager or call :meth:`close`. Nothing is ever printed; requests are logged at DEBUG
-    level on the ``btlab.marketdata.cryptocompare`` logger without the key.
+    level on the ``btlab.marketdata.sources.cryptocompare.history`` logger without the key.
 
     Attributes:
         requests: number of HTTP requests made (attempts, retries included).
