@@ -364,7 +364,7 @@ def test_a_step_that_runs_out_of_duckdb_memory_under_the_limit_runs_again_withou
 
 # ---- staging, on every backend ---------------------------------------------------------------------------------------
 def test_staging_publishes_at_once_or_not_at_all(store, uid: str) -> None:
-    from btlab.store.base import bar_rows
+    from btlab.store.marketdata import bar_rows
 
     bars = btc_1h().iloc[:5_000]
     bars["trades"] = pd.array([None] * len(bars), dtype="Int64")

@@ -399,7 +399,7 @@ def stage_bars_file(path: str | Path, store: Store, *, exchange: str, symbol: st
         TimeframeMismatchError: ``check_spacing`` and the bars are spaced by a longer timeframe.
         InvalidArgumentError: unknown exchange without ``calendar``, unknown calendar.
     """
-    from btlab.store.base import bar_rows
+    from btlab.store.marketdata import bar_rows
 
     venue = resolve_venue(exchange, calendar)
     stats = _SeriesStats(timeframe, venue.calendar, check_session(None, venue), venue)
