@@ -37,7 +37,7 @@ def _measure(base_url: str, address: str, *, rate_limit: bool) -> tuple[int, flo
         elapsed = time.perf_counter() - t0
     finally:
         store.close()
-    return report.bars_written, elapsed, report.series[0].pages
+    return report.written, elapsed, report.series[0].pages
 
 
 def run(repeat: int = 3) -> list[str]:

@@ -101,7 +101,7 @@ def history(
 
         client = make_exchange(exchange or "binance", origin=api_url)  # an unknown exchange id fails here
     else:
-        from btlab.marketdata.sources.cryptocompare.history import ENDPOINTS
+        from btlab.marketdata.sources.cryptocompare.client import ENDPOINTS
 
         if timeframe not in ENDPOINTS:
             raise InvalidArgumentError(
@@ -114,7 +114,8 @@ def history(
             progress.update(task, completed=done, total=total)
 
         if source is Source.cryptocompare:
-            from btlab.marketdata.sources.cryptocompare.history import CryptoCompareClient, ingest_cryptocompare
+            from btlab.marketdata.sources.cryptocompare.client import CryptoCompareClient
+            from btlab.marketdata.sources.cryptocompare.history import ingest_cryptocompare
 
             cc_client = CryptoCompareClient(base_url=api_url) if api_url else None
             reports = ingest_cryptocompare(names, timeframe, st, since=start, until=stop, exchange=exchange,
