@@ -22,14 +22,13 @@ import pytest
 
 from btlab.errors import DataValidationError, InvalidArgumentError
 from btlab.marketdata.sources.binance_vision.importer import (
-    KLINE_COLUMNS,
-    TRADE_COLUMNS,
     VisionImportReport,
     detect_kind,
     import_binance_vision,
     parse_vision_name,
     unified_symbol,
 )
+from btlab.marketdata.sources.binance_vision.schemas import KLINE_COLUMNS, TRADE_COLUMNS
 from btlab.store.duckdb import DuckDBStore
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,9 @@ import pytest
 
 from btlab.errors import DataValidationError, TimeframeMismatchError
 from btlab.marketdata.sources.files.csvio import MAX_LINE_BYTES, CsvBlocks, head_lines, open_csv
-from btlab.marketdata.sources.files.importer import BINANCE_KLINE_COLUMNS, BarChunks, import_bars, read_bars_file
+from btlab.marketdata.sources.binance_vision.schemas import KLINE_COLUMNS as BINANCE_KLINE_COLUMNS
+from btlab.marketdata.sources.files.importer import import_bars
+from btlab.marketdata.sources.files.reader import BarChunks, read_bars_file
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.sessions import in_session
 from btlab.store.base import STAGE_INFIX

@@ -129,7 +129,8 @@ def data_import(
           --exchange binance --symbol BTC/USDT --timeframe 1h
     """
     from btlab.errors import InvalidArgumentError
-    from btlab.marketdata.sources.files.importer import check_bars_file, exchange_of, import_bars
+    from btlab.marketdata.sources.files.importer import exchange_of, import_bars
+    from btlab.marketdata.sources.files.reader import check_bars_file
     from btlab.model.timeframe import Timeframe
     from btlab.model.venue import resolve_venue
 

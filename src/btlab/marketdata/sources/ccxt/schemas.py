@@ -20,7 +20,7 @@ import pandas as pd
 
 from btlab.model.timeframe import Timeframe
 
-__all__ = ["MS", "OhlcvRow", "Trade", "ohlcv_to_bars", "trade_problem", "trades_to_ticks"]
+__all__ = ["MS", "OHLCV_COLUMNS", "OhlcvRow", "Trade", "ohlcv_to_bars", "trade_problem", "trades_to_ticks"]
 
 MS = 1_000_000  # ns per ms
 
@@ -52,6 +52,10 @@ class Trade(TypedDict, total=False):
     price: float | None
     amount: float | None
     side: str | None
+
+
+#: Column order of a ccxt OHLCV row (also the layout of a headerless 6-column bar CSV).
+OHLCV_COLUMNS: tuple[str, ...] = OhlcvRow._fields
 
 
 def ohlcv_to_bars(rows: Sequence[Sequence[Any]], tf: Timeframe) -> tuple[pd.DataFrame, int]:
