@@ -232,6 +232,22 @@ def test_resume_fills_only_before_first_and_after_last(fake: FakeCryptoCompare, 
     assert fake.requests == []
 
 
+def test_a_range_between_stored_ranges_is_fetched(fake: FakeCryptoCompare, cc: CryptoCompareClient, db) -> None:
+    """What is missing is asked of the store for the REQUESTED range: bars stored before and after it do not make
+    it look complete (the planner once looked at the whole stored series and fetched nothing here)."""
+    mid_lo, mid_hi = FIRST_DAY + 500 * DAY, FIRST_DAY + 1500 * DAY
+    for lo, hi in ((FIRST_DAY, mid_lo), (mid_hi, LAST_DAY + DAY)):
+        ingest_cryptocompare("BTC/USD", "1d", db, since=ts(lo), until=ts(hi), client=cc, now=ts(LAST_DAY + DAY))
+    assert len(stored(db)) == 1001
+    fake.clear()
+    (report,) = ingest_cryptocompare("BTC/USD", "1d", db, since=ts(mid_lo), until=ts(mid_hi), client=cc,
+                                     now=ts(LAST_DAY + DAY))
+    assert (report.written, report.stored, report.missing) == (1000, 1000, 0)
+    pd.testing.assert_frame_equal(stored(db), expected_bars(DAY_FILE), check_exact=True)
+    for lo, hi in windows(fake, DAY):
+        assert mid_lo <= lo and hi < mid_hi, (ts(lo), ts(hi))
+
+
 @pytest.mark.parametrize("stored_first", [False, True], ids=["fresh_backward", "forward_after_stored"])
 def test_killed_run_resumes_without_gap_or_duplicate(fake: FakeCryptoCompare, cc: CryptoCompareClient, db,
                                                      stored_first: bool) -> None:
