@@ -151,20 +151,14 @@ def ingest_cryptocompare(
         raise InvalidArgumentError("no symbols given")
     started = time.perf_counter()
     lo, hi, now_ts = _bounds(tf, since, until, now)
-    series = series_exchange(exchange)
-    plans, requests = [], {}
-    for name in names:
-        fsym, tsym = _split_symbol(name)
-        report = SeriesReport(series, f"{fsym}/{tsym}", tf.value, _ts(lo) if lo <= hi else None,
-                              _ts(hi + tf.seconds) if lo <= hi else None, requests=0)
-        plans.append(SeriesPlan(report, _segments(store, report, tf)))
-        requests[id(report)] = _Series(fsym, tsym, exchange, hi, report)
-
+    requests = [_request(name, exchange, lo, hi, tf) for name in names]  # every symbol checked first
+    plans = [SeriesPlan(r.report, _segments(store, r.report, tf)) for r in requests]
+    by_report = {id(r.report): r for r in requests}
     own = client is None
     cc = client if client is not None else CryptoCompareClient()
     try:
         def pager(plan: SeriesPlan, segment: Segment) -> tuple[int, Callable[[int], Step]]:
-            return _pages(cc, store, requests[id(plan.report)], tf, segment, limit)
+            return _pages(cc, store, by_report[id(plan.report)], tf, segment, limit)
 
         run_plans(plans, pager, lambda plan: finish_bars(store, plan.report), progress)
     finally:
@@ -174,6 +168,14 @@ def ingest_cryptocompare(
     total = sum(r.requests or 0 for r in reports)
     return IngestReport(reports, total, total - sum(r.pages for r in reports), now_ts,
                         time.perf_counter() - started)
+
+
+def _request(name: str, exchange: str | None, lo: int, hi: int, tf: Timeframe) -> _Series:
+    """One symbol's request, with its (empty) report: the bars opening in ``[lo, hi]`` (None when lo > hi)."""
+    fsym, tsym = _split_symbol(name)
+    report = SeriesReport(series_exchange(exchange), f"{fsym}/{tsym}", tf.value, _ts(lo) if lo <= hi else None,
+                          _ts(hi + tf.seconds) if lo <= hi else None, requests=0)
+    return _Series(fsym, tsym, exchange, hi, report)
 
 
 def _segments(store: Store, report: SeriesReport, tf: Timeframe) -> list[Segment]:
