@@ -87,4 +87,4 @@ def test_the_report_counts_the_gaps_the_source_has(tmp_path: Path, btc_1h: pd.Da
     assert (report.stored, report.missing, len(report.gaps)) == (590, 10, 1)
     run = IngestReport([report], requests=report.pages, retries=0, server_time=end, elapsed=0.0)
     assert list(run) == [report] and run.written == 590 and run.missing == 10
-    assert "10 missing in 1 gaps" in str(run) and str(run).endswith(f"source time {end}")
+    assert "10 missing in 1 gaps" in str(run) and str(run).endswith(f"exchange time {end}")

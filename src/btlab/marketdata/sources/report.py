@@ -108,8 +108,9 @@ class IngestReport:
         series: one :class:`SeriesReport` per series, in the order given.
         requests: requests made (retries included; ccxt: markets and server time included).
         retries: requests that failed transiently and were retried.
-        server_time: the source's clock that decided which bars are final (UTC).
+        server_time: the time that decided which bars are final (UTC).
         elapsed: wall-clock seconds.
+        clock: what ``server_time`` is, for the summary line (``exchange time``: the exchange's own clock).
     """
 
     series: list[SeriesReport]
@@ -117,6 +118,7 @@ class IngestReport:
     retries: int
     server_time: pd.Timestamp
     elapsed: float
+    clock: str = "exchange time"
 
     def __iter__(self) -> Iterator[SeriesReport]:
         return iter(self.series)
@@ -142,5 +144,5 @@ class IngestReport:
         what = kinds.pop() if len(kinds) == 1 else "rows"
         lines = [str(s) for s in self.series]
         lines.append(f"{self.written} {what} in {self.elapsed:.1f} s, {self.requests} requests, "
-                     f"{self.retries} retried; source time {self.server_time}")
+                     f"{self.retries} retried; {self.clock} {self.server_time}")
         return "\n".join(lines)

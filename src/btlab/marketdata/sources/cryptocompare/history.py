@@ -167,7 +167,7 @@ def ingest_cryptocompare(
     reports = [p.report for p in plans]
     total = sum(r.requests or 0 for r in reports)
     return IngestReport(reports, total, total - sum(r.pages for r in reports), now_ts,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, clock="closed bars as of")
 
 
 def _request(name: str, exchange: str | None, lo: int, hi: int, tf: Timeframe) -> _Series:
