@@ -7,7 +7,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from btlab.marketdata.files import import_bars
+from btlab.marketdata.sources.files.importer import import_bars
 from btlab.store import open_store
 
 from common import DATA, timeit

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from common import ROOT
 
-from btlab.marketdata.ccxt_exchange import make_exchange
-from btlab.marketdata.ccxt_history import ingest_ohlcv
+from btlab.marketdata.sources.ccxt.exchange import make_exchange
+from btlab.marketdata.sources.ccxt.history import ingest_ohlcv
 from btlab.store import open_store
 
 NOW = "2025-08-18 18:27:30"  # inside the last recorded 1m bar
@@ -37,7 +37,7 @@ def _measure(base_url: str, address: str, *, rate_limit: bool) -> tuple[int, flo
         elapsed = time.perf_counter() - t0
     finally:
         store.close()
-    return report.bars_written, elapsed, report.series[0].pages
+    return report.written, elapsed, report.series[0].pages
 
 
 def run(repeat: int = 3) -> list[str]:

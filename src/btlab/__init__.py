@@ -40,7 +40,7 @@ def __getattr__(name: str):  # lazy: importing btlab imports neither pandas nor 
 
         return getattr(runner, name)
     if name == "import_bars":
-        from btlab.marketdata.files import import_bars
+        from btlab.marketdata.sources.files.importer import import_bars
 
         return import_bars
     if name == "write_report":

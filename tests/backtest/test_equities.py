@@ -24,7 +24,8 @@ from btlab.backtest.metrics import daily_returns
 from btlab.cli.main import app
 from btlab.errors import InvalidArgumentError
 from btlab.marketdata.quality.coverage import coverage
-from btlab.marketdata.files import import_bars, read_bars_file
+from btlab.marketdata.sources.files.importer import import_bars
+from btlab.marketdata.sources.files.reader import read_bars_file
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.instrument import Calendar, Instrument
 from btlab.model.sessions import filter_session, session_labels, session_windows

@@ -125,7 +125,7 @@ def test_error_messages_quote_brackets_literally(tmp_path):
 def test_bars_stored_by_the_api_with_brackets_do_not_break_the_listings(tmp_path):
     """Bars stored by any path (here the Python API, as an exchange or topic would) under a hostile symbol: the
     listings keep working (they used to crash on every call from then on)."""
-    from btlab.marketdata.files import import_bars
+    from btlab.marketdata.sources.files.importer import import_bars
     from btlab.store.duckdb import DuckDBStore
 
     store = tmp_path / "s.duckdb"

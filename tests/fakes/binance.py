@@ -100,7 +100,7 @@ import pandas as pd
 import pytest
 from aiohttp import WSMsgType, web
 
-from btlab.marketdata.ccxt_exchange import make_exchange
+from btlab.marketdata.sources.ccxt.exchange import make_exchange
 
 __all__ = [
     "DATA_DIRS",
@@ -983,7 +983,7 @@ def make_ccxt_exchange(base_http_url: str, ws_url: str | None = None, *, pro: bo
 
     Every REST URL of ``urls["api"]`` is moved to ``base_http_url`` keeping its path, WebSocket URLs to the
     origin of ``ws_url`` (default: the same host, ``ws://``). Built with btlab's own factory
-    (:func:`btlab.marketdata.ccxt_exchange.make_exchange`: rate limiter on, spot markets only); ``kwargs`` go to it.
+    (:func:`btlab.marketdata.sources.ccxt.exchange.make_exchange`: rate limiter on, spot markets only); ``kwargs`` go to it.
     """
     if ws_url is None:
         ws_url = "ws" + base_http_url[len("http"):] if base_http_url.startswith("http") else base_http_url

@@ -67,9 +67,9 @@ def test_the_parser_rejects_what_questdb_rejects(parse):
 def _exercise_store(tmp_path: Path) -> None:
     """A real flow through the Store API on DuckDB: import, backtest (recorded), runs, report, coverage, ticks."""
     from btlab.backtest.runner import run_backtest
-    from btlab.marketdata.binance_vision import import_binance_vision
+    from btlab.marketdata.sources.binance_vision.importer import import_binance_vision
     from btlab.marketdata.quality.coverage import coverage, tick_coverage
-    from btlab.marketdata.files import import_bars
+    from btlab.marketdata.sources.files.importer import import_bars
     from btlab.report import write_report
     from btlab.store.duckdb import DuckDBStore
 

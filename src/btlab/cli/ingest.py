@@ -133,12 +133,12 @@ def _history_ccxt(names: list[str], timeframe: str, exchange: str | None, api_ur
                   trades: bool) -> Any:
     """``fetch(store, start, stop, progress) -> [report]`` for ccxt bars or trades; the exchange is set up (and
     an unknown exchange id refused) now, before the store is opened."""
-    from btlab.marketdata.ccxt_exchange import make_exchange
+    from btlab.marketdata.sources.ccxt.exchange import make_exchange
 
     client = make_exchange(exchange or "binance", origin=api_url)  # an unknown exchange id fails here
 
     def fetch(st: Any, start: Any, stop: Any, progress: Any) -> list[Any]:
-        from btlab.marketdata.ccxt_history import ingest_ohlcv, ingest_trades
+        from btlab.marketdata.sources.ccxt.history import ingest_ohlcv, ingest_trades
 
         if trades:
             return [ingest_trades(client, names, st, since=start, until=stop, progress=progress)]
@@ -154,7 +154,7 @@ def _history_cryptocompare(names: list[str], timeframe: str, exchange: str | Non
         InvalidArgumentError: CryptoCompare has no endpoint for ``timeframe``.
     """
     from btlab.errors import InvalidArgumentError
-    from btlab.marketdata.cryptocompare import ENDPOINTS
+    from btlab.marketdata.sources.cryptocompare.client import ENDPOINTS
 
     if timeframe not in ENDPOINTS:
         raise InvalidArgumentError(
@@ -162,7 +162,8 @@ def _history_cryptocompare(names: list[str], timeframe: str, exchange: str | Non
         )
 
     def fetch(st: Any, start: Any, stop: Any, progress: Any) -> list[Any]:
-        from btlab.marketdata.cryptocompare import CryptoCompareClient, ingest_cryptocompare
+        from btlab.marketdata.sources.cryptocompare.client import CryptoCompareClient
+        from btlab.marketdata.sources.cryptocompare.history import ingest_cryptocompare
 
         cc_client = CryptoCompareClient(base_url=api_url) if api_url else None
         return ingest_cryptocompare(names, timeframe, st, since=start, until=stop, exchange=exchange,
@@ -200,7 +201,7 @@ def binance_vision(
     checked before anything is written. Big files are streamed in chunks. Malformed trade rows are set aside and
     counted (by file line); a bad kline file is rejected whole.
     """
-    from btlab.marketdata.binance_vision import check_binance_vision, import_binance_vision
+    from btlab.marketdata.sources.binance_vision.importer import check_binance_vision, import_binance_vision
     from btlab.model.timeframe import Timeframe
 
     tf = Timeframe.parse(timeframe).value if timeframe is not None else None
@@ -259,7 +260,7 @@ def live(
                           (watch_timeout, "--watch-timeout")):
         _positive(value, option, zero=option == "--lateness")
 
-    from btlab.marketdata.live import LiveIngest, LiveReport
+    from btlab.marketdata.sources.ccxt.live import LiveIngest, LiveReport
     from btlab.stream.config import StreamConfig
     from btlab.stream.producer import StreamProducer
 

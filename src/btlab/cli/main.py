@@ -151,7 +151,8 @@ def data_import(
       btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather \\
           --exchange binance --symbol BTC/USDT --timeframe 1h
     """
-    from btlab.marketdata.files import check_bars_file, exchange_of, import_bars
+    from btlab.marketdata.sources.files.importer import exchange_of, import_bars
+    from btlab.marketdata.sources.files.reader import check_bars_file
     from btlab.model.timeframe import Timeframe
     from btlab.model.venue import resolve_venue
 

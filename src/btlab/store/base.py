@@ -2,8 +2,9 @@
 
 Backends implement five primitives (:meth:`Store.ensure_schema`, :meth:`Store.upsert`, :meth:`Store.query`,
 :meth:`Store.delete_rows`, :meth:`Store.close`); everything a caller uses (bars, runs, equity, trades, orders, and
-deleting them) is written once here on top of them, so the backends cannot drift apart. Both backends pass
-``tests/test_store_conformance.py``. Staging (:meth:`Store.staging`: rows collected in a private table, then
+deleting them) is written once on top of them, so the backends cannot drift apart: backtest results here, market
+data (bars, ticks, the ingest planners' reads) in :mod:`btlab.store.marketdata` (a mixin of :class:`Store`), row
+selection and time bounds in :mod:`btlab.store.rows`. Both backends pass ``tests/test_store_conformance.py``. Staging (:meth:`Store.staging`: rows collected in a private table, then
 published) is written here too, on four small backend hooks (create, append, run the copies, drop).
 
 SQL here uses ``?`` placeholders for every value (never string formatting of user input); a backend whose
@@ -19,34 +20,24 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple, Union
+from typing import TYPE_CHECKING, Any
 
 from btlab.errors import InvalidArgumentError, RunNotFoundError
-from btlab.model.timeframe import Timeframe
+from btlab.store.marketdata import MarketDataStore
+from btlab.store.rows import RowFilter
 from btlab.store.schema import TABLES, Table
 
 if TYPE_CHECKING:
     import pandas as pd
 
 # pandas (and numpy) are imported where used: opening a store and reading runs (``btlab runs list``) stays fast.
-TimeLike = Union[datetime, "pd.Timestamp", str, None]
 
 #: Tables that hold backtest runs: ``bt_runs`` first, then every other table with a ``run_id`` column.
 RUN_TABLES: tuple[str, ...] = ("bt_runs",) + tuple(
     name for name, table in TABLES.items() if name != "bt_runs" and "run_id" in table.column_names
 )
 
-
-def to_utc(value: TimeLike) -> pd.Timestamp | None:
-    """Parse a time bound to a UTC :class:`pandas.Timestamp`; naive input is taken as UTC. ``None`` stays None."""
-    if value is None:
-        return None
-    import pandas as pd
-
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def conform(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
@@ -76,24 +67,6 @@ def conform(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
         else:
             out[col.name] = values.astype("object").where(values.notna(), None)
     return out
-
-
-def bar_rows(bars: pd.DataFrame, *, exchange: str, symbol: str, timeframe: Timeframe | str,
-             source: str) -> pd.DataFrame:
-    """``ohlcv`` rows of validated bars (:func:`btlab.model.bar.validate_bars`): the bars with the series' identity
-    and provenance columns added (a new frame; each added column holds one ``str`` object, referenced by every
-    row, as ``object`` dtype: no copy of the text per row)."""
-    import numpy as np
-    import pandas as pd
-
-    frame = bars.copy()
-    n = len(frame)
-    for col, value in (("exchange", exchange), ("symbol", symbol), ("timeframe", Timeframe.parse(timeframe).value),
-                       ("source", source)):
-        cells = np.empty(n, dtype=object)
-        cells.fill(value)
-        frame[col] = pd.Series(cells, index=frame.index, dtype=object)
-    return frame
 
 
 #: Marks the name of a staging table: ``<table>_btlab_stage_<12 hex digits>`` (see :meth:`Store.staging`).
@@ -198,76 +171,8 @@ class Staging:
         self.store._stage_drop(staging_statements(self.table, self.name, self.store.upsert_verb)["drop"])
 
 
-@dataclass(frozen=True)
-class RowFilter:
-    """The rows of one table that :meth:`Store.delete_rows` deletes.
 
-    A row is selected when every ``equals`` column holds the given value (or, for a list/tuple/set, any of its
-    values) and, where given, ``start <= ts < end``. Column names are checked against the schema, so identifiers
-    only ever come from :data:`btlab.store.schema.TABLES`; values are always bound parameters.
-
-    Attributes:
-        table: a table of the schema.
-        equals: column -> value or collection of values (at least one condition overall).
-        start, end: bounds on ``ts`` (UTC; naive values are taken as UTC).
-    """
-
-    table: str
-    equals: Mapping[str, Any]
-    start: TimeLike = None
-    end: TimeLike = None
-
-    def where(self) -> tuple[str, list[Any]]:
-        """``(condition, params)``: SQL with ``?`` placeholders selecting the rows, and the values to bind.
-
-        Raises:
-            KeyError: unknown table.
-            ValueError: unknown column, an empty collection of values, or no condition at all (deleting a whole
-                table is not what this is for).
-        """
-        spec = TABLES[self.table]
-        parts: list[str] = []
-        params: list[Any] = []
-        for col, value in self.equals.items():
-            if col not in spec.column_names:
-                raise ValueError(f"table {spec.name} has no column {col!r}")
-            if isinstance(value, (list, tuple, set, frozenset)):
-                values = list(value)
-                if not values:
-                    raise ValueError(f"no values given for {spec.name}.{col}")
-                parts.append(f"{col} IN ({', '.join('?' for _ in values)})")
-                params.extend(values)
-            else:
-                parts.append(f"{col} = ?")
-                params.append(value)
-        if (lo := to_utc(self.start)) is not None:
-            parts.append("ts >= ?")
-            params.append(Store._param_time(lo))
-        if (hi := to_utc(self.end)) is not None:
-            parts.append("ts < ?")
-            params.append(Store._param_time(hi))
-        if not parts:
-            raise ValueError(f"refusing to delete every row of {spec.name}: give at least one condition")
-        return " AND ".join(parts), params
-
-
-class BarSpan(NamedTuple):
-    """How many bars a selection holds and the open times (UTC) of its first and last bar (None when empty)."""
-
-    bars: int
-    first: pd.Timestamp | None
-    last: pd.Timestamp | None
-
-
-class TickSpan(NamedTuple):
-    """How many ticks a selection holds and the times (UTC) of its first and last trade (None when empty)."""
-
-    ticks: int
-    first: pd.Timestamp | None
-    last: pd.Timestamp | None
-
-
-class Store(ABC):
+class Store(MarketDataStore, ABC):
     """Durable storage of bars, ticks and backtest results.
 
     Use as a context manager or call :meth:`close`. Every write is an idempotent upsert on the table's natural
@@ -394,194 +299,6 @@ class Store(ABC):
                 frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
         return frame
 
-    @staticmethod
-    def _param_time(value: pd.Timestamp) -> datetime:
-        """A bound as a naive UTC datetime (both drivers bind it to TIMESTAMP without a time-zone shift).
-
-        Stored times have microsecond precision, so a bound is rounded UP to the microsecond: for stored ``ts``,
-        ``ts >= b`` and ``ts < b`` mean the same with ``b`` or its ceiling (an ``end`` of ``t + 1 ns`` keeps ``t``).
-        """
-        return value.tz_convert("UTC").ceil("us").tz_localize(None).to_pydatetime()
-
-    # ---- market data ---------------------------------------------------------------------------------------
-    def write_bars(
-        self, bars: pd.DataFrame, *, exchange: str, symbol: str, timeframe: Timeframe | str, source: str
-    ) -> int:
-        """Validate and upsert bars for one instrument and timeframe.
-
-        Args:
-            bars: bar frame (see :mod:`btlab.model.bar`), bar open times in UTC.
-            exchange, symbol, timeframe: the series' identity (ccxt id, unified symbol, ccxt timeframe).
-            source: provenance recorded with each bar (e.g. the file name, ``ccxt``).
-
-        Returns: rows written.
-
-        Raises:
-            DataValidationError: the batch is invalid; nothing was written.
-        """
-        from btlab.model.bar import validate_bars
-
-        tf = Timeframe.parse(timeframe)
-        frame = bar_rows(validate_bars(bars, source, tf), exchange=exchange, symbol=symbol, timeframe=tf,
-                         source=source)
-        return self.upsert("ohlcv", frame)
-
-    def read_bars(
-        self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None
-    ) -> pd.DataFrame:
-        """Bars with ``start <= ts < end`` (either bound optional), sorted by ``ts``.
-
-        Returns: a frame with :data:`btlab.model.bar.BAR_COLUMNS` (``ts`` as ``datetime64[ns, UTC]``); empty if none.
-        """
-        sql = "SELECT ts, open, high, low, close, volume, trades, vwap FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ?"
-        params: list[Any] = [exchange, symbol, Timeframe.parse(timeframe).value]
-        if (lo := to_utc(start)) is not None:
-            sql += " AND ts >= ?"
-            params.append(self._param_time(lo))
-        if (hi := to_utc(end)) is not None:
-            sql += " AND ts < ?"
-            params.append(self._param_time(hi))
-        import pandas as pd
-
-        from btlab.model.bar import BAR_COLUMNS
-
-        frame = self._select("ohlcv", sql + " ORDER BY ts", params)
-        frame["trades"] = pd.to_numeric(frame["trades"]).astype("Int64")
-        for col in ("open", "high", "low", "close", "volume", "vwap"):
-            frame[col] = frame[col].astype("float64")
-        return frame[list(BAR_COLUMNS)].reset_index(drop=True)
-
-    def bar_series(self) -> pd.DataFrame:
-        """One row per stored series: ``exchange, symbol, timeframe, first, last, bars``, sorted by identity."""
-        import pandas as pd
-
-        frame = self.query(
-            "SELECT exchange, symbol, timeframe, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS bars "
-            "FROM ohlcv GROUP BY exchange, symbol, timeframe ORDER BY exchange, symbol, timeframe"
-        )
-        frame = frame.rename(columns={"first_ts": "first", "last_ts": "last"})  # first/last are QuestDB functions
-        for col in ("first", "last"):
-            frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
-        frame["bars"] = frame["bars"].astype("int64")
-        return frame
-
-    def bar_span(
-        self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None
-    ) -> BarSpan:
-        """Count the bars of one series with ``start <= ts < end`` (either bound optional), with the first and last."""
-        return BarSpan(*self._span(RowFilter(
-            "ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": Timeframe.parse(timeframe).value},
-            start, end,
-        )))
-
-    def _span(self, rows: RowFilter) -> tuple[int, pd.Timestamp | None, pd.Timestamp | None]:
-        import pandas as pd
-
-        where, params = rows.where()
-        frame = self.query(f"SELECT count(*) AS n, min(ts) AS lo, max(ts) AS hi FROM {rows.table} WHERE {where}",
-                           params)
-        n = int(frame["n"].iloc[0]) if len(frame) else 0
-        if n == 0:
-            return 0, None, None
-        lo, hi = (pd.Timestamp(frame[c].iloc[0]) for c in ("lo", "hi"))
-        return n, *(t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in (lo, hi))
-
-    def bar_times(
-        self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None
-    ) -> pd.DatetimeIndex:
-        """Open times of the stored bars of one series with ``start <= ts < end``: sorted ``DatetimeIndex[ns, UTC]``."""
-        import pandas as pd
-
-        where, params = RowFilter(
-            "ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": Timeframe.parse(timeframe).value},
-            start, end,
-        ).where()
-        ts = self._select("ohlcv", f"SELECT ts FROM ohlcv WHERE {where} ORDER BY ts", params)["ts"]
-        return pd.DatetimeIndex(ts).as_unit("ns")
-
-    def bar_holes(self, timeframe: Timeframe | str, *, exchange: str | None = None,
-                  symbol: str | None = None) -> pd.DataFrame:
-        """Consecutive stored bars more than one ``timeframe`` apart, per series of that timeframe (optionally one
-        exchange and/or symbol), computed by the database (a window function) without reading every bar.
-
-        Returns: ``exchange, symbol, prev_ts, ts`` (open times of the bars either side of each hole,
-        ``datetime64[ns, UTC]``), sorted by exchange, symbol, ts.
-        """
-        tf = Timeframe.parse(timeframe)
-        filters, params = "", []
-        for col, value in (("exchange", exchange), ("symbol", symbol)):
-            if value is not None:
-                filters += f" AND {col} = ?"
-                params.append(value)
-        frame = self._select("ohlcv", (
-            "SELECT exchange, symbol, prev_ts, ts FROM ("
-            "SELECT exchange, symbol, ts, lag(ts) OVER (PARTITION BY exchange, symbol ORDER BY ts) AS prev_ts "
-            f"FROM ohlcv WHERE timeframe = ?{filters}) g "
-            "WHERE prev_ts IS NOT NULL AND datediff('s', prev_ts, ts) > ? "
-            "ORDER BY exchange, symbol, ts"
-        ), [tf.value, *params, tf.seconds])
-        import pandas as pd
-
-        frame["prev_ts"] = pd.to_datetime(frame["prev_ts"], utc=True).astype("datetime64[ns, UTC]")
-        return frame
-
-    def tick_span(self, *, exchange: str, symbol: str, start: TimeLike = None, end: TimeLike = None) -> TickSpan:
-        """Count the ticks of one instrument with ``start <= ts < end`` (either bound optional), with the first and
-        last trade time."""
-        return TickSpan(*self._span(RowFilter("ticks", {"exchange": exchange, "symbol": symbol}, start, end)))
-
-    def tick_series(self, *, exchange: str | None = None, symbol: str | None = None) -> pd.DataFrame:
-        """One row per instrument with stored ticks (optionally filtered): ``exchange, symbol, first, last,
-        ticks`` (times ``datetime64[ns, UTC]``, ticks int64), sorted by identity."""
-        import pandas as pd
-
-        equals = {k: v for k, v in (("exchange", exchange), ("symbol", symbol)) if v is not None}
-        where, params = RowFilter("ticks", equals).where() if equals else ("", [])
-        frame = self.query(
-            "SELECT exchange, symbol, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS ticks FROM ticks"
-            f"{' WHERE ' + where if where else ''} GROUP BY exchange, symbol ORDER BY exchange, symbol",
-            params,
-        )
-        frame = frame.rename(columns={"first_ts": "first", "last_ts": "last"})  # first/last are QuestDB functions
-        for col in ("first", "last"):
-            frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
-        frame["ticks"] = frame["ticks"].astype("int64")
-        return frame
-
-    def read_ticks(self, *, exchange: str, symbol: str, start: TimeLike = None, end: TimeLike = None) -> pd.DataFrame:
-        """Ticks of one instrument with ``start <= ts < end`` (either bound optional), sorted by ``ts``.
-
-        Returns: ``ts`` (``datetime64[ns, UTC]``), ``trade_id`` (text as stored), ``price``, ``amount`` (float64).
-        """
-        where, params = RowFilter("ticks", {"exchange": exchange, "symbol": symbol}, start, end).where()
-        frame = self._select("ticks", f"SELECT ts, trade_id, price, amount FROM ticks WHERE {where} ORDER BY ts",
-                             params)
-        for col in ("price", "amount"):
-            frame[col] = frame[col].astype("float64")
-        return frame.reset_index(drop=True)
-
-    def trade_ids(self, *, exchange: str, symbol: str, start: TimeLike = None, end: TimeLike = None) -> pd.Series:
-        """Trade ids (text as stored, in no particular order) of one instrument's ticks with ``start <= ts < end``."""
-        where, params = RowFilter("ticks", {"exchange": exchange, "symbol": symbol}, start, end).where()
-        return self.query(f"SELECT trade_id FROM ticks WHERE {where}", params)["trade_id"]
-
-    def delete_bars(
-        self, *, exchange: str, symbol: str, timeframe: Timeframe | str, start: TimeLike = None, end: TimeLike = None
-    ) -> int:
-        """Delete the bars of one series with ``start <= ts < end`` (no bounds: the whole series).
-
-        Returns: bars deleted (0 if there were none).
-
-        Raises:
-            InvalidArgumentError: ``timeframe`` is not a valid ccxt timeframe.
-        """
-        rows = RowFilter(
-            "ohlcv", {"exchange": exchange, "symbol": symbol, "timeframe": Timeframe.parse(timeframe).value},
-            start, end,
-        )
-        return self.delete_rows([rows])[0]
-
-    # ---- backtest results ------------------------------------------------------------------------------------
     def write_run(self, run: Mapping[str, Any]) -> None:
         """Upsert one ``bt_runs`` row (start it with status ``running``; write it again to finish it).
 

@@ -8,7 +8,7 @@ import pytest
 
 from btlab.errors import InvalidArgumentError
 from btlab.marketdata.bars import aggregate_ticks, resample_bars
-from btlab.marketdata.binance_vision import file_span, import_binance_vision
+from btlab.marketdata.sources.binance_vision.importer import file_span, import_binance_vision
 from btlab.marketdata.bars.from_ticks import bars_from_ticks
 from btlab.store.duckdb import DuckDBStore
 from realdata import DATA, binance_klines, recorded_trades

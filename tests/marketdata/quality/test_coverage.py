@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from btlab.errors import InvalidArgumentError
-from btlab.marketdata.binance_vision import import_binance_vision
+from btlab.marketdata.sources.binance_vision.importer import import_binance_vision
 from btlab.marketdata.quality.coverage import COVERAGE_COLUMNS, TICK_COVERAGE_COLUMNS, coverage, tick_coverage
-from btlab.marketdata.files import import_bars
+from btlab.marketdata.sources.files.importer import import_bars
 from btlab.marketdata.quality.gaps import GAP_COLUMNS, find_gaps
 from btlab.store.duckdb import DuckDBStore
 from realdata import DATA

@@ -21,15 +21,14 @@ import pandas as pd
 import pytest
 
 from btlab.errors import DataValidationError, InvalidArgumentError
-from btlab.marketdata.binance_vision import (
-    KLINE_COLUMNS,
-    TRADE_COLUMNS,
+from btlab.marketdata.sources.binance_vision.importer import (
     VisionImportReport,
     detect_kind,
     import_binance_vision,
     parse_vision_name,
     unified_symbol,
 )
+from btlab.marketdata.sources.binance_vision.schemas import KLINE_COLUMNS, TRADE_COLUMNS
 from btlab.store.duckdb import DuckDBStore
 from realdata import REPO
 

@@ -17,7 +17,7 @@ import pytest
 
 import ccxt
 from btlab.errors import BtlabError, InvalidArgumentError
-from btlab.marketdata.ccxt_exchange import (
+from btlab.marketdata.sources.ccxt.exchange import (
     ExchangeRequestError,
     ExchangeUnavailableError,
     UnknownExchangeError,
@@ -26,7 +26,8 @@ from btlab.marketdata.ccxt_exchange import (
     make_exchange,
     rebase_urls,
 )
-from btlab.marketdata.ccxt_history import RetryPolicy, ingest_ohlcv, ingest_trades
+from btlab.marketdata.sources.ccxt.history import ingest_ohlcv, ingest_trades
+from btlab.marketdata.sources.ccxt.retry import RetryPolicy
 from btlab.store.duckdb import DuckDBStore
 from fakes.binance import (  # noqa: F401  (fake_binance is a fixture)
     FakeBinance,
@@ -101,8 +102,8 @@ def test_ingest_1m_equals_the_exchange_klines(fake_binance: FakeBinance, duck: D
     for symbol, sid in (("BTC/USDT", "BTCUSDT"), ("ETH/USDT", "ETHUSDT")):
         got = duck.read_bars(exchange="binance", symbol=symbol, timeframe="1m")
         assert_same_bars(got, source_bars(sid, "2025-08-01", "2025-08-03 07:30"))
-    assert [s.bars_written for s in report.series] == [n, n]
-    assert report.missing_bars == 0 and report.retries == 0
+    assert [s.written for s in report.series] == [n, n]
+    assert report.missing == 0 and report.retries == 0
     assert fake_binance.count("/api/v3/klines") == 2 * -(-n // 1000)  # full pages of Binance's maximum
     assert calls[0] == (0, 2 * n) and calls[-1] == (2 * n, 2 * n)
     assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
@@ -136,21 +137,21 @@ def test_open_current_bar_is_never_stored(fake_binance: FakeBinance, duck: DuckD
 def test_resume_fetches_only_the_new_bars(fake_binance: FakeBinance, duck: DuckDBStore) -> None:
     ex = make_ccxt_exchange(fake_binance.base_url)
     first = ingest_ohlcv(ex, "BTC/USDT", "1m", duck, since="2025-07-01", until="2025-07-02 06:00")
-    assert first.series[0].resumed_from is None and first.bars_written == 1800
+    assert first.series[0].resumed_from is None and first.written == 1800
     fake_binance.reset_log()
     second = ingest_ohlcv(ex, "BTC/USDT", "1m", duck, since="2025-07-01", until="2025-07-02 08:00")
     klines = [r for r in fake_binance.requests if r.path == "/api/v3/klines"]
     assert len(klines) == 1 and int(klines[0].params["startTime"]) == ex.parse8601("2025-07-02T06:00:00Z")
-    assert second.series[0].resumed_from == utc("2025-07-02 06:00") and second.bars_written == 120
+    assert second.series[0].resumed_from == utc("2025-07-02 06:00") and second.written == 120
     assert second.series[0].expected == 120
     # nothing new: no kline request at all
     fake_binance.reset_log()
     third = ingest_ohlcv(ex, "BTC/USDT", "1m", duck, since="2025-07-01", until="2025-07-02 08:00")
-    assert fake_binance.count("/api/v3/klines") == 0 and third.bars_written == 0
+    assert fake_binance.count("/api/v3/klines") == 0 and third.written == 0
     # an earlier `since` fetches only the part before the stored range
     fake_binance.reset_log()
     fourth = ingest_ohlcv(ex, "BTC/USDT", "1m", duck, since="2025-06-30 23:00", until="2025-07-02 08:00")
-    assert fourth.bars_written == 60 and fake_binance.count("/api/v3/klines") == 1
+    assert fourth.written == 60 and fake_binance.count("/api/v3/klines") == 1
     got = duck.read_bars(exchange="binance", symbol="BTC/USDT", timeframe="1m")
     assert_same_bars(got, source_bars("BTCUSDT", "2025-06-30 23:00", "2025-07-02 08:00"))
 
@@ -221,8 +222,8 @@ def test_make_exchange_moves_every_url() -> None:
 CHILD = textwrap.dedent(
     """
     import sys
-    from btlab.marketdata.ccxt_exchange import make_exchange
-    from btlab.marketdata.ccxt_history import ingest_ohlcv
+    from btlab.marketdata.sources.ccxt.exchange import make_exchange
+    from btlab.marketdata.sources.ccxt.history import ingest_ohlcv
     from btlab.store.duckdb import DuckDBStore
 
     base, path = sys.argv[1], sys.argv[2]
@@ -262,12 +263,12 @@ def test_killed_ingest_resumes_without_gap_or_duplicate(fake_binance: FakeBinanc
         report = ingest_ohlcv(make_ccxt_exchange(fake_binance.base_url), "BTC/USDT", "1m", store,
                               since="2025-06-01", until="2025-06-05", page_limit=500)
         assert report.series[0].resumed_from is not None
-        assert report.bars_written == total - partial
+        assert report.written == total - partial
         assert fake_binance.count("/api/v3/klines") == -(-(total - partial) // 500)
         got = store.read_bars(exchange="binance", symbol="BTC/USDT", timeframe="1m")
         n_rows = int(store.query("SELECT count(*) AS n FROM ohlcv")["n"].iloc[0])
     assert n_rows == total  # no duplicate
-    assert report.missing_bars == 0  # no gap
+    assert report.missing == 0  # no gap
     assert_same_bars(got, source_bars("BTCUSDT", "2025-06-01", "2025-06-05"))
 
 
@@ -305,7 +306,7 @@ def test_trades_ingest_equals_the_recording_with_resume(fake_binance: FakeBinanc
                      ["XRP/ETH"])
     got["ts"] = pd.to_datetime(got["ts"], utc=True).astype("datetime64[ns, UTC]")
     expected = recorded_agg_trades()
-    assert first.trades_written + second.trades_written == len(expected) == len(got)  # no duplicate write
+    assert first.written + second.written == len(expected) == len(got)  # no duplicate write
     ids = got["trade_id"].astype(np.int64).to_numpy()
     assert (np.diff(np.sort(ids)) == 1).all()  # contiguous ids, no duplicates
     got = got.sort_values("trade_id", key=lambda s: s.astype(np.int64)).reset_index(drop=True)
@@ -313,7 +314,7 @@ def test_trades_ingest_equals_the_recording_with_resume(fake_binance: FakeBinanc
                                   check_dtype=False)
     # a third run finds nothing new and writes nothing
     third = ingest_trades(ex, "XRP/ETH", duck, since="2019-10-11", retry=FAST)
-    assert third.trades_written == 0
+    assert third.written == 0
 
 
 def test_trades_progress_and_bounds(fake_binance: FakeBinance, duck: DuckDBStore) -> None:
@@ -323,7 +324,7 @@ def test_trades_progress_and_bounds(fake_binance: FakeBinance, duck: DuckDBStore
                            progress=lambda d, t: calls.append((d, t)), page_limit=200)
     expected = recorded_agg_trades()
     window = expected[(expected["ts"] >= utc("2019-10-11 06:00")) & (expected["ts"] < utc("2019-10-11 09:00"))]
-    assert report.series[0].stored == len(window) == report.trades_written
+    assert report.series[0].stored == len(window) == report.written
     assert report.series[0].first == window["ts"].iloc[0] and report.series[0].last == window["ts"].iloc[-1]
     assert calls[0] == (0, 3 * 3_600_000) and calls[-1] == (3 * 3_600_000, 3 * 3_600_000)
 
@@ -334,7 +335,7 @@ def test_bad_records_from_the_exchange_are_quarantined_and_reported(fake_binance
     fake_binance.corrupt_next("/api/v3/klines", "negative_price", index=3)  # a corrupted copy of a real bar
     report = ingest_ohlcv(ex, "BTC/USDT", "1m", duck, since="2025-08-01", until="2025-08-01 06:00")
     series = report.series[0]
-    assert series.rejected == 1 and series.bars_written == 359 and series.missing_bars == 1
+    assert series.rejected == 1 and series.written == 359 and series.missing == 1
     assert series.gaps["gap_start"].tolist() == [utc("2025-08-01 00:03")]
     fake_binance.corrupt_next("/api/v3/aggTrades", "zero_qty", index=3)
     trades = ingest_trades(ex, "XRP/ETH", duck, since="2019-10-11", until="2019-10-11 06:00").series[0]
@@ -343,7 +344,7 @@ def test_bad_records_from_the_exchange_are_quarantined_and_reported(fake_binance
     fake_binance.corrupt_next("/api/v3/aggTrades", "nan_price", index=0)
     with pytest.raises(ExchangeRequestError, match="malformed response"):
         ingest_trades(ex, "XRP/ETH", duck, since="2019-10-11", until="2019-10-11 12:00")
-    assert int(duck.query("SELECT count(*) AS n FROM ticks")["n"].iloc[0]) == trades.trades_written
+    assert int(duck.query("SELECT count(*) AS n FROM ticks")["n"].iloc[0]) == trades.written
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -18,16 +18,15 @@ import pytest
 from fakes.cryptocompare import FakeCryptoCompare
 
 from btlab.errors import BtlabError, DataValidationError, InvalidArgumentError
-from btlab.marketdata.cryptocompare import (
+from btlab.marketdata.sources.cryptocompare.client import (
     CryptoCompareClient,
     CryptoCompareError,
-    CryptoCompareIngestReport,
     CryptoCompareRateLimitError,
     CryptoCompareUnavailableError,
-    histo_to_bars,
-    ingest_cryptocompare,
-    series_exchange,
 )
+from btlab.marketdata.sources.cryptocompare.history import ingest_cryptocompare, series_exchange
+from btlab.marketdata.sources.cryptocompare.schemas import histo_to_bars
+from btlab.marketdata.sources.report import IngestReport, SeriesReport
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS
 from btlab.store.duckdb import DuckDBStore
@@ -142,9 +141,9 @@ def test_ingest_matches_saved_daily_exactly(fake: FakeCryptoCompare, cc: CryptoC
     reports = ingest_cryptocompare(["BTC/USD"], "1d", db, since=ts(FIRST_DAY), client=cc, now=ts(LAST_DAY + DAY))
     pd.testing.assert_frame_equal(stored(db), expected_bars(DAY_FILE), check_exact=True)
     (report,) = reports
-    assert isinstance(report, CryptoCompareIngestReport)
+    assert isinstance(reports, IngestReport) and isinstance(report, SeriesReport)
     assert (report.exchange, report.symbol, report.timeframe) == ("cryptocompare", "BTC/USD", "1d")
-    assert (report.written, report.bars, report.missing, report.padding, report.requests) == (2001, 2001, 0, 0, 1)
+    assert (report.written, report.stored, report.missing, report.padding, report.requests) == (2001, 2001, 0, 0, 1)
     assert (report.first, report.last) == (ts(FIRST_DAY), ts(LAST_DAY))
     assert report.gaps.empty
     assert db.query("SELECT DISTINCT source FROM ohlcv")["source"].tolist() == ["cryptocompare"]
@@ -194,7 +193,7 @@ def test_until_is_exclusive(cc: CryptoCompareClient, db) -> None:
                                      now=ts(LAST_DAY + DAY))
     pd.testing.assert_frame_equal(stored(db), expected_bars(DAY_FILE).iloc[990:1000].reset_index(drop=True),
                                   check_exact=True)
-    assert (report.range_start, report.range_end) == (ts(t - 10 * DAY), ts(t - DAY))
+    assert (report.start, report.end) == (ts(t - 10 * DAY), ts(t))  # bar open times, end exclusive
 
 
 def test_padding_before_history_is_dropped(fake: FakeCryptoCompare, cc: CryptoCompareClient, db) -> None:
@@ -230,8 +229,24 @@ def test_resume_fills_only_before_first_and_after_last(fake: FakeCryptoCompare, 
     assert report.written == 1001
     fake.clear()
     (again,) = ingest_cryptocompare("BTC/USD", "1d", db, since=ts(FIRST_DAY), client=cc, now=ts(LAST_DAY + DAY))
-    assert (again.requests, again.written, again.bars) == (0, 0, 2001)
+    assert (again.requests, again.written, again.stored) == (0, 0, 2001)
     assert fake.requests == []
+
+
+def test_a_range_between_stored_ranges_is_fetched(fake: FakeCryptoCompare, cc: CryptoCompareClient, db) -> None:
+    """What is missing is asked of the store for the REQUESTED range: bars stored before and after it do not make
+    it look complete (the planner once looked at the whole stored series and fetched nothing here)."""
+    mid_lo, mid_hi = FIRST_DAY + 500 * DAY, FIRST_DAY + 1500 * DAY
+    for lo, hi in ((FIRST_DAY, mid_lo), (mid_hi, LAST_DAY + DAY)):
+        ingest_cryptocompare("BTC/USD", "1d", db, since=ts(lo), until=ts(hi), client=cc, now=ts(LAST_DAY + DAY))
+    assert len(stored(db)) == 1001
+    fake.clear()
+    (report,) = ingest_cryptocompare("BTC/USD", "1d", db, since=ts(mid_lo), until=ts(mid_hi), client=cc,
+                                     now=ts(LAST_DAY + DAY))
+    assert (report.written, report.stored, report.missing) == (1000, 1000, 0)
+    pd.testing.assert_frame_equal(stored(db), expected_bars(DAY_FILE), check_exact=True)
+    for lo, hi in windows(fake, DAY):
+        assert mid_lo <= lo and hi < mid_hi, (ts(lo), ts(hi))
 
 
 @pytest.mark.parametrize("stored_first", [False, True], ids=["fresh_backward", "forward_after_stored"])

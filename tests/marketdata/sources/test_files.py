@@ -19,7 +19,9 @@ import pytest
 
 import btlab
 from btlab.errors import BtlabError, DataValidationError
-from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, ImportReport, import_bars, read_bars_file
+from btlab.marketdata.sources.binance_vision.schemas import KLINE_COLUMNS as BINANCE_KLINE_COLUMNS
+from btlab.marketdata.sources.files.importer import ImportReport, import_bars
+from btlab.marketdata.sources.files.reader import read_bars_file
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.bar import BAR_COLUMNS
 from btlab.store.duckdb import DuckDBStore

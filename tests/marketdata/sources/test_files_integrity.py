@@ -11,8 +11,9 @@ import pytest
 
 from btlab.errors import DataValidationError, InvalidArgumentError, TimeframeMismatchError
 from btlab.marketdata.bars import resample_bars
-from btlab.marketdata.binance_vision import import_binance_vision
-from btlab.marketdata.files import data_spacing, import_bars, read_bars_file
+from btlab.marketdata.sources.binance_vision.importer import import_binance_vision
+from btlab.marketdata.sources.files.importer import data_spacing, import_bars
+from btlab.marketdata.sources.files.reader import read_bars_file
 from btlab.store.duckdb import DuckDBStore
 from realdata import AAPL_1D, BTC_1H, DATA, btc_1h
 from cliproc import btlab_cli, error_lines

@@ -23,8 +23,10 @@ import pandas as pd
 import pytest
 
 from btlab.errors import DataValidationError, TimeframeMismatchError
-from btlab.marketdata.csvio import MAX_LINE_BYTES, CsvBlocks, head_lines, open_csv
-from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, BarChunks, import_bars, read_bars_file
+from btlab.marketdata.sources.files.csvio import MAX_LINE_BYTES, CsvBlocks, head_lines, open_csv
+from btlab.marketdata.sources.binance_vision.schemas import KLINE_COLUMNS as BINANCE_KLINE_COLUMNS
+from btlab.marketdata.sources.files.importer import import_bars
+from btlab.marketdata.sources.files.reader import BarChunks, read_bars_file
 from btlab.marketdata.quality.gaps import find_gaps
 from btlab.model.sessions import in_session
 from btlab.store.base import STAGE_INFIX
@@ -363,7 +365,7 @@ def test_a_step_that_runs_out_of_duckdb_memory_under_the_limit_runs_again_withou
 
 # ---- staging, on every backend ---------------------------------------------------------------------------------------
 def test_staging_publishes_at_once_or_not_at_all(store, uid: str) -> None:
-    from btlab.store.base import bar_rows
+    from btlab.store.marketdata import bar_rows
 
     bars = btc_1h().iloc[:5_000]
     bars["trades"] = pd.array([None] * len(bars), dtype="Int64")

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from btlab.marketdata.bars import aggregate_ticks
-from btlab.marketdata.live import LiveIngest, _within
+from btlab.marketdata.sources.ccxt.live import LiveIngest, _within
 from btlab.store.duckdb import DuckDBStore
 from fakes.binance import FakeBinance
 from realdata import binance_klines, recorded_trades

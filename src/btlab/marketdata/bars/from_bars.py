@@ -27,7 +27,8 @@ import pandas as pd
 from btlab.errors import InvalidArgumentError, NoDataError
 from btlab.marketdata.bars import resample_bars
 from btlab.model.timeframe import Timeframe
-from btlab.store.base import Store, TimeLike, to_utc
+from btlab.store.base import Store
+from btlab.store.rows import TimeLike, to_utc
 
 __all__ = ["ResampleReport", "resample_stored_bars"]
 

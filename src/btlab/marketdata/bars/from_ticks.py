@@ -18,7 +18,8 @@ import pandas as pd
 from btlab.errors import InvalidArgumentError
 from btlab.marketdata.bars import aggregate_ticks
 from btlab.model.timeframe import Timeframe
-from btlab.store.base import Store, TimeLike, to_utc
+from btlab.store.base import Store
+from btlab.store.rows import TimeLike, to_utc
 
 SLICE_NS = 86_400 * 10**9  # read about one day of ticks at a time (rounded up to a multiple of every timeframe)
 

@@ -6,7 +6,7 @@ line (a file has one when the first field of its first line is not a number).
 Kinds and layouts
 -----------------
 * klines -- ``open_time, open, high, low, close, volume, close_time, quote_volume, count, taker_buy_volume,
-  taker_buy_quote_volume, ignore``: read and validated exactly as :func:`btlab.marketdata.files.read_bars_file`
+  taker_buy_quote_volume, ignore``: read and validated exactly as :func:`btlab.marketdata.sources.files.reader.read_bars_file`
   reads them (millisecond or microsecond open times, ``count`` -> ``trades``); a bad row rejects the whole file
   and nothing of it is written.
 * trades -- spot ``id, price, qty, quote_qty, time, is_buyer_maker, is_best_match`` (futures files lack
@@ -42,9 +42,9 @@ Large files are streamed in blocks (``chunk_bytes`` of CSV text at a time; Arrow
 constant whatever the file size: tick blocks are validated and upserted one by one (a file-level failure in the
 middle of a tick file -- corrupt zip, invalid UTF-8, a decompression bomb -- raises after the earlier blocks were
 written; they are valid, and importing the repaired file again simply rewrites them); kline files are staged
-block by block and published only when all of them are valid (:func:`btlab.marketdata.files.stage_bars_file`).
+block by block and published only when all of them are valid (:func:`btlab.marketdata.sources.files.importer.stage_bars_file`).
 The first lines of a file (to tell what it holds) are read with a length limit, compressed files are checked
-against decompression bombs (:func:`btlab.marketdata.csvio.open_csv`), and messages and quarantine samples quote at
+against decompression bombs (:func:`btlab.marketdata.sources.files.csvio.open_csv`), and messages and quarantine samples quote at
 most a short excerpt of a line.
 """
 
@@ -59,12 +59,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from btlab.errors import DataValidationError, InvalidArgumentError
-from btlab.marketdata.csvio import (
+from btlab.marketdata.sources.files.csvio import (
     EPOCH_UNIT_FACTORS,
-    EPOCH_UNIT_NAMES,
     EXCERPT_CHARS,
     CountingReader,
     CsvBlocks,
@@ -75,19 +73,21 @@ from btlab.marketdata.csvio import (
     looks_like_header,
     open_csv,
 )
-from btlab.marketdata.files import BINANCE_KLINE_COLUMNS, stage_bars_file
+from btlab.marketdata.sources.binance_vision.schemas import (
+    BLANK,
+    KLINE_COLUMNS,
+    TickLayout,
+    to_ticks,
+)
+from btlab.marketdata.sources.files.importer import stage_bars_file
 from btlab.marketdata.bars.from_ticks import bars_from_ticks
-from btlab.model.tick import split_valid_ticks
 from btlab.model.timeframe import Timeframe
 
 if TYPE_CHECKING:
     from btlab.store.base import Store
 
 __all__ = [
-    "AGG_TRADE_COLUMNS",
-    "KLINE_COLUMNS",
     "QUOTE_ASSETS",
-    "TRADE_COLUMNS",
     "QuarantinedRow",
     "VisionImportReport",
     "check_binance_vision",
@@ -97,12 +97,6 @@ __all__ = [
     "unified_symbol",
 ]
 
-KLINE_COLUMNS: tuple[str, ...] = BINANCE_KLINE_COLUMNS
-TRADE_COLUMNS: tuple[str, ...] = ("id", "price", "qty", "quote_qty", "time", "is_buyer_maker", "is_best_match")
-AGG_TRADE_COLUMNS: tuple[str, ...] = (
-    "agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time", "is_buyer_maker",
-    "is_best_match",
-)
 #: Quote assets of Binance markets, to split a market id (``BTCUSDT``) into ``BTC/USDT`` (longest match wins).
 QUOTE_ASSETS: tuple[str, ...] = (
     "USDT", "FDUSD", "USDC", "TUSD", "BUSD", "USDP", "USDS", "DAI", "UST", "PAX", "AEUR", "EURI", "EUR", "GBP",
@@ -114,21 +108,6 @@ KINDS = ("klines", "trades", "aggTrades")
 SAMPLE_ROWS = 20
 
 _NAME = re.compile(r"^(?P<market>[A-Za-z0-9]+)-(?P<what>aggTrades|trades|\d+(?:mo|[smhdw]))(?=[-_.]|$)", re.I)
-# header aliases of the columns a tick needs (data.binance.vision names; websocket letters for convenience)
-_TICK_FIELDS = {
-    "id": ("id", "agg_trade_id", "a", "t"),
-    "price": ("price", "p"),
-    "qty": ("qty", "quantity", "q"),
-    "time": ("time", "transact_time", "timestamp", "T"),
-    "ibm": ("is_buyer_maker", "m"),
-}
-_POSITIONS = {  # positional layouts: kind -> {field count: field index of id, price, qty, time, ibm}
-    "trades": {7: (0, 1, 2, 4, 5), 6: (0, 1, 2, 4, 5)},
-    "aggTrades": {8: (0, 1, 2, 5, 6), 7: (0, 1, 2, 5, 6)},
-}
-_DIGITS = r"^[0-9]+$"
-_BLANK = "blank line"  # not a quarantine reason: blank lines are skipped
-_UNIT_CODES = ("s", "ms", "us", "ns")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -513,10 +492,10 @@ class _TickState:
 
 def _import_ticks(path: Path, src: str, store: Store, exchange: str, symbol: str, kind: str, header: bool,
                   width: int, chunk_bytes: int, step: Callable[[int], None]) -> VisionImportReport:
-    positions = _POSITIONS[kind][width]
     if header:
-        head = [_norm(f) for f in head_lines(path, 1, src)[0].split(",")]
-        positions = _header_positions(head, src)
+        layout = TickLayout.from_header([_norm(f) for f in head_lines(path, 1, src)[0].split(",")], src)
+    else:
+        layout = TickLayout.positional(kind, width)
     state = _TickState()
 
     def on_invalid(line: int | None, fields: int, text: str) -> None:
@@ -530,7 +509,7 @@ def _import_ticks(path: Path, src: str, store: Store, exchange: str, symbol: str
         blocks = CsvBlocks(counter, src, width=width, skip_lines=1 if header else 0, block_bytes=chunk_bytes,
                            on_invalid=on_invalid)
         for batch, base in blocks:
-            _tick_batch(batch, base, blocks, positions, state, store, exchange, symbol, src)
+            _tick_batch(batch, base, blocks, layout, state, store, exchange, symbol, src)
             step(counter.count)
     first = None if state.first is None else pd.Timestamp(state.first, tz="UTC")
     last = None if state.last is None else pd.Timestamp(state.last, tz="UTC")
@@ -538,102 +517,29 @@ def _import_ticks(path: Path, src: str, store: Store, exchange: str, symbol: str
                               tuple(state.sample), first, last, state.missing_ids)
 
 
-def _header_positions(head: list[str], src: str) -> tuple[int, ...]:
-    """Field index of id, price, qty, time, is_buyer_maker, by header name."""
-    lowered = [h.lower() for h in head]
-    out = []
-    for key in ("id", "price", "qty", "time", "ibm"):
-        aliases = _TICK_FIELDS[key]
-        found = next((i for i, h in enumerate(head) if h in aliases), None)  # exact (T vs t)
-        if found is None:
-            found = next((i for i, h in enumerate(lowered) if h in {a.lower() for a in aliases if len(a) > 1}), None)
-        if found is None:
-            raise DataValidationError(
-                src, f"header {excerpt(','.join(head))}: no {'/'.join(a for a in aliases if len(a) > 1)} column"
-            )
-        out.append(found)
-    return tuple(out)
-
-
-def _tick_batch(batch: pa.RecordBatch, base: int, blocks: CsvBlocks, positions: tuple[int, ...], state: _TickState,
+def _tick_batch(batch: pa.RecordBatch, base: int, blocks: CsvBlocks, layout: TickLayout, state: _TickState,
                 store: Store, exchange: str, symbol: str, src: str) -> None:
-    n = batch.num_rows
-    if n == 0:
+    """Convert one block (:func:`~btlab.marketdata.sources.binance_vision.schemas.to_ticks`), count and sample
+    what it set aside, upsert its ticks and follow the file's span and trade-id sequence."""
+    if batch.num_rows == 0:
         return
-    i_id, i_price, i_qty, i_time, i_ibm = positions
-    ids_col, time_col = batch.column(i_id), batch.column(i_time)
-    reason = np.full(n, None, dtype=object)
-
-    def mark(mask: np.ndarray, text: str) -> None:
-        reason[mask & (reason == None)] = text  # noqa: E711 (elementwise)
-
-    blank = np.ones(n, dtype=bool)  # an empty line: every field empty or absent
-    for c in range(batch.num_columns):
-        column = batch.column(c)
-        blank &= pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True).to_numpy(zero_copy_only=False)
-    mark(blank, _BLANK)
-    id_ok = pc.match_substring_regex(pc.utf8_trim_whitespace(ids_col), _DIGITS).to_numpy(zero_copy_only=False)
-    mark(~id_ok, "trade id not a whole number")
-    time_ok = pc.match_substring_regex(pc.utf8_trim_whitespace(time_col), _DIGITS).to_numpy(zero_copy_only=False)
-    mark(~time_ok, "time not a whole number")
-    ibm = pc.utf8_lower(pc.utf8_trim_whitespace(batch.column(i_ibm)))
-    maker = pc.equal(ibm, "true").to_numpy(zero_copy_only=False)
-    ibm_ok = maker | pc.equal(ibm, "false").to_numpy(zero_copy_only=False)
-    mark(~ibm_ok, "is_buyer_maker not true/false")
-
-    ids = np.zeros(n, dtype=np.int64)
-    times = np.zeros(n, dtype=np.int64)
-    for target, col, ok, what in ((ids, ids_col, id_ok, "trade id"), (times, time_col, time_ok, "time")):
-        if ok.any():
-            good_text = pc.utf8_trim_whitespace(pc.filter(col, pa.array(ok)))
-            try:
-                target[ok] = pc.cast(good_text, pa.int64()).to_numpy()
-            except pa.ArrowInvalid:  # more digits than int64 holds: find them one by one (rare)
-                for i in np.flatnonzero(ok):
-                    try:
-                        target[i] = np.int64(int(col[i].as_py()))
-                    except OverflowError:
-                        mark(np.arange(n) == i, f"{what} out of range")
-    time_ok &= reason == None  # noqa: E711
-    if state.unit is None and time_ok.any():
-        units = epoch_units(times[time_ok])
-        state.unit = int(np.bincount(units, minlength=len(EPOCH_UNIT_NAMES)).argmax())
-    if state.unit is not None:
-        other = time_ok & (epoch_units(times) != state.unit)
-        mark(other, f"time not in {EPOCH_UNIT_NAMES[state.unit]} like the rest of the file")
-        mark(time_ok & (times <= 0), "time not positive")
-
-    pre_ok = reason == None  # noqa: E711
-    frame = pd.DataFrame({
-        "ts": times[pre_ok],
-        "price": batch.column(i_price).filter(pa.array(pre_ok)).to_pandas(),
-        "amount": batch.column(i_qty).filter(pa.array(pre_ok)).to_pandas(),
-        "trade_id": ids[pre_ok],
-    })
-    unit_code = _UNIT_CODES[state.unit] if state.unit is not None else "ms"
-    valid, bad = split_valid_ticks(frame, src, time_unit=unit_code)
-    pre_index = np.flatnonzero(pre_ok)
-    if len(bad):
-        reason[pre_index[bad["row"].to_numpy() - 1]] = bad["reason"].to_numpy()
-    good = reason == None  # noqa: E711
-
-    for i in np.flatnonzero(~good & ~blank):
-        state.quarantine(str(reason[i]))
+    block = to_ticks(batch, layout, state.unit, src)
+    state.unit = block.unit
+    for i in np.flatnonzero((block.reason != None) & (block.reason != BLANK)):  # noqa: E711
+        state.quarantine(str(block.reason[i]))
         if len(state.sample) < SAMPLE_ROWS:
             text = ",".join(str(batch.column(c)[int(i)].as_py()) for c in range(batch.num_columns))
-            state.keep(blocks.line(base + int(i)), str(reason[i]), text)
-
+            state.keep(blocks.line(base + int(i)), str(block.reason[i]), text)
+    valid = block.ticks
     if len(valid):
         valid["exchange"] = exchange
         valid["symbol"] = symbol
-        valid["side"] = np.where(maker[good], "sell", "buy")
         state.rows += store.upsert("ticks", valid)
         ns = valid["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         lo, hi = int(ns.min()), int(ns.max())
         state.first = lo if state.first is None else min(state.first, lo)
         state.last = hi if state.last is None else max(state.last, hi)
-        good_ids = ids[good]
-        seq = good_ids if state.prev_id is None else np.concatenate([[state.prev_id], good_ids])
+        seq = block.ids if state.prev_id is None else np.concatenate([[state.prev_id], block.ids])
         diff = np.diff(seq)
         state.missing_ids += int((diff[diff > 1] - 1).sum())
-        state.prev_id = int(good_ids[-1])
+        state.prev_id = int(block.ids[-1])

@@ -1,6 +1,6 @@
 """Low-level reading shared by the file importers: CSV containers (plain, gzip, zip), header detection, epoch times.
 
-Used by :mod:`btlab.marketdata.files` (bar files) and :mod:`btlab.marketdata.binance_vision` (data.binance.vision
+Used by :mod:`btlab.marketdata.sources.files.reader` (bar files) and :mod:`btlab.marketdata.sources.binance_vision.importer` (data.binance.vision
 files), so both read the same containers, lines and times the same way -- in blocks, so memory does not depend on
 the size of a file.
 

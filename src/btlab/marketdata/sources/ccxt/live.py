@@ -41,6 +41,7 @@ import pandas as pd
 
 from btlab.errors import BtlabError, InvalidArgumentError
 from btlab.marketdata.bars import StreamingAggregator
+from btlab.marketdata.sources.ccxt.schemas import trades_to_ticks
 from btlab.model.tick import split_valid_ticks
 from btlab.model.timeframe import Timeframe
 from btlab.store.base import Store
@@ -149,26 +150,6 @@ def _ns(values: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8
 
 
-def trades_to_ticks(trades: Sequence[dict[str, Any]], exchange: str, symbol: str) -> pd.DataFrame:
-    """ccxt unified trades -> a tick frame (:mod:`btlab.model.tick` layout, not yet validated).
-
-    ``timestamp`` (ms) becomes ``ts`` (ns, UTC); ``side`` is ccxt's taker side. Missing values stay missing so
-    that validation can quarantine them.
-    """
-    frame = pd.DataFrame(
-        {
-            "ts": [t.get("timestamp") for t in trades],
-            "trade_id": [None if t.get("id") is None else str(t.get("id")) for t in trades],
-            "price": [t.get("price") for t in trades],
-            "amount": [t.get("amount") for t in trades],
-            "side": [t.get("side") for t in trades],
-        }
-    )
-    frame.insert(1, "exchange", exchange)
-    frame.insert(2, "symbol", symbol)
-    return frame
-
-
 class _Symbol:
     """Per-symbol state: the aggregator, the last trade id seen, ticks not yet written."""
 
@@ -200,7 +181,7 @@ class LiveIngest:
         backfill: fill trade-id gaps over REST (exchanges in :data:`ID_BACKFILL`).
         max_time_skew: seconds a trade time may differ from the stream's watermark (or, before the first trade,
             the exchange's clock) before it is quarantined as impossible.
-        start_retry: a :class:`~btlab.marketdata.ccxt_history.RetryPolicy` for loading the markets at the start
+        start_retry: a :class:`~btlab.marketdata.sources.ccxt.retry.RetryPolicy` for loading the markets at the start
             (default: 3 retries with backoff).
 
     Raises (from :meth:`run`):
@@ -250,7 +231,7 @@ class LiveIngest:
         self.backfill = backfill and exchange_id in ID_BACKFILL
         self.max_time_skew = float(max_time_skew)
         if start_retry is None:
-            from btlab.marketdata.ccxt_history import RetryPolicy
+            from btlab.marketdata.sources.ccxt.retry import RetryPolicy
 
             start_retry = RetryPolicy(max_retries=3, max_delay=max_backoff)
         self.start_retry = start_retry
@@ -284,49 +265,21 @@ class LiveIngest:
         """Run until :meth:`stop`, ``duration`` seconds, ``idle_timeout`` seconds without any trade, or
         ``max_ticks`` trades received; then write pending ticks and return the :class:`LiveReport`.
 
+        Steps: connect (markets, clock, symbols checked), recover every symbol from the store, subscribe and
+        supervise (:meth:`_supervise`), and on the way out stop the subscriptions and write what is pending.
         ``on_update`` is called with the report about once a second (progress display).
         """
-        from btlab.marketdata.ccxt_exchange import make_exchange
-
-        from btlab.marketdata.ccxt_history import _call, _Counters
+        from btlab.marketdata.sources.ccxt.exchange import make_exchange
 
         self._rest = make_exchange(self.exchange_id, origin=self.origin, options=self.options)
         try:
-            # a few retries, then one line naming the exchange and what failed (ExchangeUnavailableError)
-            await asyncio.to_thread(_call, self._rest, self.start_retry, _Counters(), "load_markets",
-                                    self._rest.load_markets, retry_log_level=logging.INFO)
-            try:
-                self._server_ns = int(await asyncio.to_thread(self._rest.fetch_time)) * 1_000_000
-            except Exception:  # noqa: BLE001 - not every exchange has a clock endpoint; the watermark takes over
-                self._server_ns = None
-            for symbol in self.symbols:
-                if symbol not in self._rest.markets:
-                    from btlab.marketdata.ccxt_history import UnknownSymbolError
-
-                    raise UnknownSymbolError(f"{self.exchange_id} has no market {symbol!r}")
+            await self._connect()
             for st in self._state.values():
                 await self._recover(st)
             tasks = [asyncio.create_task(self._watch(st)) for st in self._state.values()]
-            started = time.monotonic()
             try:
-                while not self._stop:
-                    await asyncio.sleep(0.2)
-                    now = time.monotonic()
-                    if any(t.done() and t.exception() for t in tasks):
-                        for t in tasks:
-                            if t.done() and t.exception():
-                                raise t.exception()  # type: ignore[misc]
-                    if now - self._last_flush >= self.flush_seconds:
-                        self._flush_all()
-                    if on_update is not None:
-                        on_update(self._snapshot())
-                    if duration is not None and now - started >= duration:
-                        break
-                    if idle_timeout is not None and all(now - st.last_trade_wall >= idle_timeout
-                                                        for st in self._state.values()):
-                        break
-                    if max_ticks is not None and self._received() >= max_ticks:
-                        break
+                await self._supervise(tasks, duration=duration, idle_timeout=idle_timeout, max_ticks=max_ticks,
+                                      on_update=on_update)
             finally:
                 self._stop = True  # a watch loop whose cancellation is lost still ends at its next turn
                 for t in tasks:
@@ -340,6 +293,46 @@ class LiveIngest:
             if close is not None:
                 close()
         return self._snapshot()
+
+    async def _connect(self) -> None:
+        """Load the markets (a few retries, then one line naming the exchange and what failed:
+        ExchangeUnavailableError), read the exchange's clock if it has one, check the symbols."""
+        from btlab.marketdata.sources.ccxt.exchange import UnknownSymbolError
+        from btlab.marketdata.sources.ccxt.retry import Counters, call
+
+        await asyncio.to_thread(call, self._rest, self.start_retry, Counters(), "load_markets",
+                                self._rest.load_markets, retry_log_level=logging.INFO)
+        try:
+            self._server_ns = int(await asyncio.to_thread(self._rest.fetch_time)) * 1_000_000
+        except Exception:  # noqa: BLE001 - not every exchange has a clock endpoint; the watermark takes over
+            self._server_ns = None
+        for symbol in self.symbols:
+            if symbol not in self._rest.markets:
+                raise UnknownSymbolError(f"{self.exchange_id} has no market {symbol!r}")
+
+    async def _supervise(self, tasks: Sequence[asyncio.Task], *, duration: float | None,
+                         idle_timeout: float | None, max_ticks: int | None,
+                         on_update: Callable[[LiveReport], None] | None) -> None:
+        """Every 0.2 s: raise a subscription's error, flush ticks when due, report progress, and return once a stop
+        condition holds (:meth:`stop`, ``duration``, ``idle_timeout`` on every symbol, ``max_ticks``)."""
+        started = time.monotonic()
+        while not self._stop:
+            await asyncio.sleep(0.2)
+            now = time.monotonic()
+            for t in tasks:
+                if t.done() and t.exception():
+                    raise t.exception()  # type: ignore[misc]
+            if now - self._last_flush >= self.flush_seconds:
+                self._flush_all()
+            if on_update is not None:
+                on_update(self._snapshot())
+            if duration is not None and now - started >= duration:
+                return
+            if idle_timeout is not None and all(now - st.last_trade_wall >= idle_timeout
+                                                for st in self._state.values()):
+                return
+            if max_ticks is not None and self._received() >= max_ticks:
+                return
 
     def late_trades(self, symbol: str) -> pd.DataFrame:
         """The last late trades of ``symbol``: ``ts`` (UTC), ``price``, ``amount``, ``trade_id`` (int), ``watermark``
@@ -370,14 +363,15 @@ class LiveIngest:
             self.report.recovered += len(ticks)
             self._write_bars(st)
         if st.numeric_ids:
-            last_id = self.store.trade_ids(exchange=self.exchange_id, symbol=st.symbol, start=last_tick)
-            st.last_id = max(int(i) for i in last_id)
+            last = self.store.last_trade(exchange=self.exchange_id, symbol=st.symbol, start=last_tick)
+            assert last is not None
+            st.last_id = int(last.trade_id)
             if self.backfill:
                 await self._backfill(st, None)
 
     # ---- live ---------------------------------------------------------------------------------------------------
     async def _watch(self, st: _Symbol) -> None:
-        from btlab.marketdata.ccxt_exchange import make_exchange
+        from btlab.marketdata.sources.ccxt.exchange import make_exchange
 
         attempt = 0
         reconnecting = False

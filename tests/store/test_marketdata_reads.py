@@ -1,0 +1,86 @@
+"""The Store's reads for ingest planners: ``missing_ranges`` (what a bar request still needs) and ``last_trade``
+(where a trade ingest resumes), on real Binance data in every backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from btlab.store.base import Store
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+AGG_FILE = DATA / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv"
+AGG_COLUMNS = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
+               "is_buyer_maker", "is_best_match"]
+HOUR = pd.Timedelta(1, "h")
+
+
+def _agg_ticks(exchange: str) -> pd.DataFrame:
+    """The real XRP/ETH aggTrades as ``ticks`` rows, read with pandas only."""
+    raw = pd.read_csv(AGG_FILE, header=None, names=AGG_COLUMNS)
+    return pd.DataFrame({
+        "ts": pd.to_datetime(raw["transact_time"], unit="ms", utc=True),
+        "exchange": exchange, "symbol": "XRP/ETH", "trade_id": raw["agg_trade_id"].astype(str),
+        "price": raw["price"], "amount": raw["quantity"],
+        "side": raw["is_buyer_maker"].map({True: "sell", False: "buy"}),
+    })
+
+
+def test_missing_ranges_are_the_edges_of_the_stored_bars(store: Store, uid: str, btc_1h: pd.DataFrame) -> None:
+    bars = btc_1h.iloc[1000:1200].reset_index(drop=True)
+    key = {"exchange": uid, "symbol": "BTC/USDT", "timeframe": "1h"}
+    t = btc_1h["ts"]
+    lo, hi = t.iloc[900], t.iloc[1400]
+    assert store.missing_ranges(**key, start=lo, end=hi) == [(lo, hi)]  # nothing stored: everything
+    store.write_bars(bars, **key, source="test")
+    first, after = bars["ts"].iloc[0], bars["ts"].iloc[-1] + HOUR
+    assert store.missing_ranges(**key, start=lo, end=hi) == [(lo, first), (after, hi)]
+    assert store.missing_ranges(**key, start=first, end=hi) == [(after, hi)]
+    assert store.missing_ranges(**key, start=lo, end=after) == [(lo, first)]
+    assert store.missing_ranges(**key, start=first, end=after) == []  # all there
+    assert store.missing_ranges(**key, start=hi, end=lo) == []
+    # a hole between the first and the last stored bar is a gap, not something the source still owes
+    store.delete_bars(**key, start=bars["ts"].iloc[50], end=bars["ts"].iloc[60])
+    assert store.missing_ranges(**key, start=lo, end=hi) == [(lo, first), (after, hi)]
+    # bounds are inclusive/exclusive like every read: a request ending at the first stored bar needs all of it
+    assert store.missing_ranges(**key, start=lo, end=first) == [(lo, first)]
+    # stored bars outside the request do not shrink it
+    inner_lo, inner_hi = t.iloc[1300], t.iloc[1350]
+    assert store.missing_ranges(**key, start=inner_lo, end=inner_hi) == [(inner_lo, inner_hi)]
+
+
+def test_last_trade_is_the_largest_id_at_the_last_time(store: Store, uid: str) -> None:
+    ticks = _agg_ticks(uid)
+    store.upsert("ticks", ticks)
+    assert store.last_trade(exchange=uid, symbol="BTC/USDT") is None
+    start, end = ticks["ts"].iloc[100], ticks["ts"].iloc[5000]
+    inside = ticks[(ticks["ts"] >= start) & (ticks["ts"] < end)]
+    last_ts = inside["ts"].max()
+    expected_id = str(inside.loc[inside["ts"] == last_ts, "trade_id"].astype(int).max())
+    got = store.last_trade(exchange=uid, symbol="XRP/ETH", start=start, end=end)
+    assert got is not None
+    assert (got.ticks, got.first, got.last, got.trade_id) == (len(inside), inside["ts"].min(), last_ts, expected_id)
+    whole = store.last_trade(exchange=uid, symbol="XRP/ETH")
+    assert whole is not None and whole.trade_id == str(ticks["trade_id"].astype(int).max())
+
+
+def test_last_trade_orders_ids_as_numbers_unless_one_is_text(store: Store, uid: str) -> None:
+    ticks = _agg_ticks(uid).iloc[:3].copy()
+    ticks["ts"] = ticks["ts"].iloc[0]  # three trades at one time
+    ticks["trade_id"] = ["9", "10", "8"]
+    store.upsert("ticks", ticks)
+    got = store.last_trade(exchange=uid, symbol="XRP/ETH")
+    assert got is not None and got.trade_id == "10"  # not "9", the largest text
+    text = ticks.assign(symbol="ETH/XRP", trade_id=["a9", "a10", "a8"])
+    store.upsert("ticks", text)
+    got = store.last_trade(exchange=uid, symbol="ETH/XRP")
+    assert got is not None and got.trade_id == "a9"
+
+
+@pytest.mark.parametrize("bound", ["start", "end"])
+def test_missing_ranges_needs_both_bounds(store: Store, uid: str, bound: str) -> None:
+    args = {"start": pd.Timestamp("2024-01-01", tz="UTC"), "end": pd.Timestamp("2024-01-02", tz="UTC"), bound: None}
+    with pytest.raises(ValueError, match="both"):
+        store.missing_ranges(exchange=uid, symbol="BTC/USDT", timeframe="1h", **args)
