@@ -21,6 +21,11 @@ QUESTDB_TYPES = {"timestamp": "TIMESTAMP", "symbol": "SYMBOL", "string": "VARCHA
 #: Suffix of the temporary copy a delete builds (see :meth:`QuestDBStore.delete_rows`).
 KEEP_SUFFIX = "_btlab_keep"
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+#: Values :func:`export_bars_sql` writes into a query: no quote, backslash or control character can occur, so a
+#: value can never end its string literal (exchange ids, unified symbols such as ``BTC/USDT:USDT``, timeframes).
+_LITERAL_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/:._@+\- ]{0,99}$")
+#: The columns a bar read selects, in order.
+BAR_SELECT = "SELECT ts, open, high, low, close, volume, trades, vwap FROM ohlcv"
 
 
 def table_ddl(table: Table, name: str | None = None) -> str:
@@ -77,6 +82,9 @@ def questdb_only_statements() -> list[str]:
     samples.update({name: RowFilter(name, {"run_id": ["a", "b"]}) for name in RUN_TABLES})
     for name, row_filter in samples.items():
         out += list(delete_statements(TABLES[name], row_filter.where()[0]).values())
+    out.append(export_bars_sql("binance", "BTC/USDT:USDT", "1m", pd.Timestamp("2024-01-01"),
+                               pd.Timestamp("2024-02-01 00:00:00.000001")))
+    out.append(export_bars_sql("cryptocompare:kraken", "ETH/USD", "1h", None, None))
     stage = f"ohlcv{STAGE_INFIX}0123456789ab"
     out += [table_ddl(TABLES["ohlcv"], name=stage), *staging_statements(TABLES["ohlcv"], stage, "INSERT").values()]
     return out
@@ -174,10 +182,33 @@ def ilp_frame(table: Table, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str
     text_cols = [c.name for c in table.columns if c.kind in ("symbol", "string")]
     for col in text_cols:
         values = batch[col]
-        if not values.map(lambda v: v is None or isinstance(v, str)).all():
+        if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):  # C loop; str or None only
             batch[col] = values.map(lambda v: v if v is None or isinstance(v, str) else str(v))
-    batch = batch.drop_duplicates(subset=list(table.key), keep="last")  # last of a key wins, in any backend
+    ns = batch["ts"].array.asi8 if "ts" in table.key else None
+    if ns is None or len(ns) < 2 or not (ns[1:] > ns[:-1]).all():  # strictly increasing ts: keys unique, sorted
+        batch = batch.drop_duplicates(subset=list(table.key), keep="last")  # last of a key wins, in any backend
+        batch = batch.sort_values("ts", kind="stable")
     keep = [c for c in batch.columns if c == "ts" or batch[c].notna().any()]
-    batch = batch[keep].sort_values("ts", kind="stable").reset_index(drop=True)
+    batch = batch[keep].reset_index(drop=True)
     symbols = [c for c in table.kinds("symbol") if c in batch.columns]
     return batch, symbols
+
+
+def export_bars_sql(exchange: str, symbol: str, timeframe: str, start: pd.Timestamp | None,
+                    end: pd.Timestamp | None) -> str | None:
+    """The bar read of :meth:`QuestDBStore.read_bars` as ONE query text for ``/exp`` (which has no bind variables):
+    ``start <= ts < end`` (naive UTC or aware; either optional, compared as ISO timestamps with microseconds).
+
+    Values go into string literals only when they match a strict pattern (letters, digits and ``/ : . _ @ + -``
+    and space; no quote can occur); for anything else it returns None and the caller binds them over PG wire.
+    """
+    values = (exchange, symbol, timeframe)
+    if not all(isinstance(v, str) and _LITERAL_SAFE.match(v) for v in values):
+        return None
+    sql = BAR_SELECT + " WHERE exchange = '{}' AND symbol = '{}' AND timeframe = '{}'".format(*values)
+    for op, bound in ((">=", start), ("<", end)):
+        if bound is not None:
+            ts = pd.Timestamp(bound)
+            ts = ts.tz_localize(None) if ts.tzinfo is None else ts.tz_convert("UTC").tz_localize(None)
+            sql += f" AND ts {op} '{ts.ceil('us'):%Y-%m-%dT%H:%M:%S.%f}Z'"
+    return sql + " ORDER BY ts"
