@@ -13,6 +13,7 @@ import bench_import  # noqa: E402
 import bench_import_memory  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_startup  # noqa: E402
+import bench_store  # noqa: E402
 import bench_stream  # noqa: E402
 from common import machine  # noqa: E402
 
@@ -56,6 +57,10 @@ def main() -> None:
         "## Import memory on hostile and big files (issue 7)",
         "",
         *bench_import_memory.run(),
+        "",
+        "## The store at the speed of its engines (issue 8)",
+        "",
+        *bench_store.run(),
         "",
     ]
     text = "\n".join(out)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import sqlrecord
-from btlab.store.questdb import questdb_only_statements
+from btlab.store.questdb_sql import questdb_only_statements
 from realdata import DATA
 
 HERE = Path(__file__).resolve().parent / "questdb_sql"

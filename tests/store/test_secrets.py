@@ -25,7 +25,7 @@ import btlab
 from btlab.errors import StoreConfigError, StoreUnavailableError
 from btlab.store import open_store
 from btlab.store.duckdb import DuckDBStore
-from btlab.store.questdb import parse_address
+from btlab.store.questdb_address import parse_address
 from cliproc import assert_one_line, btlab_cli
 from realdata import REPO, btc_1h
 
@@ -158,7 +158,7 @@ def test_debug_output_names_no_secret():
 def test_pg_connect_params_from_addresses(tmp_path):
     import psycopg
 
-    from btlab.store.questdb import pg_connect_params
+    from btlab.store.questdb_address import pg_connect_params
 
     plain = pg_connect_params(parse_address(f"http::addr=db:9000;pg_password={PGPW};"), connect_timeout=5)
     assert {k: plain[k] for k in ("host", "port", "user", "password", "dbname")} == {

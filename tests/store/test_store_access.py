@@ -16,7 +16,7 @@ import pytest
 from btlab.errors import StoreConfigError, StoreNotFoundError, StoreUnavailableError
 from btlab.store import open_store
 from btlab.store.duckdb import DuckDBStore
-from btlab.store.questdb import parse_address
+from btlab.store.questdb_address import parse_address
 from conftest import questdb_address, requires_questdb
 from realdata import AAPL_1D, BTC_1H, BTC_1M, TESTS, btc_1h, btc_1m
 from cliproc import btlab_cli, error_lines
@@ -310,7 +310,8 @@ def test_questdb_read_only_store_writes_nothing(uid):
 def test_questdb_leftover_delete_copy_is_dropped_when_the_table_is_intact(uid):
     """A delete cut short after building its copy (before DROP) leaves ``<table>_btlab_keep`` beside the intact
     table: the next read-write open drops the copy and keeps the table."""
-    from btlab.store.questdb import KEEP_SUFFIX, QuestDBStore, table_ddl
+    from btlab.store.questdb import QuestDBStore
+    from btlab.store.questdb_sql import KEEP_SUFFIX, table_ddl
     from btlab.store.schema import TABLES
 
     address = questdb_address()

@@ -25,14 +25,9 @@ from btlab.model.bar import BAR_COLUMNS, validate_bars
 from btlab.store.base import conform
 from btlab.store.duckdb import DuckDBStore
 from btlab.store.factory import open_store
-from btlab.store.questdb import (
-    QuestDBStore,
-    dedup_keys,
-    ilp_frame,
-    parse_address,
-    table_ddl,
-    to_pyformat,
-)
+from btlab.store.questdb import QuestDBStore
+from btlab.store.questdb_address import parse_address
+from btlab.store.questdb_sql import dedup_keys, ilp_frame, table_ddl, to_pyformat
 from btlab.store.schema import TABLES
 
 SYMBOL = "BTC/USDT"

@@ -10,7 +10,7 @@ from btlab.errors import StoreConfigError
 from btlab.store.base import Store
 
 if TYPE_CHECKING:
-    from btlab.store.questdb import QuestDBConfig
+    from btlab.store.questdb_address import QuestDBConfig
 
 # tcp:: is recognised only so that the QuestDB backend can refuse it clearly (ILP over TCP has no transactions)
 QUESTDB_PREFIXES = ("http::", "https::", "tcp::", "tcps::", "questdb://")
@@ -25,7 +25,7 @@ def open_store(address: StoreTarget | None = None, *, read_only: bool = False) -
     """Open the store at ``address`` (default: ``BTLAB_STORE``, else the default DuckDB file).
 
     ``address`` may also be what :func:`reopen_target` returned for an open store (for QuestDB, its
-    :class:`~btlab.store.questdb.QuestDBConfig`, credentials included): the same store is opened again.
+    :class:`~btlab.store.questdb_address.QuestDBConfig`, credentials included): the same store is opened again.
 
     ``read_only=True`` is for commands that only read (listing runs, coverage, reports): nothing is created (no
     file, no folder, no table) and nothing can be written; a DuckDB file must already exist. Several read-only
@@ -41,7 +41,7 @@ def open_store(address: StoreTarget | None = None, *, read_only: bool = False) -
     Raises:
         StoreConfigError: the address is malformed, names an existing file that is not a DuckDB database, or a
             ``BTLAB_*`` setting (e.g. ``BTLAB_LOCK_TIMEOUT``) is invalid. No message quotes a password or token
-            (:func:`btlab.store.questdb.redact_address`).
+            (:func:`btlab.store.questdb_address.redact_address`).
         StoreNotFoundError: ``read_only`` and there is no store at the address.
         StoreUnavailableError: the store cannot be reached (or its file stays locked by another process:
             :class:`~btlab.errors.StoreLockedError`, naming it); the message names the address.
@@ -51,7 +51,8 @@ def open_store(address: StoreTarget | None = None, *, read_only: bool = False) -
     if address is None:
         address = store_address()
     if not isinstance(address, str):
-        from btlab.store.questdb import QuestDBConfig, QuestDBStore
+        from btlab.store.questdb import QuestDBStore
+        from btlab.store.questdb_address import QuestDBConfig
 
         if not isinstance(address, QuestDBConfig):
             raise TypeError(f"open_store takes an address string, not {type(address).__name__}")
@@ -64,7 +65,7 @@ def open_store(address: StoreTarget | None = None, *, read_only: bool = False) -
 
         return QuestDBStore.from_address(address, read_only=read_only)
     if ("://" in address and not address.startswith("duckdb://")) or _CONF_PREFIX.match(address):
-        from btlab.store.questdb import redact_address
+        from btlab.store.questdb_address import redact_address
 
         raise StoreConfigError(
             f"unknown store address {redact_address(address)!r}: use a DuckDB file path, duckdb:///path, or a "
@@ -77,7 +78,7 @@ def open_store(address: StoreTarget | None = None, *, read_only: bool = False) -
 
 def reopen_target(store: Store) -> StoreTarget:
     """What :func:`open_store` takes to open ``store`` again: its DuckDB path, or for QuestDB its private
-    :class:`~btlab.store.questdb.QuestDBConfig` (credentials included; its ``repr`` shows none). Keep it inside
+    :class:`~btlab.store.questdb_address.QuestDBConfig` (credentials included; its ``repr`` shows none). Keep it inside
     the process: never print, log or store it -- ``store.address`` is the form for people."""
     questdb = sys.modules.get("btlab.store.questdb")  # not loaded: the store cannot be a QuestDB one
     if questdb is not None and isinstance(store, questdb.QuestDBStore):
