@@ -4,7 +4,7 @@ Backends implement five primitives (:meth:`Store.ensure_schema`, :meth:`Store.up
 :meth:`Store.delete_rows`, :meth:`Store.close`); everything a caller uses (bars, runs, equity, trades, orders, and
 deleting them) is written once on top of them, so the backends cannot drift apart: backtest results here, market
 data (bars, ticks, the ingest planners' reads) in :mod:`btlab.store.marketdata` (a mixin of :class:`Store`), row
-selection and time bounds in :mod:`btlab.store.rows`. Both backends pass ``tests/test_store_conformance.py``. Staging (:meth:`Store.staging`: rows collected in a private table, then
+selection and time bounds in :mod:`btlab.store.rows`. Both backends pass ``tests/store/test_store_conformance.py``. Staging (:meth:`Store.staging`: rows collected in a private table, then
 published) is written here too, on four small backend hooks (create, append, run the copies, drop).
 
 SQL here uses ``?`` placeholders for every value (never string formatting of user input); a backend whose

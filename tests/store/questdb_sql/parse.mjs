@@ -1,5 +1,5 @@
 // Reads a JSON array of SQL statements on stdin; writes a JSON array of error lists (one per statement, [] = parsed).
-// Used by tests/test_questdb_sql.py: every QuestDB statement btlab sends must parse with QuestDB's own parser.
+// Used by tests/store/test_questdb_sql.py: every QuestDB statement btlab sends must parse with QuestDB's own parser.
 import { parseToAst } from "@questdb/sql-parser";
 
 let input = "";

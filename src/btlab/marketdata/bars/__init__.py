@@ -12,7 +12,7 @@ Rules for one bar (trades taken in the canonical order of :mod:`btlab.model.tick
     - ``volume`` = sum of ``amount`` (base asset), rounded to ``volume_decimals`` decimals (default 8). Exchanges
       add the decimal strings exactly; float addition leaves a few ulps of noise that rounding removes. On the
       recorded Binance BTC/USDT trades the unrounded float sum misses the exchange's kline volume in some minutes,
-      the rounded one matches every minute (``tests/test_aggregate.py``). Rounding also makes volume independent
+      the rounded one matches every minute (``tests/marketdata/bars/test_aggregate.py``). Rounding also makes volume independent
       of summation order and grouping, so 1m -> 1h resampling equals ticks -> 1h exactly.
       ``volume_decimals=None`` keeps the raw float sum (use it for assets with more than 8 decimals).
     - ``trades`` = number of trades; ``vwap`` = sum(price * amount) / sum(amount) (unrounded float sums, in
