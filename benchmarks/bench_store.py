@@ -33,7 +33,8 @@ import duckdb
 import pandas as pd
 
 from btlab.model.bar import validate_bars
-from btlab.store.base import Store, bar_rows, conform
+from btlab.store.base import Store, conform
+from btlab.store.marketdata import bar_rows
 from btlab.store.duckdb import DuckDBStore, table_ddl
 from btlab.store.schema import TABLES
 from common import DATA, timeit

@@ -445,7 +445,7 @@ class DuckDBStore(Store):
         How, in ONE transaction:
 
         * only the bar columns are handed to DuckDB; the series' identity and ``source`` are bound once (not
-          scanned as a million Python strings, as :func:`~btlab.store.base.bar_rows` would make them);
+          scanned as a million Python strings, as :func:`~btlab.store.marketdata.bar_rows` would make them);
         * bars without a ``trades`` column get an all-null one before :func:`~btlab.model.bar.validate_bars` (the
           column it would add, built without a Python list of a million nulls);
         * when a batch of at least :attr:`write_overlap_rows` bars meets stored bars of the series within its

@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 from btlab.errors import StoreConfigError, StoreNotFoundError, StoreUnavailableError
 from btlab.model.timeframe import Timeframe
-from btlab.store.base import RowFilter, Store, TimeLike, to_utc
+from btlab.store.base import Store
+from btlab.store.rows import RowFilter, TimeLike, to_utc
 from btlab.store.questdb_address import QuestDBConfig, join_host_port, one_line, parse_address, pg_connect_params
 from btlab.store.questdb_export import ExportError, ExportTimeout, decode_export, fetch_export
 from btlab.store.questdb_sql import (
