@@ -18,6 +18,7 @@ import duckdb
 from btlab.errors import StoreConfigError, StoreLockedError, StoreNotFoundError, StoreUnavailableError
 from btlab.model.timeframe import Timeframe
 from btlab.store.base import RowFilter, Store, conform, utc_row
+from btlab.store.rows import param_time
 from btlab.store.schema import TABLES, Table
 
 if TYPE_CHECKING:
@@ -480,7 +481,7 @@ class DuckDBStore(Store):
     def _stored_span(self, con: duckdb.DuckDBPyConnection, series: tuple[str, str, str, str], ts: pd.Series) -> bool:
         """Whether the series holds bars between the first and the last of ``ts`` (validated bar times, sorted)."""
         sql = "SELECT count(*) FROM ohlcv WHERE exchange = ? AND symbol = ? AND timeframe = ? AND ts >= ? AND ts <= ?"
-        params = [*series[:3], self._param_time(ts.iloc[0]), self._param_time(ts.iloc[-1])]
+        params = [*series[:3], param_time(ts.iloc[0]), param_time(ts.iloc[-1])]
         ((count,),) = con.execute(sql, params).fetchall()
         return bool(count)
 
