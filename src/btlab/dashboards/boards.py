@@ -190,13 +190,15 @@ def runs() -> gdash.Dashboard:
                  "&from=${__data.fields.from_ms}&to=${__data.fields.to_ms}"))
     hidden = [field_override(name, custom_hidden=True) for name in ("from_ms", "to_ms")]
     run_table = (table.Panel().title("Runs").datasource(QUESTDB).filterable(True)
-                 .description("Runs started in the time range, newest first. Click a column header to sort, the "
+                 .description("Runs whose data range overlaps the time range, newest first. Click a column "
+                              "header to sort, the "
                               "funnel to filter; a run id opens the run's dashboard over its data range. "
                               + CONVENTIONS)
                  .with_target(SQL(
                      f"SELECT {RUN_COLUMNS}, cast(data_from AS long) / 1000 AS from_ms, "
                      "cast(dateadd('d', 1, data_to) AS long) / 1000 AS to_ms FROM bt_runs "
-                     "WHERE $__timeFilter(ts) AND $__conditionalAll(strategy IN ($strategy), $strategy) "
+                     "WHERE data_to >= $__fromTime AND data_from <= $__toTime "
+                     "AND $__conditionalAll(strategy IN ($strategy), $strategy) "
                      "AND $__conditionalAll(status IN ($status), $status) "
                      "AND $__conditionalAll(exchange IN ($exchange), $exchange) "
                      "AND $__conditionalAll(symbols IN ($symbols), $symbols) ORDER BY ts DESC", table=True))
@@ -206,8 +208,10 @@ def runs() -> gdash.Dashboard:
     for name in ("total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"):
         run_table = run_table.override_by_name(*field_override(name, unit="percentunit", decimals=2))
 
-    board = (new_dashboard(RUNS_UID, "btlab: runs", "Every recorded backtest run; compare equity curves.")
-             .time("now-1y", "now").refresh("30s")
+    board = (new_dashboard(RUNS_UID, "btlab: runs",
+                           "Every recorded backtest run whose data range overlaps the time range; compare "
+                           "equity curves of chosen runs over the same range.")
+             .time("now-10y", "now").refresh("30s")
              .link(dashboard_link("Backtest run", RUN_UID))
              .with_variable(query_variable("strategy", "SELECT DISTINCT strategy FROM bt_runs ORDER BY strategy",
                                            multi=True, include_all=True))
