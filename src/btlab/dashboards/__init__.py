@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from btlab.dashboards import boards as _boards  # noqa: F401  (registers the dashboards)
-from btlab.dashboards.alerts import RULES, alert_rules_file, contact_points_file
+from btlab.dashboards.alerts import RULES, alert_rules_file
 from btlab.dashboards.core import REGISTRY, SQL, dashboard, query_variable
 from btlab.dashboards.health import BT_HEALTH, HEALTH_METRICS
 
@@ -24,7 +24,6 @@ __all__ = ["BT_HEALTH", "HEALTH_METRICS", "REGISTRY", "RULES", "SQL", "build", "
            "query_variable", "render"]
 
 ALERT_RULES_FILE = "btlab-alert-rules.json"
-CONTACT_POINTS_FILE = "btlab-contact-points.json"
 
 
 def dashboard_json(uid: str) -> dict[str, Any]:
@@ -44,7 +43,6 @@ def render() -> dict[str, str]:
     """Every generated file: ``{path relative to deploy/grafana: text}`` (deterministic: same code, same text)."""
     files = {f"dashboards/{uid}.json": _dump(dashboard_json(uid)) for uid in REGISTRY}
     files[f"provisioning/alerting/{ALERT_RULES_FILE}"] = _dump(alert_rules_file())
-    files[f"provisioning/alerting/{CONTACT_POINTS_FILE}"] = _dump(contact_points_file())
     return files
 
 

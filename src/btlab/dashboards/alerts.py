@@ -3,8 +3,10 @@
 Rules query QuestDB through the provisioned data source (alert queries run in Grafana's backend: the plugin's
 time macros are expanded there, dashboard variables do not exist, so the SQL names no variable). Each rule's
 query returns one row per instance (string columns become labels, one numeric column the value) and a threshold
-expression fires on it. Notifications go to the contact point :data:`CONTACT_POINT` through the default
-notification policy (deploy/README.md says how to add a contact point).
+expression fires on it. No contact point is provisioned: notifications follow Grafana's default notification
+policy to its built-in contact point ``grafana-default-email`` (which sends nothing until SMTP and an address are
+configured); every firing alert is listed under Alerting > Alert rules either way. deploy/README.md shows how to
+add a contact point and route btlab's alerts (label ``source=btlab``) to it.
 
 Thresholds (seconds or counts) are module constants so that a deployment can change them in one place.
 """
@@ -28,7 +30,6 @@ HEARTBEAT_SECONDS = 60
 #: Late + quarantined trades per instrument over the last 5 minutes above this fire "bad trades".
 BAD_TRADES_PER_5M = 50
 
-CONTACT_POINT = "btlab-default"
 RULE_GROUP = "btlab"
 EVALUATE_EVERY = "1m"
 
@@ -128,21 +129,3 @@ def alert_rules_file() -> dict[str, Any]:
     return {"apiVersion": 1, "groups": [{
         "orgId": 1, "name": RULE_GROUP, "folder": FOLDER_TITLE, "interval": EVALUATE_EVERY,
         "rules": [_rule(r) for r in RULES]}]}
-
-
-def contact_points_file() -> dict[str, Any]:
-    """Contact point and notification policy: every btlab alert goes to :data:`CONTACT_POINT`.
-
-    The provisioned contact point is an e-mail one addressed through ``$BTLAB_ALERT_EMAIL`` (Grafana expands
-    environment variables in provisioning files); it sends only once SMTP is configured (``GF_SMTP_*``).
-    deploy/README.md says how to add another (Slack, webhook, ...) and route btlab's alerts to it.
-    """
-    return {
-        "apiVersion": 1,
-        "contactPoints": [{"orgId": 1, "name": CONTACT_POINT, "receivers": [{
-            "uid": "btlab-default-email", "type": "email",
-            "settings": {"addresses": "${BTLAB_ALERT_EMAIL}", "singleEmail": True},
-            "disableResolveMessage": False}]}],
-        "policies": [{"orgId": 1, "receiver": CONTACT_POINT, "group_by": ["grafana_folder", "alertname"],
-                      "group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h"}],
-    }
