@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from grafana_sql import ALL, expand
 
 from btlab.dashboards import BT_HEALTH, REGISTRY, alert_rules_file, dashboard_json
 from btlab.store.schema import TABLES
-from grafana_sql import ALL, expand
 
 HERE = Path(__file__).resolve().parent
 PARSER_DIR = HERE.parent / "store" / "questdb_sql"

@@ -6,10 +6,10 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
+
+from realdata import REPO
 
 from btlab.dashboards import REGISTRY, build, dashboard_json, render
-from realdata import REPO
 
 GRAFANA = REPO / "deploy" / "grafana"
 

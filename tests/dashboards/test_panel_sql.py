@@ -8,8 +8,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
-from grafana_sql import ALL, backend_macros, conditional_all, expand, sample_by_interval, template
+from grafana_sql import (
+    ALL,
+    backend_macros,
+    conditional_all,
+    sample_by_interval,
+    template,
+)
 from panel_sql import analyse, expansions, problems, statements
 
 UTC = dt.timezone.utc

@@ -17,12 +17,12 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-
-from btlab.store.schema import TABLES
 from conftest import QUESTDB_SKIP_REASON, questdb_address
 from grafana_sql import expand
 from panel_sql import SAMPLE_VALUES, Statement, statements
 from realdata import BTC_1H
+
+from btlab.store.schema import TABLES
 
 pytestmark = [pytest.mark.questdb, pytest.mark.skipif(questdb_address() is None, reason=QUESTDB_SKIP_REASON)]
 

@@ -7,7 +7,13 @@ values come only from Grafana variables. Times are UTC; bars are stamped with th
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import barchart, candlestick, stat, table, timeseries
+from grafana_foundation_sdk.builders import (
+    barchart,
+    candlestick,
+    stat,
+    table,
+    timeseries,
+)
 from grafana_foundation_sdk.builders import dashboard as gdash
 from grafana_foundation_sdk.models import dashboard as mdash
 from grafana_foundation_sdk.models.candlestick import VizDisplayMode
