@@ -1,0 +1,351 @@
+"""btlab's Grafana dashboards: backtest run, runs, market data, pipeline health.
+
+Each function builds one dashboard with grafana-foundation-sdk and registers it (:func:`~btlab.dashboards.core.
+dashboard`). All SQL is QuestDB SQL for the QuestDB data source plugin (macros: see :mod:`btlab.dashboards.core`);
+values come only from Grafana variables. Times are UTC; bars are stamped with their OPEN time (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import (
+    barchart,
+    candlestick,
+    stat,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.builders import dashboard as gdash
+from grafana_foundation_sdk.models import dashboard as mdash
+from grafana_foundation_sdk.models.candlestick import VizDisplayMode
+from grafana_foundation_sdk.models.common import VisibilityMode
+
+from btlab.dashboards.core import (
+    QUESTDB,
+    SQL,
+    dashboard,
+    dashboard_link,
+    field_override,
+    new_dashboard,
+    query_variable,
+)
+from btlab.dashboards.health import HEALTH_METRICS
+
+RUN_UID = "btlab-run"
+RUNS_UID = "btlab-runs"
+MARKET_UID = "btlab-market"
+HEALTH_UID = "btlab-health"
+
+#: Timeframes btlab uses (ccxt strings) and their length in seconds, for SQL that needs a bar's length.
+TIMEFRAME_SECONDS: dict[str, int] = {
+    "1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
+    "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400, "1w": 604800,
+}
+
+CONVENTIONS = ("Returns from equity resampled to daily UTC closes (per exchange session for equity venues), "
+               "rf = 0, sample standard deviation (ddof = 1), annualized with 365 days (24/7 crypto) or 252 "
+               "(exchange-session equities); definitions as empyrical's.")
+
+
+def timeframe_seconds(expr: str) -> str:
+    """SQL ``CASE`` giving the length in seconds of the timeframe in ``expr`` (NULL for one not listed)."""
+    whens = " ".join(f"WHEN '{tf}' THEN {s}" for tf, s in TIMEFRAME_SECONDS.items())
+    return f"CASE {expr} {whens} END"
+
+
+def _grid(panel, w: int, h: int):
+    return panel.span(w).height(h)
+
+
+def _stat(title: str, column: str, unit: str, description: str, decimals: int = 2) -> stat.Panel:
+    return _grid(stat.Panel().title(title).description(description).datasource(QUESTDB).unit(unit)
+                 .decimals(decimals)
+                 .with_target(SQL(f"SELECT {column} FROM bt_runs WHERE run_id = '$run_id'", table=True)), 3, 4)
+
+
+# ---- Backtest run ------------------------------------------------------------------------------------------------
+#: Headline metrics of a run: (column of bt_runs, title, unit, convention stated in the panel description).
+RUN_STATS: tuple[tuple[str, str, str, str], ...] = (
+    ("total_return", "Total return", "percentunit", "End value / starting cash - 1, after commissions."),
+    ("cagr", "CAGR", "percentunit", "Compound annual growth rate over the run's daily returns. " + CONVENTIONS),
+    ("sharpe", "Sharpe", "none", "Annualized Sharpe ratio of daily returns. " + CONVENTIONS),
+    ("sortino", "Sortino", "none", "Annualized Sortino ratio of daily returns. " + CONVENTIONS),
+    ("max_drawdown", "Max drawdown", "percentunit",
+     "Largest peak-to-trough fall of equity, a fraction <= 0, measured on every bar."),
+    ("calmar", "Calmar", "none", "CAGR / |max drawdown|. " + CONVENTIONS),
+    ("win_rate", "Win rate", "percentunit", "Closed trades with net PnL > 0 / closed trades."),
+    ("profit_factor", "Profit factor", "none", "Gross profit / gross loss of closed trades (net of commission)."),
+    ("n_trades", "Trades", "none", "Closed trades."),
+    ("end_value", "End value", "none", "Account value (cash + positions) at the last bar, quote currency."),
+)
+
+
+@dashboard(RUN_UID)
+def backtest_run() -> gdash.Dashboard:
+    """One run: headline metrics, equity and drawdown, price with entries/exits, trades, monthly returns."""
+    board = (new_dashboard(RUN_UID, "btlab: backtest run",
+                           "One backtest run (variable run_id, newest first). Open a run from the Runs dashboard "
+                           "to get its data range as the time range. Refreshes every 10 s so a running run "
+                           "fills in; a finished run does not change.")
+             .time("now-10y", "now").refresh("10s")
+             .link(dashboard_link("Runs", RUNS_UID))
+             .with_variable(query_variable(
+                 "run_id",
+                 "SELECT run_id, concat(strategy, ' ', symbols, ' ', timeframe, ' ', status, ' ', run_id) "
+                 "FROM bt_runs ORDER BY ts DESC LIMIT 500",
+                 label="run", description="Recorded runs, newest first (strategy symbols timeframe status id)"))
+             .with_variable(query_variable("exchange", "SELECT exchange FROM bt_runs WHERE run_id = '$run_id'",
+                                           hide=True))
+             .with_variable(query_variable("timeframe", "SELECT timeframe FROM bt_runs WHERE run_id = '$run_id'",
+                                           hide=True))
+             .with_variable(query_variable(
+                 "symbol",
+                 "SELECT split_part(symbols, ',', 1) AS symbol FROM bt_runs WHERE run_id = '$run_id' "
+                 "UNION SELECT DISTINCT symbol FROM bt_orders WHERE run_id = '$run_id'",
+                 label="instrument", description="Instrument shown in the price panel")))
+
+    board = board.with_panel(_grid(
+        stat.Panel().title("Status").datasource(QUESTDB)
+        .description("running -> finished / failed / interrupted. A running run whose heartbeat (wall time of the "
+                     "recorder's last write) is over 2 minutes old was killed: stale.")
+        .with_target(SQL("SELECT status, heartbeat, finished_at, error FROM bt_runs WHERE run_id = '$run_id'",
+                         table=True))
+        .reduce_options(_reduce_all_fields()), 6, 4))
+    for column, title, unit, description in RUN_STATS:
+        board = board.with_panel(_stat(title, column, unit, description, 0 if column == "n_trades" else 2))
+
+    board = (board
+             .with_panel(_grid(
+                 timeseries.Panel().title("Equity").datasource(QUESTDB).unit("none")
+                 .description("Account value (cash + positions) at each base bar's open time, last value per "
+                              "display interval.")
+                 .with_target(SQL("SELECT ts AS time, last(value) AS equity, last(cash) AS cash FROM bt_equity "
+                                  "WHERE run_id = '$run_id' AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval")),
+                 24, 9))
+             .with_panel(_grid(
+                 timeseries.Panel().title("Drawdown").datasource(QUESTDB).unit("percentunit").max(0)
+                 .fill_opacity(30)
+                 .description("Equity / running peak - 1 (a fraction <= 0), deepest value per display interval.")
+                 .with_target(SQL("SELECT ts AS time, min(drawdown) AS drawdown FROM bt_equity "
+                                  "WHERE run_id = '$run_id' AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval")),
+                 24, 5))
+             .with_panel(_price_panel()))
+
+    board = (board
+             .with_panel(_grid(
+                 table.Panel().title("Trades").datasource(QUESTDB).filterable(True)
+                 .description("Closed trades; exit_ts is the bar open time of the exit fill. PnL in quote "
+                              "currency, pnl_net after commission.")
+                 .with_target(SQL(
+                     "SELECT trade_ref, symbol, direction, entry_ts, ts AS exit_ts, size, entry_price, exit_price, "
+                     "pnl, pnl_net, commission, bars_held FROM bt_trades WHERE run_id = '$run_id' ORDER BY ts",
+                     table=True)), 24, 10))
+             .with_panel(_grid(
+                 barchart.Panel().title("Monthly returns").datasource(QUESTDB).unit("percentunit")
+                 .x_field("month").show_value(VisibilityMode.AUTO)
+                 .description("Simple return of each UTC calendar month: last equity of the month / last equity "
+                              "of the month before - 1, the first month against the starting cash.")
+                 .with_target(SQL(
+                     "WITH m AS (SELECT ts, last(value) AS close FROM bt_equity WHERE run_id = '$run_id' "
+                     "SAMPLE BY 1M ALIGN TO CALENDAR), "
+                     "r AS (SELECT cash FROM bt_runs WHERE run_id = '$run_id') "
+                     "SELECT to_str(m.ts, 'yyyy-MM') AS month, "
+                     "m.close / coalesce(lag(m.close) OVER (ORDER BY m.ts), r.cash) - 1 AS monthly_return "
+                     "FROM m CROSS JOIN r ORDER BY month", table=True)), 24, 8)))
+    return board
+
+
+def _reduce_all_fields():
+    from grafana_foundation_sdk.builders import common
+
+    return common.ReduceDataOptions().values(False).calcs(["lastNotNull"]).fields("/.*/")
+
+
+def _price_panel() -> candlestick.Panel:
+    entry = field_override("entry", custom_drawStyle="points", custom_pointSize=9,
+                           color={"mode": "fixed", "fixedColor": "green"})
+    exit_ = field_override("exit", custom_drawStyle="points", custom_pointSize=9,
+                           color={"mode": "fixed", "fixedColor": "red"})
+    panel = (candlestick.Panel().title("Price with entries and exits").datasource(QUESTDB)
+             .mode(VizDisplayMode.CANDLES_VOLUME).include_all_fields(True)
+             .description("Bars of the run's instrument from ohlcv (open time), aggregated to the display "
+                          "interval (first open, max high, min low, last close, summed volume). Green points: "
+                          "trade entries at their entry price; red: exits.")
+             .with_target(SQL(
+                 "SELECT ts AS time, first(open) AS open, max(high) AS high, min(low) AS low, last(close) AS close, "
+                 "sum(volume) AS volume FROM ohlcv WHERE exchange = '$exchange' AND symbol = '$symbol' "
+                 "AND timeframe = '$timeframe' AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval"))
+             .with_target(SQL("SELECT entry_ts AS time, entry_price AS entry FROM bt_trades "
+                              "WHERE run_id = '$run_id' AND symbol = '$symbol' ORDER BY entry_ts", ref_id="B"))
+             .with_target(SQL("SELECT ts AS time, exit_price AS exit FROM bt_trades "
+                              "WHERE run_id = '$run_id' AND symbol = '$symbol' ORDER BY ts", ref_id="C"))
+             .override_by_name(*entry).override_by_name(*exit_))
+    return _grid(panel, 24, 12)
+
+
+# ---- Runs ----------------------------------------------------------------------------------------------------------
+RUN_COLUMNS = ("run_id, ts AS started, strategy, params, exchange, symbols, timeframe, data_from, data_to, status, "
+               "total_return, cagr, volatility, sharpe, sortino, max_drawdown, calmar, win_rate, profit_factor, "
+               "avg_trade, exposure, n_trades, end_value, cash, commission, sweep_id")
+
+
+@dashboard(RUNS_UID)
+def runs() -> gdash.Dashboard:
+    """All runs, filterable and sortable by any column, and the equity curves of chosen runs together."""
+    link = (gdash.DashboardLink("Open run").type(mdash.DashboardLinkType.LINK)
+            .url(f"/d/{RUN_UID}?var-run_id=${{__data.fields.run_id}}"
+                 "&from=${__data.fields.from_ms}&to=${__data.fields.to_ms}"))
+    hidden = [field_override(name, custom_hidden=True) for name in ("from_ms", "to_ms")]
+    run_table = (table.Panel().title("Runs").datasource(QUESTDB).filterable(True)
+                 .description("Runs whose data range overlaps the time range, newest first. Click a column "
+                              "header to sort, the "
+                              "funnel to filter; a run id opens the run's dashboard over its data range. "
+                              + CONVENTIONS)
+                 .with_target(SQL(
+                     f"SELECT {RUN_COLUMNS}, cast(data_from AS long) / 1000 AS from_ms, "
+                     "cast(dateadd('d', 1, data_to) AS long) / 1000 AS to_ms FROM bt_runs "
+                     "WHERE data_to >= $__fromTime AND data_from <= $__toTime "
+                     "AND $__conditionalAll(strategy IN ($strategy), $strategy) "
+                     "AND $__conditionalAll(status IN ($status), $status) "
+                     "AND $__conditionalAll(exchange IN ($exchange), $exchange) "
+                     "AND $__conditionalAll(symbols IN ($symbols), $symbols) ORDER BY ts DESC", table=True))
+                 .override_by_name("run_id", [mdash.DynamicConfigValue(id_val="links", value=[link.build()])]))
+    for name, props in hidden:
+        run_table = run_table.override_by_name(name, props)
+    for name in ("total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure"):
+        run_table = run_table.override_by_name(*field_override(name, unit="percentunit", decimals=2))
+
+    board = (new_dashboard(RUNS_UID, "btlab: runs",
+                           "Every recorded backtest run whose data range overlaps the time range; compare "
+                           "equity curves of chosen runs over the same range.")
+             .time("now-10y", "now").refresh("30s")
+             .link(dashboard_link("Backtest run", RUN_UID))
+             .with_variable(query_variable("strategy", "SELECT DISTINCT strategy FROM bt_runs ORDER BY strategy",
+                                           multi=True, include_all=True))
+             .with_variable(query_variable("status", "SELECT DISTINCT status FROM bt_runs ORDER BY status",
+                                           multi=True, include_all=True))
+             .with_variable(query_variable("exchange", "SELECT DISTINCT exchange FROM bt_runs ORDER BY exchange",
+                                           multi=True, include_all=True))
+             .with_variable(query_variable("symbols", "SELECT DISTINCT symbols FROM bt_runs ORDER BY symbols",
+                                           label="instruments", multi=True, include_all=True))
+             .with_variable(query_variable(
+                 "compare",
+                 "SELECT run_id, concat(strategy, ' ', symbols, ' ', timeframe, ' ', run_id) FROM bt_runs "
+                 "ORDER BY ts DESC LIMIT 200", label="compare runs", multi=True))
+             .with_panel(_grid(run_table, 24, 14))
+             .with_panel(_grid(
+                 timeseries.Panel().title("Equity of chosen runs").datasource(QUESTDB).unit("none")
+                 .description("Account value of each run chosen in 'compare runs', last value per display "
+                              "interval; one line per run id.")
+                 .with_target(SQL("SELECT ts AS time, run_id, last(value) AS equity FROM bt_equity "
+                                  "WHERE run_id IN ($compare) AND $__timeFilter(ts) "
+                                  "SAMPLE BY $__sampleByInterval ORDER BY time")), 24, 10)))
+    return board
+
+
+# ---- Market data ---------------------------------------------------------------------------------------------------
+@dashboard(MARKET_UID)
+def market_data() -> gdash.Dashboard:
+    """Candles and volume of one series, coverage and gaps per series, tick rate, ingest lag."""
+    series = "exchange = '$exchange' AND symbol = '$symbol' AND timeframe = '$timeframe'"
+    tf_s = timeframe_seconds("timeframe")
+    var_tf_s = timeframe_seconds("'$timeframe'")
+    board = (new_dashboard(MARKET_UID, "btlab: market data",
+                           "Bars and trades in the store: one series' candles, coverage and gaps, live tick rate "
+                           "and ingest lag.")
+             .time("now-7d", "now").refresh("1m")
+             .link(dashboard_link("Pipeline health", HEALTH_UID))
+             .with_variable(query_variable("exchange", "SELECT DISTINCT exchange FROM ohlcv ORDER BY exchange"))
+             .with_variable(query_variable("symbol", "SELECT DISTINCT symbol FROM ohlcv "
+                                                     "WHERE exchange = '$exchange' ORDER BY symbol"))
+             .with_variable(query_variable("timeframe", "SELECT DISTINCT timeframe FROM ohlcv "
+                                                        "WHERE exchange = '$exchange' AND symbol = '$symbol'"))
+             .with_panel(_grid(
+                 candlestick.Panel().title("$symbol $timeframe").datasource(QUESTDB)
+                 .mode(VizDisplayMode.CANDLES_VOLUME)
+                 .description("Bars (open time) aggregated to the display interval: first open, max high, "
+                              "min low, last close, summed volume.")
+                 .with_target(SQL(
+                     "SELECT ts AS time, first(open) AS open, max(high) AS high, min(low) AS low, "
+                     f"last(close) AS close, sum(volume) AS volume FROM ohlcv WHERE {series} "
+                     "AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval")), 24, 12))
+             .with_panel(_grid(
+                 table.Panel().title("Coverage per series").datasource(QUESTDB).filterable(True)
+                 .description("Every stored series (all time): first and last bar (open time), bars, bars "
+                              "expected between them and missing bars, counted in continuous (24/7) time -- for "
+                              "equity venues, whose nights and weekends count here, use `btlab data coverage`.")
+                 .with_target(SQL(
+                     "SELECT exchange, symbol, timeframe, first_bar, last_bar, bars, expected, expected - bars "
+                     "AS missing FROM (SELECT exchange, symbol, timeframe, min(ts) AS first_bar, max(ts) AS "
+                     f"last_bar, count() AS bars, datediff('s', min(ts), max(ts)) / ({tf_s}) + 1 AS expected "
+                     "FROM ohlcv GROUP BY exchange, symbol, timeframe) ORDER BY exchange, symbol, timeframe",
+                     table=True)), 24, 8))
+             .with_panel(_grid(
+                 table.Panel().title("Gaps in $symbol $timeframe").datasource(QUESTDB)
+                 .description("Missing bars of the chosen series in the time range: after each bar followed by "
+                              "a later bar than the next one expected (continuous time).")
+                 .with_target(SQL(
+                     "SELECT prev_ts AS last_bar_before, ts AS first_bar_after, "
+                     f"datediff('s', prev_ts, ts) / ({var_tf_s}) - 1 AS missing_bars "
+                     "FROM (SELECT ts, lag(ts) OVER (ORDER BY ts) AS prev_ts FROM ohlcv "
+                     f"WHERE {series} AND $__timeFilter(ts)) "
+                     f"WHERE datediff('s', prev_ts, ts) > {var_tf_s} "
+                     "ORDER BY ts DESC LIMIT 1000", table=True)), 12, 8))
+             .with_panel(_grid(
+                 table.Panel().title("Ingest lag").datasource(QUESTDB)
+                 .description("Per instrument: now - close time of its last bar (open + timeframe), and now - "
+                              "time of its last trade, in seconds. Live series should stay near the lateness "
+                              "allowance.")
+                 .with_target(SQL(
+                     "SELECT exchange, symbol, timeframe, ts AS last_bar, "
+                     f"datediff('s', ts, now()) - ({tf_s}) AS lag_s FROM ohlcv "
+                     "LATEST ON ts PARTITION BY exchange, symbol, timeframe ORDER BY lag_s", table=True))
+                 .with_target(SQL(
+                     "SELECT exchange, symbol, ts AS last_trade, datediff('s', ts, now()) AS lag_s FROM ticks "
+                     "LATEST ON ts PARTITION BY exchange, symbol ORDER BY lag_s", table=True, ref_id="B")),
+                 12, 8))
+             .with_panel(_grid(
+                 timeseries.Panel().title("Tick rate $symbol").datasource(QUESTDB).unit("none")
+                 .description("Stored trades of the chosen instrument per display interval ($__interval).")
+                 .with_target(SQL("SELECT ts AS time, count() AS trades FROM ticks WHERE exchange = '$exchange' "
+                                  "AND symbol = '$symbol' AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval")),
+                 24, 8)))
+    return board
+
+
+# ---- Pipeline health -----------------------------------------------------------------------------------------------
+def _metric_series(metric: str, agg: str, title: str, unit: str, w: int = 12) -> timeseries.Panel:
+    meaning = HEALTH_METRICS[metric][1]
+    return _grid(
+        timeseries.Panel().title(title).datasource(QUESTDB).unit(unit)
+        .description(f"bt_health metric '{metric}': {meaning}; {agg} per display interval, one line per "
+                     "service and subject.")
+        .with_target(SQL(f"SELECT ts AS time, concat(service, ' ', subject) AS series, {agg}(value) AS {metric} "
+                         f"FROM bt_health WHERE metric = '{metric}' AND $__conditionalAll(service IN ($service), "
+                         "$service) AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval ORDER BY time")), w, 8)
+
+
+@dashboard(HEALTH_UID)
+def pipeline_health() -> gdash.Dashboard:
+    """Rows/s per table, late and quarantined trades, trade-id gaps filled, reconnects, heartbeats (bt_health)."""
+    board = (new_dashboard(HEALTH_UID, "btlab: pipeline health",
+                           "Figures btlab services write into bt_health (rows/s, late and quarantined trades, gaps "
+                           "filled, reconnects, heartbeats).")
+             .time("now-6h", "now").refresh("30s")
+             .link(dashboard_link("Market data", MARKET_UID))
+             .with_variable(query_variable("service", "SELECT DISTINCT service FROM bt_health ORDER BY service",
+                                           multi=True, include_all=True))
+             .with_panel(_grid(
+                 table.Panel().title("Last heartbeat per service").datasource(QUESTDB)
+                 .description("Each service's last heartbeat row and its age in seconds (no row for a minute: "
+                              "the service is down or cannot write; alert 'btlab: no heartbeat').")
+                 .with_target(SQL(
+                     "SELECT service, ts AS last_heartbeat, datediff('s', ts, now()) AS age_s FROM bt_health "
+                     "WHERE metric = 'heartbeat' LATEST ON ts PARTITION BY service ORDER BY service",
+                     table=True)), 24, 6))
+             .with_panel(_metric_series("rows_per_s", "avg", "Rows written per second, per table", "none"))
+             .with_panel(_metric_series("late_trades", "sum", "Late trades", "none"))
+             .with_panel(_metric_series("quarantined_trades", "sum", "Quarantined trades", "none"))
+             .with_panel(_metric_series("trade_id_gaps_filled", "sum", "Trade-id gaps filled (trades)", "none"))
+             .with_panel(_metric_series("reconnects", "sum", "Reconnects", "none"))
+             .with_panel(_metric_series("dead_letters", "sum", "Dead letters", "none")))
+    return board

@@ -1,0 +1,88 @@
+"""The committed Grafana files are exactly what btlab.dashboards generates, and Grafana's provisioning finds them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from realdata import REPO
+
+from btlab.dashboards import REGISTRY, build, dashboard_json, render
+
+GRAFANA = REPO / "deploy" / "grafana"
+
+
+def test_committed_files_equal_the_generated_ones():
+    stale = [rel for rel, text in render().items()
+             if not (GRAFANA / rel).is_file() or (GRAFANA / rel).read_text(encoding="utf-8") != text]
+    assert not stale, f"regenerate with `python -m btlab.dashboards` (then commit): {stale}"
+    committed = {p.relative_to(GRAFANA).as_posix() for p in (GRAFANA / "dashboards").glob("*.json")}
+    assert committed == {rel for rel in render() if rel.startswith("dashboards/")}, "a dashboard file nobody generates"
+
+
+def test_check_mode_fails_on_a_hand_edit(tmp_path):
+    """``python -m btlab.dashboards --check`` passes on fresh files and fails, naming the file, after a hand edit."""
+    out = tmp_path / "grafana"
+    build(out)
+    cmd = [sys.executable, "-m", "btlab.dashboards", str(out), "--check"]
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    edited = out / "dashboards" / "btlab-run.json"
+    board = json.loads(edited.read_text())
+    board["panels"][0]["title"] = "edited in the UI"
+    edited.write_text(json.dumps(board, indent=2, sort_keys=True) + "\n")
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 1 and "btlab-run.json" in done.stderr, done.stderr
+
+
+def test_generation_is_deterministic():
+    assert render() == render()
+
+
+def test_provisioning_loads_the_generated_files():
+    """The dashboard provider reads the folder docker-compose mounts deploy/grafana/dashboards at; the alerting
+    files sit in the provisioning folder Grafana reads (provisioning/alerting); every target uses btlab-questdb."""
+    compose = (REPO / "deploy" / "docker-compose.yml").read_text()
+    provider = (GRAFANA / "provisioning" / "dashboards" / "btlab.yaml").read_text()
+    mount = re.search(r"- \./grafana/dashboards:(\S+?):ro", compose)
+    assert mount and re.search(rf"path: {re.escape(mount.group(1))}\s", provider)
+    assert "- ./grafana/provisioning:/etc/grafana/provisioning:ro" in compose
+    assert "uid: btlab-questdb" in (GRAFANA / "provisioning" / "datasources" / "questdb.yaml").read_text()
+    assert {rel.split("/")[1] for rel in render() if rel.startswith("provisioning/")} == {"alerting"}
+    for uid in REGISTRY:
+        board = dashboard_json(uid)
+        assert board["uid"] == uid and board["timezone"] == "utc"
+        ids = [p["id"] for p in board["panels"]]
+        assert ids == list(range(1, len(ids) + 1))
+        for panel in board["panels"]:
+            assert panel["datasource"] == {"type": "questdb-questdb-datasource", "uid": "btlab-questdb"}, panel
+            assert panel.get("description"), f"{uid}: panel {panel['title']!r} has no description"
+
+
+def test_dashboards_link_to_each_other():
+    """Each dashboard links to the btlab folder's dashboards; the runs table opens a run with its data range."""
+    for uid in REGISTRY:
+        links = dashboard_json(uid)["links"]
+        assert any(link["type"] == "dashboards" and link["tags"] == ["btlab"] for link in links), uid
+    runs = dashboard_json("btlab-runs")
+    overrides = runs["panels"][0]["fieldConfig"]["overrides"]
+    url = next(p["value"][0]["url"] for o in overrides if o["matcher"]["options"] == "run_id"
+               for p in o["properties"] if p["id"] == "links")
+    assert url.startswith("/d/btlab-run?var-run_id=${__data.fields.run_id}&from=${__data.fields.from_ms}")
+    run = dashboard_json("btlab-run")
+    assert run["templating"]["list"][0]["name"] == "run_id" and "ORDER BY ts DESC" in \
+        run["templating"]["list"][0]["query"]
+    assert run["refresh"] == "10s"
+
+
+def test_alert_rules_cover_the_issue():
+    rules = json.loads((GRAFANA / "provisioning" / "alerting" / "btlab-alert-rules.json").read_text())
+    titles = {r["title"] for g in rules["groups"] for r in g["rules"]}
+    assert titles == {"btlab: ingest lag", "btlab: no heartbeat", "btlab: backtest run failed",
+                      "btlab: late or quarantined trades"}
+    for rule in (r for g in rules["groups"] for r in g["rules"]):
+        assert rule["condition"] == "B" and [d["refId"] for d in rule["data"]] == ["A", "B"]
+        assert rule["data"][0]["datasourceUid"] == "btlab-questdb"
+        assert rule["data"][1]["model"]["type"] == "threshold"
+        assert rule["labels"] == {"source": "btlab"} and rule["annotations"]["summary"]
