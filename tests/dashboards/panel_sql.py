@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from grafana_sql import ALL, expand
 
-from btlab.dashboards import BT_HEALTH, REGISTRY, alert_rules_file, dashboard_json
+from btlab.dashboards import REGISTRY, alert_rules_file, dashboard_json
 from btlab.store.schema import TABLES
 
 HERE = Path(__file__).resolve().parent
 PARSER_DIR = HERE.parent / "store" / "questdb_sql"
 
 #: btlab's tables and their columns, bt_health included (what the SQL may name).
-SCHEMA: dict[str, set[str]] = {name: set(t.column_names) for name, t in {**TABLES, "bt_health": BT_HEALTH}.items()}
+SCHEMA: dict[str, set[str]] = {name: set(t.column_names) for name, t in TABLES.items()}
 
 #: Values for the dashboards' variables: a multi-valued variable (as its dashboard defines it) gets them all, a
 #: single-valued one the first; ``ALL`` cases are added per statement.

@@ -91,6 +91,7 @@ def _exercise_store(tmp_path: Path) -> None:
         tick_coverage(st, exchange="binance", symbol="XRP/ETH")
         st.missing_ranges(exchange="binance", symbol="BTC/USDT", timeframe="1h", start="2017-01-01", end="2025-01-01")
         st.last_trade(exchange="binance", symbol="XRP/ETH")
+        st.read_health(service="ingest-live", metric="heartbeat", start="2024-01-01")
 
 
 def test_every_questdb_statement_parses(parse, tmp_path):

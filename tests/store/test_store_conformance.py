@@ -411,6 +411,30 @@ def test_last_row_of_a_key_wins_within_one_batch(store, btc_1h, uid):
     assert first["status"] == "completed" and first["executed_size"] == 0.5
 
 
+def test_health_rows_round_trip_and_upsert_by_key(store, uid):
+    """bt_health through HealthWriter: per-interval deltas, one heartbeat per write, a re-write of a key replaces."""
+    from btlab.store.health import HealthWriter
+
+    clock = iter([0.0, 10.0, 20.0]).__next__
+    stamps = iter(pd.to_datetime(["2024-03-01 00:00:10", "2024-03-01 00:00:20"], utc=True)).__next__
+    service = f"svc-{uid}"
+    writer = HealthWriter(store, service, interval=10, clock=clock, now=stamps)
+    assert writer.write({("late_trades", "binance:BTC/USDT"): 3}, {"ticks": 1500}) == 3
+    assert writer.write({("late_trades", "binance:BTC/USDT"): 7}, {"ticks": 1500}) == 3
+    got = store.read_health(service=service)
+    assert list(got.columns) == ["ts", "service", "metric", "subject", "value"]
+    assert [(m, s, v) for m, s, v in got[["metric", "subject", "value"]].itertuples(index=False)] == [
+        ("heartbeat", service, 1.0), ("late_trades", "binance:BTC/USDT", 3.0), ("rows_per_s", "ticks", 150.0),
+        ("heartbeat", service, 1.0), ("late_trades", "binance:BTC/USDT", 4.0), ("rows_per_s", "ticks", 0.0),
+    ]
+    assert str(got["ts"].dt.tz) == "UTC" and got["ts"].iloc[-1] == pd.Timestamp("2024-03-01 00:00:20", tz="UTC")
+    again = got.iloc[[1]].assign(value=5.0)
+    store.write_health(again)
+    late = store.read_health(service=service, metric="late_trades")
+    assert late["value"].tolist() == [5.0, 4.0]
+    assert store.read_health(service=f"other-{uid}").empty
+
+
 def test_results_are_isolated_per_run(store, btc_1h, uid):
     bars = _slice(btc_1h, 9000, 9050)
     store.write_equity(_equity(f"a-{uid}", bars))

@@ -243,6 +243,14 @@ IdleTimeoutOption = Annotated[float | None, typer.Option(
     "--idle-timeout", metavar="SECONDS", help="Stop after this many seconds without a trade.")]
 WatchTimeoutOption = Annotated[float, typer.Option(
     "--watch-timeout", metavar="SECONDS", help="Reconnect when the subscription is silent this many seconds.")]
+GrafanaDirOption = Annotated[Path, typer.Option(
+    "--out", metavar="DIR", help="The Grafana folder to write: dashboards/*.json and provisioning/alerting/ under it "
+    "(the compose stack provisions deploy/grafana).")]
+CheckOption = Annotated[bool, typer.Option(
+    "--check", help="Write nothing; exit 1 naming every file that is missing or differs from the generated one.")]
+HealthIntervalOption = Annotated[float, typer.Option(
+    "--health-interval", metavar="SECONDS", help="Write pipeline figures (rows/s, late and quarantined trades, gaps "
+    "filled, reconnects, a heartbeat) to the store's bt_health table this often, for the pipeline-health dashboard.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

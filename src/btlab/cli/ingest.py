@@ -16,6 +16,7 @@ from btlab.cli.common import (
     EmptyOption,
     EmptyPolicy,
     ExchangeOption,
+    HealthIntervalOption,
     IdleTimeoutOption,
     KafkaOption,
     LatenessOption,
@@ -201,7 +202,10 @@ def binance_vision(
     checked before anything is written. Big files are streamed in chunks. Malformed trade rows are set aside and
     counted (by file line); a bad kline file is rejected whole.
     """
-    from btlab.marketdata.sources.binance_vision.importer import check_binance_vision, import_binance_vision
+    from btlab.marketdata.sources.binance_vision.importer import (
+        check_binance_vision,
+        import_binance_vision,
+    )
     from btlab.model.timeframe import Timeframe
 
     tf = Timeframe.parse(timeframe).value if timeframe is not None else None
@@ -231,6 +235,7 @@ def live(
     duration: DurationOption = None,
     idle_timeout: IdleTimeoutOption = None,
     watch_timeout: WatchTimeoutOption = 30.0,
+    health_interval: HealthIntervalOption = 10.0,
     api_url: ApiUrlOption = None,
     ws_url: WsUrlOption = None,
     kafka: KafkaOption = None,
@@ -243,7 +248,8 @@ def live(
     lateness); late trades are counted, never merged into a finished bar. Duplicates are dropped, malformed trades
     quarantined, trade-id gaps filled over REST, dropped connections resubscribed with backoff. Stop it any time
     (Ctrl-C, or kill): the next run rebuilds the open bars from the stored ticks and backfills what it missed,
-    without gaps or duplicates.
+    without gaps or duplicates. Every --health-interval seconds the job writes its figures and a heartbeat to the
+    bt_health table (service ingest-live), which the pipeline-health dashboard and alerts read.
 
     \b
     Example:
@@ -257,10 +263,11 @@ def live(
     names = _need_symbols(symbols)  # every argument is checked before connecting
     tfs = parse_timeframes(timeframes, "--timeframes")
     for value, option in ((lateness, "--lateness"), (duration, "--duration"), (idle_timeout, "--idle-timeout"),
-                          (watch_timeout, "--watch-timeout")):
+                          (watch_timeout, "--watch-timeout"), (health_interval, "--health-interval")):
         _positive(value, option, zero=option == "--lateness")
 
     from btlab.marketdata.sources.ccxt.live import LiveIngest, LiveReport
+    from btlab.store.health import HealthWriter
     from btlab.stream.config import StreamConfig
     from btlab.stream.producer import StreamProducer
 
@@ -268,7 +275,8 @@ def live(
     with open_store_cli(store) as st:
         job = LiveIngest(exchange, names, tfs, st, producer=producer,
                          allowed_lateness=lateness, empty=empty.value, origin=api_url, ws_origin=ws_url,
-                         watch_timeout=watch_timeout)
+                         watch_timeout=watch_timeout,
+                         health=HealthWriter(st, "ingest-live", interval=health_interval))
         with Live(console=console, transient=True, auto_refresh=False) as display:
 
             def on_update(report: LiveReport) -> None:

@@ -61,6 +61,7 @@ from btlab.cli.common import (
     progress_bar,
     progress_task,
 )
+from btlab.cli.dashboards import dashboards_app
 from btlab.cli.ingest import ingest_app
 
 app = typer.Typer(
@@ -89,6 +90,7 @@ runs_app = typer.Typer(help="List, inspect, clean up and delete recorded backtes
 app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(dashboards_app, name="dashboards")
 
 
 def _print_version(value: bool) -> None:

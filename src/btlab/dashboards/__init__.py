@@ -3,8 +3,8 @@
 ``build(out_dir)`` writes every registered dashboard (:data:`REGISTRY`, one function per dashboard in
 :mod:`btlab.dashboards.boards`) to ``out_dir/dashboards/<uid>.json`` and the alerting provisioning files to
 ``out_dir/provisioning/alerting/``; ``python -m btlab.dashboards [OUT_DIR]`` does the same (default
-``deploy/grafana`` of the repository). The ``bt_health`` table the pipeline dashboard reads is defined in
-:mod:`btlab.dashboards.health`.
+``deploy/grafana`` of the repository). The ``bt_health`` table the pipeline dashboard reads is part of the store's
+schema (:data:`btlab.store.schema.BT_HEALTH`).
 
 Importing this package imports grafana-foundation-sdk; the CLI should import it only in the command that builds.
 """
@@ -21,7 +21,7 @@ from btlab.dashboards.core import REGISTRY, SQL, dashboard, query_variable
 from btlab.dashboards.health import BT_HEALTH, HEALTH_METRICS
 
 __all__ = ["BT_HEALTH", "HEALTH_METRICS", "REGISTRY", "RULES", "SQL", "build", "dashboard", "dashboard_json",
-           "query_variable", "render"]
+           "query_variable", "render", "stale"]
 
 ALERT_RULES_FILE = "btlab-alert-rules.json"
 
@@ -44,6 +44,14 @@ def render() -> dict[str, str]:
     files = {f"dashboards/{uid}.json": _dump(dashboard_json(uid)) for uid in REGISTRY}
     files[f"provisioning/alerting/{ALERT_RULES_FILE}"] = _dump(alert_rules_file())
     return files
+
+
+def stale(out_dir: str | Path) -> list[Path]:
+    """The generated files under ``out_dir`` that are missing or differ from :func:`render` (e.g. after a hand
+    edit), in :func:`render`'s order; empty when every file matches. Writes nothing."""
+    root = Path(out_dir)
+    return [root / rel for rel, text in render().items()
+            if not (root / rel).is_file() or (root / rel).read_text(encoding="utf-8") != text]
 
 
 def build(out_dir: str | Path) -> list[Path]:

@@ -19,14 +19,13 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m btlab.dashboards [OUT_DIR] [--check]", file=sys.stderr)
         return 1
     out = Path(args[0] if args else "deploy/grafana")
-    from btlab.dashboards import build, render
+    from btlab.dashboards import build, stale
 
     if check:
-        stale = [rel for rel, text in render().items()
-                 if not (out / rel).is_file() or (out / rel).read_text(encoding="utf-8") != text]
-        for rel in stale:
-            print(f"{out / rel}: differs from the generated file (run python -m btlab.dashboards)", file=sys.stderr)
-        return 1 if stale else 0
+        differ = stale(out)
+        for path in differ:
+            print(f"{path}: differs from the generated file (run python -m btlab.dashboards)", file=sys.stderr)
+        return 1 if differ else 0
     for path in build(out):
         print(f"wrote {path}")
     return 0

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from btlab.errors import InvalidArgumentError, RunNotFoundError
 from btlab.store.marketdata import MarketDataStore
-from btlab.store.rows import RowFilter
+from btlab.store.rows import RowFilter, TimeLike
 from btlab.store.schema import TABLES, Table
 
 if TYPE_CHECKING:
@@ -324,6 +324,20 @@ class Store(MarketDataStore, ABC):
     def write_orders(self, frame: pd.DataFrame) -> int:
         """Upsert order events (``bt_orders`` columns)."""
         return self.upsert("bt_orders", frame)
+
+    def write_health(self, frame: pd.DataFrame) -> int:
+        """Upsert pipeline figures: ``ts, service, metric, subject, value`` (``bt_health``, see
+        :data:`btlab.store.schema.BT_HEALTH`; written by :class:`btlab.store.health.HealthWriter`)."""
+        return self.upsert("bt_health", frame)
+
+    def read_health(self, *, service: str, metric: str | None = None, start: TimeLike = None,
+                    end: TimeLike = None) -> pd.DataFrame:
+        """One service's ``bt_health`` rows (optionally one metric, ``start <= ts < end``), sorted by ``ts``,
+        metric, subject: ``ts`` (UTC), ``service, metric, subject, value``."""
+        equals = {"service": service} if metric is None else {"service": service, "metric": metric}
+        where, params = RowFilter("bt_health", equals, start, end).where()
+        return self._select("bt_health", f"SELECT * FROM bt_health WHERE {where} ORDER BY ts, metric, subject",
+                            params)
 
     def list_runs(self, *, limit: int = 50, strategy: str | None = None) -> pd.DataFrame:
         """Most recent runs first: the ``bt_runs`` rows (``limit`` at most, >= 1), optionally of one strategy.

@@ -122,4 +122,35 @@ BT_ORDERS = Table(
     partition_by="YEAR",
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (OHLCV, TICKS, BT_RUNS, BT_EQUITY, BT_TRADES, BT_ORDERS)}
+#: ``bt_health``: pipeline figures btlab services write so that Grafana only reads the store (the pipeline-health
+#: dashboard and its alerts). ``ts`` is the end of the reporting interval (UTC); ``service`` the writer
+#: (:data:`HEALTH_SERVICES`); ``metric`` one of :data:`HEALTH_METRICS`; ``subject`` what the figure is about (a table
+#: name for ``rows_per_s``, an instrument ``exchange:symbol`` for trade figures, the exchange id for
+#: ``reconnects``, the service itself for ``heartbeat``: never empty, an empty symbol is not a value QuestDB's
+#: line protocol carries); ``value`` the figure. Counts are per interval (not cumulative), so a
+#: restart never makes them jump and ``sum(value)`` over a time range is the count in that range; a running service
+#: writes one ``heartbeat`` row (value 1) per interval even when idle. Written by
+#: :class:`btlab.store.health.HealthWriter`.
+BT_HEALTH = Table(
+    "bt_health",
+    _cols("ts timestamp, service symbol, metric symbol, subject symbol, value double"),
+    key=("ts", "service", "metric", "subject"),
+    partition_by="DAY",
+)
+
+#: ``bt_health.metric`` values: name -> (unit, meaning). The pipeline dashboard and the alerts read these.
+HEALTH_METRICS: dict[str, tuple[str, str]] = {
+    "rows_per_s": ("rows/s", "rows written to the table named in subject, averaged over the interval"),
+    "late_trades": ("count", "trades that arrived after their bar was final (not merged), in the interval"),
+    "quarantined_trades": ("count", "malformed or impossible trades set aside, in the interval"),
+    "trade_id_gaps_filled": ("count", "trades fetched over REST to fill trade-id gaps, in the interval"),
+    "reconnects": ("count", "stream reconnections (dropped or silent connections), in the interval"),
+    "consumer_lag": ("records", "records behind the end of the topic, at the end of the interval"),
+    "dead_letters": ("count", "records sent to the dead-letter topic, in the interval"),
+    "heartbeat": ("1", "one row per interval while the service runs"),
+}
+
+#: Services that write ``bt_health`` today (others add themselves when they exist).
+HEALTH_SERVICES: tuple[str, ...] = ("ingest-live",)
+
+TABLES: dict[str, Table] = {t.name: t for t in (OHLCV, TICKS, BT_RUNS, BT_EQUITY, BT_TRADES, BT_ORDERS, BT_HEALTH)}

@@ -212,3 +212,33 @@ def test_a_failing_backfill_does_not_stall_the_loop(tmp_path):
         assert report.backfilled >= 300 and report.ids_missing == 0  # ... and the fifth attempt filled the hole
         assert_exact(store)
     assert max(lags) < 3.0, max(lags)  # blocking sleeps held the loop for the whole 7.5 s of backoff
+
+
+def test_pipeline_figures_go_to_bt_health_per_interval(tmp_path):
+    """ingest live writes bt_health every interval: heartbeats, and per-interval counts that add up to its report."""
+    from btlab.store.health import HealthWriter
+
+    with FakeBinance(now="2024-08-09 00:10:00") as fake, DuckDBStore(tmp_path / "health.duckdb") as store:
+        fake.ws.speed = 100.0
+        fake.ws.swap = set(range(3000, 6000, 7))                 # late with 0 s lateness
+        fake.ws.malformed = {500: "negative_price", 600: "zero_qty"}  # quarantined
+        fake.ws.drop_after = [4000]                              # a reconnect
+        health = HealthWriter(store, "ingest-live", interval=0.5)
+        job = LiveIngest("binance", ["BTC/USDT"], ["1s"], store, origin=fake.base_url, ws_origin=ws_origin(fake),
+                         allowed_lateness=0.0, watch_timeout=2, backfill=False, health=health)
+        report = asyncio.run(job.run(idle_timeout=4))
+        rows = store.read_health(service="ingest-live")
+    beats = rows[rows["metric"] == "heartbeat"]
+    assert len(beats) >= 4 and beats["ts"].is_monotonic_increasing and (beats["value"] == 1).all()
+    assert health.written == len(rows)
+    total = rows.groupby(["metric", "subject"])["value"].sum()
+    assert report.late["1s"] > 0 and report.quarantined >= 2 and report.reconnects >= 1  # (backfill: see faults)
+    assert total["late_trades", "binance:BTC/USDT"] == report.late["1s"]
+    assert total["quarantined_trades", "binance:BTC/USDT"] == report.quarantined
+    assert total["trade_id_gaps_filled", "binance:BTC/USDT"] == report.backfilled
+    assert total["reconnects", "binance"] == report.reconnects
+    # per interval, not cumulative: no single row holds the whole count of a figure spread over several intervals
+    late = rows[rows["metric"] == "late_trades"]["value"]
+    assert (late > 0).sum() >= 2 and late.max() < report.late["1s"]
+    ticks_rate = rows[(rows["metric"] == "rows_per_s") & (rows["subject"] == "ticks")]["value"]
+    assert ticks_rate.max() > 0 and set(rows["subject"][rows["metric"] == "rows_per_s"]) == {"ticks", "ohlcv"}

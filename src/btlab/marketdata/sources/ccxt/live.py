@@ -45,6 +45,7 @@ from btlab.marketdata.sources.ccxt.schemas import trades_to_ticks
 from btlab.model.tick import split_valid_ticks
 from btlab.model.timeframe import Timeframe
 from btlab.store.base import Store
+from btlab.store.health import HealthWriter
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,8 @@ class _Symbol:
         self.numeric_ids = True
         self.pending: list[pd.DataFrame] = []
         self.last_trade_wall = time.monotonic()
+        self.quarantined = 0  # trades of this symbol set aside (bt_health figures per instrument)
+        self.backfilled = 0  # trades of this symbol fetched over REST to fill trade-id gaps
 
 
 class LiveIngest:
@@ -209,6 +212,7 @@ class LiveIngest:
         backfill: bool = True,
         max_time_skew: float = 3600.0,
         start_retry: Any = None,
+        health: HealthWriter | None = None,
     ) -> None:
         if not symbols:
             raise InvalidArgumentError("live ingest needs at least one symbol")
@@ -235,6 +239,7 @@ class LiveIngest:
 
             start_retry = RetryPolicy(max_retries=3, max_delay=max_backoff)
         self.start_retry = start_retry
+        self.health = health
         self._server_ns: int | None = None
         self.report = LiveReport(exchange_id, self.symbols, [tf.value for tf in self.timeframes],
                                  late={tf.value: 0 for tf in self.timeframes},
@@ -288,6 +293,7 @@ class LiveIngest:
                 self._flush_all()
                 if self.producer is not None:
                     self.producer.flush()
+                self._final_health()
         finally:
             close = getattr(self._rest, "close", None)
             if close is not None:
@@ -324,6 +330,8 @@ class LiveIngest:
                     raise t.exception()  # type: ignore[misc]
             if now - self._last_flush >= self.flush_seconds:
                 self._flush_all()
+            if self.health is not None and self.health.due():
+                self._write_health()
             if on_update is not None:
                 on_update(self._snapshot())
             if duration is not None and now - started >= duration:
@@ -405,8 +413,9 @@ class LiveIngest:
                 except Exception:  # noqa: BLE001 - closing a broken client may fail or hang too
                     pass
 
-    def _quarantine(self, bad: pd.DataFrame) -> None:
+    def _quarantine(self, st: _Symbol, bad: pd.DataFrame) -> None:
         self.report.quarantined += len(bad)
+        st.quarantined += len(bad)
         for reason, n in bad["reason"].value_counts().items():
             self.report.quarantine_reasons[str(reason)] = self.report.quarantine_reasons.get(str(reason), 0) + int(n)
 
@@ -426,7 +435,7 @@ class LiveIngest:
                 bad = pd.concat([bad, valid[skew].assign(reason="time out of range")], ignore_index=True)
                 valid = valid[~skew].reset_index(drop=True)
         if len(bad):
-            self._quarantine(bad)
+            self._quarantine(st, bad)
         if valid.empty:
             return
         ids, numeric = _int_ids(valid["trade_id"].tolist())
@@ -505,7 +514,7 @@ class LiveIngest:
             raw = trades_to_ticks(page, self.exchange_id, st.symbol)
             valid, bad = split_valid_ticks(raw, f"{self.exchange_id} {st.symbol} backfill")
             if len(bad):
-                self._quarantine(bad)
+                self._quarantine(st, bad)
             if valid.empty:
                 break
             ids, _ = _int_ids(valid["trade_id"].tolist())
@@ -514,6 +523,7 @@ class LiveIngest:
                 order = np.argsort(ids[keep], kind="stable")
                 chunk = valid[keep].iloc[order].reset_index(drop=True)
                 self.report.backfilled += len(chunk)
+                st.backfilled += len(chunk)
                 self._feed(st, chunk, ids[keep][order])
             cursor = int(ids.max()) + 1
             if len(page) < BACKFILL_PAGE:
@@ -546,6 +556,31 @@ class LiveIngest:
             self.report.bars_written[tf] = self.report.bars_written.get(tf, 0) + len(bars)
             if self.producer is not None:
                 self.producer.send_bars(bars, exchange=self.exchange_id, symbol=st.symbol, timeframe=tf)
+
+    # ---- health ---------------------------------------------------------------------------------------------------
+    def _write_health(self) -> None:
+        """Write the interval's figures to ``bt_health`` (:class:`~btlab.store.health.HealthWriter`): per instrument
+        ``exchange:symbol`` the late trades (those late for the shortest timeframe: a trade whose longer window is
+        final has a final shorter window too), quarantined trades and trades fetched to fill trade-id gaps; the
+        exchange's reconnects; rows/s into ``ticks`` and ``ohlcv``; the heartbeat."""
+        assert self.health is not None
+        shortest = min(self.timeframes).value
+        counts: dict[tuple[str, str], float] = {("reconnects", self.exchange_id): self.report.reconnects}
+        for st in self._state.values():
+            subject = f"{self.exchange_id}:{st.symbol}"
+            counts[("late_trades", subject)] = st.agg.late_by_timeframe.get(shortest, 0)
+            counts[("quarantined_trades", subject)] = st.quarantined
+            counts[("trade_id_gaps_filled", subject)] = st.backfilled
+        self.health.write(counts, {"ticks": self.report.ticks_written, "ohlcv": sum(self.report.bars_written.values())})
+
+    def _final_health(self) -> None:
+        """The last interval's figures at stop; a failure is logged, not raised over the error that stopped the job."""
+        if self.health is None:
+            return
+        try:
+            self._write_health()
+        except Exception as exc:  # noqa: BLE001 - the store may be why the job stops
+            log.warning("%s: the last bt_health figures were not written: %s", self.exchange_id, exc)
 
     def _received(self) -> int:
         return self._seen_again + sum(st.agg.accepted_ticks + st.agg.duplicate_ticks for st in self._state.values())
