@@ -360,45 +360,7 @@ class StreamConsumer:
                     self._down_since = None
                 continue
             self._down_since = None
-            batch: list[Record] = []
-            commit: dict[tuple[str, int], int] = {}
-            dead = 0
-            for msg in msgs:
-                err = msg.error()
-                if err is not None:
-                    if err.fatal():
-                        raise StreamError(f"Kafka consumer error ({self.config.bootstrap_servers}): {err.str()}")
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        log.warning("Kafka consumer %s: %s", self.group_id, err.str())
-                    continue
-                tp = (msg.topic(), msg.partition())
-                if tp in ended:
-                    continue  # after this replay's end marker: left for the next run (not committed)
-                commit[tp] = msg.offset() + 1
-                try:
-                    message = decode(msg.value())
-                    if isinstance(message, EndMarker):
-                        self.stats.markers[tp] = message
-                        if until_end is True or (until_end is not None and message.replay_id == until_end):
-                            ended.add(tp)
-                            resume_at[tp] = msg.offset() + 1
-                            topic_partitions[tp[0]] = message.partitions
-                            consumer.pause([TopicPartition(*tp)])
-                        continue
-                    raw_key = msg.key()
-                    key = raw_key.decode("utf-8") if raw_key is not None else None
-                    if key != message.key:
-                        raise UnreadableRecordError(f"record key {excerpt(repr(key), 120)} is not the value's "
-                                                    f"{excerpt(repr(message.key), 120)}")
-                except UnreadableRecordError as exc:
-                    self._dead_letter(msg, exc.reason)
-                    dead += 1
-                    continue
-                except UnicodeDecodeError:
-                    self._dead_letter(msg, "record key is not UTF-8")
-                    dead += 1
-                    continue
-                batch.append(Record(tp[0], tp[1], msg.offset(), key, msg.timestamp()[1], message))
+            batch, commit, dead = self._decode(msgs, until_end, ended, resume_at, topic_partitions)
             if batch:
                 try:
                     handler(batch)
@@ -415,6 +377,55 @@ class StreamConsumer:
             if until_end is not None and ended and self._replay_done(ended, topic_partitions):
                 self.stats.ended = True
                 break
+
+    def _decode(self, msgs: list[Message], until_end: str | bool | None, ended: set[tuple[str, int]],
+                resume_at: dict[tuple[str, int], int], topic_partitions: dict[str, int]
+                ) -> tuple[list[Record], dict[tuple[str, int], int], int]:
+        """One step of :meth:`_loop`: the fetched messages as ``(records, offsets to commit per partition, dead
+        letters sent)``. End markers are recorded (and, when they end this replay, their partitions paused and
+        remembered in ``ended``/``resume_at``/``topic_partitions``); unreadable records go to the dead-letter
+        topic; records after this replay's end marker are neither returned nor committed."""
+        consumer = self._consumer
+        batch: list[Record] = []
+        commit: dict[tuple[str, int], int] = {}
+        dead = 0
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise StreamError(f"Kafka consumer error ({self.config.bootstrap_servers}): {err.str()}")
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("Kafka consumer %s: %s", self.group_id, err.str())
+                continue
+            tp = (msg.topic(), msg.partition())
+            if tp in ended:
+                continue  # after this replay's end marker: left for the next run (not committed)
+            commit[tp] = msg.offset() + 1
+            try:
+                message = decode(msg.value())
+                if isinstance(message, EndMarker):
+                    self.stats.markers[tp] = message
+                    if until_end is True or (until_end is not None and message.replay_id == until_end):
+                        ended.add(tp)
+                        resume_at[tp] = msg.offset() + 1
+                        topic_partitions[tp[0]] = message.partitions
+                        consumer.pause([TopicPartition(*tp)])
+                    continue
+                raw_key = msg.key()
+                key = raw_key.decode("utf-8") if raw_key is not None else None
+                if key != message.key:
+                    raise UnreadableRecordError(f"record key {excerpt(repr(key), 120)} is not the value's "
+                                                f"{excerpt(repr(message.key), 120)}")
+            except UnreadableRecordError as exc:
+                self._dead_letter(msg, exc.reason)
+                dead += 1
+                continue
+            except UnicodeDecodeError:
+                self._dead_letter(msg, "record key is not UTF-8")
+                dead += 1
+                continue
+            batch.append(Record(tp[0], tp[1], msg.offset(), key, msg.timestamp()[1], message))
+        return batch, commit, dead
 
     def _rewind(self, msgs: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}

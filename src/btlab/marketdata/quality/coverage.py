@@ -116,6 +116,22 @@ def coverage(
         resolve_calendar(calendar)
     if session is not None and session not in SESSIONS:
         check_session(session, "XNYS")  # raises: unknown session name
+    series = _selected_series(store, exchange, symbol, timeframe)
+    calendars = {ex: _calendar_of(ex, calendar) for ex in series["exchange"].unique()}
+    timed = series["exchange"].map(lambda ex: calendars[ex][1] == TWENTY_FOUR_SEVEN).astype(bool)
+    sessions, series = series[~timed].reset_index(drop=True), series[timed].reset_index(drop=True)
+    gaps, used = _gaps_24_7(store, series, exchange, symbol, method)
+    gaps.update(_gaps_scan(store, sessions, calendars, session))
+    series = pd.concat([series, sessions]) if len(sessions) else series
+    series = series.sort_values(["exchange", "symbol", "timeframe"], kind="stable").reset_index(drop=True)
+    out = _coverage_frame(series, gaps, calendars)
+    out.attrs["method"] = used
+    return out
+
+
+def _selected_series(store: Store, exchange: str | None, symbol: str | None, timeframe: str | None
+                     ) -> pd.DataFrame:
+    """Step 1 of :func:`coverage`: the store's bar series (``bar_series``) passing the filters."""
     series = store.bar_series()
     if exchange is not None:
         series = series[series["exchange"] == exchange]
@@ -123,17 +139,16 @@ def coverage(
         series = series[series["symbol"] == symbol]
     if timeframe is not None:
         series = series[series["timeframe"] == Timeframe.parse(timeframe).value]
-    series = series.reset_index(drop=True)
-    calendars = {ex: _calendar_of(ex, calendar) for ex in series["exchange"].unique()}
-    timed = series["exchange"].map(lambda ex: calendars[ex][1] == TWENTY_FOUR_SEVEN).astype(bool)
-    sessions, series = series[~timed].reset_index(drop=True), series[timed].reset_index(drop=True)
+    return series.reset_index(drop=True)
 
-    gaps: dict[tuple[str, str, str], pd.DataFrame] = {}
-    used = method
+
+def _gaps_24_7(store: Store, series: pd.DataFrame, exchange: str | None, symbol: str | None, method: str
+               ) -> tuple[dict[tuple[str, str, str], pd.DataFrame], str]:
+    """Step 2 of :func:`coverage` for 24/7 series: ``(gaps per series, "sql" or "scan")``, by the store's window
+    query unless ``method`` is ``scan`` or (with ``auto``) the backend rejects it."""
     if method in ("auto", "sql"):
         try:
-            gaps = _gaps_sql(store, series, exchange, symbol)
-            used = "sql"
+            return _gaps_sql(store, series, exchange, symbol), "sql"
         except BtlabError:
             raise
         except Exception as exc:  # noqa: BLE001 - a backend without the window query: scan instead
@@ -141,13 +156,12 @@ def coverage(
                 raise
             log.info("coverage: the store rejected the window-function query (%s); scanning series instead",
                      str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            used = "scan"
-    if used == "scan":
-        gaps = _gaps_scan(store, series)
-    gaps.update(_gaps_scan(store, sessions, calendars, session))
-    series = pd.concat([series, sessions]) if len(sessions) else series
-    series = series.sort_values(["exchange", "symbol", "timeframe"], kind="stable").reset_index(drop=True)
+    return _gaps_scan(store, series), "scan"
 
+
+def _coverage_frame(series: pd.DataFrame, gaps: dict[tuple[str, str, str], pd.DataFrame],
+                    calendars: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """Step 3 of :func:`coverage`: one :data:`COVERAGE_COLUMNS` row per series, typed as :func:`coverage` says."""
     rows = []
     for rec in series.itertuples(index=False):
         key = (rec.exchange, rec.symbol, rec.timeframe)
@@ -166,7 +180,6 @@ def coverage(
     out["bars"] = out["bars"].astype("int64")
     for col in ("missing_bars", "n_gaps"):
         out[col] = pd.array(out[col].tolist(), dtype="Int64")
-    out.attrs["method"] = used
     return out
 
 
