@@ -294,3 +294,13 @@ def test_friendly_errors_in_process(capsys):
     with pytest.raises(typer.Exit) as exit_info:
         done()
     assert exit_info.value.exit_code == 3 and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan"])
+def test_a_bad_health_interval_is_one_line_naming_the_option(tmp_path, value):
+    """ingest live checks --health-interval before connecting: one line naming the option, exit 1, no store written."""
+    store = tmp_path / "h.duckdb"
+    line = assert_one_line(btlab_cli("ingest", "live", "--symbols", "BTC/USDT", "--health-interval", value,
+                                     "--api-url", "http://127.0.0.1:9", store=store, timeout=120), code=1)
+    assert "--health-interval" in line, line
+    assert not store.exists()
