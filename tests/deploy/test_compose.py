@@ -138,3 +138,16 @@ def test_the_dockerfile_passes_hadolint():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert DEPLOY.joinpath("requirements.lock").read_text().count("--hash=sha256:") > 50
+
+
+def test_the_image_runs_btlab_as_a_non_root_user():
+    """The runtime stage (the last FROM) ends with a numeric, non-root USER; hadolint does not check this."""
+    stages = (REPO / "Dockerfile").read_text().split("\nFROM ")
+    runtime = stages[-1]
+    users = [line.split(None, 1)[1].strip() for line in runtime.splitlines() if line.startswith("USER ")]
+    assert users, "the runtime stage of the Dockerfile sets no USER: btlab would run as root"
+    uid = users[-1].split(":")[0]
+    assert uid not in ("root", "0"), f"the runtime stage runs as {users[-1]}"
+    args = dict(line[4:].split("=", 1) for line in runtime.splitlines() if line.startswith("ARG ") and "=" in line)
+    assert args.get(uid.strip("${}"), uid) not in ("0", "root"), f"the runtime user defaults to uid 0 ({users[-1]})"
+    assert "--require-hashes" in stages[-2]  # the build stage installs only hash-locked dependencies
