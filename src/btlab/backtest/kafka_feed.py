@@ -31,6 +31,7 @@ this version; ticks (building bars with ``StreamingAggregator``) are not yet.
 
 from __future__ import annotations
 
+import datetime as _dt
 import threading
 import time
 import uuid
@@ -52,7 +53,7 @@ from btlab.stream.replay import ABORTED, REPLAY_HEADER, SEQ_HEADER
 
 __all__ = ["KafkaData", "KafkaSource"]
 
-_EPOCH = pd.Timestamp("1970-01-01")
+_EPOCH = _dt.datetime(1970, 1, 1)
 
 
 class KafkaSource:
@@ -383,9 +384,9 @@ class KafkaData(bt.feed.DataBase):
                 return False
             if self._lo <= bar.ts < self._hi:
                 break
-        close = _EPOCH + pd.Timedelta(bar.ts + self._bars_tf.nanos, "ns")
+        close = _EPOCH + _dt.timedelta(microseconds=(bar.ts + self._bars_tf.nanos) // 1000)
         lines = self.lines
-        lines.datetime[0] = bt.date2num(close.to_pydatetime())
+        lines.datetime[0] = bt.date2num(close)  # Backtrader's own conversion, as BarFrameData
         lines.open[0] = bar.open
         lines.high[0] = bar.high
         lines.low[0] = bar.low
