@@ -91,9 +91,10 @@ def test_backtest_from_a_replayed_topic_equals_the_backtest_from_the_store(store
         assert set(direct2.trades["symbol"]) == set(symbols)
         assert streamed2.strategy.steps == direct2.strategy.steps
         _same(direct2, streamed2)
-    rows = store.query_rows("SELECT data_from, data_to, bars, data_hash FROM bt_runs WHERE run_id IN (?, ?) "
-                            "ORDER BY run_id", [direct.run_id, streamed.run_id])
-    assert rows[0] == rows[1]  # the streamed run's row names the same data
+    runs = [store.get_run(r) for r in (direct.run_id, streamed.run_id)]
+    fields = ("data_from", "data_to", "bars", "data_hash", "status", "total_return")
+    assert [runs[1][f] for f in fields] == [runs[0][f] for f in fields]  # the streamed run's row: the same data
+    assert runs[1]["status"] == "finished" and runs[1]["bars"] == sum(len(b) for b in direct.bars_by_symbol.values())
 
 
 def test_a_second_replay_on_the_topic_is_played_when_named(store, config) -> None:
