@@ -111,6 +111,38 @@ def test_a_second_replay_on_the_topic_is_played_when_named(store, config) -> Non
     _same(direct, named)
 
 
+class MultiScale(bt.Strategy):
+    """SMA crossover on each instrument's 15m feed, trading the 1m base feed; records every step's view of every
+    feed (base and resampled)."""
+
+    def __init__(self) -> None:
+        n = len(self.datas) // 3  # base feeds, then @15m feeds, then @1h feeds
+        self.pairs = [(self.datas[i], bt.indicators.CrossOver(bt.indicators.SMA(self.datas[n + i].close, period=3),
+                                                              bt.indicators.SMA(self.datas[n + i].close, period=8)))
+                      for i in range(n)]
+        self.steps: list[tuple] = []
+
+    def next(self) -> None:
+        self.steps.append(tuple((len(d), d.datetime[0], d.close[0]) for d in self.datas))
+        for d, cross in self.pairs:
+            if not self.getposition(d).size and cross > 0:
+                self.buy(data=d)
+            elif self.getposition(d).size and cross < 0:
+                self.close(data=d)
+
+
+def test_resampled_timeframes_on_the_live_feed_equal_the_direct_run(store, config) -> None:
+    replay = replay_bars(store, "binance", SYMBOLS, "1m", FROM, TO, config=config)
+    args = dict(symbols=list(SYMBOLS), exchange="binance", timeframes=["1m", "15m", "1h"], start=FROM, end=TO,
+                store=store, record=False, size_pct=45)
+    direct = run_backtest(MultiScale, **args)
+    streamed = run_backtest(MultiScale, **args, source=KafkaSource(replay.topic, config=config))
+    assert [d._name for d in streamed.strategy.datas] == [d._name for d in direct.strategy.datas]
+    assert len(direct.trades) > 5 and set(direct.trades["symbol"]) == set(SYMBOLS)
+    assert streamed.strategy.steps == direct.strategy.steps
+    _same(direct, streamed)
+
+
 class _Statuses(bt.Strategy):
     def __init__(self) -> None:
         self.statuses: list[str] = []
@@ -174,5 +206,5 @@ def test_unknown_topic_unreachable_broker_and_unsupported_requests_are_clear_err
         run_backtest("buy_hold", symbol="BTC/USDT", timeframe="1m", store=store, record=False,
                      source=KafkaSource("t", config=down))
     with pytest.raises(InvalidArgumentError, match="not supported with a Kafka source"):
-        run_backtest("buy_hold", symbol="BTC/USDT", timeframes=["1m", "1h"], store=store, record=False,
-                     source=KafkaSource("t", config=config))
+        run_backtest("buy_hold", symbol="SPY", exchange="nyse", timeframe="1m", session="regular", store=store,
+                     record=False, source=KafkaSource("t", config=config))

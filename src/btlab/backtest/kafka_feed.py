@@ -42,7 +42,7 @@ import pandas as pd
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from btlab.backtest.compat import bt
-from btlab.backtest.feed import SESSION_END, backtrader_timeframe
+from btlab.backtest.feed import SESSION_END, ClosedWindowResampler, backtrader_timeframe
 from btlab.errors import InvalidArgumentError, NoDataError
 from btlab.model.bar import BAR_COLUMNS
 from btlab.model.timeframe import Timeframe
@@ -91,7 +91,7 @@ class KafkaSource:
         self.at_head = False
         self.records = 0
         self._cond = threading.Condition()
-        self._queues: dict[str, deque[BarMessage]] = {}
+        self._queues: dict[str, list[deque[BarMessage]]] = {}  # key -> one queue per subscribed feed
         self._symbols: dict[str, str] = {}
         self._last: dict[str, int] = {}  # key -> open ns of the last bar read
         self._seq: dict[str, int] = {}
@@ -107,6 +107,7 @@ class KafkaSource:
         self._done = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._consumer: Consumer | None = None
         self._timeframe: Timeframe | None = None
         self._exchange = ""
 
@@ -116,13 +117,13 @@ class KafkaSource:
 
         Raises: see the class docstring.
         """
-        if self._thread is not None:
+        if self._consumer is not None:
             return
         self._timeframe = Timeframe.parse(timeframe)
         self._exchange = exchange
         for s in symbols:
             key = f"{exchange}:{s}"
-            self._queues[key] = deque()
+            self._queues[key] = []
             self._symbols[key] = s
             self._last[key] = -1
             self._seq[key] = 0
@@ -146,14 +147,36 @@ class KafkaSource:
         self._count = dict.fromkeys(self._partitions, 0)
         self._queued = dict.fromkeys(self._partitions, 0)
         consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions])
-        self._thread = threading.Thread(target=self._run, args=(consumer,), name="btlab-kafka-feed", daemon=True)
-        self._thread.start()
+        self._consumer = consumer  # read from the first next_bar() on, once every feed has subscribed
+
+    def subscribe(self, symbol: str) -> int:
+        """Register one more feed of ``symbol`` (each gets every bar); returns its queue index. Before the run only.
+
+        Raises:
+            InvalidArgumentError: the source is not open for ``symbol``, or already reading.
+        """
+        key = f"{self._exchange}:{symbol}"
+        with self._cond:
+            if key not in self._queues or self._thread is not None:
+                raise InvalidArgumentError(f"KafkaSource: cannot subscribe {key} (not opened for it, or already "
+                                           f"reading)")
+            self._queues[key].append(deque())
+            return len(self._queues[key]) - 1
+
+    def _start(self) -> None:
+        if self._thread is None and self._consumer is not None:
+            self._thread = threading.Thread(target=self._run, args=(self._consumer,), name="btlab-kafka-feed",
+                                            daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
         """Stop the consumer thread and close the consumer (idempotent)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+        elif self._consumer is not None:
+            self._consumer.close()
+        self._consumer = None
 
     def feeds(self, exchange: str, symbols: list[str], timeframe: str | Timeframe, start: Any = None,
               end: Any = None) -> list["KafkaData"]:
@@ -164,6 +187,13 @@ class KafkaSource:
         self.open(exchange, symbols, timeframe)
         return [KafkaData(source=self, symbol=s, bars_timeframe=Timeframe.parse(timeframe).value, name=s,
                           start=start, end=end) for s in symbols]
+
+    def resample_feed(self, symbol: str, timeframe: str | Timeframe, name: str, start: Any = None,
+                      end: Any = None) -> "KafkaData":
+        """One more feed of ``symbol``'s bars (those holding trades only, as
+        :func:`btlab.backtest.feed.traded_bars`), for ``cerebro.resampledata(feed, ...)``; call after :meth:`feeds`."""
+        return KafkaData(source=self, symbol=symbol, bars_timeframe=Timeframe.parse(timeframe).value, name=name,
+                         start=start, end=end, traded_only=True)
 
     # -- consumer thread --------------------------------------------------------------------------------------
     def _run(self, consumer: Consumer) -> None:
@@ -274,7 +304,8 @@ class KafkaSource:
                               f"{self._timeframe} bars")
         self._seq[key] = seq
         self._last[key] = message.ts
-        self._queues[key].append(message)
+        for q in self._queues[key]:
+            q.append(message)
         self._key_partition[key] = p
         self._queued[p] += 1
         if self._queued[p] >= self.max_queued and p not in self._paused:
@@ -298,24 +329,26 @@ class KafkaSource:
                 return False
         return True
 
-    def next_bar(self, key: str, wait_s: float = 0.05) -> BarMessage | bool | None:
+    def next_bar(self, key: str, sub: int = 0, wait_s: float = 0.05) -> BarMessage | bool | None:
         """The next bar of ``key`` if it may be played, False if the replay ended and none is left, else None
-        (after waiting up to ``wait_s`` for one).
+        (after waiting up to ``wait_s`` for one). ``sub``: the feed's queue (:meth:`subscribe`).
 
         Raises:
             StreamError (or what the consumer thread hit): see the module docstring.
         """
         deadline = None
+        self._start()
         with self._cond:
             while True:
                 if self._error is not None:
                     raise self._error
-                q = self._queues[key]
+                q = self._queues[key][sub]
                 if q:
                     bar = q[0]
                     if self._releasable(key, bar.ts):
                         q.popleft()
-                        self._queued[self._key_partition[key]] -= 1
+                        if sub == 0:  # the base feed's queue bounds the partition (the others follow it in step)
+                            self._queued[self._key_partition[key]] -= 1
                         return bar
                 elif len(self._ended) == len(self._partitions):
                     return False
@@ -340,7 +373,7 @@ class KafkaData(bt.feed.DataBase):
     """
 
     params: Any = (("source", None), ("symbol", None), ("bars_timeframe", None), ("start", None), ("end", None),
-                   ("sessionend", SESSION_END))
+                   ("traded_only", False), ("sessionend", SESSION_END))
 
     def __init__(self) -> None:
         super().__init__()
@@ -352,10 +385,16 @@ class KafkaData(bt.feed.DataBase):
         self._timeframe, self._compression = self.p.timeframe, self.p.compression
         self.btlab_symbol = str(self.p.symbol or self.p.name or "").split("@")[0]
         self._key = f"{self.p.source._exchange}:{self.btlab_symbol}"
+        self._sub = self.p.source.subscribe(self.btlab_symbol)
         self._played: list[BarMessage] = []
         self._state: int | None = None
         self._lo = -(2**63) if self.p.start is None else pd.Timestamp(self.p.start).value
         self._hi = 2**63 - 1 if self.p.end is None else pd.Timestamp(self.p.end).value
+
+    def resample(self, **kwargs: Any) -> None:
+        """Used by ``cerebro.resampledata``: Backtrader's resampler without the incomplete last window (as
+        :class:`btlab.backtest.feed.BarFrameData`)."""
+        self.addfilter(ClosedWindowResampler, **kwargs)
 
     def islive(self) -> bool:
         """True: Backtrader runs bar by bar (no preload) and waits when ``_load`` returns None."""
@@ -374,7 +413,7 @@ class KafkaData(bt.feed.DataBase):
         src: KafkaSource = self.p.source
         self._notify(self.LIVE if src.at_head else self.DELAYED)
         while True:
-            bar = src.next_bar(self._key)
+            bar = src.next_bar(self._key, self._sub)
             if bar is None:
                 return None
             if bar is False:
@@ -382,7 +421,7 @@ class KafkaData(bt.feed.DataBase):
                     raise NoDataError(f"no {self.btlab_symbol} bars in replay {src.replay_id} on topic {src.topic} "
                                       f"(in the run's range; {src.records} records read)")
                 return False
-            if self._lo <= bar.ts < self._hi:
+            if self._lo <= bar.ts < self._hi and (not self.p.traded_only or _traded(bar)):
                 break
         close = _EPOCH + _dt.timedelta(microseconds=(bar.ts + self._bars_tf.nanos) // 1000)
         lines = self.lines
@@ -395,3 +434,8 @@ class KafkaData(bt.feed.DataBase):
         lines.openinterest[0] = 0.0
         self._played.append(bar)
         return True
+
+
+def _traded(bar: BarMessage) -> bool:
+    """The bar holds a trade: ``trades > 0``, or ``volume > 0`` when the count is unknown (as ``traded_bars``)."""
+    return bar.trades > 0 if bar.trades is not None else bar.volume > 0

@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -267,7 +267,7 @@ def run_backtest(
             Backtrader live feeds (same trades and metrics as the stored bars). With a source: bars outside
             ``start``/``end`` are skipped, the run row's data range, bar count and hash are those of the bars
             played (written when the run ends), and gap, warm-up and fixed-slippage checks are not made before the
-            run; resampled timeframes and sessions are refused (InvalidArgumentError) in this version.
+            run; sessions are refused (InvalidArgumentError) in this version. Resampled timeframes work as above.
 
     Signals: in the main thread, SIGINT (Ctrl-C) and SIGTERM stop the run after the current bar; what ran is
     flushed, the run is stored as ``interrupted`` (``error`` names the signal and the bars done) and
@@ -294,8 +294,8 @@ def run_backtest(
                  timeframes=timeframes, start=start, end=end, params=params, cash=cash, commission=commission,
                  size_pct=size_pct, stake=stake, slippage_pct=slippage_pct, slippage_fixed=slippage_fixed,
                  calendar=calendar, session=session)
-    if source is not None and (plan.resampled or plan.config.session):
-        raise InvalidArgumentError("resampled timeframes and sessions are not supported with a Kafka source yet")
+    if source is not None and plan.config.session:
+        raise InvalidArgumentError("sessions are not supported with a Kafka source yet")
     owns_store = not isinstance(store, Store)
     the_store = open_store(store) if owns_store else store  # type: ignore[arg-type]
     try:
@@ -305,7 +305,14 @@ def run_backtest(
         else:
             feeds = source.feeds(plan.config.exchange, plan.names, plan.base_tf, plan.lo, plan.hi)
             bars, warnings = {}, []
-            cerebro, feed_bars = _build_cerebro(feeds, {s: pd.DataFrame() for s in plan.names}, plan)
+            cerebro, _ = _build_cerebro(feeds, {s: pd.DataFrame() for s in plan.names}, replace(plan, resampled=[]))
+            for tf in plan.resampled:  # as _build_cerebro: per timeframe, per symbol, from the traded base bars
+                unit, compression = backtrader_timeframe(tf)
+                for s in plan.names:
+                    name = f"{s}@{tf}"
+                    live = source.resample_feed(s, plan.base_tf, name, plan.lo, plan.hi)
+                    cerebro.resampledata(live, name=name, timeframe=unit, compression=compression)
+                    live.btlab_timeframe = tf
             feed_bars = None
         for name, analyzer in (analyzers or {}).items():
             cerebro.addanalyzer(analyzer, _name=name)
