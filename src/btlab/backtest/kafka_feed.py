@@ -25,6 +25,9 @@ unreadable record, an ``aborted`` replay, and records of a second replay mixed i
 Memory: at most ``max_queued`` bars per partition are held; a partition with that many is paused (the broker keeps
 the rest) and resumed below half of it.
 
+Resampled timeframes: :meth:`KafkaSource.resample_feed` gives a further feed of an instrument (its own queue, bars
+holding trades only) for ``cerebro.resampledata``, with btlab's ``ClosedWindowResampler`` as on the direct path.
+
 Only bar topics whose replay carries sequence headers (:func:`btlab.stream.replay.replay_bars`) are supported in
 this version; ticks (building bars with ``StreamingAggregator``) are not yet.
 """
