@@ -12,6 +12,7 @@ import bench_backtest  # noqa: E402
 import bench_import  # noqa: E402
 import bench_import_memory  # noqa: E402
 import bench_ingest  # noqa: E402
+import bench_replay  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_store  # noqa: E402
 import bench_stream  # noqa: E402
@@ -61,6 +62,10 @@ def main() -> None:
         "## The store at the speed of its engines (issue 8)",
         "",
         *bench_store.run(),
+        "",
+        "## Replay through the broker vs the store (issue 10)",
+        "",
+        *bench_replay.run(),
         "",
     ]
     text = "\n".join(out)

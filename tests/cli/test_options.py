@@ -13,8 +13,9 @@ import typer
 from btlab.cli.main import app
 
 #: flags that name two different things, each declared once in btlab.cli.common: the strategy to run
-#: (``btlab backtest``) and the recorded strategy name runs are filtered by (``btlab runs list``)
-TWO_MEANINGS = {"--strategy": 2}
+#: (``btlab backtest``) and the recorded strategy name runs are filtered by (``btlab runs list``); where bars come
+#: from in a backtest (store or kafka) and where ``ingest history`` pages from (ccxt or cryptocompare)
+TWO_MEANINGS = {"--strategy": 2, "--source": 2}
 
 
 def _commands(group, path=()):

@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -211,6 +211,7 @@ def run_backtest(
     on_warning: Callable[[str], None] | None = None,
     flush_bars: int = 10_000,
     flush_seconds: float = 2.0,
+    source: Any = None,
 ) -> BacktestResult:
     """Run a Backtrader strategy on stored bars, record it, and return its result.
 
@@ -261,6 +262,12 @@ def run_backtest(
         on_warning: callable receiving each warning found before the run (gaps) when it is found; all warnings
             are also in ``result.warnings``.
         flush_bars, flush_seconds: recorder batch size and maximum delay (wall time, checked every bar).
+        source: where the bars come from: None = the store (as above); a
+            :class:`btlab.backtest.kafka_feed.KafkaSource` = a bar topic written by ``btlab replay``, played through
+            Backtrader live feeds (same trades and metrics as the stored bars). With a source: bars outside
+            ``start``/``end`` are skipped, the run row's data range, bar count and hash are those of the bars
+            played (written when the run ends), and gap, warm-up and fixed-slippage checks are not made before the
+            run; sessions are refused (InvalidArgumentError) in this version. Resampled timeframes work as above.
 
     Signals: in the main thread, SIGINT (Ctrl-C) and SIGTERM stop the run after the current bar; what ran is
     flushed, the run is stored as ``interrupted`` (``error`` names the signal and the bars done) and
@@ -287,24 +294,46 @@ def run_backtest(
                  timeframes=timeframes, start=start, end=end, params=params, cash=cash, commission=commission,
                  size_pct=size_pct, stake=stake, slippage_pct=slippage_pct, slippage_fixed=slippage_fixed,
                  calendar=calendar, session=session)
+    if source is not None and plan.config.session:
+        raise InvalidArgumentError("sessions are not supported with a Kafka source yet")
     owns_store = not isinstance(store, Store)
     the_store = open_store(store) if owns_store else store  # type: ignore[arg-type]
     try:
-        feeds, bars, warnings = _load(plan, the_store, allow_gaps=allow_gaps, on_warning=on_warning)
-        cerebro, feed_bars = _build_cerebro(feeds, bars, plan)
+        if source is None:
+            feeds, bars, warnings = _load(plan, the_store, allow_gaps=allow_gaps, on_warning=on_warning)
+            cerebro, feed_bars = _build_cerebro(feeds, bars, plan)
+        else:
+            feeds = source.feeds(plan.config.exchange, plan.names, plan.base_tf, plan.lo, plan.hi)
+            bars, warnings = {}, []
+            cerebro, _ = _build_cerebro(feeds, {s: pd.DataFrame() for s in plan.names}, replace(plan, resampled=[]))
+            for tf in plan.resampled:  # as _build_cerebro: per timeframe, per symbol, from the traded base bars
+                unit, compression = backtrader_timeframe(tf)
+                for s in plan.names:
+                    name = f"{s}@{tf}"
+                    live = source.resample_feed(s, plan.base_tf, name, plan.lo, plan.hi)
+                    cerebro.resampledata(live, name=name, timeframe=unit, compression=compression)
+                    live.btlab_timeframe = tf
+            feed_bars = None
         for name, analyzer in (analyzers or {}).items():
             cerebro.addanalyzer(analyzer, _name=name)
         rid = run_id or new_run_id()
         control = RunControl()
+        run_row = _run_row(plan, bars, rid, sweep_id)
+        if source is not None:  # the data fields are known when the data has been played: before the recorder ends
+            cerebro.addanalyzer(_PlayedBars, _name="btlab_played", run=run_row, feeds=feeds)
         cerebro.addanalyzer(
             Recorder, _name="btlab_recorder", store=the_store if record else None,
-            run=_run_row(plan, bars, rid, sweep_id), calendar=plan.venue.calendar, progress=progress,
-            bars_total=_steps(bars), flush_bars=flush_bars, flush_seconds=flush_seconds, n_base=len(bars),
+            run=run_row, calendar=plan.venue.calendar, progress=progress,
+            bars_total=_steps(bars), flush_bars=flush_bars, flush_seconds=flush_seconds, n_base=len(plan.names),
             feed_bars=feed_bars, warnings=warnings, control=control,
         )
         strat = _run(cerebro, control, record=record, run_id=rid)
+        if source is not None:
+            bars = {s: f.load_bars() for s, f in zip(plan.names, feeds)}
         return _result(plan, strat, bars, rid, analyzers, the_store if record else None)
     finally:
+        if source is not None:
+            source.close()
         if owns_store:
             the_store.close()
 
@@ -396,8 +425,32 @@ def _load(plan: _Plan, store: Store, *, allow_gaps: bool, on_warning: Callable[[
     return feeds, bars, warnings
 
 
+class _PlayedBars(bt.Analyzer):
+    """For a run from a live source: fills the run row's data fields (range, bar count, hash) from the bars the
+    feeds played, when the run stops and before the recorder (added after it) writes the finished row."""
+
+    params: Any = (("run", None), ("feeds", ()))
+
+    def stop(self) -> None:
+        played = {f.btlab_symbol: f.load_bars() for f in self.p.feeds}
+        self.p.run.update(_data_fields({s: b for s, b in played.items() if len(b)} or played))
+
+
+def _data_fields(bars: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """The run row's ``data_from``, ``data_to``, ``bars`` and ``data_hash`` of the bars played (None if none)."""
+    if not bars or not any(len(b) for b in bars.values()):
+        return {"data_from": None, "data_to": None, "bars": 0, "data_hash": None}
+    filled = [b for b in bars.values() if len(b)]
+    return {
+        "data_from": min(b["ts"].iloc[0] for b in filled), "data_to": max(b["ts"].iloc[-1] for b in filled),
+        "bars": sum(len(b) for b in bars.values()), "data_hash": hash_bars(bars),
+    }
+
+
 def _steps(bars: dict[str, pd.DataFrame]) -> int:
     """Base bar times of the run (the progress total): the union of every symbol's bar times."""
+    if not bars:
+        return 0
     if len(bars) == 1:
         return len(next(iter(bars.values())))
     return len(pd.DatetimeIndex(pd.concat([b["ts"] for b in bars.values()])).unique())
@@ -409,10 +462,9 @@ def _run_row(plan: _Plan, bars: dict[str, pd.DataFrame], run_id: str, sweep_id: 
     return {
         "ts": datetime.now(timezone.utc), "run_id": run_id, "sweep_id": sweep_id, "strategy": c.strategy,
         "params": c.params, "exchange": c.exchange, "symbols": c.symbol, "timeframe": c.timeframe,
-        "data_from": min(b["ts"].iloc[0] for b in bars.values()),
-        "data_to": max(b["ts"].iloc[-1] for b in bars.values()), "bars": sum(len(b) for b in bars.values()),
+        **_data_fields(bars),
         "calendar": c.calendar, "cash": c.cash, "commission": c.commission,
-        "config": asdict(c), "config_hash": c.hash(), "data_hash": hash_bars(bars),
+        "config": asdict(c), "config_hash": c.hash(),
         "btlab_version": btlab.__version__, "backtrader_version": bt.__version__,
     }
 

@@ -237,7 +237,8 @@ WsUrlOption = Annotated[str | None, typer.Option(
     help="Override the exchange's WebSocket base URL (e.g. ws://127.0.0.1:8765).")]
 KafkaOption = Annotated[str | None, typer.Option(
     "--kafka", envvar="BTLAB_KAFKA", metavar="HOST:PORT", show_default=False,
-    help="Kafka/Redpanda bootstrap servers: ticks and bars also go to topics.")]
+    help="Kafka/Redpanda bootstrap servers (ingest live: ticks and bars also go to topics; replay and backtest "
+    "--source kafka: the broker to use).")]
 LatenessOption = Annotated[float, typer.Option(
     "--lateness", metavar="SECONDS", help="Allowed lateness in seconds: a bar is final once trades newer than its "
     "end + this arrived (the watermark).")]
@@ -541,3 +542,14 @@ def confirm(question: str, yes: bool) -> bool:
     if not sys.stdin.isatty():  # a piped answer is not echoed: end the prompt's line
         err_console.print("yes" if answer else "no", highlight=False)
     return answer
+
+# replay through the broker (btlab replay; btlab backtest --source kafka)
+TopicOption = Annotated[str | None, typer.Option(
+    "--topic", metavar="TOPIC", show_default=False, help="Bar topic (default btlab.bars.<timeframe>).")]
+SpeedOption = Annotated[str, typer.Option(
+    "--speed", metavar="1|60|max", help="Event-time seconds per wall second (1 = real time), or max: no pacing.")]
+ConnectTimeoutOption = Annotated[float, typer.Option(
+    "--connect-timeout", metavar="SECONDS", min=0.1, help="Wait this long for the broker before giving up (exit 2).")]
+BarSourceOption = Annotated[str, typer.Option(
+    "--source", metavar="store|kafka",
+    help="Where the bars come from: the store, or kafka: a topic written by btlab replay (--topic, --kafka).")]

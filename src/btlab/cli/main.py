@@ -20,6 +20,7 @@ from btlab.cli.common import (
     AllowMismatchOption,
     AllowPartialOption,
     BarFilesArgument,
+    BarSourceOption,
     BtlabGroup,
     CalendarOption,
     CashOption,
@@ -27,6 +28,7 @@ from btlab.cli.common import (
     ExchangeOption,
     FormatOption,
     FromOption,
+    KafkaOption,
     GapsOption,
     LimitOption,
     OlderThanOption,
@@ -50,6 +52,7 @@ from btlab.cli.common import (
     SymbolsOption,
     TimeframeOption,
     ToOption,
+    TopicOption,
     WideOption,
     YesOption,
     confirm,
@@ -64,6 +67,7 @@ from btlab.cli.common import (
 from btlab.cli.dashboards import dashboards_app
 from btlab.cli.health import health
 from btlab.cli.ingest import ingest_app
+from btlab.cli.replay import kafka_source, replay
 
 app = typer.Typer(
     name="btlab",
@@ -93,6 +97,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(dashboards_app, name="dashboards")
 app.command("health")(health)
+app.command("replay")(replay)
 
 
 def _print_version(value: bool) -> None:
@@ -298,6 +303,9 @@ def backtest(
     allow_gaps: AllowGapsOption = False,
     report: ReportOption = True,
     store: StoreOption = None,
+    source: BarSourceOption = "store",
+    topic: TopicOption = None,
+    kafka: KafkaOption = None,
 ) -> None:
     """Run a strategy on stored bars; record the run, print its metrics and write its HTML report.
 
@@ -328,10 +336,11 @@ def backtest(
         stake=stake, slippage_pct=slippage_pct, slippage_fixed=slippage_fixed, calendar=calendar, session=session,
     )
     check_backtest(strategy, **request)  # every argument is checked before the store is opened
+    bar_source = kafka_source(source, topic, kafka, timeframe)  # --source kafka: bars from a replayed topic
     with open_store_cli(store, existing=True) as st:
         with progress_task(f"{strategy} on {exchange}:{symbols or symbol or 'BTC/USDT'} {timeframe}") as progress:
             result = run_backtest(strategy, **request, allow_gaps=allow_gaps, store=st, progress=progress,
-                                  on_warning=progress.warn)
+                                  on_warning=progress.warn, source=bar_source)
         show.backtest_result(result, exchange=exchange, feeds=timeframe + (f" (+{resample})" if resample else ""),
                              warned=progress.warned, address=st.address)
         if report:

@@ -17,10 +17,16 @@ Values (``ts`` is an integer of nanoseconds since the Unix epoch, UTC):
     "low":..,"close":..,"volume":..,"trades":<int|null>,"vwap":<float|null>}`` -- a FINISHED bar; volume in base
     currency; ``vwap`` null when the bar had no volume or the source gives none.
 ``end``
-    ``{"v":1,"type":"end","replay_id":"r-42","partition":2,"partitions":6,"count":1234}`` -- end of a replay,
-    written to EVERY partition of a topic after all of the replay's records (see
+    ``{"v":1,"type":"end","replay_id":"r-42","partition":2,"partitions":6,"count":1234,"reason":null}`` -- end of
+    a replay, written to EVERY partition of a topic after all of the replay's records (see
     :meth:`btlab.stream.producer.StreamProducer.end_replay`): ``count`` = data records of that replay in that
-    partition, ``partitions`` = partitions of the topic, so a reader knows when it has seen them all.
+    partition, ``partitions`` = partitions of the topic, so a reader knows when it has seen them all; ``reason``
+    is ``null`` for a complete replay, ``"aborted"`` when it was stopped early (Ctrl-C) -- added without a version
+    bump (older markers have no such field and read as complete).
+
+Replays (:func:`btlab.stream.replay.replay_bars`) add two record headers to each data record: ``btlab-replay``
+(the replay id, as in its end markers) and ``btlab-seq`` (1, 2, 3, ... per key within the replay, decimal text),
+so a reader can check that it saw exactly what was published.
 
 Record key: ``exchange:symbol`` (:func:`btlab.stream.topics.record_key`) for ticks and bars, none for end markers.
 Record timestamp: the event time in integer milliseconds -- the trade time for ticks, the bar OPEN time for bars
@@ -150,12 +156,14 @@ class EndMarker:
         partitions: number of partitions of the topic when the replay ended (a reader that sees a marker of
             this replay from each of them has seen the whole replay).
         count: data records of this replay written to this partition before the marker.
+        reason: ``None`` for a complete replay, ``"aborted"`` when the replay was stopped before its end.
     """
 
     replay_id: str
     partition: int
     partitions: int
     count: int
+    reason: str | None = None
 
 
 Message = Union[TickMessage, BarMessage, EndMarker]
@@ -459,7 +467,11 @@ def _bar_from(obj: dict) -> BarMessage:
 
 
 def _end_from(obj: dict) -> EndMarker:
-    return EndMarker(_text(obj, "replay_id"), _int(obj, "partition"), _int(obj, "partitions", 1), _int(obj, "count"))
+    reason = obj.get("reason")
+    if reason is not None and (type(reason) is not str or not reason):
+        raise _missing(obj, "reason")
+    return EndMarker(_text(obj, "replay_id"), _int(obj, "partition"), _int(obj, "partitions", 1), _int(obj, "count"),
+                     reason)
 
 
 # ---------------------------------------------------------------------------------------------- to frames --

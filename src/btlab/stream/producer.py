@@ -252,7 +252,7 @@ class StreamProducer:
         self._replay_id = replay_id or f"replay-{uuid.uuid4().hex[:12]}"
         return self._replay_id
 
-    def end_replay(self, topics: Iterable[str] = ()) -> dict[str, list[EndMarker]]:
+    def end_replay(self, topics: Iterable[str] = (), *, reason: str | None = None) -> dict[str, list[EndMarker]]:
         """Flush, then write an end marker to EVERY partition of each topic of the replay, and flush again.
 
         A marker's record timestamp is the largest event time the replay sent to that topic (so event time never
@@ -261,6 +261,7 @@ class StreamProducer:
         Args:
             topics: topics to mark in addition to those the replay sent records to (so a consumer of a topic that
                 got no record still sees the end).
+            reason: written into the markers: ``None`` for a complete replay, ``"aborted"`` for one stopped early.
 
         Returns:
             The markers written, per topic (``count`` = the replay's records in that partition).
@@ -282,7 +283,7 @@ class StreamProducer:
                 marker_ms = self._replay_last_ms.get(topic, now_ms)
                 self.ensure_topic(topic)
                 n = partition_count(self.config, topic, admin=self._admin)
-                markers[topic] = [EndMarker(replay_id, p, n, counts.get((topic, p), 0)) for p in range(n)]
+                markers[topic] = [EndMarker(replay_id, p, n, counts.get((topic, p), 0), reason) for p in range(n)]
                 for marker in markers[topic]:
                     self.produce(topic, None, encode(marker), marker_ms, partition=marker.partition)
         finally:

@@ -1,0 +1,100 @@
+"""``btlab replay`` and ``btlab backtest --source kafka`` as a user runs them (subprocesses, real exit codes), with the
+real broker (Tansu, tests/broker.py) and real BTC/USDT + ETH/USDT 1m klines from data/."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
+
+from broker import free_port, kafka_bootstrap  # noqa: E402, F401
+from cliproc import assert_one_line, btlab_cli  # noqa: E402
+from test_replay import fill_store, read_topic  # noqa: E402
+
+from btlab.stream.replay import ABORTED  # noqa: E402
+from btlab.stream import decode  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("replaycli") / "store.duckdb"
+    fill_store(path).close()
+    return path
+
+
+def test_replay_then_backtest_from_the_topic_equals_the_backtest_from_the_store(store_path, kafka_bootstrap) -> None:  # noqa: F811
+    topic = f"cli{uuid.uuid4().hex[:8]}.bars"
+    rng = ["--symbols", "BTC/USDT,ETH/USDT", "--timeframe", "1m", "--from", "2025-06-01", "--to", "2025-06-01"]
+    proc = btlab_cli("replay", *rng, "--speed", "max", "--topic", topic, "--kafka", kafka_bootstrap, store=store_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "replayed 2,880 1m bars of binance:BTC/USDT,ETH/USDT" in proc.stdout and f"topic {topic}" in proc.stdout
+    common = ["backtest", "--strategy", "sma_cross", *rng, "--no-report"]
+    direct = btlab_cli(*common, store=store_path)
+    streamed = btlab_cli(*common, "--source", "kafka", "--topic", topic, "--kafka", kafka_bootstrap, store=store_path)
+    assert direct.returncode == 0 and streamed.returncode == 0, streamed.stderr
+
+    def figures(out: str) -> str:  # everything but the run id line
+        return "\n".join(line for line in out.splitlines() if "run id" not in line and "run_id" not in line)
+
+    assert figures(streamed.stdout) == figures(direct.stdout)
+    assert re.search(r"Closed trades\s*│\s*[1-9]", direct.stdout), direct.stdout  # a run that trades
+
+
+def test_ctrl_c_ends_the_replay_with_aborted_markers_and_exit_130(store_path, kafka_bootstrap) -> None:  # noqa: F811
+    topic = f"cli{uuid.uuid4().hex[:8]}.slow"
+    exe = Path(sys.executable).with_name("btlab")
+    import os
+
+    env = {**os.environ, "BTLAB_STORE": str(store_path), "NO_COLOR": "1"}
+    proc = subprocess.Popen([str(exe), "replay", "--symbols", "BTC/USDT", "--timeframe", "1m", "--speed", "600",
+                             "--topic", topic, "--kafka", kafka_bootstrap], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)  # started and publishing (10 bars per second)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "aborted" in err
+    records = read_topic(kafka_bootstrap, topic, 6)
+    markers = [decode(msgs[-1].value()) for msgs in records.values()]
+    assert {m.reason for m in markers} == {ABORTED} and sum(m.count for m in markers) > 0
+
+
+def test_broker_down_is_one_line_and_exit_2_within_the_bounded_wait(store_path) -> None:
+    down = f"127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    proc = btlab_cli("replay", "--symbols", "BTC/USDT", "--timeframe", "1m", "--kafka", down, "--connect-timeout",
+                     "1", store=store_path)
+    line = assert_one_line(proc, 2)
+    assert down in line and "cannot reach the Kafka broker" in line and time.monotonic() - t0 < 20
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--symbols", "BTC/USDT", "--speed", "fast"], "speed must be a positive number or 'max'"),
+        (["--symbols", "DOGE/USDT", "--timeframe", "1m"], "nothing to replay"),
+        (["--symbols", "BTC/USDT", "--from", "2025-13-01"], "--from"),
+    ],
+)
+def test_bad_requests_are_one_line_errors(store_path, kafka_bootstrap, args, message) -> None:  # noqa: F811
+    proc = btlab_cli("replay", *args, "--kafka", kafka_bootstrap, store=store_path)
+    assert message in assert_one_line(proc, 1)
+
+
+def test_backtest_source_kafka_needs_a_broker(store_path) -> None:
+    proc = btlab_cli("backtest", "--timeframe", "1m", "--source", "kafka", "--no-report", store=store_path,
+                     extra_env={"BTLAB_KAFKA": ""})
+    assert "needs a broker" in assert_one_line(proc, 1)

@@ -1,0 +1,171 @@
+"""Replaying stored bars through a real broker (Tansu, tests/broker.py): order, sequence numbers, end markers,
+pacing schedule, Ctrl-C. Real data: Binance BTC/USDT and ETH/USDT 1m klines (data/*_USDT-1m_2025-05-20_*.feather),
+two days of each in a fresh DuckDB store."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from broker import kafka_bootstrap  # noqa: F401
+from realdata import DATA
+
+from btlab.errors import InvalidArgumentError, NoDataError
+from btlab.model.timeframe import Timeframe
+from btlab.store.duckdb import DuckDBStore
+from btlab.stream import EndMarker, StreamConfig, decode
+from btlab.stream.replay import ABORTED, REPLAY_HEADER, SEQ_HEADER, iter_replay_chunks, parse_speed, replay_bars
+
+FROM, TO = "2025-06-01", "2025-06-02"  # inclusive dates: 2 days = 2,880 one-minute bars per instrument
+SYMBOLS = ("BTC/USDT", "ETH/USDT")
+
+
+def minute_bars(symbol: str) -> pd.DataFrame:
+    """Real 1m klines of ``symbol`` (2025-05-20 .. 2025-08-18) from data/."""
+    name = symbol.replace("/", "_")
+    frame = pd.read_feather(DATA / f"{name}-1m_2025-05-20_2025-08-18.feather").rename(columns={"date": "ts"})
+    return frame
+
+
+def fill_store(path: Path, start: str = "2025-05-31", end: str = "2025-06-04") -> DuckDBStore:
+    """A DuckDB store holding both instruments' 1m bars between ``start`` and ``end``."""
+    store = DuckDBStore(path)
+    for symbol in SYMBOLS:
+        bars = minute_bars(symbol)
+        bars = bars[(bars["ts"] >= start) & (bars["ts"] < end)]
+        store.write_bars(bars, exchange="binance", symbol=symbol, timeframe="1m", source="test")
+    return store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    with fill_store(tmp_path_factory.mktemp("replay") / "store.duckdb") as st:
+        yield st
+
+
+@pytest.fixture
+def config(kafka_bootstrap: str) -> StreamConfig:  # noqa: F811
+    return StreamConfig(kafka_bootstrap, prefix=f"r{uuid.uuid4().hex[:10]}", partitions=3, connect_timeout_s=5,
+                        delivery_timeout_s=15)
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int) -> dict[int, list]:
+    """Every record of every partition of ``topic`` (plain client, assigned from the beginning) until each
+    partition's end marker."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    out: dict[int, list] = {p: [] for p in range(partitions)}
+    ended: set[int] = set()
+    deadline = time.monotonic() + 30
+    while len(ended) < partitions and time.monotonic() < deadline:
+        for m in c.consume(1000, 0.5):
+            if m.error() is not None:
+                continue
+            out[m.partition()].append(m)
+            if m.key() is None and isinstance(decode(m.value()), EndMarker):
+                ended.add(m.partition())
+    c.close()
+    assert len(ended) == partitions, "end markers missing"
+    return out
+
+
+def test_chunks_are_in_event_time_order_with_ties_by_symbol_and_hold_every_stored_bar(store) -> None:
+    tf = Timeframe.parse("1m")
+    lo, hi = pd.Timestamp(FROM, tz="UTC"), pd.Timestamp("2025-06-03", tz="UTC")
+    chunks = list(iter_replay_chunks(store, "binance", list(SYMBOLS), tf, lo, hi, chunk_bars=700))
+    assert len(chunks) > 4  # bounded windows, not one read
+    merged = pd.concat(chunks, ignore_index=True)
+    order = list(zip(merged["event_ns"], merged["symbol"]))
+    assert order == sorted(order)
+    assert (merged["event_ns"] == pd.DatetimeIndex(merged["ts"]).asi8 + tf.nanos).all()  # event time = close
+    for symbol in SYMBOLS:
+        stored = store.read_bars(exchange="binance", symbol=symbol, timeframe="1m", start=lo, end=hi)
+        got = merged[merged["symbol"] == symbol].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got[stored.columns.tolist()], stored)
+
+
+def test_replay_publishes_every_bar_keyed_with_sequence_numbers_and_ends_with_markers(store, config) -> None:
+    seen = []
+    result = replay_bars(store, "binance", "BTC/USDT,ETH/USDT", "1m", FROM, TO, config=config, speed="max",
+                         chunk_bars=500, progress=seen.append, progress_every_s=0.0)
+    assert result.records == 2 * 2880 and result.per_key == {"binance:BTC/USDT": 2880, "binance:ETH/USDT": 2880}
+    assert result.first_event == pd.Timestamp("2025-06-01 00:01", tz="UTC")
+    assert result.last_event == pd.Timestamp("2025-06-03 00:00", tz="UTC")
+    assert seen and seen[-1].records == result.records and seen[-1].event_time == result.last_event
+    records = read_topic(config.bootstrap_servers, result.topic, 3)
+    per_key: dict[str, list] = {}
+    for p, msgs in records.items():
+        data = [m for m in msgs if m.key() is not None]
+        marker = decode(msgs[-1].value())
+        assert marker == EndMarker(result.replay_id, p, 3, len(data), None)
+        for m in data:
+            per_key.setdefault(m.key().decode(), []).append(m)
+    for symbol in SYMBOLS:
+        msgs = per_key[f"binance:{symbol}"]
+        headers = [dict(m.headers()) for m in msgs]
+        assert [int(h[SEQ_HEADER]) for h in headers] == list(range(1, 2881))
+        assert {h[REPLAY_HEADER].decode() for h in headers} == {result.replay_id}
+        bars = [decode(m.value()) for m in msgs]
+        stored = store.read_bars(exchange="binance", symbol=symbol, timeframe="1m", start=FROM, end="2025-06-03")
+        assert [b.ts for b in bars] == pd.DatetimeIndex(stored["ts"]).asi8.tolist()
+        assert [b.close for b in bars] == stored["close"].tolist()
+        assert [m.timestamp()[1] for m in msgs] == [b.ts // 1_000_000 for b in bars]  # record ts = bar open
+
+
+class FakeClock:
+    """A monotonic clock that only moves when slept on: the schedule becomes exactly observable."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds + 0.0004  # every sleep overshoots a little, as real sleeps do
+
+
+def test_pacing_follows_the_schedule_from_the_start_so_overshoot_does_not_accumulate(store, config) -> None:
+    clock = FakeClock()
+    result = replay_bars(store, "binance", ["BTC/USDT"], "1m", "2025-06-01T00:00", "2025-06-01T01:39", config=config,
+                         speed=60, clock=clock, sleep=clock.sleep)
+    assert result.records == 100
+    # 99 minutes of event time at 60x = 99 s after the first record; each sleep's 0.4 ms overshoot is absorbed
+    assert clock.now - 1000.0 == pytest.approx(99.0004, abs=1e-9)
+    assert result.max_lag_s == pytest.approx(0.0004, abs=1e-9)
+    assert len(clock.sleeps) == 99 and clock.sleeps[0] == 1.0  # the first sleep: a full second
+    assert all(s == pytest.approx(1.0 - 0.0004, abs=1e-9) for s in clock.sleeps[1:])  # then shortened by overshoot
+
+
+def test_ctrl_c_ends_the_replay_with_aborted_markers_counting_what_was_sent(store, config) -> None:
+    def stop(progress) -> None:
+        if progress.records >= 640:
+            raise KeyboardInterrupt
+
+    topic = f"{config.prefix}.aborted"
+    with pytest.raises(KeyboardInterrupt, match="aborted after 640 records"):
+        replay_bars(store, "binance", SYMBOLS, "1m", FROM, TO, config=config, topic=topic, progress=stop,
+                    progress_every_s=0.0)
+    records = read_topic(config.bootstrap_servers, topic, 3)
+    markers = [decode(msgs[-1].value()) for msgs in records.values()]
+    assert {m.reason for m in markers} == {ABORTED}
+    assert sum(m.count for m in markers) == 640 == sum(len(msgs) - 1 for msgs in records.values())
+
+
+def test_bad_requests_are_refused_before_anything_is_sent(store, config) -> None:
+    with pytest.raises(InvalidArgumentError, match="speed"):
+        parse_speed("fast")
+    with pytest.raises(InvalidArgumentError, match="speed"):
+        parse_speed("-1")
+    assert parse_speed("max") is None and parse_speed("60") == 60.0
+    with pytest.raises(NoDataError, match="nothing to replay"):
+        replay_bars(store, "binance", ["DOGE/USDT"], "1m", FROM, TO, config=config)
+    with pytest.raises(NoDataError, match="nothing to replay"):
+        replay_bars(store, "binance", ["BTC/USDT"], "1m", "2030-01-01", "2030-01-02", config=config)
