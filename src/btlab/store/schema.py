@@ -146,11 +146,15 @@ HEALTH_METRICS: dict[str, tuple[str, str]] = {
     "trade_id_gaps_filled": ("count", "trades fetched over REST to fill trade-id gaps, in the interval"),
     "reconnects": ("count", "stream reconnections (dropped or silent connections), in the interval"),
     "consumer_lag": ("records", "records behind the end of the topic, at the end of the interval"),
+    "records_per_s": ("records/s", "records consumed from or published to the topic in subject, over the interval"),
+    "replay_lag_s": ("s", "how far a replay's publishing is behind its pacing schedule, at the end of the interval"),
     "dead_letters": ("count", "records sent to the dead-letter topic, in the interval"),
     "heartbeat": ("1", "one row per interval while the service runs"),
 }
 
-#: Services that write ``bt_health`` today (others add themselves when they exist).
-HEALTH_SERVICES: tuple[str, ...] = ("ingest-live",)
+#: Services that write ``bt_health`` (others add themselves when they exist). Stream figures (``consumer_lag``,
+#: ``records_per_s``, ``dead_letters``) name the topic in ``subject``, and a consumer group's figures name both as
+#: ``"topic (group)"``, e.g. ``"btlab.bars.1m (btlab-sink)"``.
+HEALTH_SERVICES: tuple[str, ...] = ("ingest-live", "sink", "replay", "paper")
 
 TABLES: dict[str, Table] = {t.name: t for t in (OHLCV, TICKS, BT_RUNS, BT_EQUITY, BT_TRADES, BT_ORDERS, BT_HEALTH)}
