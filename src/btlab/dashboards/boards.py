@@ -326,7 +326,8 @@ def _metric_series(metric: str, agg: str, title: str, unit: str, w: int = 12) ->
 
 @dashboard(HEALTH_UID)
 def pipeline_health() -> gdash.Dashboard:
-    """Rows/s per table, late and quarantined trades, trade-id gaps filled, reconnects, heartbeats (bt_health)."""
+    """Rows/s per table, late and quarantined trades, trade-id gaps filled, reconnects, heartbeats, and the streams'
+    consumer lag, records/s, dead letters and replay lag (bt_health)."""
     board = (new_dashboard(HEALTH_UID, "btlab: pipeline health",
                            "Figures btlab services write into bt_health (rows/s, late and quarantined trades, gaps "
                            "filled, reconnects, heartbeats).")
@@ -346,6 +347,10 @@ def pipeline_health() -> gdash.Dashboard:
              .with_panel(_metric_series("late_trades", "sum", "Late trades", "none"))
              .with_panel(_metric_series("quarantined_trades", "sum", "Quarantined trades", "none"))
              .with_panel(_metric_series("trade_id_gaps_filled", "sum", "Trade-id gaps filled (trades)", "none"))
-             .with_panel(_metric_series("reconnects", "sum", "Reconnects", "none"))
-             .with_panel(_metric_series("dead_letters", "sum", "Dead letters", "none")))
+             .with_panel(_metric_series("reconnects", "sum", "Reconnects", "none", w=24))
+             .with_row(gdash.Row("Streams"))
+             .with_panel(_metric_series("dead_letters", "sum", "Dead letters", "none"))
+             .with_panel(_metric_series("consumer_lag", "max", "Consumer lag per topic and group (records)", "none"))
+             .with_panel(_metric_series("records_per_s", "avg", "Records per second, per topic", "none"))
+             .with_panel(_metric_series("replay_lag_s", "max", "Replay lag behind schedule", "s")))
     return board
