@@ -1,7 +1,8 @@
 #!/bin/sh
 # The compose stack's one-shot `demo` job: real market data and a few recorded backtests in the store, so every
 # Grafana dashboard shows data on the first `make up`. Uses only btlab commands; run from the folder holding data/
-# (the container's /work). Safe to run again: imports are idempotent upserts, and the backtests run only when the
+# (the container's /work). The last backtest reads its bars from Redpanda: they are replayed from the store through
+# the broker first, and the run equals the direct run just before it (both show on the runs dashboard). Safe to run again: imports are idempotent upserts, and the backtests run only when the
 # store has no demo run yet. The test suite runs this script with the same arguments (tests/deploy).
 set -eu
 
@@ -22,3 +23,9 @@ done
 btlab backtest --strategy buy_hold --symbol BTC/USDT --timeframe 1h --from 2020-01-01 --to 2023-12-31 --no-report
 btlab backtest --strategy sma_cross --symbols BTC/USDT,ETH/USDT --timeframe 1m --from 2025-06-01 --to 2025-06-30 \
     -p fast=30 -p slow=120 --no-report
+# The same backtest "as if live": the bars go from the store through Redpanda (replayed at full speed, ending with
+# an end-of-replay marker) into a Backtrader live feed. Trades and final value equal the direct run above.
+btlab replay --exchange binance --symbols BTC/USDT,ETH/USDT --timeframe 1m --from 2025-06-01 --to 2025-06-30 \
+    --speed max --topic btlab.demo.replay
+btlab backtest --strategy sma_cross --symbols BTC/USDT,ETH/USDT --timeframe 1m --from 2025-06-01 --to 2025-06-30 \
+    -p fast=30 -p slow=120 --no-report --source kafka --topic btlab.demo.replay

@@ -27,9 +27,9 @@ BIN = Path(sys.executable).parent
 def _run_env(service: dict, store: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The service's environment with the test servers in place of QuestDB and Redpanda, btlab on PATH."""
     env = {**os.environ, **{k: str(v) for k, v in service.get("environment", {}).items()}}
+    env.pop("BTLAB_KAFKA", None)  # compose's redpanda:9092 does not resolve here; a test passes its broker in extra
     env.update({"BTLAB_STORE": str(store), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                 "COLUMNS": "200", "NO_COLOR": "1", **(extra or {})})
-    env.pop("BTLAB_KAFKA", None)
     return env
 
 
@@ -88,13 +88,16 @@ def test_env_example_documents_every_variable():
     assert not missing, f"deploy/.env.example does not mention {missing}"
 
 
-def test_the_demo_job_runs_as_in_the_compose_file(tmp_path):
-    """The demo job's entrypoint, mounts and working directory as compose gives them; run twice (each make up)."""
+def test_the_demo_job_runs_as_in_the_compose_file(tmp_path, kafka_bootstrap):
+    """The demo job's entrypoint, mounts and working directory as compose gives them (the broker is the test one);
+    run twice (each make up). Its replayed backtest equals the direct one."""
     svc = load()["services"]["demo"]
+    assert "redpanda" in svc["depends_on"]
     work = container_root(svc, tmp_path / "root")
     store = tmp_path / "store.duckdb"
     cmd = host_args(svc["entrypoint"] + svc.get("command", []), tmp_path / "root")
-    first = subprocess.run(cmd, cwd=work, env=_run_env(svc, store), capture_output=True, text=True, timeout=600)
+    env = _run_env(svc, store, {"BTLAB_KAFKA": kafka_bootstrap})
+    first = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     with DuckDBStore(store, read_only=True) as st:
         series = st.bar_series()
@@ -102,13 +105,17 @@ def test_the_demo_job_runs_as_in_the_compose_file(tmp_path):
         ticks = st.tick_span(exchange="binance", symbol="XRP/ETH")
     assert {("BTC/USDT", "1h"), ("BTC/USDT", "1m"), ("ETH/USDT", "1m")} <= set(zip(series["symbol"],
                                                                                    series["timeframe"]))
-    assert len(runs) == 4 and set(runs["status"]) == {"finished"} and ticks.ticks > 0
+    assert len(runs) == 5 and set(runs["status"]) == {"finished"} and ticks.ticks > 0
     sma = runs[runs["strategy"] == "sma_cross"]
-    assert len(sma) == 3 and (sma["n_trades"] > 0).all()  # the run dashboard's trade panels have trades to show
-    again = subprocess.run(cmd, cwd=work, env=_run_env(svc, store), capture_output=True, text=True, timeout=600)
+    assert len(sma) == 4 and (sma["n_trades"] > 0).all()  # the run dashboard's trade panels have trades to show
+    minute = sma[sma["timeframe"] == "1m"]
+    assert len(minute) == 2, minute  # the direct run and the one fed through the broker
+    for col in ("end_value", "n_trades", "sharpe", "max_drawdown", "data_hash"):
+        assert minute[col].iloc[0] == minute[col].iloc[1], col
+    again = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "no new backtest" in again.stdout, again.stderr
     with DuckDBStore(store, read_only=True) as st:
-        assert len(st.list_runs(limit=50)) == 4
+        assert len(st.list_runs(limit=50)) == 5
 
 
 def test_ingest_live_and_its_healthcheck_run_as_in_the_compose_file(tmp_path, kafka_bootstrap):
