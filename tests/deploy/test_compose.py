@@ -78,8 +78,27 @@ def test_no_secret_in_the_repository_files():
         if "PASSWORD=" in line and not line.lstrip().startswith("#"):
             assert line.split("=", 1)[1].strip() == "", f"deploy/.env.example gives a password: {line}"
     assert ".env" in (REPO / ".gitignore").read_text().split()
-    assert interpolate(yaml.safe_load(raw), REQUIRED_ENV)["services"]["ingest-live"]["environment"][
-        "BTLAB_STORE"].count("test-admin-pw") == 2  # the password comes from deploy/.env, nowhere else
+
+
+
+def test_btlab_services_get_the_questdb_password_as_a_secret_file(tmp_path):
+    """No btlab service has the password in its environment (docker inspect shows it); BTLAB_STORE names the
+    compose secret's file, and that address, with the file compose mounts, logs in with deploy/.env's password."""
+    from btlab.store.questdb_address import parse_address
+
+    doc = interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), REQUIRED_ENV)
+    password = REQUIRED_ENV["QDB_ADMIN_PASSWORD"]
+    assert doc["secrets"]["qdb_admin_password"] == {"environment": "QDB_ADMIN_PASSWORD"}
+    for name, svc in doc["services"].items():
+        if svc.get("image") != BTLAB_IMAGE:
+            continue
+        env = svc["environment"]
+        assert all(password not in str(v) for v in env.values()), f"{name}: the password is in its environment"
+        assert "qdb_admin_password" in svc["secrets"], name
+        secret = tmp_path / "qdb_admin_password"  # compose mounts the secret's value at /run/secrets/<name>
+        secret.write_text(password)
+        cfg = parse_address(env["BTLAB_STORE"].replace("/run/secrets/qdb_admin_password", str(secret)))
+        assert cfg.pg_password == password and f"password={password};" in cfg.ilp_conf, name
 
 
 def test_env_example_documents_every_variable():

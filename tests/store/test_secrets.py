@@ -25,7 +25,7 @@ import btlab
 from btlab.errors import StoreConfigError, StoreUnavailableError
 from btlab.store import open_store
 from btlab.store.duckdb import DuckDBStore
-from btlab.store.questdb_address import parse_address
+from btlab.store.questdb_address import parse_address, pg_connect_params
 from cliproc import assert_one_line, btlab_cli
 from realdata import REPO, btc_1h
 
@@ -126,6 +126,42 @@ def test_a_valid_address_keeps_its_credentials_private(tmp_path):
     assert PW in url.ilp_conf and url.pg_password == PGPW
     assert url.display == "questdb://bob@db:9443?tls=true&pg_user=reader"
     _assert_no_secret(repr(url))
+
+
+def test_password_file_gives_both_passwords_and_keeps_them_private(tmp_path):
+    """password_file=PATH (a compose secret): the file's content is the HTTP and the PG-wire password, the address
+    holds none, ';' inside needs no doubling, one trailing newline is dropped; pg_password given wins for PG wire."""
+    secret = tmp_path / "qdb_admin_password"
+    secret.write_text(f"{PW};{TAIL}\n")
+    cfg = parse_address(f"http::addr=db:9000;username=admin;password_file={secret};pg_user=admin;")
+    assert cfg.pg_password == f"{PW};{TAIL}" and f"password={PW};;{TAIL};" in cfg.ilp_conf
+    assert pg_connect_params(cfg)["password"] == f"{PW};{TAIL}"
+    for text in (repr(cfg), cfg.display, cfg.resolved):
+        _assert_no_secret(text)
+    assert cfg.scrub(f"login failed for {PW};{TAIL}") == "login failed for ***"
+    own = parse_address(f"http::addr=db:9000;password_file={secret};pg_password={PGPW};")
+    assert own.pg_password == PGPW and f"password={PW};;{TAIL};" in own.ilp_conf
+
+
+@pytest.mark.parametrize("content, says", [(None, "cannot be read"), ("", "is empty"), ("\n", "is empty")])
+def test_a_bad_password_file_is_one_line_naming_the_file(tmp_path, content, says):
+    secret = tmp_path / "pw"
+    if content is not None:
+        secret.write_text(content)
+    address = f"http::addr=db:9000;password_file={secret};"
+    with pytest.raises(StoreConfigError, match=f"password_file '{secret}' {says}"):
+        parse_address(address)
+    proc = btlab_cli("runs", "list", store=address)
+    assert_one_line(proc, code=1)
+    assert str(secret) in proc.stderr
+
+
+def test_password_and_password_file_together_are_refused(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text(PW)
+    with pytest.raises(StoreConfigError, match="password or password_file, not both") as err:
+        parse_address(f"http::addr=db:9000;password={PGPW};password_file={secret};")
+    _assert_no_secret(str(err.value))
 
 
 # ---- the command ----------------------------------------------------------------------------------------------

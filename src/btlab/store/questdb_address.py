@@ -25,6 +25,9 @@ DEFAULT_PG_DBNAME = "qdb"
 
 #: btlab-only keys of the client configuration string (removed before the string reaches the ILP client).
 PG_KEYS = ("pg_host", "pg_port", "pg_user", "pg_password", "pg_dbname", "pg_sslmode", "pg_sslrootcert", "pg_timeout")
+#: btlab-only key: a file holding the password (a compose/Kubernetes secret), used for ``password`` (HTTP basic auth)
+#: and, unless ``pg_password`` is given, for ``pg_password``; so the address itself carries no secret.
+PASSWORD_FILE_KEY = "password_file"
 #: Keys of the official client's configuration string that btlab passes on to it (ILP over HTTP(S)): the keys
 #: ``questdb.Sender.from_conf`` knows (https://py-questdb-client.readthedocs.io/en/stable/conf.html), less ``addr``
 #: and the ``auto_flush*`` keys. The client checks their values when the address is parsed (and refuses keys that do
@@ -39,7 +42,7 @@ CLIENT_KEYS = frozenset({
 SECRET_KEYS = frozenset({"password", "token", "token_x", "token_y", "tls_roots_password", "pg_password"})
 #: The store decides when to flush (one request per table batch), so these client keys are dropped.
 _FLUSH_KEYS = frozenset({"auto_flush", "auto_flush_rows", "auto_flush_bytes", "auto_flush_interval"})
-_KNOWN_KEYS = CLIENT_KEYS | set(PG_KEYS) | _FLUSH_KEYS | {"addr"}
+_KNOWN_KEYS = CLIENT_KEYS | set(PG_KEYS) | _FLUSH_KEYS | {"addr", PASSWORD_FILE_KEY}
 #: libpq ``sslmode`` values (https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION).
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 #: Seconds one PG-wire statement (its result included) may take before btlab gives up on the server (``pg_timeout``).
@@ -51,7 +54,8 @@ _MASK = "***"
 #: Longest address excerpt quoted in a message.
 _SHOWN_MAX = 240
 _FORMS = (
-    "use http::addr=HOST:9000; (optionally username=..;password=..; and pg_host, pg_port, pg_user, pg_password, "
+    "use http::addr=HOST:9000; (optionally username=..;password=..; or password_file=PATH; and pg_host, pg_port, "
+    "pg_user, pg_password, "
     "pg_dbname, pg_sslmode, pg_sslrootcert, pg_timeout for the PostgreSQL wire protocol) or "
     "questdb://HOST[:9000][?pg_port=8812&pg_user=..]"
 )
@@ -149,7 +153,9 @@ def parse_address(address: str) -> QuestDBConfig:
       (8812), ``pg_user`` (``admin``), ``pg_password`` (``quest``), ``pg_dbname`` (``qdb``), ``pg_sslmode``
       (default ``verify-full`` for ``https``, else libpq's default ``prefer``), ``pg_sslrootcert`` (CA file; default
       with ``verify-full``: the system's trusted roots) and ``pg_timeout`` (seconds, default 300), which are removed
-      before the string reaches the client. A literal ``;`` inside a value is written ``;;``. ``auto_flush*`` keys
+      before the string reaches the client, and ``password_file`` (a file whose content, less one trailing newline,
+      is the password: ``password`` and, unless given, ``pg_password`` -- for compose secrets, so the address in the
+      environment holds none). A literal ``;`` inside a value is written ``;;``. ``auto_flush*`` keys
       are dropped: the store flushes itself. The client checks the values of its keys here, so a bad one (say
       ``retry_timeout=abc``) is a :class:`StoreConfigError` before anything connects.
     * ``questdb://[USER[:PASSWORD]@]HOST[:HTTP_PORT][?QUERY]`` where ``QUERY`` may set the ``pg_*`` keys above and
@@ -165,7 +171,8 @@ def parse_address(address: str) -> QuestDBConfig:
 
     Raises:
         StoreConfigError: the address is malformed (naming what is wrong, quoting the address only as
-            :func:`redact_address` shows it, and the accepted forms).
+            :func:`redact_address` shows it, and the accepted forms), or its ``password_file`` cannot be read, is
+            empty, or comes with a ``password`` too.
     """
     text = address.strip()
     if text.startswith("questdb://"):
@@ -184,6 +191,8 @@ def parse_address(address: str) -> QuestDBConfig:
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
         raise StoreConfigError(f"QuestDB address {shown!r}: key(s) given twice: {', '.join(dupes)}")
+    if PASSWORD_FILE_KEY in keys:
+        pairs = _read_password_file(pairs, shown)
     values = dict(pairs)
     if not values.get("addr"):
         raise StoreConfigError(f"QuestDB address {shown!r} has no addr=HOST:PORT; {_FORMS}")
@@ -199,6 +208,33 @@ def parse_address(address: str) -> QuestDBConfig:
     config = _config(ilp_conf, host, port, scheme == "https", values, shown, display, port_given)
     _check_client_conf(scheme, client_pairs, shown)
     return config
+
+
+def _read_password_file(pairs: list[tuple[str, str]], shown: str) -> list[tuple[str, str]]:
+    """``pairs`` with ``password_file=PATH`` replaced by ``password`` (and ``pg_password`` when not given) read from
+    the file; one trailing newline (``\n`` or ``\r\n``) is dropped, nothing else.
+
+    Raises:
+        StoreConfigError: ``password`` given as well, the file cannot be read or is empty (naming the path, never
+            quoting the content).
+    """
+    keys = {k for k, _ in pairs}
+    if "password" in keys:
+        raise StoreConfigError(f"QuestDB address {shown!r}: give password or password_file, not both")
+    path = dict(pairs)[PASSWORD_FILE_KEY]
+    try:
+        secret = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise StoreConfigError(f"QuestDB address {shown!r}: password_file {_excerpt(path, 120)!r} cannot be read: "
+                               f"{reason}") from None
+    secret = secret[:-2] if secret.endswith("\r\n") else secret[:-1] if secret.endswith("\n") else secret
+    if not secret:
+        raise StoreConfigError(f"QuestDB address {shown!r}: password_file {_excerpt(path, 120)!r} is empty")
+    out = [(k, v) for k, v in pairs if k != PASSWORD_FILE_KEY] + [("password", secret)]
+    if "pg_password" not in keys:
+        out.append(("pg_password", secret))
+    return out
 
 
 def _config(ilp_conf: str, host: str, port: int, tls: bool, values: dict[str, str], shown: str,
@@ -404,7 +440,7 @@ def _check_segments(segments: Sequence[_Segment], shown: str) -> None:
         raise StoreConfigError(
             f"QuestDB address {shown!r}: unknown key(s) {', '.join(unknown)} (the QuestDB client ignores keys it does "
             f"not know, so a misspelt one would be dropped silently); client keys: {', '.join(sorted(CLIENT_KEYS))}; "
-            f"btlab's: {', '.join(PG_KEYS)}"
+            f"btlab's: {', '.join((*PG_KEYS, PASSWORD_FILE_KEY))}"
         )
 
 
