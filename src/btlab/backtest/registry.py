@@ -21,6 +21,7 @@ from btlab.errors import StrategyLoadError, StrategyParameterError, UnknownStrat
 BUNDLED: dict[str, str] = {
     "sma_cross": "btlab.strategies.sma_cross:SmaCross",
     "buy_hold": "btlab.strategies.buy_hold:BuyAndHold",
+    "orb": "btlab.strategies.orb:OpeningRangeBreakout",
 }
 
 
