@@ -16,6 +16,7 @@ import bench_replay  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_store  # noqa: E402
 import bench_stream  # noqa: E402
+import bench_vector  # noqa: E402
 from common import machine  # noqa: E402
 
 import btlab  # noqa: E402
@@ -66,6 +67,10 @@ def main() -> None:
         "## Replay through the broker vs the store (issue 10)",
         "",
         *bench_replay.run(),
+        "",
+        "## Vector engine vs the Backtrader engine (issue 11)",
+        "",
+        *bench_vector.run(),
         "",
     ]
     text = "\n".join(out)
