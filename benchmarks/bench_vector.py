@@ -21,12 +21,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+from common import DATA, ROOT
 
 import btlab
 from btlab.backtest.vector import run_vector, simulate
 from btlab.store.duckdb import DuckDBStore
-
-from common import DATA, ROOT
 
 GRID = [(f, s) for f in range(5, 50, 5) for s in range(50, 150, 10)]  # 90 combinations
 BT_SAMPLE = [(5, 50), (25, 100), (45, 140)]

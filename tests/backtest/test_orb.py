@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from realdata import BTC_1M, DATA
 from typer.testing import CliRunner
 
 import btlab
-from btlab.errors import StrategyParameterError
 from btlab.cli.main import app
+from btlab.errors import StrategyParameterError
 from btlab.marketdata.sources.files.importer import import_bars
 from btlab.store.duckdb import DuckDBStore
-from realdata import BTC_1M, DATA
 
 SPY_1M = DATA / "SPY_1min_2024-02-20_2024-05-17.csv.gz"
 NY = "America/New_York"

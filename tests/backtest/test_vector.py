@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from realdata import BTC_1H, btc_1h
 
 import btlab
 from btlab.backtest.vector import kernels, run_vector, supports
 from btlab.errors import InvalidArgumentError
 from btlab.marketdata.sources.files.importer import import_bars
 from btlab.store.duckdb import DuckDBStore
-from realdata import BTC_1H, btc_1h
 
 NEAR_TIES = [(15, 30), (20, 30), (45, 60)]
 GRID_2018 = NEAR_TIES + [(5, 20), (5, 60), (10, 30), (10, 100), (15, 45), (20, 50), (25, 75), (30, 90), (40, 80),
