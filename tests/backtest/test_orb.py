@@ -161,6 +161,8 @@ def test_orb_params_checked() -> None:
         btlab.run_backtest("orb", exchange="nyse", symbol="SPY", params={"max_stops": 0}, store=":memory:")
     with pytest.raises(StrategyParameterError, match="session_start must be HH:MM"):
         btlab.run_backtest("orb", params={"session_start": "25:00"}, store=":memory:")
+    with pytest.raises(StrategyParameterError, match="calendar"):
+        btlab.run_backtest("orb", params={"calendar": "NOPE"}, store=":memory:")
 
 
 def test_cli_backtest_orb(store_path: Path) -> None:

@@ -21,7 +21,7 @@ def _parse_hhmm(text: str) -> _dt.timedelta:
 
 
 class OpeningRangeBreakout(bt.Strategy):
-    """Opening-range breakout: trade the first close outside the session's opening range, flat by the session end.
+    """Opening-range breakout: a close outside the session's opening range enters long/short; flat by the session end.
 
     Sessions. For an exchange calendar (US equities: ``XNYS``, the venue of ``nyse``/``nasdaq``/...), each session
     is the calendar's REGULAR session (New York: 09:30-16:00 America/New_York, 13:00 on early closes), taken from
@@ -86,6 +86,15 @@ class OpeningRangeBreakout(bt.Strategy):
         if params.get("max_stops", 2) < 1:
             raise ValueError(f"max_stops must be >= 1, got {params.get('max_stops')}")
         _parse_hhmm(params.get("session_start", "00:00"))
+        calendar = str(params.get("calendar", _AUTO)).strip()
+        if calendar.lower() != _AUTO:
+            from btlab.errors import InvalidArgumentError
+            from btlab.model.venue import resolve_calendar
+
+            try:
+                resolve_calendar(calendar)
+            except InvalidArgumentError as exc:
+                raise ValueError(f"calendar: {exc}") from None
 
     def __init__(self) -> None:
         self.validate_params(dict(self.p._getkwargs()))
