@@ -53,7 +53,7 @@ ps:  ## the stack's services, their health and the demo job's exit code
 
 lock:  ## regenerate deploy/requirements.lock (the Docker image's dependencies with their hashes) from pyproject.toml
 	$(BIN)/pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links --custom-compile-command "make lock" \
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 		--output-file deploy/requirements.lock pyproject.toml
 
 clean:  ## remove the virtual environment, caches and generated reports
