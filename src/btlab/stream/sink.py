@@ -71,7 +71,9 @@ class SinkReport:
         dead_letters: unreadable records sent to ``<topic>.dlq``; ``reasons``: their count per reason.
         batches: batches written and committed.
         lag: records behind the end of each topic at the last look (None: not known yet / nothing assigned).
-        seconds: wall time since the start.
+        seconds: wall time since the start; ``joined_s``: seconds until partitions were first assigned to this
+            sink (the consumer group join; None: not yet), up to :data:`_STEP_S` late; ``first_batch_s``: seconds
+            until the first batch was handed over for writing (None: none yet).
         stopped: why it returned: ``"max-records"``, ``"idle"``, ``"stop"`` or ``"signal"``.
         signal: ``"SIGINT"``/``"SIGTERM"`` when a signal stopped it, else None; ``signal_number`` its number.
     """
@@ -87,6 +89,8 @@ class SinkReport:
     batches: int = 0
     lag: dict[str, int] | None = None
     seconds: float = 0.0
+    joined_s: float | None = None
+    first_batch_s: float | None = None
     stopped: str = ""
     signal: str | None = None
     signal_number: int = 0
@@ -135,6 +139,7 @@ class Sink:
         self.batch_size, self.health, self.from_beginning = batch_size, health, from_beginning
         self.report = SinkReport(topics=list(topics), group=group)
         self._stop = threading.Event()
+        self._start = time.monotonic()
         self._consumer: StreamConsumer | None = None
         self._rows: Counter[str] = Counter()  # rows written per table (health)
         self._consumed: Counter[str] = Counter()  # records consumed per topic (health)
@@ -150,6 +155,8 @@ class Sink:
         """Write one batch to the store (the consumer commits its offsets after this returns)."""
         import pandas as pd
 
+        if self.report.first_batch_s is None:
+            self.report.first_batch_s = time.monotonic() - self._start
         ticks = [r.message for r in records if isinstance(r.message, TickMessage)]
         bars = [r for r in records if isinstance(r.message, BarMessage)]
         with self.store.session():
@@ -183,7 +190,7 @@ class Sink:
         for value, name in ((max_records, "max_records"), (idle_exit_s, "idle_exit_s")):
             if value is not None and not value > 0:
                 raise InvalidArgumentError(f"{name} must be > 0, got {value}")
-        start = time.monotonic()
+        start = self._start = time.monotonic()
         report = self.report
         with StreamConsumer(self.topics, group_id=self.group, config=self.config,
                             from_beginning=self.from_beginning) as consumer, self._signals(handle_signals):
@@ -208,7 +215,9 @@ class Sink:
                     report.reasons = Counter(stats.reasons)
                     now = time.monotonic()
                     activity = stats.records + stats.end_markers + stats.dead_lettered
-                    if activity != seen or not consumer.assignment():  # idle counts once partitions are ours
+                    if report.joined_s is None and (activity or consumer.assignment()):
+                        report.joined_s = now - start
+                    if activity != seen or report.joined_s is None:  # idle counts once partitions are ours
                         seen, last_activity = activity, now
                     report.seconds = now - start
                     if self.health is not None and self.health.due():
