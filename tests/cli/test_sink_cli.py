@@ -137,3 +137,4 @@ def test_broker_down_is_one_line_and_exit_2_within_the_bounded_wait(tmp_path) ->
 def test_bad_requests_are_one_line_errors(tmp_path, args, message) -> None:
     proc = btlab_cli("sink", *args, store=tmp_path / "s.duckdb", extra_env={"BTLAB_KAFKA": ""})
     assert message in assert_one_line(proc, 1)
+    assert not (tmp_path / "s.duckdb").exists()  # refused before the store was opened

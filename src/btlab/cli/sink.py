@@ -59,10 +59,10 @@ def sink(
     from btlab.errors import InvalidArgumentError, RunInterruptedError
     from btlab.store.health import HealthWriter
     from btlab.stream.config import StreamConfig
-    from btlab.stream.sink import SERVICE, Sink, SinkReport
+    from btlab.stream.sink import SERVICE, Sink, SinkReport, check_topics
 
-    names = [t.strip() for t in topics.split(",") if t.strip()]
-    need_text(",".join(names), "--topics")
+    need_text(topics.replace(",", " "), "--topics")  # every argument is checked before the store is opened
+    names = check_topics(topics)
     need_text(group, "--group")
     if idle_exit is not None and not idle_exit > 0:
         raise InvalidArgumentError(f"--idle-exit must be > 0 seconds, got {idle_exit}")

@@ -115,6 +115,22 @@ class SinkReport:
         return text + f"; lag {lag}"
 
 
+def check_topics(topics: str | Sequence[str]) -> list[str]:
+    """The topics a sink reads: ``"a,b"`` or a sequence, stripped, without repeats, in order.
+
+    Raises:
+        InvalidArgumentError: no topic, or a dead-letter topic (``<topic>.dlq``: unreadable records by design).
+    """
+    parts = topics.split(",") if isinstance(topics, str) else list(topics)
+    names = list(dict.fromkeys(t.strip() for t in parts if t and t.strip()))
+    if not names:
+        raise InvalidArgumentError("the sink needs at least one topic (e.g. btlab.ticks,btlab.bars.1m)")
+    bad = [t for t in names if is_dead_letter_topic(t)]
+    if bad:
+        raise InvalidArgumentError(f"{bad[0][:120]!r} is a dead-letter topic: its records are unreadable by design")
+    return names
+
+
 class Sink:
     """A running sink (see the module docs); :func:`run_sink` makes and runs one.
 
@@ -124,12 +140,7 @@ class Sink:
     def __init__(self, store: Store, topics: Sequence[str], group: str = DEFAULT_GROUP,
                  config: StreamConfig | None = None, *, batch_size: int = DEFAULT_BATCH,
                  health: HealthWriter | None = None, from_beginning: bool = True) -> None:
-        topics = [topics] if isinstance(topics, str) else list(dict.fromkeys(t.strip() for t in topics))
-        if not topics or not all(topics):
-            raise InvalidArgumentError("the sink needs at least one topic (e.g. btlab.ticks,btlab.bars.1m)")
-        bad = [t for t in topics if is_dead_letter_topic(t)]
-        if bad:
-            raise InvalidArgumentError(f"{bad[0]!r} is a dead-letter topic: its records are unreadable by design")
+        topics = check_topics(topics)
         if not group or not group.strip():
             raise InvalidArgumentError("the consumer group must not be empty")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
