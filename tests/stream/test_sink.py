@@ -22,9 +22,9 @@ from test_stream import _real_ticks
 from btlab.errors import InvalidArgumentError
 from btlab.store.duckdb import DuckDBStore
 from btlab.store.health import HealthWriter
-from btlab.stream import StreamConfig, StreamProducer, bars_topic, dead_letter_topic, ticks_topic
+from btlab.stream import StreamConfig, StreamProducer, TickMessage, bars_topic, dead_letter_topic, ticks_topic
 from btlab.stream.consumer import DLQ_REASON
-from btlab.stream.sink import SERVICE, SinkReport, run_sink
+from btlab.stream.sink import NO_TRADE_ID, SERVICE, SinkReport, run_sink
 
 
 POISON = b"\x00\x01 not a record"
@@ -50,6 +50,9 @@ def publish(config: StreamConfig, *, poison: bytes | None = None, marker: bool =
         producer.send_ticks(ticks.iloc[:half], topic=ticks_topic(config.prefix))
         if poison is not None:
             producer.produce(ticks_topic(config.prefix), b"binance:BTC/USDT", poison, 1723161255342)
+            # valid on a stream, but the store's ticks key needs a trade id: dead-lettered too, never a crash
+            producer.send(TickMessage(1723161255342000000, "binance", "BTC/USDT", None, 61837.5, 0.5, None),
+                          topic=ticks_topic(config.prefix))
         producer.send_ticks(ticks.iloc[half:], topic=ticks_topic(config.prefix))
         producer.send_bars(bars, exchange="binance", symbol="BTC/USDT", timeframe="1m",
                            topic=bars_topic("1m", config.prefix))
@@ -112,23 +115,25 @@ def test_a_poison_record_goes_to_the_dead_letter_topic_and_is_counted(config, tm
     with DuckDBStore(tmp_path / "s.duckdb") as store:
         health = HealthWriter(store, SERVICE, interval=0.5)
         report = run_sink(store, topics(config), group, config, batch_size=500, idle_exit_s=2, health=health)
-        assert report.dead_letters == 1 and sum(report.reasons.values()) == 1
-        assert "not JSON" in next(iter(report.reasons)) and "dead-lettered" in str(report)
+        assert report.dead_letters == 2 and sum(report.reasons.values()) == 2
+        assert {r.split(":")[0] for r in report.reasons} == {"not JSON", "tick without trade_id"}
+        assert "2 records dead-lettered" in str(report)
         assert_store_equals_source(store, ticks, bars)  # the records around it all landed
         rows = store.read_health(service=SERVICE)
     dlq = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"raw-{uuid.uuid4().hex}"})
     dlq.assign([TopicPartition(dead_letter_topic(ticks_topic(config.prefix)), 0, OFFSET_BEGINNING)])
     msgs, deadline = [], time.monotonic() + 10
-    while not msgs and time.monotonic() < deadline:
-        msgs = [m for m in dlq.consume(10, 0.5) if m.error() is None]
+    while len(msgs) < 2 and time.monotonic() < deadline:
+        msgs += [m for m in dlq.consume(10, 0.5) if m.error() is None]
     dlq.close()
-    assert len(msgs) == 1 and msgs[0].value() == POISON
+    assert len(msgs) == 2 and msgs[0].value() == POISON
     assert "not JSON" in dict(msgs[0].headers())[DLQ_REASON].decode()
+    assert dict(msgs[1].headers())[DLQ_REASON].decode() == NO_TRADE_ID and b'"trade_id":null' in msgs[1].value()
     # bt_health: the contract's stream figures with subject "topic (group)", per table rows/s and heartbeats
     ticks_subject = f"{ticks_topic(config.prefix)} ({group})"
     by_metric = {m: g for m, g in rows.groupby("metric")}
     assert {"heartbeat", "records_per_s", "consumer_lag", "dead_letters", "rows_per_s"} <= set(by_metric)
-    assert by_metric["dead_letters"].query("subject == @ticks_subject")["value"].sum() == 1
+    assert by_metric["dead_letters"].query("subject == @ticks_subject")["value"].sum() == 2
     assert set(by_metric["records_per_s"]["subject"]) == {ticks_subject, f"{bars_topic('1m', config.prefix)} ({group})"}
     assert by_metric["records_per_s"]["value"].max() > 0
     assert by_metric["consumer_lag"].sort_values("ts").groupby("subject")["value"].last().tolist() == [0, 0]

@@ -140,6 +140,9 @@ class StreamConsumer:
         assign: read ALL partitions of ``topics`` without joining the group (no rebalance, no ~3 s initial
             rebalance delay of Redpanda/Kafka/Tansu); offsets are still committed under ``group_id``. For one
             reader of a replay (:func:`read_until_end`); do not run two assigned consumers with one ``group_id``.
+        reject: called with each decoded tick or bar; a reason (text) it returns dead-letters that record like an
+            unreadable one (for a reader that cannot take a valid record, e.g. the sink and a tick without trade
+            id); None keeps it.
 
     Raises:
         BrokerUnavailableError: the broker did not answer in ``connect_timeout_s`` (message names the address).
@@ -155,12 +158,14 @@ class StreamConsumer:
         from_beginning: bool = True,
         check: bool = True,
         assign: bool = False,
+        reject: Callable[[TickMessage | BarMessage], str | None] | None = None,
     ) -> None:
         if isinstance(topics, str):
             topics = [topics]
         self.config = config or StreamConfig.require()
         self.topics = list(dict.fromkeys(topics))
         self.group_id = group_id
+        self._reject = reject
         admin = self._admin = AdminClient(self.config.admin_conf())
         self._down_since: float | None = None
         self._committed_at_assignment: dict[tuple[str, int], int] = {}  # for lag(): partitions not read yet
@@ -469,6 +474,8 @@ class StreamConsumer:
                 if key != message.key:
                     raise UnreadableRecordError(f"record key {excerpt(repr(key), 120)} is not the value's "
                                                 f"{excerpt(repr(message.key), 120)}")
+                if self._reject is not None and (why := self._reject(message)) is not None:
+                    raise UnreadableRecordError(why)
             except UnreadableRecordError as exc:
                 self._dead_letter(msg, exc.reason)
                 dead += 1

@@ -12,7 +12,8 @@ Per batch: tick records become one :func:`~btlab.stream.codec.ticks_frame` writt
 bar records one :func:`~btlab.stream.codec.bars_frame`, written per series with :meth:`Store.write_bars` (source
 ``kafka:<topic>``: the records do not say where the bars were first made). A record published twice (a replay run
 again) is written once: within a batch the last one of a key wins, as in the store. End-of-replay markers are
-skipped and counted; unreadable records go to ``<topic>.dlq`` with the reason (the consumer does it) and are counted.
+skipped and counted; unreadable records go to ``<topic>.dlq`` with the reason (the consumer does it) and are counted,
+and so do ticks without a trade id (valid on a stream, but the ``ticks`` key needs one: :data:`NO_TRADE_ID`).
 
 Stopping: ``max_records``, ``idle_exit_s`` (nothing arrived for that long), :meth:`Sink.stop`, or -- in the main
 thread -- SIGINT/SIGTERM: the batch in hand is written and committed, then :func:`run_sink` returns with
@@ -115,6 +116,16 @@ class SinkReport:
         return text + f"; lag {lag}"
 
 
+#: the dead-letter reason of a tick the store cannot key
+NO_TRADE_ID = "tick without trade_id: the store's ticks key (ts, exchange, symbol, trade_id) needs one"
+
+
+def _unstorable(message: TickMessage | BarMessage) -> str | None:
+    """Why the store cannot take a valid record (a tick without trade id, as the ingest jobs quarantine), else
+    None."""
+    return NO_TRADE_ID if isinstance(message, TickMessage) and message.trade_id is None else None
+
+
 def check_topics(topics: str | Sequence[str]) -> list[str]:
     """The topics a sink reads: ``"a,b"`` or a sequence, stripped, without repeats, in order.
 
@@ -203,8 +214,8 @@ class Sink:
                 raise InvalidArgumentError(f"{name} must be > 0, got {value}")
         start = self._start = time.monotonic()
         report = self.report
-        with StreamConsumer(self.topics, group_id=self.group, config=self.config,
-                            from_beginning=self.from_beginning) as consumer, self._signals(handle_signals):
+        with StreamConsumer(self.topics, group_id=self.group, config=self.config, from_beginning=self.from_beginning,
+                            reject=_unstorable) as consumer, self._signals(handle_signals):
             self._consumer = consumer
             if self._stop.is_set():
                 consumer.stop()
