@@ -218,8 +218,10 @@ class StreamConsumer:
     def lag(self, timeout_s: float | None = None) -> dict[str, int] | None:
         """Records behind the end of each topic, over the partitions assigned to this consumer now: per partition
         the high watermark minus the consumer's position (before it read anything: the group's committed offset,
-        else the partition's first offset). One broker request per partition, bounded by ``timeout_s`` (default
-        ``config.connect_timeout_s``); a partition the broker does not answer for is left out.
+        else the partition's first offset). The high watermarks come from the last fetch responses (no request);
+        the broker is asked (bounded by ``timeout_s``, default ``config.connect_timeout_s``) only for a partition
+        not fetched yet, and for the committed offsets once per assignment. A partition the broker does not answer
+        for is left out.
 
         Returns:
             ``{topic: records}`` for every subscribed topic with an assigned partition; None while nothing is
