@@ -13,6 +13,7 @@ import bench_import  # noqa: E402
 import bench_import_memory  # noqa: E402
 import bench_ingest  # noqa: E402
 import bench_replay  # noqa: E402
+import bench_sink  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_store  # noqa: E402
 import bench_stream  # noqa: E402
@@ -67,6 +68,10 @@ def main() -> None:
         "## Replay through the broker vs the store (issue 10)",
         "",
         *bench_replay.run(),
+        "",
+        "## Sink: topics -> store (issue 10)",
+        "",
+        *bench_sink.run(),
         "",
         "## Vector engine vs the Backtrader engine (issue 11)",
         "",

@@ -37,7 +37,7 @@ def test_a_compose_parser_accepts_the_file_and_refuses_what_compose_refuses():
     from compose_spec import PyCompose
 
     doc = load()
-    assert {"questdb", "redpanda", "grafana", "btlab", "demo", "ingest-live"} <= set(doc["services"])
+    assert {"questdb", "redpanda", "grafana", "btlab", "demo", "ingest-live", "sink"} <= set(doc["services"])
     broken = load()
     broken["services"]["questdb"]["helthcheck"] = broken["services"]["questdb"].pop("healthcheck")
     with pytest.raises(Exception, match="helthcheck"):
@@ -155,6 +155,47 @@ def test_ingest_live_and_its_healthcheck_run_as_in_the_compose_file(tmp_path, ka
     with DuckDBStore(store, read_only=True) as st:
         assert st.tick_span(exchange="binance", symbol="BTC/USDT").ticks > 10_000
         assert not st.read_health(service="ingest-live", metric="heartbeat").empty
+
+
+def test_the_sink_and_its_healthcheck_run_as_in_the_compose_file(tmp_path, kafka_bootstrap):
+    """The sink service's command, against the test broker and a DuckDB file: real ETH/USDT 1m klines and real
+    BTC/USDT trades published to the topics it reads land in the store (other tests of the session may publish the
+    same real records to the default topics: identical rows), and its heartbeat makes the healthcheck pass."""
+    import pandas as pd
+
+    from btlab.stream import StreamConfig, StreamProducer
+    from realdata import DATA, recorded_trades
+
+    svc = load()["services"]["sink"]
+    assert svc["command"][0] == "sink" and {"questdb", "redpanda"} <= set(svc["depends_on"])
+    topics = svc["command"][svc["command"].index("--topics") + 1].split(",")
+    assert {"btlab.ticks", "btlab.bars.1m"} <= set(topics)
+    bars = pd.read_feather(DATA / "ETH_USDT-1m_2025-05-20_2025-08-18.feather").rename(columns={"date": "ts"})
+    bars = bars[(bars["ts"] >= "2025-06-01") & (bars["ts"] < "2025-06-02")].reset_index(drop=True)
+    ticks = recorded_trades().rename(columns={"id": "trade_id"}).assign(exchange="binance", symbol="BTC/USDT")
+    ticks["trade_id"] = ticks["trade_id"].astype(str)
+    with StreamProducer(StreamConfig(kafka_bootstrap)) as producer:
+        producer.send_bars(bars, exchange="binance", symbol="ETH/USDT", timeframe="1m")
+        producer.send_ticks(ticks)
+        producer.flush()
+    store = tmp_path / "sink.duckdb"
+    env = _run_env(svc, store, {"BTLAB_KAFKA": kafka_bootstrap})
+    done = subprocess.run([str(BIN / "btlab"), *svc["command"], "--idle-exit", "3"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and "lag 0" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    check = svc["healthcheck"]["test"]
+    health = subprocess.run([str(BIN / check[1]), *check[2:]], env=env, capture_output=True, text=True, timeout=60)
+    assert health.returncode == 0 and "sink: last heartbeat" in health.stdout, health.stdout + health.stderr
+    with DuckDBStore(store, read_only=True) as st:
+        stored = st.read_bars(exchange="binance", symbol="ETH/USDT", timeframe="1m", start="2025-06-01",
+                              end="2025-06-02")
+        got = st.read_ticks(exchange="binance", symbol="BTC/USDT").set_index("trade_id")
+    for col in ("ts", "open", "high", "low", "close", "volume"):
+        assert stored[col].tolist() == bars[col].tolist(), col
+    mine = ticks.set_index("trade_id")
+    assert got.index.is_unique and set(mine.index) <= set(got.index)
+    assert got.loc[mine.index, "price"].tolist() == mine["price"].tolist()
+    assert got.loc[mine.index, "ts"].tolist() == mine["ts"].tolist()
 
 
 def test_the_dockerfile_passes_hadolint():

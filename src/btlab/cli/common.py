@@ -220,7 +220,7 @@ OlderThanOption = Annotated[str, typer.Option(
 
 # health
 ServiceOption = Annotated[str, typer.Option(
-    "--service", metavar="NAME", help="The btlab service whose heartbeat is checked (bt_health.service): ingest-live.")]
+    "--service", metavar="NAME", help="The btlab service whose heartbeat is checked (bt_health.service): ingest-live, sink.")]
 MaxAgeOption = Annotated[str, typer.Option(
     "--max-age", metavar="DURATION", help="Healthy when its last heartbeat is at most this old: 90s, 2m, 1h.")]
 
@@ -256,8 +256,9 @@ GrafanaDirOption = Annotated[Path, typer.Option(
 CheckOption = Annotated[bool, typer.Option(
     "--check", help="Write nothing; exit 1 naming every file that is missing or differs from the generated one.")]
 HealthIntervalOption = Annotated[float, typer.Option(
-    "--health-interval", metavar="SECONDS", help="Write pipeline figures (rows/s, late and quarantined trades, gaps "
-    "filled, reconnects, a heartbeat) to the store's bt_health table this often, for the pipeline-health dashboard.")]
+    "--health-interval", metavar="SECONDS", help="Write pipeline figures (ingest live: rows/s, late and quarantined "
+    "trades, gaps filled, reconnects; sink: records/s, consumer lag, dead letters; a heartbeat) to the store's "
+    "bt_health table this often, for the pipeline-health dashboard.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -553,3 +554,18 @@ ConnectTimeoutOption = Annotated[float, typer.Option(
 BarSourceOption = Annotated[str, typer.Option(
     "--source", metavar="store|kafka",
     help="Where the bars come from: the store, or kafka: a topic written by btlab replay (--topic, --kafka).")]
+
+# the sink (btlab sink: topics -> store)
+TopicsOption = Annotated[str, typer.Option(
+    "--topics", metavar="TOPIC,TOPIC", help="Tick and bar topics to write into the store, comma-separated.")]
+GroupOption = Annotated[str, typer.Option(
+    "--group", metavar="GROUP", help="Kafka consumer group: where a restarted sink resumes; sinks with one group "
+    "share the partitions.")]
+BatchSizeOption = Annotated[int, typer.Option(
+    "--batch-size", metavar="N", min=1, help="Records written to the store and committed together.")]
+MaxRecordsOption = Annotated[int | None, typer.Option(
+    "--max-records", metavar="N", min=1, show_default=False,
+    help="Stop after about N records (whole batches; default: run until stopped).")]
+IdleExitOption = Annotated[float | None, typer.Option(
+    "--idle-exit", metavar="SECONDS", show_default=False,
+    help="Stop once nothing arrived for this many seconds (default: run until stopped).")]

@@ -68,6 +68,7 @@ from btlab.cli.dashboards import dashboards_app
 from btlab.cli.health import health
 from btlab.cli.ingest import ingest_app
 from btlab.cli.replay import kafka_source, replay
+from btlab.cli.sink import sink
 
 app = typer.Typer(
     name="btlab",
@@ -98,6 +99,7 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(dashboards_app, name="dashboards")
 app.command("health")(health)
 app.command("replay")(replay)
+app.command("sink")(sink)
 
 
 def _print_version(value: bool) -> None:

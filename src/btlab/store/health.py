@@ -48,13 +48,16 @@ class HealthWriter:
         self._last_at = clock()
         self._counts: dict[tuple[str, str], float] = {}
         self._rows: dict[str, float] = {}
+        self._rates: dict[tuple[str, str], float] = {}
         self.written = 0  # rows written to bt_health so far
 
     def due(self) -> bool:
         """Whether ``interval`` seconds have passed since the last write (or the start)."""
         return self._clock() - self._last_at >= self.interval
 
-    def write(self, counts: Mapping[tuple[str, str], float], rows: Mapping[str, float]) -> int:
+    def write(self, counts: Mapping[tuple[str, str], float], rows: Mapping[str, float], *,
+              rates: Mapping[tuple[str, str], float] | None = None,
+              gauges: Mapping[tuple[str, str], float] | None = None) -> int:
         """Write the interval's rows and start the next interval.
 
         Args:
@@ -62,6 +65,9 @@ class HealthWriter:
                 :data:`~btlab.store.schema.HEALTH_METRICS`. The row's value is the increase since the last write
                 (a total that went down, e.g. after a counter reset, counts from zero).
             rows: cumulative rows written per table, ``{table: total}`` -> ``rows_per_s`` rows (subject = table).
+            rates: cumulative totals ``{(metric, subject): total}`` of a per-second metric (``records_per_s``): the
+                row's value is the increase since the last write divided by the seconds elapsed.
+            gauges: figures measured now, ``{(metric, subject): value}`` (``consumer_lag``), written as they are.
 
         Returns: rows written to ``bt_health`` (the heartbeat included).
 
@@ -73,11 +79,17 @@ class HealthWriter:
         at = self._clock()
         elapsed = max(at - self._last_at, 1e-9)
         out: list[tuple[str, str, float]] = [("heartbeat", self.service, 1.0)]
-        for (metric, subject), total in counts.items():
+        rates = dict(rates or {})
+        for metric, _ in (*counts, *rates, *(gauges or {})):
             if metric not in HEALTH_METRICS:
                 raise ValueError(f"unknown bt_health metric {metric!r}")
+        for (metric, subject), total in counts.items():
             before = self._counts.get((metric, subject), 0.0)
             out.append((metric, subject, float(total - before if total >= before else total)))
+        for (metric, subject), total in rates.items():
+            before = self._rates.get((metric, subject), 0.0)
+            out.append((metric, subject, float(total - before if total >= before else total) / elapsed))
+        out.extend((metric, subject, float(value)) for (metric, subject), value in (gauges or {}).items())
         for table, total in rows.items():
             before = self._rows.get(table, 0.0)
             out.append(("rows_per_s", table, float(total - before if total >= before else total) / elapsed))
@@ -86,6 +98,6 @@ class HealthWriter:
         frame.insert(0, "service", self.service)
         frame.insert(0, "ts", ts)
         written = self.store.write_health(frame)
-        self._counts, self._rows, self._last_at = dict(counts), dict(rows), at
+        self._counts, self._rows, self._rates, self._last_at = dict(counts), dict(rows), rates, at
         self.written += written
         return written

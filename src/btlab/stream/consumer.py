@@ -109,6 +109,8 @@ class ConsumeStats:
             :data:`MAX_REASONS` distinct reasons, the rest counted under :data:`OTHER_REASONS`.
         per_partition: data records handed over, per ``(topic, partition)``.
         markers: the end markers seen, per ``(topic, partition)`` (the last one wins).
+        end_markers: end markers read (every one, also those of other replays).
+        dead_per_topic: dead-letter count per source topic.
         batches: handler calls.
         ended: the last run stopped because the replay ended (``until_end``), not on a limit.
     """
@@ -119,6 +121,8 @@ class ConsumeStats:
     reasons: Counter[str] = field(default_factory=Counter)
     per_partition: Counter[tuple[str, int]] = field(default_factory=Counter)
     markers: dict[tuple[str, int], EndMarker] = field(default_factory=dict)
+    end_markers: int = 0
+    dead_per_topic: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     ended: bool = False
 
@@ -136,6 +140,9 @@ class StreamConsumer:
         assign: read ALL partitions of ``topics`` without joining the group (no rebalance, no ~3 s initial
             rebalance delay of Redpanda/Kafka/Tansu); offsets are still committed under ``group_id``. For one
             reader of a replay (:func:`read_until_end`); do not run two assigned consumers with one ``group_id``.
+        reject: called with each decoded tick or bar; a reason (text) it returns dead-letters that record like an
+            unreadable one (for a reader that cannot take a valid record, e.g. the sink and a tick without trade
+            id); None keeps it.
 
     Raises:
         BrokerUnavailableError: the broker did not answer in ``connect_timeout_s`` (message names the address).
@@ -151,14 +158,17 @@ class StreamConsumer:
         from_beginning: bool = True,
         check: bool = True,
         assign: bool = False,
+        reject: Callable[[TickMessage | BarMessage], str | None] | None = None,
     ) -> None:
         if isinstance(topics, str):
             topics = [topics]
         self.config = config or StreamConfig.require()
         self.topics = list(dict.fromkeys(topics))
         self.group_id = group_id
+        self._reject = reject
         admin = self._admin = AdminClient(self.config.admin_conf())
         self._down_since: float | None = None
+        self._committed_at_assignment: dict[tuple[str, int], int] = {}  # for lag(): partitions not read yet
         if check:
             check_broker(self.config, admin)
         ensure_topics(self.config, self.topics, admin=admin)
@@ -201,6 +211,54 @@ class StreamConsumer:
         """Ask :meth:`run` to return after the current batch (callable from the handler)."""
         self._stop = True
 
+    def assignment(self) -> list[tuple[str, int]]:
+        """The ``(topic, partition)`` pairs assigned to this consumer now (empty while the group join is pending)."""
+        return [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+
+    def lag(self, timeout_s: float | None = None) -> dict[str, int] | None:
+        """Records behind the end of each topic, over the partitions assigned to this consumer now: per partition
+        the high watermark minus the consumer's position (before it read anything: the group's committed offset,
+        else the partition's first offset). The high watermarks come from the last fetch responses (no request);
+        the broker is asked (bounded by ``timeout_s``, default ``config.connect_timeout_s``) only for a partition
+        not fetched yet, and for the committed offsets once per assignment. A partition the broker does not answer
+        for is left out.
+
+        Returns:
+            ``{topic: records}`` for every subscribed topic with an assigned partition; None while nothing is
+            assigned (the group join is in progress, or every partition went to other members).
+        """
+        timeout = self.config.connect_timeout_s if timeout_s is None else timeout_s
+        consumer = self._consumer
+        assigned = consumer.assignment()
+        if not assigned:
+            return None
+        try:
+            positions = consumer.position(assigned)
+            now = {(tp.topic, tp.partition) for tp in assigned}
+            if set(self._committed_at_assignment) != now:  # a new assignment: ask for its committed offsets once
+                self._committed_at_assignment = {pair: -1 for pair in now}
+                unknown = [TopicPartition(tp.topic, tp.partition) for tp in positions if tp.offset < 0]
+                for tp in consumer.committed(unknown, timeout=timeout) if unknown else []:
+                    self._committed_at_assignment[(tp.topic, tp.partition)] = tp.offset
+            committed = self._committed_at_assignment
+        except KafkaException as exc:
+            log.debug("lag of group %s unknown: %s", self.group_id, exc)
+            return None
+        lag: dict[str, int] = {}
+        for tp in positions:
+            part = TopicPartition(tp.topic, tp.partition)
+            offset = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
+            try:
+                # the high watermark of the last fetch response when there is one (no request), else ask the broker
+                low, high = consumer.get_watermark_offsets(part, cached=True)
+                if high < 0:
+                    low, high = consumer.get_watermark_offsets(part, timeout=timeout, cached=False)
+            except KafkaException as exc:
+                log.debug("watermarks of %s [%d] unknown: %s", tp.topic, tp.partition, exc)
+                continue
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - (offset if offset >= 0 else low))
+        return lag
+
     # -- dead letters -----------------------------------------------------------------------------------------
     def _dead_letter(self, msg: Message, reason: str) -> None:
         """Copy ``msg`` to its dead-letter topic with ``reason`` (cut to ``REASON_LIMIT``); a copy the client
@@ -225,6 +283,7 @@ class StreamConsumer:
         except KafkaException as exc:  # refused at once, e.g. MSG_SIZE_TOO_LARGE (over message.max.bytes)
             self._dead_letter_notice(origin, reason, exc.args[0].str() if exc.args else str(exc))
         self.stats.dead_lettered += 1
+        self.stats.dead_per_topic[origin.topic] += 1
         key = reason[:80]
         if key not in self.stats.reasons and len(self.stats.reasons) >= MAX_REASONS:
             key = OTHER_REASONS
@@ -405,6 +464,7 @@ class StreamConsumer:
                 message = decode(msg.value())
                 if isinstance(message, EndMarker):
                     self.stats.markers[tp] = message
+                    self.stats.end_markers += 1
                     if until_end is True or (until_end is not None and message.replay_id == until_end):
                         ended.add(tp)
                         resume_at[tp] = msg.offset() + 1
@@ -416,6 +476,8 @@ class StreamConsumer:
                 if key != message.key:
                     raise UnreadableRecordError(f"record key {excerpt(repr(key), 120)} is not the value's "
                                                 f"{excerpt(repr(message.key), 120)}")
+                if self._reject is not None and (why := self._reject(message)) is not None:
+                    raise UnreadableRecordError(why)
             except UnreadableRecordError as exc:
                 self._dead_letter(msg, exc.reason)
                 dead += 1
