@@ -1,6 +1,7 @@
 """The recorder: a Backtrader analyzer that writes a run to the store while it runs.
 
-It writes the ``bt_runs`` row (status ``running`` at start, ``finished`` with metrics at the end, ``interrupted``
+It writes the ``bt_runs`` row (status ``running`` at start, ``finished`` with metrics at the end -- ``stopped`` for a
+paper run, which has no end of its own and ends when it is stopped (:mod:`btlab.backtest.paper`) --, ``interrupted``
 when the runner's signal handler stopped the run, ``failed`` with the error via :meth:`Recorder.fail`), the
 equity curve every bar, every closed trade and every order fill or final order state -- in batches (every
 ``flush_bars`` bars or ``flush_seconds`` of wall time, whichever comes first, checked at every bar), so a dashboard
@@ -107,9 +108,11 @@ class Recorder(bt.Analyzer):
         warnings: warning lines found before the run (gaps), stored first in ``bt_runs.warnings``.
         control: the :class:`RunControl` the runner's signal handlers set; a stop request ends the run as
             ``interrupted``.
+        end_status: the status written when the run ends normally, with its metrics: ``finished`` (default), or
+            ``stopped`` (a paper run: it has no end of its own, so every normal end is a stop).
 
     After the run: :meth:`get_analysis` returns ``{"metrics": Metrics, "equity": DataFrame, "trades": DataFrame,
-    "orders": DataFrame}``; :attr:`status` is ``finished``/``interrupted``/``failed``; :attr:`warnings` and
+    "orders": DataFrame}``; :attr:`status` is ``finished`` (or ``end_status``)/``interrupted``/``failed``; :attr:`warnings` and
     :attr:`order_counts` what was stored with the run.
 
     Raises:
@@ -128,6 +131,7 @@ class Recorder(bt.Analyzer):
         ("feed_bars", None),
         ("warnings", ()),
         ("control", None),
+        ("end_status", "finished"),
     )
 
     def __init__(self) -> None:
@@ -282,12 +286,12 @@ class Recorder(bt.Analyzer):
             self.equity_frame(), self.trades_frame(), start_value=self._start_value, calendar=self.p.calendar,
             benchmark=benchmark,
         )
-        self.status = "finished"
+        self.status = str(self.p.end_status)
         if self._store is not None:
             self.flush()
             self._store.write_run(
                 self._row(
-                    "finished",
+                    self.status,
                     finished_at=datetime.now(timezone.utc),
                     metrics=self.metrics.as_dict(),
                     **{k: v for k, v in self.metrics.as_dict().items() if k in _RUN_METRIC_NAMES},

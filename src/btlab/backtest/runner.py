@@ -303,30 +303,17 @@ def run_backtest(
             feeds, bars, warnings = _load(plan, the_store, allow_gaps=allow_gaps, on_warning=on_warning)
             cerebro, feed_bars = _build_cerebro(feeds, bars, plan)
         else:
-            feeds = source.feeds(plan.config.exchange, plan.names, plan.base_tf, plan.lo, plan.hi)
-            bars, warnings = {}, []
-            cerebro, _ = _build_cerebro(feeds, {s: pd.DataFrame() for s in plan.names}, replace(plan, resampled=[]))
-            for tf in plan.resampled:  # as _build_cerebro: per timeframe, per symbol, from the traded base bars
-                unit, compression = backtrader_timeframe(tf)
-                for s in plan.names:
-                    name = f"{s}@{tf}"
-                    live = source.resample_feed(s, plan.base_tf, name, plan.lo, plan.hi)
-                    cerebro.resampledata(live, name=name, timeframe=unit, compression=compression)
-                    live.btlab_timeframe = tf
-            feed_bars = None
+            cerebro, feeds = _source_cerebro(plan, source)
+            bars, warnings, feed_bars = {}, [], None
         for name, analyzer in (analyzers or {}).items():
             cerebro.addanalyzer(analyzer, _name=name)
         rid = run_id or new_run_id()
         control = RunControl()
         run_row = _run_row(plan, bars, rid, sweep_id)
-        if source is not None:  # the data fields are known when the data has been played: before the recorder ends
-            cerebro.addanalyzer(_PlayedBars, _name="btlab_played", run=run_row, feeds=feeds)
-        cerebro.addanalyzer(
-            Recorder, _name="btlab_recorder", store=the_store if record else None,
-            run=run_row, calendar=plan.venue.calendar, progress=progress,
-            bars_total=_steps(bars), flush_bars=flush_bars, flush_seconds=flush_seconds, n_base=len(plan.names),
-            feed_bars=feed_bars, warnings=warnings, control=control,
-        )
+        _add_recorder(cerebro, plan, run_row, store=the_store if record else None,
+                      played=feeds if source is not None else None, progress=progress, bars_total=_steps(bars),
+                      flush_bars=flush_bars, flush_seconds=flush_seconds, feed_bars=feed_bars, warnings=warnings,
+                      control=control)
         strat = _run(cerebro, control, record=record, run_id=rid)
         if source is not None:
             bars = {s: f.load_bars() for s, f in zip(plan.names, feeds)}
@@ -571,6 +558,44 @@ def _build_cerebro(feeds: list[StoreData], bars: dict[str, pd.DataFrame], plan: 
     elif c.size_pct is not None:
         cerebro.addsizer(bt.sizers.PercentSizer, percents=c.size_pct)
     return cerebro, feed_bars
+
+
+def _source_cerebro(plan: _Plan, source: Any) -> tuple[Any, list[Any]]:
+    """Step 2 for a live source (a :class:`~btlab.backtest.kafka_feed.KafkaSource`): a Cerebro with the source's
+    base feeds, then its resampled feeds (per timeframe, per symbol, from the traded base bars, as
+    :func:`_build_cerebro`), the strategy, broker and sizer of ``plan``.
+
+    Returns: ``(cerebro, base feeds in symbol order)``.
+    """
+    feeds = source.feeds(plan.config.exchange, plan.names, plan.base_tf, plan.lo, plan.hi)
+    cerebro, _ = _build_cerebro(feeds, {s: pd.DataFrame() for s in plan.names}, replace(plan, resampled=[]))
+    for tf in plan.resampled:
+        unit, compression = backtrader_timeframe(tf)
+        for s in plan.names:
+            name = f"{s}@{tf}"
+            live = source.resample_feed(s, plan.base_tf, name, plan.lo, plan.hi)
+            cerebro.resampledata(live, name=name, timeframe=unit, compression=compression)
+            live.btlab_timeframe = tf
+    return cerebro, feeds
+
+
+def _add_recorder(cerebro: Any, plan: _Plan, run_row: dict[str, Any], *, store: Store | None,
+                  played: list[Any] | None, progress: Callable[[int, int], None] | None, bars_total: int,
+                  flush_bars: int, flush_seconds: float, feed_bars: list[int] | None, warnings: list[str],
+                  control: RunControl | None, end_status: str = "finished") -> None:
+    """Step 2c: the recorder (last analyzer) writing ``run_row`` and the run into ``store`` (None: memory only).
+
+    ``played``: the live feeds of a run from a source; their bars fill the row's data fields (range, count, hash)
+    when the run stops, before the recorder writes its last row. ``end_status``: the status of a run that ends
+    normally (``finished``; ``stopped`` for paper runs). Other arguments: see :class:`Recorder`.
+    """
+    if played is not None:  # the data fields are known when the data has been played: before the recorder ends
+        cerebro.addanalyzer(_PlayedBars, _name="btlab_played", run=run_row, feeds=played)
+    cerebro.addanalyzer(
+        Recorder, _name="btlab_recorder", store=store, run=run_row, calendar=plan.venue.calendar, progress=progress,
+        bars_total=bars_total, flush_bars=flush_bars, flush_seconds=flush_seconds, n_base=len(plan.names),
+        feed_bars=feed_bars, warnings=warnings, control=control, end_status=end_status,
+    )
 
 
 def _run(cerebro: Any, control: RunControl, *, record: bool, run_id: str) -> Any:

@@ -1,7 +1,8 @@
 """Recorded runs as a user sees them: listing with the status a run really has, finding, cleaning up killed runs.
 
 A run's row in ``bt_runs`` says ``running`` from its start until the recorder writes ``finished``, ``failed`` or
-``interrupted``. A process killed without warning (SIGKILL, power loss) leaves ``running`` behind, so the recorder
+``interrupted`` -- or ``stopped``: a paper run (:mod:`btlab.backtest.paper`) has no end of its own, so its normal end
+is a stop (a signal, its idle timeout or its bar limit), recorded with metrics as ``finished`` is. A process killed without warning (SIGKILL, power loss) leaves ``running`` behind, so the recorder
 also writes a ``heartbeat`` (UTC wall time) at the start and every few seconds. A ``running`` run whose last sign of
 life -- its heartbeat, or its start time if it has none (runs recorded before heartbeats existed) -- is older than
 :data:`STALE_AFTER` is **stale**: shown as ``stale``, and :func:`cleanup_stale_runs` marks it ``interrupted``.

@@ -26,7 +26,8 @@ from rich.text import Text
 from btlab.cli.common import DataConsole, console, fmt, plain
 
 _STANDARD_ID = re.compile(r"^\d{8}T\d{6}-(?P<short>[0-9a-f]{8})$")
-STATUS_STYLE = {"failed": "red", "stale": "yellow", "interrupted": "yellow", "running": "cyan", "finished": "green"}
+STATUS_STYLE = {"failed": "red", "stale": "yellow", "interrupted": "yellow", "running": "cyan", "finished": "green",
+                "stopped": "green"}
 
 
 # ---- output plumbing -----------------------------------------------------------------------------------------------
