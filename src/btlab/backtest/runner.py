@@ -316,7 +316,7 @@ def run_backtest(
                       control=control)
         strat = _run(cerebro, control, record=record, run_id=rid)
         if source is not None:
-            bars = {s: f.load_bars() for s, f in zip(plan.names, feeds)}
+            bars = _played_bars(feeds, strat)
         return _result(plan, strat, bars, rid, analyzers, the_store if record else None)
     finally:
         if source is not None:
@@ -419,8 +419,26 @@ class _PlayedBars(bt.Analyzer):
     params: Any = (("run", None), ("feeds", ()))
 
     def stop(self) -> None:
-        played = {f.btlab_symbol: f.load_bars() for f in self.p.feeds}
+        played = _played_bars(self.p.feeds, self.strategy)
         self.p.run.update(_data_fields({s: b for s, b in played.items() if len(b)} or played))
+
+
+def _played_bars(feeds: list[Any], strategy: Any) -> dict[str, pd.DataFrame]:
+    """``{symbol: bars}`` the live ``feeds`` played to ``strategy`` (bar OPEN times): those closed by its last step.
+    A stop request (``cerebro.runstop``) can leave one bar loaded by a feed but never played; it is not counted."""
+    from btlab.backtest.recorder import num2ns
+
+    last_close = int(num2ns([strategy.datetime[0]])[0]) if len(strategy) else None
+    out = {}
+    for f in feeds:
+        bars = f.load_bars()
+        if last_close is not None and len(bars):
+            close = pd.DatetimeIndex(bars["ts"]).as_unit("ns").asi8 + f.btlab_timeframe.nanos
+            bars = bars[close <= last_close].reset_index(drop=True)
+        elif last_close is None:
+            bars = bars.iloc[:0]
+        out[f.btlab_symbol] = bars
+    return out
 
 
 def _data_fields(bars: dict[str, pd.DataFrame]) -> dict[str, Any]:
