@@ -569,3 +569,10 @@ MaxRecordsOption = Annotated[int | None, typer.Option(
 IdleExitOption = Annotated[float | None, typer.Option(
     "--idle-exit", metavar="SECONDS", show_default=False,
     help="Stop once nothing arrived for this many seconds (default: run until stopped).")]
+# paper trading (btlab paper)
+PaperTopicOption = Annotated[str | None, typer.Option(
+    "--topic", metavar="TOPIC", show_default=False,
+    help="Bar topic the run publishes its live bars to and plays them from (default btlab.paper.bars.<timeframe>; "
+    "one paper run per topic at a time).")]
+MaxBarsOption = Annotated[int | None, typer.Option(
+    "--max-bars", metavar="N", min=1, show_default=False, help="Stop after the strategy has seen N bars.")]

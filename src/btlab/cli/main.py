@@ -69,6 +69,7 @@ from btlab.cli.health import health
 from btlab.cli.ingest import ingest_app
 from btlab.cli.replay import kafka_source, replay
 from btlab.cli.sink import sink
+from btlab.cli.paper import paper
 
 app = typer.Typer(
     name="btlab",
@@ -100,6 +101,7 @@ app.add_typer(dashboards_app, name="dashboards")
 app.command("health")(health)
 app.command("replay")(replay)
 app.command("sink")(sink)
+app.command("paper")(paper)
 
 
 def _print_version(value: bool) -> None:
