@@ -11,13 +11,13 @@ import uuid
 
 import pandas as pd
 import pytest
-
 from broker import kafka_bootstrap  # noqa: F401  (session fixture: a real Tansu broker)
+from fakes.binance import FakeBinance
+
 from btlab.backtest.paper import PaperRun
 from btlab.backtest.runner import run_backtest
 from btlab.store.duckdb import DuckDBStore
 from btlab.stream.config import StreamConfig
-from fakes.binance import FakeBinance
 
 PARAMS = {"fast": 3, "slow": 10}
 SERIES = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1s"}
@@ -44,7 +44,7 @@ def _same_trades(paper, direct) -> None:
     assert paper.equity["value"].iloc[-1] == direct.equity["value"].iloc[-1]
 
 
-def test_paper_run_trades_live_and_is_recorded_while_it_runs(tmp_path, kafka_bootstrap):
+def test_paper_run_trades_live_and_is_recorded_while_it_runs(tmp_path, kafka_bootstrap):  # noqa: F811
     with FakeBinance(now="2024-08-09 00:10:00") as fake, DuckDBStore(tmp_path / "paper.duckdb") as store:
         fake.ws.speed = 40.0  # the 11 recorded minutes in ~16 s
         run = _paper(fake, store, kafka_bootstrap, idle_timeout=30)
@@ -89,7 +89,7 @@ def test_paper_run_trades_live_and_is_recorded_while_it_runs(tmp_path, kafka_boo
         _same_trades(result.run, _direct(store, played))
 
 
-def test_paper_run_stops_when_idle_after_playing_every_published_bar(tmp_path, kafka_bootstrap):
+def test_paper_run_stops_when_idle_after_playing_every_published_bar(tmp_path, kafka_bootstrap):  # noqa: F811
     with FakeBinance(now="2024-08-09 00:10:00") as fake, DuckDBStore(tmp_path / "idle.duckdb") as store:
         fake.ws.speed = 200.0
         result = _paper(fake, store, kafka_bootstrap, idle_timeout=2).run()
@@ -104,7 +104,7 @@ def test_paper_run_stops_when_idle_after_playing_every_published_bar(tmp_path, k
         _same_trades(result.run, _direct(store, played))
 
 
-def test_max_bars_stops_after_that_many_bars(tmp_path, kafka_bootstrap):
+def test_max_bars_stops_after_that_many_bars(tmp_path, kafka_bootstrap):  # noqa: F811
     with FakeBinance(now="2024-08-09 00:10:00") as fake, DuckDBStore(tmp_path / "max.duckdb") as store:
         fake.ws.speed = 200.0
         result = _paper(fake, store, kafka_bootstrap, max_bars=40, idle_timeout=20).run()

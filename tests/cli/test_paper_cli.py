@@ -13,11 +13,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from broker import free_port, kafka_bootstrap  # noqa: F401
-from btlab.store.duckdb import DuckDBStore
 from cliproc import assert_one_line, btlab_cli
 from fakes.binance import FakeBinance
+
+from btlab.store.duckdb import DuckDBStore
 
 
 def _start(fake: FakeBinance, store: Path, bootstrap: str, *extra: str) -> subprocess.Popen:
@@ -50,7 +50,7 @@ def _wait_for_trades(proc: subprocess.Popen, store: Path, timeout: float = 90) -
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_the_paper_run_as_stopped_with_one_line(tmp_path, kafka_bootstrap, sig, code):
+def test_a_signal_stops_the_paper_run_as_stopped_with_one_line(tmp_path, kafka_bootstrap, sig, code):  # noqa: F811
     store = tmp_path / "paper.duckdb"
     with FakeBinance(now="2024-08-09 00:10:00") as fake:
         fake.ws.speed = 20.0  # the recording lasts ~33 s: the run is still going when it is stopped

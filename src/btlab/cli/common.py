@@ -546,7 +546,8 @@ def confirm(question: str, yes: bool) -> bool:
 
 # replay through the broker (btlab replay; btlab backtest --source kafka)
 TopicOption = Annotated[str | None, typer.Option(
-    "--topic", metavar="TOPIC", show_default=False, help="Bar topic (default btlab.bars.<timeframe>).")]
+    "--topic", metavar="TOPIC", show_default=False,
+    help="Bar topic (default btlab.bars.<timeframe>; btlab paper: btlab.paper.bars.<timeframe>, one run at a time).")]
 SpeedOption = Annotated[str, typer.Option(
     "--speed", metavar="1|60|max", help="Event-time seconds per wall second (1 = real time), or max: no pacing.")]
 ConnectTimeoutOption = Annotated[float, typer.Option(
@@ -570,9 +571,5 @@ IdleExitOption = Annotated[float | None, typer.Option(
     "--idle-exit", metavar="SECONDS", show_default=False,
     help="Stop once nothing arrived for this many seconds (default: run until stopped).")]
 # paper trading (btlab paper)
-PaperTopicOption = Annotated[str | None, typer.Option(
-    "--topic", metavar="TOPIC", show_default=False,
-    help="Bar topic the run publishes its live bars to and plays them from (default btlab.paper.bars.<timeframe>; "
-    "one paper run per topic at a time).")]
 MaxBarsOption = Annotated[int | None, typer.Option(
     "--max-bars", metavar="N", min=1, show_default=False, help="Stop after the strategy has seen N bars.")]
