@@ -120,3 +120,14 @@ def test_bad_arguments_are_refused_before_anything_is_opened():
         PaperRun("sma_cross", params={"fast": 30, "slow": 10}, kafka="127.0.0.1:1")
     with pytest.raises(InvalidArgumentError, match="max_bars"):
         PaperRun("sma_cross", max_bars=0, kafka="127.0.0.1:1")
+
+
+def test_a_run_stopped_before_its_first_bar_is_stopped_without_metrics(tmp_path, kafka_bootstrap):  # noqa: F811
+    with FakeBinance(now="2024-08-09 00:10:00") as fake, DuckDBStore(tmp_path / "early.duckdb") as store:
+        fake.ws.speed = 1.0
+        run = _paper(fake, store, kafka_bootstrap)
+        run.stop()  # before the run starts: honoured once it waits for its first bar
+        result = run.run()
+        assert result.stopped_by == "stop" and result.run.summary is None and result.run.equity.empty
+        row = store.get_run(run.run_id)
+        assert row["status"] == "stopped" and row["bars"] == 0 and row["error"] is None

@@ -78,7 +78,8 @@ class PaperResult:
 
     Attributes:
         run: the recorded run as a :class:`~btlab.backtest.runner.BacktestResult` (metrics, equity, trades and
-            orders of the bars played; ``run.bars`` the bars played, bar OPEN times UTC).
+            orders of the bars played; ``run.bars`` the bars played, bar OPEN times UTC). A run stopped before its
+            first bar has no metrics (``run.summary`` is None) and empty frames.
         stopped_by: ``SIGINT``/``SIGTERM``, ``idle`` (no trade for ``idle_timeout`` s), ``max_bars`` or ``stop``
             (:meth:`PaperRun.stop`).
         topic: the bar topic the run consumed.
@@ -155,9 +156,10 @@ class _PaperSource(KafkaSource):
 
 
 class _StopAfter(bt.Analyzer):
-    """Stops the run (``cerebro.runstop``) after ``max_bars`` strategy steps; ``hit`` says whether it did."""
+    """Stops the run (``cerebro.runstop``) after ``max_bars`` strategy steps (``hit`` says whether it did), or at
+    the next step once ``stop_event`` is set."""
 
-    params: Any = (("max_bars", None),)
+    params: Any = (("max_bars", None), ("stop_event", None))
 
     def __init__(self) -> None:
         self.steps = 0
@@ -165,6 +167,8 @@ class _StopAfter(bt.Analyzer):
 
     def next(self) -> None:
         self.steps += 1
+        if self.p.stop_event is not None and self.p.stop_event.is_set():
+            self.strategy.env.runstop()
         if self.p.max_bars is not None and self.steps >= self.p.max_bars and not self.hit:
             self.hit = True
             self.strategy.env.runstop()
@@ -240,7 +244,8 @@ class PaperRun:
         try:
             cerebro, feeds = _source_cerebro(plan, source)
             self._cerebro = cerebro
-            cerebro.addanalyzer(_StopAfter, _name="btlab_stop_after", max_bars=self.max_bars)
+            cerebro.addanalyzer(_StopAfter, _name="btlab_stop_after", max_bars=self.max_bars,
+                                stop_event=self._stop)
             run_row = _run_row(plan, {}, self.run_id, None)
             run_row["config"] = {**run_row["config"], "paper": {"topic": self.topic, "source": "live trades"}}
             control = RunControl()  # set by the signal handlers; the recorder is not told (a stop is the end)
@@ -263,9 +268,7 @@ class PaperRun:
             thread.start()
             try:
                 with _stop_on_signals(cerebro, control):
-                    if self._stop.is_set():
-                        cerebro.runstop()
-                    strategies = cerebro.run()
+                    strategies = cerebro.run()  # (it clears a runstop() made before it started: see _heartbeat)
             except BaseException as exc:
                 recorder = _find_recorder(cerebro)
                 if recorder is not None:
@@ -294,7 +297,10 @@ class PaperRun:
                 the_store.close()
 
     def _heartbeat(self) -> None:
-        """While the feed waits for a bar: the recorder's periodic write (heartbeat), in the main thread."""
+        """While the feed waits for a bar, in the main thread: a stop asked for before the run started, and the
+        recorder's periodic write (heartbeat)."""
+        if self._stop.is_set() and self._cerebro is not None:
+            self._cerebro.runstop()
         now = time.monotonic()
         if now - self._last_beat < 1.0:
             return

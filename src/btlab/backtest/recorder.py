@@ -279,8 +279,15 @@ class Recorder(bt.Analyzer):
         if control is not None and control.signum:
             self._end_interrupted()
             return
+        if not self._dt and self.p.end_status != "finished":  # a paper run stopped before its first bar: no metrics
+            self.status = str(self.p.end_status)
+            if self._store is not None:
+                self._store.write_run(self._row(self.status, finished_at=datetime.now(timezone.utc)))
+            self._finished = True
+            return
         # buy-and-hold benchmark of the run's instruments, from the feeds' bars
         benchmark_bars = run_instrument_bars(self.strategy.datas, (self.p.run or {}).get("symbols"))
+        benchmark_bars = {s: b for s, b in benchmark_bars.items() if len(b)}  # a run stopped before its first bar
         benchmark = benchmark_equity(benchmark_bars, self._start_value) if benchmark_bars else None
         self.metrics = compute_metrics(
             self.equity_frame(), self.trades_frame(), start_value=self._start_value, calendar=self.p.calendar,
