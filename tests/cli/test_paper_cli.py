@@ -92,3 +92,16 @@ def test_bad_arguments_are_one_line_exit_1(tmp_path):
                     "--store", str(store))
     assert "fast" in assert_one_line(bad, 1)
     assert not store.exists()
+
+
+def test_exchange_down_is_one_line_exit_2_and_the_run_is_failed(tmp_path, kafka_bootstrap):  # noqa: F811
+    store = tmp_path / "down.duckdb"
+    down = f"127.0.0.1:{free_port()}"
+    proc = btlab_cli("paper", "--symbols", "BTC/USDT", "--kafka", kafka_bootstrap, "--topic",
+                     f"cli{uuid.uuid4().hex[:8]}.down", "--api-url", f"http://{down}", "--ws-url", f"ws://{down}",
+                     "--store", str(store))
+    line = assert_one_line(proc, 2)
+    assert "binance" in line and down in line
+    with DuckDBStore(store, read_only=True) as st:
+        runs = st.list_runs(limit=5)
+        assert list(runs["status"]) == ["failed"]
