@@ -30,6 +30,7 @@ own ``topic``). The strategy starts with no history: its warm-up is played live.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,8 @@ from btlab.stream.replay import ABORTED, REPLAY_HEADER, SEQ_HEADER
 from btlab.stream.topics import bars_topic
 
 __all__ = ["PaperResult", "PaperRun", "paper_topic", "run_paper"]
+
+log = logging.getLogger(__name__)
 
 #: health ``service`` name of a paper run's live ingest (``btlab health --service paper``)
 HEALTH_SERVICE = "paper"
@@ -254,14 +257,19 @@ class PaperRun:
                           control=None, end_status="stopped")
             source.on_wait = self._heartbeat
             publisher = _Publisher(producer, self.topic, self.run_id, plan.base_tf.value)
-            ingest_store = _thread_store(the_store)
             from btlab.store.health import HealthWriter
 
-            self._ingest = LiveIngest(plan.config.exchange, plan.names, [plan.base_tf.value], ingest_store,
-                                      producer=publisher,
-                                      health=HealthWriter(ingest_store, HEALTH_SERVICE,
-                                                          interval=self.health_interval),
-                                      **self.ingest_kwargs)
+            ingest_store = _thread_store(the_store)
+            try:
+                self._ingest = LiveIngest(plan.config.exchange, plan.names, [plan.base_tf.value], ingest_store,
+                                          producer=publisher,
+                                          health=HealthWriter(ingest_store, HEALTH_SERVICE,
+                                                              interval=self.health_interval),
+                                          **self.ingest_kwargs)
+            except BaseException:
+                if ingest_store is not the_store:
+                    ingest_store.close()
+                raise
             box: dict[str, Any] = {}
             thread = threading.Thread(target=self._ingest_thread, args=(source, publisher, ingest_store, box),
                                       name="btlab-paper-ingest", daemon=True)
@@ -318,6 +326,8 @@ class PaperRun:
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread through the feed
             source.ingest_error = exc
             box["report"] = self._ingest.report
+            if self._ingest_stopping.is_set():  # the run has ended: nobody reads the feed any more
+                log.warning("paper run %s: the live ingest failed while stopping: %s", self.run_id, exc)
         finally:
             if store is not self._run_store:
                 store.close()
