@@ -131,3 +131,14 @@ def test_a_run_stopped_before_its_first_bar_is_stopped_without_metrics(tmp_path,
         assert result.stopped_by == "stop" and result.run.summary is None and result.run.equity.empty
         row = store.get_run(run.run_id)
         assert row["status"] == "stopped" and row["bars"] == 0 and row["error"] is None
+
+
+def test_idle_before_any_bar_stops_the_run_without_metrics(tmp_path, kafka_bootstrap):  # noqa: F811
+    """ETH/USDT is listed by the fake exchange but has no trade in the recording: no bar ever comes."""
+    with FakeBinance(now="2024-08-09 00:10:00") as fake, DuckDBStore(tmp_path / "quiet.duckdb") as store:
+        config = StreamConfig(kafka_bootstrap, prefix=f"paper{uuid.uuid4().hex[:10]}", partitions=1)
+        quiet = PaperRun("sma_cross", symbols="ETH/USDT", timeframe="1s", params=PARAMS, store=store, kafka=config,
+                         api_url=fake.base_url, ws_url=fake.ws_origin, idle_timeout=1)
+        result = quiet.run()
+        assert result.stopped_by == "idle" and result.bars_published == 0 and result.run.summary is None
+        assert store.get_run(quiet.run_id)["status"] == "stopped"

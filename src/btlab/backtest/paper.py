@@ -213,6 +213,7 @@ class PaperRun:
         self.health_interval, self.flush_seconds = health_interval, flush_seconds
         self._stop = threading.Event()
         self._ingest_stopping = threading.Event()
+        self._idle_empty = threading.Event()
         self._last_beat = 0.0
         self._cerebro: Any = None
         self._ingest: Any = None
@@ -220,6 +221,9 @@ class PaperRun:
     def stop(self) -> None:
         """Ask the run to stop after the current bar (any thread)."""
         self._stop.set()
+        self._request_stop()
+
+    def _request_stop(self) -> None:
         if self._cerebro is not None:
             self._cerebro.runstop()
 
@@ -307,7 +311,7 @@ class PaperRun:
     def _heartbeat(self) -> None:
         """While the feed waits for a bar, in the main thread: a stop asked for before the run started, and the
         recorder's periodic write (heartbeat)."""
-        if self._stop.is_set() and self._cerebro is not None:
+        if (self._stop.is_set() or self._idle_empty.is_set()) and self._cerebro is not None:
             self._cerebro.runstop()
         now = time.monotonic()
         if now - self._last_beat < 1.0:
@@ -322,7 +326,10 @@ class PaperRun:
         feed plays every bar and ends; aborted when the run stopped first). Its error goes to the feed."""
         try:
             box["report"] = asyncio.run(self._ingest.run(idle_timeout=self.idle_timeout))
-            publisher.end(complete=not self._ingest_stopping.is_set())
+            if publisher.sent == 0 and not self._ingest_stopping.is_set():
+                self._idle_empty.set()  # idle before any bar: the run stops (a feed that ends empty is an error)
+                self._request_stop()
+            publisher.end(complete=not self._ingest_stopping.is_set() and publisher.sent > 0)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread through the feed
             source.ingest_error = exc
             box["report"] = self._ingest.report
