@@ -20,7 +20,7 @@ The path of :func:`run_paper`, all in one process:
 
 Stops: SIGINT/SIGTERM (main thread: after the current bar; ``stop_signal`` says which), ``idle_timeout``
 seconds without a trade (the ingest stops, writes the end marker, and the feed plays every bar published before
-it ends), ``max_bars`` strategy steps, or :meth:`PaperRun.stop` from another thread. The trades of a paper run
+it ends; idle before any bar: the run stops with no bar and no metrics), ``max_bars`` strategy steps, or :meth:`PaperRun.stop` from another thread. The trades of a paper run
 equal those of a backtest over the bars the live path stored for the same range (the path changes nothing).
 
 One paper run per topic at a time: two runs writing into one topic at once are refused by the feed (give each its
