@@ -67,9 +67,9 @@ from btlab.cli.common import (
 from btlab.cli.dashboards import dashboards_app
 from btlab.cli.health import health
 from btlab.cli.ingest import ingest_app
+from btlab.cli.paper import paper
 from btlab.cli.replay import kafka_source, replay
 from btlab.cli.sink import sink
-from btlab.cli.paper import paper
 
 app = typer.Typer(
     name="btlab",
