@@ -105,7 +105,7 @@ def backtest_run() -> gdash.Dashboard:
 
     board = board.with_panel(_grid(
         stat.Panel().title("Status").datasource(QUESTDB)
-        .description("running -> finished / failed / interrupted. A running run whose heartbeat (wall time of the "
+        .description("running -> finished / failed / interrupted (a paper run: stopped). A running run whose heartbeat (wall time of the "
                      "recorder's last write) is over 2 minutes old was killed: stale.")
         .with_target(SQL("SELECT status, heartbeat, finished_at, error FROM bt_runs WHERE run_id = '$run_id'",
                          table=True))
