@@ -546,6 +546,11 @@ def confirm(question: str, yes: bool) -> bool:
 # replay through the broker (btlab replay; btlab backtest --source kafka)
 TopicOption = Annotated[str | None, typer.Option(
     "--topic", metavar="TOPIC", show_default=False, help="Bar topic (default btlab.bars.<timeframe>).")]
+ReplayTicksOption = Annotated[bool, typer.Option(
+    "--ticks", help="Replay the stored trades (ticks) instead of bars, to the ticks topic (default btlab.ticks).")]
+ReplayHealthOption = Annotated[float, typer.Option(
+    "--health-interval", metavar="SECONDS", min=0.0, help="Write records/s and the lag behind schedule (subject: the "
+    "topic) to the store's bt_health table this often, for the pipeline-health dashboard; 0 = off.")]
 SpeedOption = Annotated[str, typer.Option(
     "--speed", metavar="1|60|max", help="Event-time seconds per wall second (1 = real time), or max: no pacing.")]
 ConnectTimeoutOption = Annotated[float, typer.Option(
