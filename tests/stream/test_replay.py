@@ -182,19 +182,23 @@ def test_bad_requests_are_refused_before_anything_is_sent(store, config) -> None
 # ------------------------------------------------------------------------------------------------ tick replay --
 XRP_FILE = DATA / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv"
 TICK_SYMBOLS = ("BTC/USDT", "XRP/ETH")
+#: the minutes the BTC/USDT recording covers completely
+BTC_SPAN = (pd.Timestamp("2024-08-08 23:55", tz="UTC"), pd.Timestamp("2024-08-09 00:05", tz="UTC"))
 
 
 def fill_tick_store(path: Path) -> DuckDBStore:
     """A DuckDB store holding real trades of two instruments: Binance XRP/ETH aggTrades of 2019-10-11 .. 13
-    (12,477, imported by the data.binance.vision importer) and the recorded Binance BTC/USDT trades of
-    2024-08-08 23:54:15 .. 2024-08-09 00:05:04 (19,904 from the WebSocket recording: no importer reads that
+    (12,477, imported by the data.binance.vision importer) and the recorded Binance BTC/USDT trades of the
+    minutes the WebSocket recording covers completely, 2024-08-08 23:55 .. 2024-08-09 00:05 (no importer reads that
     recording, so they are written as tick rows, as tests/marketdata/bars/test_from_ticks.py does)."""
-    from btlab.marketdata.sources.binance_vision.importer import import_binance_vision
     from realdata import recorded_trades
+
+    from btlab.marketdata.sources.binance_vision.importer import import_binance_vision
 
     store = DuckDBStore(path)
     import_binance_vision(XRP_FILE, store)
     rec = recorded_trades()
+    rec = rec[(rec["ts"] >= BTC_SPAN[0]) & (rec["ts"] < BTC_SPAN[1])]
     store.upsert("ticks", pd.DataFrame({"ts": rec["ts"], "exchange": "binance", "symbol": "BTC/USDT",
                                         "trade_id": rec["id"].astype(str), "price": rec["price"],
                                         "amount": rec["amount"], "side": None}))
@@ -289,3 +293,19 @@ def test_ticks_refused_when_nothing_stored(tick_store, config) -> None:
         replay_ticks(tick_store, "binance", ["DOGE/USDT"], config=config)
     with pytest.raises(NoDataError, match="nothing to replay"):
         replay_ticks(tick_store, "binance", ["BTC/USDT"], "2030-01-01", "2030-01-02", config=config)
+
+
+def test_replay_writes_records_per_s_and_lag_to_bt_health_for_the_dashboard(store, config) -> None:
+    t0 = pd.Timestamp.now(tz="UTC")
+    result = replay_bars(store, "binance", ["BTC/USDT"], "1m", "2025-06-01T00:00", "2025-06-01T02:29", config=config,
+                         speed=9000, health_interval_s=0.25)  # 150 bars, one every 6.7 ms: about 1 s
+    rows = store.read_health(service="replay", start=t0)
+    assert result.health_rows == len(rows) > 0
+    rate = rows[rows["metric"] == "records_per_s"]
+    lag = rows[rows["metric"] == "replay_lag_s"]
+    assert len(rate) == len(lag) == len(rows[rows["metric"] == "heartbeat"]) >= 4  # each interval, and the end
+    assert set(rate["subject"]) == set(lag["subject"]) == {result.topic}
+    # records/s per interval: about 150 per second while publishing (the last, short interval may be lower)
+    assert rate["value"].iloc[:-1].between(50, 250).all(), rate
+    assert lag["value"].between(0, 0.05).all(), lag
+    assert list(rows["service"].unique()) == ["replay"]

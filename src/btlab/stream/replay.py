@@ -481,7 +481,8 @@ def _publish(
                                  headers=[(REPLAY_HEADER, rid_header), (SEQ_HEADER, str(seq).encode())])
                     sent += 1
                     last_ns = ev
-                    if sent & 63 == 0 and (progress is not None or health is not None):
+                    # paced: a record may be seconds apart, so look every record; unpaced every 64 (cheap)
+                    if (pace is not None or sent & 63 == 0) and (progress is not None or health is not None):
                         now = clock()
                         if now >= next_report:
                             report(now)
