@@ -239,9 +239,10 @@ class KafkaSource:
                         return
                     continue
                 last_record = time.monotonic()
+                decoded = [_decoded(m) for m in msgs]  # JSON decoding outside the lock: the feeds keep playing
                 with self._cond:
-                    for m in msgs:
-                        self._take(consumer, m)
+                    for m, message in zip(msgs, decoded):
+                        self._take(consumer, m, message)
                     if self._kind is TickMessage:
                         self._close_windows(final=len(self._ended) == len(self._partitions))
                     self._cond.notify_all()
@@ -265,8 +266,8 @@ class KafkaSource:
     def _where(self, m: Any) -> str:
         return f"{self.topic}[{m.partition()}] offset {m.offset()}"
 
-    def _take(self, consumer: Consumer, m: Any) -> None:
-        """Handle one consumed message (under the lock)."""
+    def _take(self, consumer: Consumer, m: Any, message: Any) -> None:
+        """Handle one consumed message (under the lock); ``message``: its value decoded (:func:`_decoded`)."""
         err = m.error()
         p = m.partition()
         if err is not None:
@@ -281,10 +282,8 @@ class KafkaSource:
             return  # after this replay's marker: another replay's records, left alone
         self._eof.discard(p)
         headers = dict(m.headers() or ())
-        try:
-            message = decode(m.value())
-        except UnreadableRecordError as exc:
-            raise StreamError(f"{self._where(m)}: {exc}") from None
+        if isinstance(message, UnreadableRecordError):
+            raise StreamError(f"{self._where(m)}: {message}")
         if isinstance(message, EndMarker):
             if self.replay_id is None:
                 self.replay_id = message.replay_id  # every partition holds the first replay's part before others
@@ -413,11 +412,12 @@ class KafkaSource:
     # -- feeds' side ------------------------------------------------------------------------------------------
     def _releasable(self, key: str, ts: int) -> bool:
         """May bar ``(ts, key)`` be played now (no other instrument can still have a bar at ``ts``)?"""
-        open_parts = [self._pos[p] for p in self._partitions if p not in self._ended]
-        low = min(open_parts) if open_parts else None
+        low: Any = ()  # the lowest position of a partition still open; computed only when needed (per-bar path)
         for other, sym in self._symbols.items():
             if other == key or self._last[other] >= ts:
                 continue
+            if low == ():
+                low = min((self._pos[p] for p in self._partitions if p not in self._ended), default=None)
             if low is not None and not low > (ts, sym):
                 return False
         return True
@@ -490,6 +490,7 @@ class KafkaData(bt.feed.DataBase):
         self._key = f"{self.p.source._exchange}:{self.btlab_symbol}"
         self._sub = self.p.source.subscribe(self.btlab_symbol)
         self._played: list[BarMessage] = []
+        self._frame: tuple[int, pd.DataFrame] | None = None  # load_bars() of the last call
         self._state: int | None = None
         self._lo = -(2**63) if self.p.start is None else pd.Timestamp(self.p.start).value
         self._hi = 2**63 - 1 if self.p.end is None else pd.Timestamp(self.p.end).value
@@ -504,8 +505,11 @@ class KafkaData(bt.feed.DataBase):
         return True
 
     def load_bars(self) -> pd.DataFrame:
-        """The bars played so far (:mod:`btlab.model.bar` layout, bar OPEN times UTC, ``trades``/``vwap`` as sent)."""
-        return bars_frame(self._played)[list(BAR_COLUMNS)]
+        """The bars played so far (:mod:`btlab.model.bar` layout, bar OPEN times UTC, ``trades``/``vwap`` as sent;
+        a fresh copy each call, built once per number of bars played: the run's end asks several times)."""
+        if self._frame is None or self._frame[0] != len(self._played):
+            self._frame = (len(self._played), bars_frame(self._played)[list(BAR_COLUMNS)])
+        return self._frame[1].copy()
 
     def _notify(self, state: int) -> None:
         if state != self._state:
@@ -537,6 +541,17 @@ class KafkaData(bt.feed.DataBase):
         lines.openinterest[0] = 0.0
         self._played.append(bar)
         return True
+
+
+def _decoded(m: Any) -> Any:
+    """A consumed record's value decoded, the :class:`UnreadableRecordError` if it cannot be, None for a client
+    event (error or end of partition)."""
+    if m.error() is not None:
+        return None
+    try:
+        return decode(m.value())
+    except UnreadableRecordError as exc:
+        return exc
 
 
 def _traded(bar: BarMessage) -> bool:
