@@ -256,8 +256,9 @@ GrafanaDirOption = Annotated[Path, typer.Option(
 CheckOption = Annotated[bool, typer.Option(
     "--check", help="Write nothing; exit 1 naming every file that is missing or differs from the generated one.")]
 HealthIntervalOption = Annotated[float, typer.Option(
-    "--health-interval", metavar="SECONDS", help="Write pipeline figures (rows/s, late and quarantined trades, gaps "
-    "filled, reconnects, a heartbeat) to the store's bt_health table this often, for the pipeline-health dashboard.")]
+    "--health-interval", metavar="SECONDS", help="Write pipeline figures (ingest live: rows/s, late and quarantined "
+    "trades, gaps filled, reconnects; replay: records/s and the lag behind schedule per topic) and a heartbeat to the "
+    "store's bt_health table this often, for the pipeline-health dashboard (replay: 0 = off).")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -548,9 +549,6 @@ TopicOption = Annotated[str | None, typer.Option(
     "--topic", metavar="TOPIC", show_default=False, help="Bar topic (default btlab.bars.<timeframe>).")]
 ReplayTicksOption = Annotated[bool, typer.Option(
     "--ticks", help="Replay the stored trades (ticks) instead of bars, to the ticks topic (default btlab.ticks).")]
-ReplayHealthOption = Annotated[float, typer.Option(
-    "--health-interval", metavar="SECONDS", min=0.0, help="Write records/s and the lag behind schedule (subject: the "
-    "topic) to the store's bt_health table this often, for the pipeline-health dashboard; 0 = off.")]
 SpeedOption = Annotated[str, typer.Option(
     "--speed", metavar="1|60|max", help="Event-time seconds per wall second (1 = real time), or max: no pacing.")]
 ConnectTimeoutOption = Annotated[float, typer.Option(

@@ -7,8 +7,8 @@ from btlab.cli.common import (
     ConnectTimeoutOption,
     ExchangeOption,
     FromOption,
+    HealthIntervalOption,
     KafkaOption,
-    ReplayHealthOption,
     ReplayTicksOption,
     SpeedOption,
     StoreOption,
@@ -36,7 +36,7 @@ def replay(
     topic: TopicOption = None,
     kafka: KafkaOption = None,
     connect_timeout: ConnectTimeoutOption = 10.0,
-    health_interval: ReplayHealthOption = 10.0,
+    health_interval: HealthIntervalOption = 10.0,
     store: StoreOption = None,
 ) -> None:
     """Replay stored bars (or, with --ticks, trades) through Kafka/Redpanda as if live, for btlab backtest
