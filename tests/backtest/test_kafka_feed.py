@@ -14,14 +14,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
 
 from broker import kafka_bootstrap  # noqa: E402, F401
-from test_replay import SYMBOLS, fill_store  # noqa: E402
+from test_replay import BTC_SPAN, SYMBOLS, TICK_SYMBOLS, fill_store, fill_tick_store  # noqa: E402
 
 from btlab.backtest.compat import bt  # noqa: E402
 from btlab.backtest.kafka_feed import KafkaSource  # noqa: E402
 from btlab.backtest.runner import run_backtest  # noqa: E402
 from btlab.errors import InvalidArgumentError, NoDataError  # noqa: E402
+from btlab.marketdata.bars.from_ticks import bars_from_ticks  # noqa: E402
 from btlab.stream import StreamConfig, StreamError, StreamProducer  # noqa: E402
-from btlab.stream.replay import REPLAY_HEADER, SEQ_HEADER, replay_bars  # noqa: E402
+from btlab.stream.replay import REPLAY_HEADER, SEQ_HEADER, replay_bars, replay_ticks  # noqa: E402
 
 FROM, TO = "2025-06-01", "2025-06-02"
 PARAMS = {"fast": 10, "slow": 30}
@@ -208,3 +209,83 @@ def test_unknown_topic_unreachable_broker_and_unsupported_requests_are_clear_err
     with pytest.raises(InvalidArgumentError, match="not supported with a Kafka source"):
         run_backtest("buy_hold", symbol="SPY", exchange="nyse", timeframe="1m", session="regular", store=store,
                      record=False, source=KafkaSource("t", config=config))
+
+
+# ------------------------------------------------------------------------------------- bars built from ticks --
+#: the XRP/ETH file ends at 2019-10-13 11:19:xx: both paths take its trades as complete to the end of that minute
+XRP_BARS = (pd.Timestamp("2019-10-11", tz="UTC"), pd.Timestamp("2019-10-13 11:20", tz="UTC"))
+
+
+@pytest.fixture(scope="module")
+def tick_store(tmp_path_factory):
+    """Real trades (see fill_tick_store) and the 1m bars built from them by the batch path, in one DuckDB store."""
+    with fill_tick_store(tmp_path_factory.mktemp("kticks") / "ticks.duckdb") as st:
+        bars_from_ticks(st, exchange="binance", symbol="XRP/ETH", timeframes=["1m"], start=XRP_BARS[0],
+                        end=XRP_BARS[1])
+        bars_from_ticks(st, exchange="binance", symbol="BTC/USDT", timeframes=["1m"], start=BTC_SPAN[0],
+                        end=BTC_SPAN[1])
+        yield st
+
+
+def test_backtest_from_a_tick_topic_equals_the_backtest_on_bars_built_from_the_same_ticks(tick_store, config) -> None:
+    # both instruments in the replay (BTC/USDT's trades come years later), the run trades XRP/ETH
+    replay = replay_ticks(tick_store, "binance", TICK_SYMBOLS, "2019-10-11", "2024-08-09", config=config,
+                          chunk_seconds=3600)
+    args = dict(symbols=["XRP/ETH"], exchange="binance", timeframe="1m", start="2019-10-11", end="2019-10-13",
+                params={"fast": 3, "slow": 8}, store=tick_store, allow_gaps=True)  # sparse trades: empty minutes
+    direct = run_backtest("sma_cross", **args)
+    assert len(direct.trades) > 100 and len(direct.bars) == 2469
+    source = KafkaSource(replay.topic, config=config, max_queued=200)  # small queues: partitions get paused
+    streamed = run_backtest("sma_cross", **args, source=source)
+    assert source.records == replay.records == sum(replay.per_key.values())
+    _same(direct, streamed)
+    runs = [tick_store.get_run(r) for r in (direct.run_id, streamed.run_id)]
+    fields = ("data_from", "data_to", "bars", "data_hash", "status", "total_return", "sharpe")
+    assert [runs[1][f] for f in fields] == [runs[0][f] for f in fields]
+
+
+class StaggeredCross(bt.Strategy):
+    """SMA crossover on every feed, trading each from its own first bars (``prenext`` too: the two instruments'
+    data lie years apart, so Backtrader never sees both at once); records every step's view of every feed."""
+
+    params = (("fast", 2), ("slow", 4))
+
+    def __init__(self) -> None:
+        self.smas = [(bt.indicators.SMA(d.close, period=self.p.fast), bt.indicators.SMA(d.close, period=self.p.slow))
+                     for d in self.datas]
+        self.steps: list[tuple] = []
+
+    def prenext(self) -> None:
+        self.next()
+
+    def next(self) -> None:
+        self.steps.append(tuple((len(d), d.datetime[0] if len(d) else None) for d in self.datas))
+        for d, (fast, slow) in zip(self.datas, self.smas):
+            if len(d) <= self.p.slow:
+                continue
+            held = self.getposition(d).size
+            if not held and fast[0] > slow[0] and fast[-1] <= slow[-1]:
+                self.buy(data=d)
+            elif held and fast[0] < slow[0] and fast[-1] >= slow[-1]:
+                self.close(data=d)
+
+
+def test_two_instruments_and_resampled_timeframes_from_a_tick_topic_equal_the_direct_runs(tick_store,
+                                                                                          config) -> None:
+    replay = replay_ticks(tick_store, "binance", TICK_SYMBOLS, "2019-10-11", "2024-08-09", config=config)
+    both = dict(symbols=["XRP/ETH", "BTC/USDT"], exchange="binance", timeframe="1m", start="2019-10-11",
+                end="2024-08-09", store=tick_store, allow_gaps=True, record=False, size_pct=45)
+    direct = run_backtest(StaggeredCross, **both)
+    streamed = run_backtest(StaggeredCross, **both, source=KafkaSource(replay.topic, config=config, max_queued=300))
+    assert set(direct.trades["symbol"]) == {"XRP/ETH", "BTC/USDT"}
+    assert {s: len(b) for s, b in direct.bars_by_symbol.items()} == {"XRP/ETH": 2469, "BTC/USDT": 10}
+    assert streamed.strategy.steps == direct.strategy.steps
+    _same(direct, streamed)
+    # several timeframes: 1m bars from the ticks, 15m and 1h by cerebro.resampledata, as on the direct path
+    multi = dict(symbols=["XRP/ETH"], exchange="binance", timeframes=["1m", "15m", "1h"], start="2019-10-11",
+                 end="2019-10-13", store=tick_store, allow_gaps=True, record=False)
+    direct = run_backtest(MultiScale, **multi)
+    streamed = run_backtest(MultiScale, **multi, source=KafkaSource(replay.topic, config=config))
+    assert len(direct.trades) > 5 and len(direct.strategy.datas) == 3
+    assert streamed.strategy.steps == direct.strategy.steps
+    _same(direct, streamed)

@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
 
 from broker import free_port, kafka_bootstrap  # noqa: E402, F401
 from cliproc import assert_one_line, btlab_cli  # noqa: E402
-from test_replay import fill_store, read_topic  # noqa: E402
+from test_replay import fill_store, fill_tick_store, read_topic  # noqa: E402
 
-from btlab.stream.replay import ABORTED  # noqa: E402
 from btlab.stream import decode  # noqa: E402
+from btlab.stream.replay import ABORTED  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,39 @@ def test_backtest_source_kafka_needs_a_broker(store_path) -> None:
     proc = btlab_cli("backtest", "--timeframe", "1m", "--source", "kafka", "--no-report", store=store_path,
                      extra_env={"BTLAB_KAFKA": ""})
     assert "needs a broker" in assert_one_line(proc, 1)
+
+
+def test_replay_ticks_then_backtest_builds_bars_from_the_tick_topic_and_health_rows_are_written(
+        tmp_path, kafka_bootstrap) -> None:  # noqa: F811
+    from btlab.marketdata.bars.from_ticks import bars_from_ticks
+    from btlab.store.duckdb import DuckDBStore
+
+    path = tmp_path / "ticks.duckdb"
+    with fill_tick_store(path) as st:  # real XRP/ETH aggTrades (and BTC/USDT trades, not replayed here)
+        bars_from_ticks(st, exchange="binance", symbol="XRP/ETH", timeframes=["1m"], start="2019-10-11",
+                        end="2019-10-12")
+    topic = f"cli{uuid.uuid4().hex[:8]}.ticks"
+    rng = ["--symbols", "XRP/ETH", "--from", "2019-10-11", "--to", "2019-10-11"]
+    proc = btlab_cli("replay", "--ticks", *rng, "--topic", topic, "--kafka", kafka_bootstrap, "--health-interval",
+                     "5", store=path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"replayed [\d,]+ trades of binance:XRP/ETH .*event = trade time", proc.stdout), proc.stdout
+    assert "bt_health rows written" in proc.stdout
+    with DuckDBStore(path) as st:
+        health = st.read_health(service="replay")
+    assert set(health[health["metric"] != "heartbeat"]["subject"]) == {topic}
+    assert {"records_per_s", "replay_lag_s", "heartbeat"} <= set(health["metric"])
+    common = ["backtest", "--strategy", "sma_cross", *rng, "--timeframe", "1m", "-p", "fast=3", "-p", "slow=8",
+              "--allow-gaps", "--no-report"]
+    direct = btlab_cli(*common, store=path)
+    streamed = btlab_cli(*common, "--source", "kafka", "--topic", topic, "--kafka", kafka_bootstrap, store=path)
+    assert direct.returncode == 0 and streamed.returncode == 0, streamed.stderr
+
+    def figures(out: str) -> str:
+        return "\n".join(line for line in out.splitlines() if "run id" not in line and "run_id" not in line)
+
+    assert figures(streamed.stdout) == figures(direct.stdout)
+    assert re.search(r"Closed trades\s*│\s*[1-9]", direct.stdout), direct.stdout
+    off = btlab_cli("replay", "--ticks", *rng, "--topic", topic + "2", "--kafka", kafka_bootstrap,
+                    "--health-interval", "0", store=path)
+    assert off.returncode == 0 and "bt_health" not in off.stdout

@@ -19,7 +19,15 @@ from btlab.errors import InvalidArgumentError, NoDataError
 from btlab.model.timeframe import Timeframe
 from btlab.store.duckdb import DuckDBStore
 from btlab.stream import EndMarker, StreamConfig, decode
-from btlab.stream.replay import ABORTED, REPLAY_HEADER, SEQ_HEADER, iter_replay_chunks, parse_speed, replay_bars
+from btlab.stream.replay import (
+    ABORTED,
+    REPLAY_HEADER,
+    SEQ_HEADER,
+    iter_replay_chunks,
+    parse_speed,
+    replay_bars,
+    replay_ticks,
+)
 
 FROM, TO = "2025-06-01", "2025-06-02"  # inclusive dates: 2 days = 2,880 one-minute bars per instrument
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
@@ -169,3 +177,135 @@ def test_bad_requests_are_refused_before_anything_is_sent(store, config) -> None
         replay_bars(store, "binance", ["DOGE/USDT"], "1m", FROM, TO, config=config)
     with pytest.raises(NoDataError, match="nothing to replay"):
         replay_bars(store, "binance", ["BTC/USDT"], "1m", "2030-01-01", "2030-01-02", config=config)
+
+
+# ------------------------------------------------------------------------------------------------ tick replay --
+XRP_FILE = DATA / "XRPETH-aggTrades-2019-10-11_2019-10-13.csv"
+TICK_SYMBOLS = ("BTC/USDT", "XRP/ETH")
+#: the minutes the BTC/USDT recording covers completely
+BTC_SPAN = (pd.Timestamp("2024-08-08 23:55", tz="UTC"), pd.Timestamp("2024-08-09 00:05", tz="UTC"))
+
+
+def fill_tick_store(path: Path) -> DuckDBStore:
+    """A DuckDB store holding real trades of two instruments: Binance XRP/ETH aggTrades of 2019-10-11 .. 13
+    (12,477, imported by the data.binance.vision importer) and the recorded Binance BTC/USDT trades of the
+    minutes the WebSocket recording covers completely, 2024-08-08 23:55 .. 2024-08-09 00:05 (no importer reads that
+    recording, so they are written as tick rows, as tests/marketdata/bars/test_from_ticks.py does)."""
+    from realdata import recorded_trades
+
+    from btlab.marketdata.sources.binance_vision.importer import import_binance_vision
+
+    store = DuckDBStore(path)
+    import_binance_vision(XRP_FILE, store)
+    rec = recorded_trades()
+    rec = rec[(rec["ts"] >= BTC_SPAN[0]) & (rec["ts"] < BTC_SPAN[1])]
+    store.upsert("ticks", pd.DataFrame({"ts": rec["ts"], "exchange": "binance", "symbol": "BTC/USDT",
+                                        "trade_id": rec["id"].astype(str), "price": rec["price"],
+                                        "amount": rec["amount"], "side": None}))
+    return store
+
+
+@pytest.fixture(scope="module")
+def tick_store(tmp_path_factory):
+    with fill_tick_store(tmp_path_factory.mktemp("ticks") / "ticks.duckdb") as st:
+        yield st
+
+
+def _stored_ticks(store, symbol: str, start=None, end=None) -> pd.DataFrame:
+    return store.read_ticks(exchange="binance", symbol=symbol, start=start, end=end)
+
+
+def test_tick_chunks_are_in_trade_time_order_ties_by_symbol_then_id_and_jump_over_gaps(tick_store) -> None:
+    from btlab.stream.replay import iter_tick_chunks
+
+    reads = []
+    original = tick_store.read_ticks
+
+    class Counting:  # the real store, its reads counted (a 5-year gap must not cost a read per window)
+        def __getattr__(self, name):
+            return getattr(tick_store, name)
+
+        def read_ticks(self, **kw):
+            reads.append(kw)
+            return original(**kw)
+
+    chunks = list(iter_tick_chunks(Counting(), "binance", list(TICK_SYMBOLS), None, None, chunk_seconds=600))
+    assert len(chunks) > 10 and len(reads) < 2 * 450  # 3 days + 11 minutes of 10-minute windows, 2 reads each
+    merged = pd.concat(chunks, ignore_index=True)
+    ids = merged["trade_id"].astype("int64")
+    order = list(zip(merged["event_ns"], merged["symbol"], ids))
+    assert order == sorted(order)
+    assert (merged["event_ns"] == pd.DatetimeIndex(merged["ts"]).asi8).all()  # event time = trade time
+    assert merged["ts"].duplicated().any()  # real ties at the same time exist, ordered by id above
+    for symbol in TICK_SYMBOLS:
+        stored = _stored_ticks(tick_store, symbol)
+        got = merged[merged["symbol"] == symbol].reset_index(drop=True)
+        assert len(got) == len(stored) > 10_000
+        assert set(got["trade_id"]) == set(stored["trade_id"])
+        pd.testing.assert_series_equal(got["ts"], stored["ts"].sort_values(ignore_index=True), check_names=False)
+
+
+def test_tick_replay_publishes_every_trade_keyed_with_trade_time_and_sequence_numbers(tick_store, config) -> None:
+    seen = []
+    result = replay_ticks(tick_store, "binance", "XRP/ETH,BTC/USDT", "2019-10-12", "2024-08-09", config=config,
+                          chunk_seconds=300, progress=seen.append, progress_every_s=0.0)
+    xrp = _stored_ticks(tick_store, "XRP/ETH", "2019-10-12")
+    btc = _stored_ticks(tick_store, "BTC/USDT")
+    assert result.topic == f"{config.prefix}.ticks"
+    assert result.per_key == {"binance:XRP/ETH": len(xrp), "binance:BTC/USDT": len(btc)}
+    assert result.first_event == xrp["ts"].iloc[0] and result.last_event == btc["ts"].iloc[-1]
+    assert seen[-1].records == result.records and seen[-1].event_time == result.last_event
+    assert result.pacing.records == 0  # unpaced
+    records = read_topic(config.bootstrap_servers, result.topic, 3)
+    per_key: dict[str, list] = {}
+    for p, msgs in records.items():
+        data = [m for m in msgs if m.key() is not None]
+        assert decode(msgs[-1].value()) == EndMarker(result.replay_id, p, 3, len(data), None)
+        for m in data:
+            per_key.setdefault(m.key().decode(), []).append(m)
+    for symbol, stored in (("XRP/ETH", xrp), ("BTC/USDT", btc)):
+        msgs = per_key[f"binance:{symbol}"]
+        assert [int(dict(m.headers())[SEQ_HEADER]) for m in msgs] == list(range(1, len(stored) + 1))
+        ticks = [decode(m.value()) for m in msgs]
+        stored = stored.assign(n=stored["trade_id"].astype("int64")).sort_values(["ts", "n"], kind="stable")
+        assert [t.trade_id for t in ticks] == stored["trade_id"].tolist()
+        assert [t.ts for t in ticks] == pd.DatetimeIndex(stored["ts"]).asi8.tolist()
+        assert [t.price for t in ticks] == stored["price"].tolist()
+        assert [t.amount for t in ticks] == stored["amount"].tolist()
+        assert [m.timestamp()[1] for m in msgs] == [t.ts // 1_000_000 for t in ticks]  # record ts = trade time
+
+
+def test_tick_pacing_is_scheduled_by_trade_time_and_the_replay_measures_its_error(tick_store, config) -> None:
+    clock = FakeClock()
+    result = replay_ticks(tick_store, "binance", ["BTC/USDT"], "2024-08-09T00:00", "2024-08-09T00:00:20",
+                          config=config, speed=1, clock=clock, sleep=clock.sleep)
+    ticks = _stored_ticks(tick_store, "BTC/USDT", "2024-08-09T00:00", "2024-08-09T00:00:20.001")
+    assert result.records == len(ticks) > 100
+    span = (ticks["ts"].iloc[-1] - ticks["ts"].iloc[0]).total_seconds()
+    assert clock.now - 1000.0 == pytest.approx(span + 0.0004, abs=1e-6)  # real time; overshoot not accumulated
+    assert result.pacing.records == result.records
+    # every record's error is the 0.4 ms overshoot of its sleep (of the sleep before, for trades at the same time)
+    assert result.pacing.p99_s == pytest.approx(0.0004, abs=1e-6) and result.pacing.max_s == pytest.approx(0.0004)
+
+
+def test_ticks_refused_when_nothing_stored(tick_store, config) -> None:
+    with pytest.raises(NoDataError, match="nothing to replay"):
+        replay_ticks(tick_store, "binance", ["DOGE/USDT"], config=config)
+    with pytest.raises(NoDataError, match="nothing to replay"):
+        replay_ticks(tick_store, "binance", ["BTC/USDT"], "2030-01-01", "2030-01-02", config=config)
+
+
+def test_replay_writes_records_per_s_and_lag_to_bt_health_for_the_dashboard(store, config) -> None:
+    t0 = pd.Timestamp.now(tz="UTC")
+    result = replay_bars(store, "binance", ["BTC/USDT"], "1m", "2025-06-01T00:00", "2025-06-01T02:29", config=config,
+                         speed=9000, health_interval_s=0.25)  # 150 bars, one every 6.7 ms: about 1 s
+    rows = store.read_health(service="replay", start=t0)
+    assert result.health_rows == len(rows) > 0
+    rate = rows[rows["metric"] == "records_per_s"]
+    lag = rows[rows["metric"] == "replay_lag_s"]
+    assert len(rate) == len(lag) == len(rows[rows["metric"] == "heartbeat"]) >= 4  # each interval, and the end
+    assert set(rate["subject"]) == set(lag["subject"]) == {result.topic}
+    # records/s per interval: about 150 per second while publishing (the last, short interval may be lower)
+    assert rate["value"].iloc[:-1].between(50, 250).all(), rate
+    assert lag["value"].between(0, 0.05).all(), lag
+    assert list(rows["service"].unique()) == ["replay"]

@@ -1,4 +1,5 @@
-"""A Backtrader live feed over a btlab bar topic: :class:`KafkaSource` (one consumer) and its :class:`KafkaData` feeds.
+"""A Backtrader live feed over a btlab bar or tick topic: :class:`KafkaSource` (one consumer) and its
+:class:`KafkaData` feeds.
 
 How it works: :meth:`KafkaSource.open` starts one consumer thread that reads every partition of the topic from
 the beginning, assigned directly (no consumer-group join, so no multi-second rebalance wait), decodes the records
@@ -28,8 +29,17 @@ the rest) and resumed below half of it.
 Resampled timeframes: :meth:`KafkaSource.resample_feed` gives a further feed of an instrument (its own queue, bars
 holding trades only) for ``cerebro.resampledata``, with btlab's ``ClosedWindowResampler`` as on the direct path.
 
-Only bar topics whose replay carries sequence headers (:func:`btlab.stream.replay.replay_bars`) are supported in
-this version; ticks (building bars with ``StreamingAggregator``) are not yet.
+Tick topics (:func:`btlab.stream.replay.replay_ticks`): the consumer thread builds each instrument's bars of the
+run's base timeframe with btlab's :class:`~btlab.marketdata.bars.StreamingAggregator` (no lateness, empty windows
+skipped -- the same kernel and rules as :func:`~btlab.marketdata.bars.from_ticks.bars_from_ticks`, so the bars are
+bit-identical to the ones built from the same stored trades). A window is final once the instrument's partition
+has moved to a trade at or after its end (the replay publishes in trade-time order, so no trade of that window
+can follow); at the end markers of a complete replay the still-open windows are final too (the replay covered
+them: give the replay a range that ends on a bar boundary, e.g. whole days, or its last bar is partial). Higher
+timeframes come from ``cerebro.resampledata`` as for bar topics. Trade ids must be numeric (the aggregator's
+order and dedup key).
+
+Only topics whose replay carries sequence headers (:mod:`btlab.stream.replay`) are supported in this version.
 """
 
 from __future__ import annotations
@@ -42,16 +52,27 @@ from collections import deque
 from typing import Any
 
 import pandas as pd
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from btlab.backtest.compat import bt
 from btlab.backtest.feed import SESSION_END, ClosedWindowResampler, backtrader_timeframe
 from btlab.errors import InvalidArgumentError, NoDataError
+from btlab.marketdata.bars import StreamingAggregator
 from btlab.model.bar import BAR_COLUMNS
 from btlab.model.timeframe import Timeframe
-from btlab.stream.codec import BarMessage, EndMarker, bars_frame, decode
+from btlab.stream.codec import BarMessage, EndMarker, TickMessage, bars_frame, decode
 from btlab.stream.config import StreamConfig, check_broker
-from btlab.stream.errors import BrokerUnavailableError, StreamError, UnreadableRecordError
+from btlab.stream.errors import (
+    BrokerUnavailableError,
+    StreamError,
+    UnreadableRecordError,
+)
 from btlab.stream.replay import ABORTED, REPLAY_HEADER, SEQ_HEADER
 
 __all__ = ["KafkaData", "KafkaSource"]
@@ -63,7 +84,8 @@ class KafkaSource:
     """Where a backtest reads its bars from a topic: ``run_backtest(..., source=KafkaSource("btlab.bars.1m"))``.
 
     Args:
-        topic: the bar topic a replay wrote (``btlab replay`` prints it; default there ``<prefix>.bars.<tf>``).
+        topic: the bar or tick topic a replay wrote (``btlab replay [--ticks]`` prints it; default there
+            ``<prefix>.bars.<tf>`` / ``<prefix>.ticks``). From ticks, bars of the run's timeframe are built here.
         bootstrap: broker address ``host:port``; default ``BTLAB_KAFKA`` (via ``config``).
         config: broker settings instead of ``bootstrap`` (its ``connect_timeout_s`` bounds the wait for the broker).
         replay_id: the replay to play; default the first replay found on the topic.
@@ -113,6 +135,9 @@ class KafkaSource:
         self._consumer: Consumer | None = None
         self._timeframe: Timeframe | None = None
         self._exchange = ""
+        self._kind: type | None = None  # BarMessage or TickMessage: what the topic carries (from its first record)
+        self._aggs: dict[str, StreamingAggregator] = {}  # tick topics: key -> bars of the run's timeframe
+        self._tick_at: dict[int, int] = {}  # tick topics: partition -> trade time ns of the last record read
 
     # -- opening ----------------------------------------------------------------------------------------------
     def open(self, exchange: str, symbols: list[str], timeframe: str | Timeframe) -> None:
@@ -214,9 +239,12 @@ class KafkaSource:
                         return
                     continue
                 last_record = time.monotonic()
+                decoded = [_decoded(m) for m in msgs]  # JSON decoding outside the lock: the feeds keep playing
                 with self._cond:
-                    for m in msgs:
-                        self._take(consumer, m)
+                    for m, message in zip(msgs, decoded):
+                        self._take(consumer, m, message)
+                    if self._kind is TickMessage:
+                        self._close_windows(final=len(self._ended) == len(self._partitions))
                     self._cond.notify_all()
                     if len(self._ended) == len(self._partitions):
                         return
@@ -238,8 +266,8 @@ class KafkaSource:
     def _where(self, m: Any) -> str:
         return f"{self.topic}[{m.partition()}] offset {m.offset()}"
 
-    def _take(self, consumer: Consumer, m: Any) -> None:
-        """Handle one consumed message (under the lock)."""
+    def _take(self, consumer: Consumer, m: Any, message: Any) -> None:
+        """Handle one consumed message (under the lock); ``message``: its value decoded (:func:`_decoded`)."""
         err = m.error()
         p = m.partition()
         if err is not None:
@@ -254,10 +282,8 @@ class KafkaSource:
             return  # after this replay's marker: another replay's records, left alone
         self._eof.discard(p)
         headers = dict(m.headers() or ())
-        try:
-            message = decode(m.value())
-        except UnreadableRecordError as exc:
-            raise StreamError(f"{self._where(m)}: {exc}") from None
+        if isinstance(message, UnreadableRecordError):
+            raise StreamError(f"{self._where(m)}: {message}")
         if isinstance(message, EndMarker):
             if self.replay_id is None:
                 self.replay_id = message.replay_id  # every partition holds the first replay's part before others
@@ -285,12 +311,19 @@ class KafkaSource:
                 raise StreamError(f"{self._where(m)}: record of replay {rid_text[:40]!r} inside replay "
                                   f"{self.replay_id!r} (two replays written to one topic at once?)")
             return  # an earlier replay before ours
-        if not isinstance(message, BarMessage):
-            raise StreamError(f"{self._where(m)}: a tick record on a bar topic (tick topics are not supported yet)")
+        kind = type(message)
+        if self._kind is None:
+            self._kind = kind
+        elif kind is not self._kind:
+            raise StreamError(f"{self._where(m)}: a {'tick' if kind is TickMessage else 'bar'} record among "
+                              f"{'ticks' if self._kind is TickMessage else 'bars'}: a replay carries one or the other")
         key = message.key
         self._count[p] += 1
         self.records += 1
-        self._pos[p] = (message.ts, message.symbol)
+        if kind is BarMessage:
+            self._pos[p] = (message.ts, message.symbol)
+        else:
+            self._tick_at[p] = message.ts
         if key not in self._queues:
             return  # an instrument this run does not trade
         try:
@@ -302,18 +335,74 @@ class KafkaSource:
             what = "repeated" if seq < expected else f"missing ({seq - expected} record(s))"
             raise StreamError(f"{self._where(m)}: {key} record {seq} after {expected - 1}: records {what}; the "
                               f"backtest would not see what was published")
+        if kind is TickMessage:
+            self._seq[key] = seq
+            self._key_partition[key] = p
+            self._add_tick(m, key, message)  # type: ignore[arg-type]
+            return
         if message.timeframe != self._timeframe.value:  # type: ignore[union-attr]
             raise StreamError(f"{self._where(m)}: a {message.timeframe} bar, but the run is on "
                               f"{self._timeframe} bars")
         self._seq[key] = seq
-        self._last[key] = message.ts
-        for q in self._queues[key]:
-            q.append(message)
         self._key_partition[key] = p
-        self._queued[p] += 1
+        self._enqueue(key, message)
+        self._pause_full(consumer, p)
+
+    def _enqueue(self, key: str, bar: BarMessage) -> None:
+        self._last[key] = bar.ts
+        for q in self._queues[key]:
+            q.append(bar)
+        self._queued[self._key_partition[key]] += 1
+
+    def _pause_full(self, consumer: Consumer, p: int) -> None:
         if self._queued[p] >= self.max_queued and p not in self._paused:
             self._paused.add(p)
             consumer.pause([TopicPartition(self.topic, p)])
+
+    def _add_tick(self, m: Any, key: str, tick: TickMessage) -> None:
+        """Feed one trade of a run's instrument to its aggregator (under the lock)."""
+        agg = self._aggs.get(key)
+        if agg is None:
+            agg = self._aggs[key] = StreamingAggregator([self._timeframe], allowed_lateness=0.0, empty="skip")
+        try:
+            trade_id = int(tick.trade_id)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise StreamError(f"{self._where(m)}: trade id {str(tick.trade_id)[:40]!r} of {key} is not a number: "
+                              f"bars are built from trades with numeric ids") from None
+        agg.add(tick.ts, tick.price, tick.amount, trade_id)
+
+    def _close_windows(self, *, final: bool) -> None:
+        """Tick topics: queue the bars whose windows have closed (under the lock, after each batch of records).
+
+        A window ``[t, t + tf)`` of an instrument is closed once its partition has reached a trade at or after
+        ``t + tf``; with ``final`` (every partition's end marker read) the open windows are closed too. Then each
+        partition's position becomes the open time of its current window: no bar opening before it can follow.
+        """
+        tf = self._timeframe
+        assert tf is not None
+        name = tf.value
+        for key, agg in self._aggs.items():
+            p = self._key_partition[key]
+            if agg.advance(self._tick_at[p]):
+                self._queue_arrays(key, agg.pop_bar_arrays()[name])
+            if final:
+                last = agg.flush()[name]
+                self._queue_arrays(key, {c: last[c].to_numpy() for c in last.columns})
+        for p, at in self._tick_at.items():
+            self._pos[p] = (at - (at - tf.origin_ns) % tf.nanos, "")
+        consumer = self._consumer
+        if consumer is not None:
+            for p in self._tick_at:
+                self._pause_full(consumer, p)
+
+    def _queue_arrays(self, key: str, bars: dict[str, Any]) -> None:
+        tf, ex, sym = self._timeframe.value, self._exchange, self._symbols[key]  # type: ignore[union-attr]
+        for t, o, h, lo, c, v, n, w in zip(bars["ts"].tolist(), bars["open"].tolist(), bars["high"].tolist(),
+                                           bars["low"].tolist(), bars["close"].tolist(), bars["volume"].tolist(),
+                                           bars["trades"].tolist(), bars["vwap"].tolist()):
+            self._enqueue(key, BarMessage(int(t.value) if isinstance(t, pd.Timestamp) else int(t), ex, sym, tf,
+                                          o, h, lo, c, v, None if n is None else int(n),
+                                          None if w is None or w != w else w))
 
     def _check_head(self) -> None:
         """LIVE from the moment every partition is read to its end (its end marker, or the broker's last record)."""
@@ -323,14 +412,23 @@ class KafkaSource:
     # -- feeds' side ------------------------------------------------------------------------------------------
     def _releasable(self, key: str, ts: int) -> bool:
         """May bar ``(ts, key)`` be played now (no other instrument can still have a bar at ``ts``)?"""
-        open_parts = [self._pos[p] for p in self._partitions if p not in self._ended]
-        low = min(open_parts) if open_parts else None
+        low: Any = ()  # the lowest position of a partition still open; computed only when needed (per-bar path)
         for other, sym in self._symbols.items():
             if other == key or self._last[other] >= ts:
                 continue
+            if low == ():
+                low = min((self._pos[p] for p in self._partitions if p not in self._ended), default=None)
             if low is not None and not low > (ts, sym):
                 return False
         return True
+
+    def _other_ready(self, key: str) -> bool:
+        """Has another instrument a bar that may be played now? (``key``'s queue is empty: by the release rule that
+        bar's time is one at which ``key`` can have no bar, so Backtrader may step without ``key``.)"""
+        for other, queues in self._queues.items():
+            if other != key and queues and queues[0] and self._releasable(other, queues[0][0].ts):
+                return True
+        return False
 
     def next_bar(self, key: str, sub: int = 0, wait_s: float = 0.05) -> BarMessage | bool | None:
         """The next bar of ``key`` if it may be played, False if the replay ended and none is left, else None
@@ -355,6 +453,8 @@ class KafkaSource:
                         return bar
                 elif len(self._ended) == len(self._partitions):
                     return False
+                elif self._other_ready(key):
+                    return None  # another feed plays now, and this one has no bar at that time: no need to wait
                 now = time.monotonic()
                 deadline = deadline or now + wait_s
                 if now >= deadline:
@@ -390,6 +490,7 @@ class KafkaData(bt.feed.DataBase):
         self._key = f"{self.p.source._exchange}:{self.btlab_symbol}"
         self._sub = self.p.source.subscribe(self.btlab_symbol)
         self._played: list[BarMessage] = []
+        self._frame: tuple[int, pd.DataFrame] | None = None  # load_bars() of the last call
         self._state: int | None = None
         self._lo = -(2**63) if self.p.start is None else pd.Timestamp(self.p.start).value
         self._hi = 2**63 - 1 if self.p.end is None else pd.Timestamp(self.p.end).value
@@ -404,8 +505,11 @@ class KafkaData(bt.feed.DataBase):
         return True
 
     def load_bars(self) -> pd.DataFrame:
-        """The bars played so far (:mod:`btlab.model.bar` layout, bar OPEN times UTC, ``trades``/``vwap`` as sent)."""
-        return bars_frame(self._played)[list(BAR_COLUMNS)]
+        """The bars played so far (:mod:`btlab.model.bar` layout, bar OPEN times UTC, ``trades``/``vwap`` as sent;
+        a fresh copy each call, built once per number of bars played: the run's end asks several times)."""
+        if self._frame is None or self._frame[0] != len(self._played):
+            self._frame = (len(self._played), bars_frame(self._played)[list(BAR_COLUMNS)])
+        return self._frame[1].copy()
 
     def _notify(self, state: int) -> None:
         if state != self._state:
@@ -437,6 +541,17 @@ class KafkaData(bt.feed.DataBase):
         lines.openinterest[0] = 0.0
         self._played.append(bar)
         return True
+
+
+def _decoded(m: Any) -> Any:
+    """A consumed record's value decoded, the :class:`UnreadableRecordError` if it cannot be, None for a client
+    event (error or end of partition)."""
+    if m.error() is not None:
+        return None
+    try:
+        return decode(m.value())
+    except UnreadableRecordError as exc:
+        return exc
 
 
 def _traded(bar: BarMessage) -> bool:

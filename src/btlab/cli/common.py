@@ -257,8 +257,9 @@ CheckOption = Annotated[bool, typer.Option(
     "--check", help="Write nothing; exit 1 naming every file that is missing or differs from the generated one.")]
 HealthIntervalOption = Annotated[float, typer.Option(
     "--health-interval", metavar="SECONDS", help="Write pipeline figures (ingest live: rows/s, late and quarantined "
-    "trades, gaps filled, reconnects; sink: records/s, consumer lag, dead letters; a heartbeat) to the store's "
-    "bt_health table this often, for the pipeline-health dashboard.")]
+    "trades, gaps filled, reconnects; sink: records/s, consumer lag, dead letters; replay: records/s and the lag "
+    "behind schedule per topic) and a heartbeat to the store's bt_health table this often, for the pipeline-health "
+    "dashboard (replay: 0 = off).")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -547,7 +548,10 @@ def confirm(question: str, yes: bool) -> bool:
 # replay through the broker (btlab replay; btlab backtest --source kafka)
 TopicOption = Annotated[str | None, typer.Option(
     "--topic", metavar="TOPIC", show_default=False,
-    help="Bar topic (default btlab.bars.<timeframe>; btlab paper: btlab.paper.bars.<timeframe>, one run at a time).")]
+    help="Topic (default btlab.bars.<timeframe>, btlab.ticks with --ticks; btlab paper: btlab.paper.bars.<timeframe>, "
+    "one run at a time).")]
+ReplayTicksOption = Annotated[bool, typer.Option(
+    "--ticks", help="Replay the stored trades (ticks) instead of bars, to the ticks topic (default btlab.ticks).")]
 SpeedOption = Annotated[str, typer.Option(
     "--speed", metavar="1|60|max", help="Event-time seconds per wall second (1 = real time), or max: no pacing.")]
 ConnectTimeoutOption = Annotated[float, typer.Option(

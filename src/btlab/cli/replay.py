@@ -1,4 +1,4 @@
-"""``btlab replay``: publish stored bars to a topic in event-time order, paced, as if live (see
+"""``btlab replay``: publish stored bars (or trades) to a topic in event-time order, paced, as if live (see
 :mod:`btlab.stream.replay`)."""
 
 from __future__ import annotations
@@ -7,7 +7,9 @@ from btlab.cli.common import (
     ConnectTimeoutOption,
     ExchangeOption,
     FromOption,
+    HealthIntervalOption,
     KafkaOption,
+    ReplayTicksOption,
     SpeedOption,
     StoreOption,
     SymbolsOption,
@@ -27,19 +29,24 @@ def replay(
     symbols: SymbolsOption = ...,
     exchange: ExchangeOption = "binance",
     timeframe: TimeframeOption = "1m",
+    ticks: ReplayTicksOption = False,
     from_: FromOption = None,
     to: ToOption = None,
     speed: SpeedOption = "max",
     topic: TopicOption = None,
     kafka: KafkaOption = None,
     connect_timeout: ConnectTimeoutOption = 10.0,
+    health_interval: HealthIntervalOption = 10.0,
     store: StoreOption = None,
 ) -> None:
-    """Replay stored bars through Kafka/Redpanda as if live, for btlab backtest --source kafka.
+    """Replay stored bars (or, with --ticks, trades) through Kafka/Redpanda as if live, for btlab backtest
+    --source kafka.
 
     Bars of --symbols are read from the store window by window, merged in event-time order (a bar's event time is
     its close; bars closing together go out ordered by symbol), published keyed exchange:symbol with sequence
-    numbers, paced as event time / --speed, and followed by the end-of-replay marker. Ctrl-C stops cleanly: the
+    numbers, paced as event time / --speed, and followed by the end-of-replay marker. With --ticks the stored
+    trades go out instead (event time = trade time; equal times ordered by symbol, then trade id) to the ticks
+    topic, and a backtest from that topic builds its --timeframe bars from them. Ctrl-C stops cleanly: the
     marker then says aborted (exit 130).
 
     \b
@@ -48,6 +55,9 @@ def replay(
           --from 2025-06-01 --to 2025-06-02 --speed 60 --topic bt.demo
       btlab backtest --symbols BTC/USDT,ETH/USDT --timeframe 1m --from 2025-06-01 --to 2025-06-02 \\
           --source kafka --topic bt.demo
+      btlab replay --ticks --symbols BTC/USDT --from 2024-08-08 --to 2024-08-09 --topic bt.ticks
+      btlab backtest --symbols BTC/USDT --timeframe 1m --from 2024-08-08 --to 2024-08-09 \\
+          --source kafka --topic bt.ticks
     """
     from rich.live import Live
 
@@ -55,7 +65,7 @@ def replay(
     from btlab.model.timebounds import parse_range
     from btlab.model.timeframe import Timeframe
     from btlab.stream.config import StreamConfig
-    from btlab.stream.replay import ReplayProgress, parse_speed, replay_bars
+    from btlab.stream.replay import ReplayProgress, parse_speed, replay_bars, replay_ticks
 
     names = need_text(symbols, "--symbols")
     pace = parse_speed(speed)  # every argument is checked before the store or the broker is opened
@@ -64,24 +74,38 @@ def replay(
     if not kafka:
         raise InvalidArgumentError("no Kafka broker: give --kafka HOST:PORT or set BTLAB_KAFKA")
     config = StreamConfig(kafka, connect_timeout_s=connect_timeout)
-    with open_store_cli(store, read_only=True, existing=True) as st, \
+    if health_interval < 0:
+        raise InvalidArgumentError(f"--health-interval must be >= 0 (0 = off), got {health_interval}")
+    unit = "trades" if ticks else "bars"
+    config = StreamConfig(kafka, connect_timeout_s=connect_timeout)
+    # bt_health rows need a writable store; without them the store is only read
+    with open_store_cli(store, read_only=not health_interval, existing=True) as st, \
             Live(console=console, transient=True, auto_refresh=False) as display:
 
         def on_progress(p: ReplayProgress) -> None:
-            display.update(styled(f"{p.event_time:%Y-%m-%d %H:%M} UTC  ", (f"{p.records:,}", "bold"),
-                                  f" bars  {p.records_per_s:,.0f}/s  lag {p.lag_s * 1000:.1f} ms"), refresh=True)
+            display.update(styled(f"{p.event_time:%Y-%m-%d %H:%M:%S} UTC  ", (f"{p.records:,}", "bold"),
+                                  f" {unit}  {p.records_per_s:,.0f}/s  lag {p.lag_s * 1000:.1f} ms"), refresh=True)
 
+        common = dict(config=config, topic=topic, speed=pace, progress=on_progress,
+                      health_interval_s=health_interval or None)
         try:
-            result = replay_bars(st, exchange or "binance", names, tf, from_, to, config=config, topic=topic,
-                                 speed=pace, progress=on_progress)
+            if ticks:
+                result = replay_ticks(st, exchange or "binance", names, from_, to, **common)
+            else:
+                result = replay_bars(st, exchange or "binance", names, tf, from_, to, **common)
         except KeyboardInterrupt as exc:
             raise RunInterruptedError(f"{exc or 'replay aborted'}", run_id="", signal_name="SIGINT",
                                       signal_number=2) from None
+    what, event = ("trades", "event = trade time") if ticks else (f"{tf} bars", "event = bar close")
+    pacing = result.pacing
+    paced = (f"; pacing error p50 {pacing.p50_s * 1000:.2f} ms, p99 {pacing.p99_s * 1000:.2f} ms"
+             if pacing.records else "")
+    health = f"; {result.health_rows} bt_health rows written" if result.health_rows else ""
     console.print(
-        f"replayed {result.records:,} {tf} bars of {exchange}:{names} "
-        f"({result.first_event:%Y-%m-%d %H:%M} .. {result.last_event:%Y-%m-%d %H:%M} UTC, event = bar close) to "
+        f"replayed {result.records:,} {what} of {exchange}:{names} "
+        f"({result.first_event:%Y-%m-%d %H:%M:%S} .. {result.last_event:%Y-%m-%d %H:%M:%S} UTC, {event}) to "
         f"topic {result.topic} as replay {result.replay_id} in {result.seconds:.1f} s; "
-        f"largest lag behind schedule {result.max_lag_s * 1000:.1f} ms", highlight=False)
+        f"largest lag behind schedule {result.max_lag_s * 1000:.1f} ms{paced}{health}", highlight=False)
 
 
 def kafka_source(source: str, topic: str | None, kafka: str | None, timeframe: str | None):

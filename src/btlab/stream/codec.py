@@ -24,13 +24,25 @@ Values (``ts`` is an integer of nanoseconds since the Unix epoch, UTC):
     is ``null`` for a complete replay, ``"aborted"`` when it was stopped early (Ctrl-C) -- added without a version
     bump (older markers have no such field and read as complete).
 
-Replays (:func:`btlab.stream.replay.replay_bars`) add two record headers to each data record: ``btlab-replay``
+Replays (:func:`btlab.stream.replay.replay_bars`, :func:`~btlab.stream.replay.replay_ticks`) add two record headers to each data record: ``btlab-replay``
 (the replay id, as in its end markers) and ``btlab-seq`` (1, 2, 3, ... per key within the replay, decimal text),
 so a reader can check that it saw exactly what was published.
 
 Record key: ``exchange:symbol`` (:func:`btlab.stream.topics.record_key`) for ticks and bars, none for end markers.
-Record timestamp: the event time in integer milliseconds -- the trade time for ticks, the bar OPEN time for bars
-(the bar's own timestamp convention); the value keeps full nanosecond precision.
+
+Record timestamp (``CreateTime``, integer milliseconds, floor of the value's ``ts``; the value keeps full
+nanosecond precision):
+
+* ticks: the exchange's TRADE time. That is the tick's event time -- the moment the trade happened and became
+  known -- so the broker's time index (``offsets_for_times``, retention by time, ``rpk topic consume -o @T``) finds
+  trades by when they happened, the same time a replay paces them by and the ``ticks`` table keys them on; it
+  is never the wall clock of publishing, which would make a replayed day look like a few seconds of today.
+* bars: the bar OPEN time -- the bar's own timestamp (as Binance and ccxt give it, and the ``ohlcv`` key), so a
+  record and its stored row carry the same time and a seek by time lands on the bar of that window. Note that
+  this is NOT the bar's event time: a bar is known only at its CLOSE (open + timeframe), which is what replays
+  pace by and order by; a reader needing the event time adds the timeframe.
+* end markers: the largest record timestamp the replay sent to that topic (see
+  :meth:`btlab.stream.producer.StreamProducer.end_replay`).
 
 :func:`decode` validates everything it returns and raises :class:`~btlab.stream.errors.UnreadableRecordError` with
 the reason for anything else; the consumer dead-letters such records.
