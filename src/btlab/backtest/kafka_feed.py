@@ -119,6 +119,7 @@ class KafkaSource:
         self._queues: dict[str, list[deque[BarMessage]]] = {}  # key -> one queue per subscribed feed
         self._symbols: dict[str, str] = {}
         self._last: dict[str, int] = {}  # key -> open ns of the last bar read
+        self._base_played: dict[str, int] = {}  # key -> open ns of the last bar its base feed (queue 0) took
         self._seq: dict[str, int] = {}
         self._pos: dict[int, tuple[int, str]] = {}  # partition -> (open ns, symbol) of the last record read
         self._count: dict[int, int] = {}
@@ -154,6 +155,7 @@ class KafkaSource:
             self._queues[key] = []
             self._symbols[key] = s
             self._last[key] = -1
+            self._base_played[key] = -1
             self._seq[key] = 0
         check_broker(self.config)
         conf = {**self.config.common_conf(), "group.id": f"btlab-feed-{uuid.uuid4().hex[:12]}",
@@ -444,12 +446,18 @@ class KafkaSource:
                 if self._error is not None:
                     raise self._error
                 q = self._queues[key][sub]
+                if q and sub and q[0].ts > self._base_played[key]:
+                    # a resampled feed never runs ahead of its base feed: Backtrader asks the base feeds first in
+                    # each step, so a bar the base did not take in this step must wait for a later step (else a step
+                    # may hold only resampled bars, which Backtrader's live loop cannot order)
+                    return None
                 if q:
                     bar = q[0]
                     if self._releasable(key, bar.ts):
                         q.popleft()
                         if sub == 0:  # the base feed's queue bounds the partition (the others follow it in step)
                             self._queued[self._key_partition[key]] -= 1
+                            self._base_played[key] = bar.ts
                         return bar
                 elif len(self._ended) == len(self._partitions):
                     return False
