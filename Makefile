@@ -33,8 +33,8 @@ demo: $(STAMP)  ## import real BTC/USDT 1h bars, backtest sma_cross, print metri
 test: $(STAMP) $(SQLCHECK)  ## run the whole test suite
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)  ## run the benchmarks and write benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/run.py
+bench: $(STAMP)  ## run the benchmarks and write benchmarks/RESULTS.md (ONLY=replay,sink: just those sections)
+	$(BIN)/python benchmarks/run.py $(if $(ONLY),--only $(ONLY))
 
 up:  ## start the full stack (QuestDB, Redpanda, Grafana, the demo job) with docker compose; see deploy/README.md
 	@test -f deploy/.env || { echo "first: cp deploy/.env.example deploy/.env and set the passwords in it"; exit 1; }

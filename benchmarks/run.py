@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -24,8 +26,25 @@ import btlab  # noqa: E402
 from btlab.backtest.compat import bt  # noqa: E402
 
 
-def main() -> None:
-    out = [
+#: (key, heading, bench module): the sections of RESULTS.md, in order
+SECTIONS = [
+    ("backtest", "Backtest throughput (issue 2)", bench_backtest),
+    ("import", "Import rate (issue 2)", bench_import),
+    ("aggregate", "Tick -> bar aggregation (issue 3)", bench_aggregate),
+    ("ingest", "History ingest from the fake exchange (issue 3)", bench_ingest),
+    ("stream", "Streams through a Kafka-protocol broker (Tansu, issue 3)", bench_stream),
+    ("startup", "Start-up of the btlab command (issue 6)", bench_startup),
+    ("import_memory", "Import memory on hostile and big files (issue 7)", bench_import_memory),
+    ("store", "The store at the speed of its engines (issue 8)", bench_store),
+    ("replay", "Replay through the broker vs the store (issue 10)", bench_replay),
+    ("sink", "Sink: topics -> store (issue 10)", bench_sink),
+    ("vector", "Vector engine vs the Backtrader engine (issue 11)", bench_vector),
+]
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def _header() -> list[str]:
+    return [
         "# Benchmarks",
         "",
         f"Machine: {machine()}.",
@@ -33,53 +52,42 @@ def main() -> None:
         "this machine is shared and noisy, so compare the ratios of contenders measured side by side in one run, "
         "not absolute times across runs.",
         "",
-        "## Backtest throughput (issue 2)",
-        "",
-        *bench_backtest.run(),
-        "",
-        "## Import rate (issue 2)",
-        "",
-        *bench_import.run(),
-        "",
-        "## Tick -> bar aggregation (issue 3)",
-        "",
-        *bench_aggregate.run(),
-        "",
-        "## History ingest from the fake exchange (issue 3)",
-        "",
-        *bench_ingest.run(),
-        "",
-        "## Streams through a Kafka-protocol broker (Tansu, issue 3)",
-        "",
-        *bench_stream.run(),
-        "",
-        "## Start-up of the btlab command (issue 6)",
-        "",
-        *bench_startup.run(),
-        "",
-        "## Import memory on hostile and big files (issue 7)",
-        "",
-        *bench_import_memory.run(),
-        "",
-        "## The store at the speed of its engines (issue 8)",
-        "",
-        *bench_store.run(),
-        "",
-        "## Replay through the broker vs the store (issue 10)",
-        "",
-        *bench_replay.run(),
-        "",
-        "## Sink: topics -> store (issue 10)",
-        "",
-        *bench_sink.run(),
-        "",
-        "## Vector engine vs the Backtrader engine (issue 11)",
-        "",
-        *bench_vector.run(),
-        "",
     ]
-    text = "\n".join(out)
-    (Path(__file__).resolve().parent / "RESULTS.md").write_text(text)
+
+
+def _replace_sections(text: str, fresh: dict[str, list[str]]) -> str:
+    """RESULTS.md ``text`` with the ``## heading`` sections in ``fresh`` replaced (appended when absent)."""
+    parts = re.split(r"(?m)^(?=## )", text)
+    done = set()
+    for i, part in enumerate(parts):
+        heading = part.splitlines()[0][3:] if part.startswith("## ") else None
+        if heading in fresh:
+            parts[i] = "\n".join([f"## {heading}", "", *fresh[heading], "", ""])
+            done.add(heading)
+    tail = [f"## {h}\n\n" + "\n".join(lines) + "\n\n" for h, lines in fresh.items() if h not in done]
+    return "".join(parts).rstrip("\n") + "\n\n" + "".join(tail)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every benchmark and write RESULTS.md, or with ``--only KEY,...`` (``make bench ONLY=replay,sink``) run
+    those sections and replace just them in RESULTS.md, each stamped with the machine and date of its run."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--only", default="", help="comma-separated sections: " + ", ".join(k for k, _, _ in SECTIONS))
+    only = [k.strip() for k in parser.parse_args(argv).only.split(",") if k.strip()]
+    unknown = sorted(set(only) - {k for k, _, _ in SECTIONS})
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}")
+    if not only:
+        out = _header()
+        for _key, heading, bench in SECTIONS:
+            out += [f"## {heading}", "", *bench.run(), ""]
+        text = "\n".join(out)
+    else:
+        fresh = {heading: [f"Re-run alone ({machine()}); the other sections are from earlier runs.", "",
+                           *bench.run()]
+                 for key, heading, bench in SECTIONS if key in only}
+        text = _replace_sections(RESULTS.read_text() if RESULTS.exists() else "\n".join(_header()), fresh)
+    RESULTS.write_text(text)
     print(text)
 
 
