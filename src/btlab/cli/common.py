@@ -152,7 +152,8 @@ UntilOption = Annotated[str | None, typer.Option(
 
 # files and runs
 BarFilesArgument = Annotated[list[Path], typer.Argument(
-    metavar="FILES...", help="CSV (.csv, .csv.gz, .zip), feather or parquet files.")]
+    metavar="FILES...", help="CSV (.csv, .csv.gz, .zip), feather or parquet files, or folders of them (every such "
+    "file directly inside, by name).")]
 BinanceFilesArgument = Annotated[list[Path], typer.Argument(
     metavar="FILES...", help="data.binance.vision files: klines, trades or aggTrades, .zip or .csv.")]
 RunIdArgument = Annotated[str, typer.Argument(
@@ -170,6 +171,13 @@ AllowMismatchOption = Annotated[bool, typer.Option(
     "--allow-timeframe-mismatch",
     help="Import even when the bars are spaced by a whole multiple of --timeframe (1h bars given as 1m are "
     "refused without it).")]
+SymbolFromFileOption = Annotated[bool, typer.Option(
+    "--symbol-from-file",
+    help="Take each file's symbol from its Name/symbol/ticker column (the same on every row), or else from its "
+    "name up to the first '_' (AAPL_data.csv -> AAPL). Instead of --symbol.")]
+SkipInvalidOption = Annotated[bool, typer.Option(
+    "--skip-invalid",
+    help="Import the valid files and skip (and list) the invalid ones, instead of stopping at the first.")]
 GapsOption = Annotated[int, typer.Option(
     "--gaps", min=0, metavar="N", help="List at most this many gaps per series (0: none).")]
 SourceTimeframeOption = Annotated[str, typer.Option(

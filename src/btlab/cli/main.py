@@ -41,6 +41,7 @@ from btlab.cli.common import (
     RunIdsArgument,
     SessionOption,
     SizePctOption,
+    SkipInvalidOption,
     SlippageFixedOption,
     SlippagePctOption,
     SourceTimeframeOption,
@@ -48,6 +49,7 @@ from btlab.cli.common import (
     StoreOption,
     StrategyFilterOption,
     StrategyOption,
+    SymbolFromFileOption,
     SymbolOption,
     SymbolsOption,
     TimeframeOption,
@@ -57,6 +59,7 @@ from btlab.cli.common import (
     YesOption,
     confirm,
     console,
+    err_console,
     friendly_errors,
     need_text,
     open_store_cli,
@@ -143,44 +146,69 @@ def _options(
 def data_import(
     files: BarFilesArgument,
     exchange: ExchangeOption = None,
-    symbol: SymbolOption = ...,
+    symbol: SymbolOption = None,
+    symbol_from_file: SymbolFromFileOption = False,
     timeframe: TimeframeOption = ...,
     calendar: CalendarOption = None,
     allow_timeframe_mismatch: AllowMismatchOption = False,
+    skip_invalid: SkipInvalidOption = False,
     store: StoreOption = None,
 ) -> None:
-    """Import OHLCV bars from files into the store.
+    """Import OHLCV bars from files, or folders of files, into the store.
 
     Accepts data.binance.vision kline CSVs (with or without header, ms or µs open times, zipped or not) and
     CSV/feather/parquet files with a time column (ts, timestamp, date, datetime, open_time) and open, high, low,
-    close, volume. Each file is validated completely first: a bad file is rejected with its row (the file line)
-    and column and nothing from it is written; so is a line with more or fewer fields than the header. Bars spaced
-    by a whole multiple of --timeframe (e.g. 1h bars imported as 1m) are refused, asking which timeframe was meant.
-    Re-importing a file changes nothing. --exchange is required, unless the file has a data.binance.vision kline
-    name (then binance, said in the output).
+    close, volume (Yahoo's Date, Open, High, Low, Close, Adj Close, Volume too: Adj Close is ignored). Each file
+    is validated completely first: a bad file is rejected with its row (the file line) and column and nothing
+    from it is written; so is a line with more or fewer fields than the header, and a missing (NaN) or
+    inconsistent price (e.g. a close below the low): btlab does not repair data. --skip-invalid imports the
+    other files and lists the rejected ones. Bars spaced by a whole multiple of --timeframe (e.g. 1h bars
+    imported as 1m) are refused, asking which timeframe was meant. Re-importing a file changes nothing.
+    --exchange is required, unless the file has a data.binance.vision kline name (then binance, said in the
+    output). Give --symbol, or --symbol-from-file for a folder of one file per instrument.
 
     \b
-    Example (the bundled real Binance bars):
+    Examples (bundled real data):
       btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather \\
           --exchange binance --symbol BTC/USDT --timeframe 1h
+      btlab data import data/sp500_daily/individual_stocks_5yr \\
+          --exchange nyse --timeframe 1d --symbol-from-file
+      btlab data import data/sp500_daily/index/GSPC_2013-02-08_2018-02-07.csv.gz \\
+          --exchange nyse --timeframe 1d --symbol ^GSPC
     """
+    from btlab.errors import DataValidationError, InvalidArgumentError
+    from btlab.marketdata.sources.files.folder import bar_files, symbol_of_file
     from btlab.marketdata.sources.files.importer import exchange_of, import_bars
-    from btlab.marketdata.sources.files.reader import check_bars_file
     from btlab.model.timeframe import Timeframe
     from btlab.model.venue import resolve_venue
 
-    tf, symbol = Timeframe.parse(timeframe), need_text(symbol, "--symbol")
-    for path in files:  # every file (and its exchange and calendar) is checked before the first is imported
+    if (symbol is None) == (not symbol_from_file):
+        raise InvalidArgumentError("give --symbol SYMBOL or --symbol-from-file (each file's own symbol), one of them")
+    tf = Timeframe.parse(timeframe)
+    fixed = None if symbol_from_file else need_text(symbol or "", "--symbol")
+    paths = bar_files(files)
+    for path in paths:  # every file's exchange and calendar is checked before the first is imported
         resolve_venue(exchange_of(path, exchange)[0], calendar)
-        check_bars_file(path)
+    skipped: list[str] = []
     with open_store_cli(store) as st, progress_bar() as progress:
-        task = progress.add_task("importing", total=len(files))
-        for path in files:
+        task = progress.add_task("importing", total=len(paths))
+        for path in paths:
             progress.update(task, description=f"importing {path.name}")
-            report = import_bars(path, st, exchange=exchange, symbol=symbol, timeframe=tf, calendar=calendar,
-                                 allow_timeframe_mismatch=allow_timeframe_mismatch)
+            try:
+                name = fixed or symbol_of_file(path)
+                report = import_bars(path, st, exchange=exchange, symbol=name, timeframe=tf, calendar=calendar,
+                                     allow_timeframe_mismatch=allow_timeframe_mismatch)
+            except DataValidationError as exc:
+                if not skip_invalid:
+                    raise
+                skipped.append(str(exc))
+                err_console.print(f"skipped {exc}", highlight=False, markup=False)
+            else:
+                console.print(show.import_line(path, report, timeframe, name, st.address), highlight=False)
             progress.advance(task)
-            console.print(show.import_line(path, report, timeframe, symbol, st.address), highlight=False)
+    if skipped:
+        console.print(f"{len(paths) - len(skipped)} of {len(paths)} files imported; {len(skipped)} invalid "
+                      "file(s) skipped (listed above on stderr)", highlight=False)
 
 
 @data_app.command("coverage")
