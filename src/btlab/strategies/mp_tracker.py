@@ -1,0 +1,308 @@
+"""Index tracking by orthogonal matching pursuit (``mp_tracker``): a basket of at most K constituents, rebalanced.
+
+Selection (pure numpy; scikit-learn is not needed)
+--------------------------------------------------
+:func:`omp` is orthogonal matching pursuit (Pati, Rezaiifar & Krishnaprasad, 1993, "Orthogonal matching pursuit:
+recursive function approximation with applications to wavelet decomposition"; Tropp & Gilbert, 2007, "Signal
+recovery from random measurements via orthogonal matching pursuit", IEEE Trans. Inf. Theory 53(12), Algorithm 3):
+with the index's returns ``y`` (T,) and the constituents' returns ``X`` (T, N), start from the residual ``r = y``
+and an empty support; repeat K times: add the column most correlated with the residual,
+``argmax_j |x_j . r| / ||x_j||``, then refit ``y`` by least squares on the support and set ``r`` to what is left.
+This is what scikit-learn's ``OrthogonalMatchingPursuit(n_nonzero_coefs=K, fit_intercept=False)`` computes (it
+normalizes the columns for the selection the same way). The weights are real numbers: they may be negative and need
+not sum to one.
+
+The documented long-only variant, :func:`omp_simplex` (``weights=simplex``, the default for trading): the same
+greedy loop under the constraints ``w >= 0, sum(w) = 1`` (a portfolio). The first column is the one most
+positively correlated with ``y`` (``argmax_j x_j . y / ||x_j||``). Within the constraints, shifting weight from the
+current basket (fit ``f = X_S w``) to a new column j moves the fit along ``d_j = x_j - f``, so each next column is
+``argmax_j d_j . r / ||d_j||`` over the columns not selected (the residual's positive correlation with that
+direction, as in a Frank-Wolfe step; plain ``x_j . r`` would stop after one name whose variance exceeds the
+index's), stopping early when no score is positive. The refit on the support is least squares under the
+constraints, solved by :func:`simplex_lstsq`: accelerated projected gradient
+(FISTA, Beck & Teboulle 2009) with the exact Euclidean projection onto the simplex (Held, Wolfe & Crowder 1974;
+Duchi et al. 2008). Selected names may end with weight 0 (the basket then holds fewer than K).
+
+Strategy
+--------
+:class:`MatchingPursuitTracker` (bundled as ``mp_tracker``): every ``rebalance`` index bars, once ``lookback + 1``
+index closes are known, it builds the simple daily returns of the last ``lookback`` bars of the index and of every
+constituent with a close on each of those bars (a constituent missing any bar of the window -- not yet listed, a
+missing row -- is left out of that selection), picks the basket (``basket=omp``: the pursuit above;
+``equal_weight_k``: the same names, equal weights; ``top_k_corr``: the K names whose returns correlate most with
+the index's, equal weights) and trades to target weights ``gross * w`` with ``order_target_percent`` (market orders,
+filled at the next bar's open, commissions from the run's broker): sells first, then buys; names leaving the basket
+are closed. Every rebalance is kept in ``strategy.rebalances`` (UTC time of the bar decided on, names, weights).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import numpy as np
+
+from btlab.backtest.compat import bt
+
+__all__ = ["MatchingPursuitTracker", "omp", "omp_simplex", "project_simplex", "simplex_lstsq", "top_k_correlated"]
+
+BASKETS = ("omp", "equal_weight_k", "top_k_corr")
+WEIGHTINGS = ("simplex", "ols")
+
+
+def _column_norms(X: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(X, axis=0)
+    norms[norms == 0] = np.inf  # a constant-zero column is never selected
+    return norms
+
+
+def omp(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Orthogonal matching pursuit: at most ``k`` columns of ``X`` and least-squares weights approximating ``y``.
+
+    Args:
+        X: (T, N) float array (e.g. daily simple returns of N constituents, T days).
+        y: (T,) float array (the index's returns on the same days).
+        k: largest support size, ``1 <= k``; fewer columns are chosen when the residual vanishes (relative norm
+            below 1e-12) or ``k > min(T, N)``.
+
+    Returns:
+        ``(support, weights)``: column indices in order of selection (int array) and their weights (float array,
+        any sign), the least-squares fit of ``y`` on ``X[:, support]``.
+
+    Raises:
+        ValueError: shapes do not match, non-finite values, or ``k < 1``.
+    """
+    X, y = _check(X, y, k)
+    norms = _column_norms(X)
+    support: list[int] = []
+    weights = np.zeros(0)
+    residual = y.copy()
+    scale = np.linalg.norm(y) or 1.0
+    for _ in range(min(k, *X.shape)):
+        if np.linalg.norm(residual) <= 1e-12 * scale:
+            break
+        score = np.abs(X.T @ residual) / norms
+        score[support] = -1.0
+        support.append(int(np.argmax(score)))
+        weights, *_ = np.linalg.lstsq(X[:, support], y, rcond=None)
+        residual = y - X[:, support] @ weights
+    return np.asarray(support, dtype=int), weights
+
+
+def omp_simplex(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Long-only OMP: at most ``k`` columns and weights ``w >= 0`` with ``sum(w) == 1`` (see the module text).
+
+    Selection by the positive correlation of the residual with each column's direction from the current fit
+    (module text); refit by :func:`simplex_lstsq` on the support. Stops early when no column not yet chosen
+    scores positively, or when the residual vanishes
+    (relative norm below 1e-12).
+
+    Returns:
+        ``(support, weights)`` as :func:`omp`; weights are >= 0 and sum to 1 (to about 1e-12).
+
+    Raises:
+        ValueError: as :func:`omp`.
+    """
+    X, y = _check(X, y, k)
+    norms = _column_norms(X)
+    support: list[int] = []
+    weights = np.zeros(0)
+    residual = y.copy()
+    scale = np.linalg.norm(y) or 1.0
+    for _ in range(min(k, X.shape[1])):
+        if support and np.linalg.norm(residual) <= 1e-12 * scale:
+            break
+        if support:  # moving weight from the basket to column j changes the fit along x_j - fit
+            directions = X - (y - residual)[:, None]
+            score = (directions.T @ residual) / _column_norms(directions)
+        else:
+            score = (X.T @ residual) / norms
+        score[support] = -np.inf
+        best = int(np.argmax(score))
+        if support and not score[best] > 0:
+            break
+        support.append(best)
+        weights = simplex_lstsq(X[:, support], y)
+        residual = y - X[:, support] @ weights
+    return np.asarray(support, dtype=int), weights
+
+
+def project_simplex(v: np.ndarray) -> np.ndarray:
+    """Euclidean projection of ``v`` (n,) onto ``{w : w >= 0, sum(w) = 1}`` (Held et al. 1974; Duchi et al. 2008,
+    Fig. 1: sort, find the threshold ``theta``, clip ``v - theta`` at 0)."""
+    u = np.sort(v)[::-1]
+    cumulative = np.cumsum(u) - 1.0
+    ranks = np.arange(1, len(v) + 1)
+    rho = np.flatnonzero(u - cumulative / ranks > 0)[-1]
+    theta = cumulative[rho] / (rho + 1)
+    return np.maximum(v - theta, 0.0)
+
+
+def simplex_lstsq(A: np.ndarray, y: np.ndarray, *, tol: float = 1e-13, max_iter: int = 20_000) -> np.ndarray:
+    """``argmin ||A w - y||^2`` subject to ``w >= 0, sum(w) = 1``.
+
+    Accelerated projected gradient (FISTA, Beck & Teboulle 2009) with step ``1 / L``, ``L`` the largest eigenvalue
+    of ``A^T A`` (the objective is convex, so this converges to the global minimum), from equal weights; stops when
+    a step changes ``w`` by less than ``tol`` (max-norm) or after ``max_iter`` steps.
+
+    Args:
+        A: (T, m) float array, ``m >= 1``. y: (T,).
+
+    Returns: (m,) weights, >= 0, summing to 1.
+    """
+    m = A.shape[1]
+    if m == 1:
+        return np.ones(1)
+    gram, target = A.T @ A, A.T @ y
+    lipschitz = float(np.linalg.eigvalsh(gram)[-1]) or 1.0
+    w = np.full(m, 1.0 / m)
+    z, t = w.copy(), 1.0
+    for _ in range(max_iter):
+        w_next = project_simplex(z - (gram @ z - target) / lipschitz)
+        t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        z = w_next + ((t - 1.0) / t_next) * (w_next - w)
+        done = np.max(np.abs(w_next - w)) < tol
+        w, t = w_next, t_next
+        if done:
+            break
+    return w
+
+
+def top_k_correlated(X: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` columns of ``X`` whose Pearson correlation with ``y`` is highest (ties: lower index
+    first), most correlated first. Constant columns have correlation NaN and come last."""
+    X, y = _check(X, y, k)
+    xc, yc = X - X.mean(axis=0), y - y.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (xc.T @ yc) / (np.linalg.norm(xc, axis=0) * np.linalg.norm(yc))
+    corr = np.where(np.isfinite(corr), corr, -np.inf)
+    return np.argsort(-corr, kind="stable")[:k]
+
+
+def _check(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"X must be (T, N) and y (T,), got {X.shape} and {y.shape}")
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        raise ValueError("X and y must be finite")
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return X, y
+
+
+class MatchingPursuitTracker(bt.Strategy):
+    """Track the index feed with a basket of at most ``k`` constituents chosen by matching pursuit (module text).
+
+    Feeds: every feed of the run; the one named ``index`` is the index (never traded), the others are the
+    constituents. Daily bars are meant (returns per bar; annualization is the report's business).
+
+    Params:
+        index: name of the index feed (its symbol), default ``^GSPC``.
+        k: largest basket size (default 10), >= 1.
+        lookback: returns per selection (default 252 bars), >= 2.
+        rebalance: bars of the index between rebalances (default 21), >= 1.
+        weights: ``simplex`` (long-only OMP, weights >= 0 summing to 1; default) or ``ols`` (plain OMP weights, may
+            be negative: short positions).
+        basket: ``omp`` (default), ``equal_weight_k`` (the names OMP picks, equal weights) or ``top_k_corr`` (the
+            k names most correlated with the index over the lookback, equal weights): the last two are baselines.
+        gross: fraction of the portfolio value invested (default 0.98; the rest pays commissions and the gap
+            between the decision close and the next open, so that buys are not refused for lack of cash).
+
+    Attributes:
+        rebalances: list of ``{"ts": UTC datetime of the bar decided on (bar close), "names": [...],
+            "weights": [...]}``, one per rebalance.
+    """
+
+    params: Any = (("index", "^GSPC"), ("k", 10), ("lookback", 252), ("rebalance", 21), ("weights", "simplex"),
+                   ("basket", "omp"), ("gross", 0.98))
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> None:
+        """Refuse parameters that cannot work (ValueError, one line)."""
+        if int(params.get("k", 10)) < 1:
+            raise ValueError(f"k must be >= 1, got {params.get('k')}")
+        if int(params.get("lookback", 252)) < 2:
+            raise ValueError(f"lookback must be >= 2 bars, got {params.get('lookback')}")
+        if int(params.get("rebalance", 21)) < 1:
+            raise ValueError(f"rebalance must be >= 1 bar, got {params.get('rebalance')}")
+        if params.get("weights", "simplex") not in WEIGHTINGS:
+            raise ValueError(f"weights must be one of {', '.join(WEIGHTINGS)}, got {params.get('weights')!r}")
+        if params.get("basket", "omp") not in BASKETS:
+            raise ValueError(f"basket must be one of {', '.join(BASKETS)}, got {params.get('basket')!r}")
+        if not 0 < float(params.get("gross", 0.98)) <= 1:
+            raise ValueError(f"gross must be in (0, 1], got {params.get('gross')}")
+
+    def __init__(self) -> None:
+        self.validate_params(dict(self.p._getitems()))
+        names = [d._name for d in self.datas]
+        if self.p.index not in names:
+            raise ValueError(f"mp_tracker: no feed named index={self.p.index!r}; feeds: {', '.join(names[:10])}"
+                             + (" ..." if len(names) > 10 else ""))
+        self.index_data = self.getdatabyname(self.p.index)
+        self.members = [d for d in self.datas if d is not self.index_data]
+        self.rebalances: list[dict[str, Any]] = []
+        self._seen = [0] * len(self.members)
+        self._index_seen = 0
+        self._closes: list[np.ndarray] = []  # per index bar: every member's close on that bar (NaN: no bar)
+        self._index_closes: list[float] = []
+
+    def prenext(self) -> None:  # constituents listed later than the first bar: trade before all feeds started
+        self.next()
+
+    def next(self) -> None:
+        if len(self.index_data) == self._index_seen:  # no new index bar in this step
+            return
+        self._index_seen = len(self.index_data)
+        row = np.full(len(self.members), np.nan)
+        for i, data in enumerate(self.members):
+            n = len(data)
+            if n != self._seen[i]:
+                self._seen[i] = n
+                row[i] = data.close[0]
+        self._closes.append(row)
+        self._index_closes.append(self.index_data.close[0])
+        due = len(self._closes) - self.p.lookback - 1
+        if due >= 0 and due % self.p.rebalance == 0:
+            self._rebalance()
+
+    def _rebalance(self) -> None:
+        window = np.array(self._closes[-self.p.lookback - 1:])
+        index_window = np.array(self._index_closes[-self.p.lookback - 1:])
+        usable = np.flatnonzero(np.isfinite(window).all(axis=0) & (window > 0).all(axis=0))
+        if usable.size == 0:
+            return
+        X = window[1:, usable] / window[:-1, usable] - 1.0
+        y = index_window[1:] / index_window[:-1] - 1.0
+        chosen, weights = self.select(X, y)
+        members = usable[chosen]
+        target = {int(i): float(w) * self.p.gross for i, w in zip(members, weights)}
+        self._trade(target)
+        self.rebalances.append({
+            "ts": self.index_data.datetime.datetime(0).replace(tzinfo=_dt.timezone.utc),
+            "names": [self.members[i]._name for i in members],
+            "weights": [float(w) for w in weights],
+        })
+
+    def select(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The basket for returns ``X`` (T, N) and index returns ``y`` (T,): ``(columns, weights)`` per ``basket``."""
+        k = int(self.p.k)
+        if self.p.basket == "top_k_corr":
+            chosen = top_k_correlated(X, y, k)
+            return chosen, np.full(len(chosen), 1.0 / len(chosen))
+        chosen, weights = (omp_simplex if self.p.weights == "simplex" else omp)(X, y, k)
+        if self.p.basket == "equal_weight_k":
+            weights = np.full(len(chosen), 1.0 / len(chosen))
+        return chosen, weights
+
+    def _trade(self, target: dict[int, float]) -> None:
+        value = self.broker.getvalue()
+        orders = []
+        for i, data in enumerate(self.members):
+            held = self.getposition(data).size
+            goal = target.get(i, 0.0)
+            if not held and not goal:
+                continue
+            now = held * data.close[0] / value if value else 0.0
+            orders.append((goal - now, i, goal))
+        for _, i, goal in sorted(orders):  # sells (negative change) before buys
+            self.order_target_percent(data=self.members[i], target=goal)
