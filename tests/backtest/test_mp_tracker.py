@@ -1,0 +1,230 @@
+"""mp_tracker: orthogonal matching pursuit on REAL S&P 500 constituent returns, the strategy on the bundled real
+daily bars (20 constituents + ^GSPC, 2013-02-08 .. 2018-02-07), and the tracking report checked against direct
+pandas/numpy computations from the raw files.
+
+Measured on the bundled data (k=10, lookback 252, rebalance 21, commission 0.1 %, cash 1e6; see the report of
+branch h-mp): tracking error mp_tracker 0.0401, equal_weight_k 0.0415, top_k_corr 0.0508 (annualized).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from btlab.backtest.runner import run_backtest
+from btlab.backtest.tracking import run_tracking, tracking_metrics
+from btlab.errors import InvalidArgumentError, StrategyParameterError
+from btlab.marketdata.sources.files.folder import bar_files, symbol_of_file
+from btlab.marketdata.sources.files.importer import import_bars
+from btlab.store.duckdb import DuckDBStore
+from btlab.strategies.mp_tracker import omp, omp_simplex, project_simplex, simplex_lstsq, top_k_correlated
+from realdata import DATA
+
+STOCKS = DATA / "sp500_daily" / "individual_stocks_5yr"
+GSPC = DATA / "sp500_daily" / "index" / "GSPC_2013-02-08_2018-02-07.csv.gz"
+INDEX = "^GSPC"
+
+
+def _closes() -> tuple[pd.DataFrame, pd.Series]:
+    """Closes of the 20 bundled constituents (columns by symbol, session dates) and of ^GSPC, read with pandas."""
+    px = pd.concat({f.name.split("_")[0]: pd.read_csv(f, index_col="date")["close"] for f in bar_files([STOCKS])},
+                   axis=1)
+    index = pd.read_csv(GSPC, index_col="Date")["Close"]
+    return px, index
+
+
+@pytest.fixture(scope="module")
+def returns() -> tuple[pd.DataFrame, pd.Series]:
+    """Daily simple returns of the constituents with a close on every session, and of the index."""
+    px, index = _closes()
+    px = px.dropna(axis=1)  # ORCL lacks two sessions
+    return px.pct_change().iloc[1:], index.reindex(px.index).pct_change().iloc[1:]
+
+
+# ---- OMP ------------------------------------------------------------------------------------------------------------
+def test_omp_recovers_a_sparse_combination_of_real_returns(returns):
+    R, _ = returns
+    X = R.iloc[:252].to_numpy()
+    support, w = [2, 9, 14, 17], np.array([0.7, -0.25, 0.4, 0.15])
+    y = X[:, support] @ w
+    got, weights = omp(X, y, 4)
+    assert sorted(got) == support
+    np.testing.assert_allclose(weights[np.argsort(got)], w, rtol=1e-9)
+    # with more steps allowed, the residual is zero after the true support: nothing else is picked
+    got, _ = omp(X, y, 8)
+    assert sorted(got) == support
+    # a little real noise (another constituent's return, scaled to 2 % of y's size) keeps the support
+    noisy = y + 0.02 * X[:, 0] * np.linalg.norm(y) / np.linalg.norm(X[:, 0])
+    assert sorted(omp(X, noisy, 4)[0]) == support
+
+
+def _omp_by_projection(X: np.ndarray, y: np.ndarray, k: int) -> list[int]:
+    """An independent OMP: the residual as y minus its orthogonal projection (QR) onto the chosen columns."""
+    chosen: list[int] = []
+    residual = y
+    for _ in range(k):
+        scores = [abs(X[:, j] @ residual) / np.linalg.norm(X[:, j]) if j not in chosen else -1.0
+                  for j in range(X.shape[1])]
+        chosen.append(int(np.argmax(scores)))
+        q, _ = np.linalg.qr(X[:, chosen])
+        residual = y - q @ (q.T @ y)
+    return chosen
+
+
+def test_omp_on_the_index_matches_an_independent_implementation_and_least_squares(returns):
+    R, y = returns
+    for start in (0, 252, 504):
+        X, target = R.iloc[start:start + 252].to_numpy(), y.iloc[start:start + 252].to_numpy()
+        got, weights = omp(X, target, 10)
+        assert got.tolist() == _omp_by_projection(X, target, 10)
+        expected, *_ = np.linalg.lstsq(X[:, got], target, rcond=None)
+        np.testing.assert_allclose(weights, expected, rtol=1e-10, atol=1e-14)
+
+
+def test_omp_simplex_weights_are_a_portfolio_and_recover_a_real_basket(returns):
+    R, y = returns
+    X = R.iloc[252:504].to_numpy()
+    support, w = [1, 6, 11], np.array([0.5, 0.3, 0.2])
+    got, weights = omp_simplex(X, X[:, support] @ w, 6)
+    assert sorted(got) == support
+    np.testing.assert_allclose(weights[np.argsort(got)], w, atol=1e-8)
+    got, weights = omp_simplex(X, y.iloc[252:504].to_numpy(), 10)
+    assert len(got) <= 10 and len(set(got)) == len(got)
+    assert (weights >= 0).all() and weights.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_simplex_lstsq_reaches_the_constrained_minimum(returns):
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+    R, y = returns
+    A, b = R.iloc[:252, :10].to_numpy(), y.iloc[:252].to_numpy()
+    w = simplex_lstsq(A, b)
+    ref = scipy_optimize.minimize(lambda v: np.sum((A @ v - b) ** 2), np.full(10, 0.1), method="SLSQP",
+                                  bounds=[(0, None)] * 10,
+                                  constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1.0}],
+                                  options={"ftol": 1e-16, "maxiter": 2000})
+    assert ref.success
+    assert np.sum((A @ w - b) ** 2) <= ref.fun * (1 + 1e-9)
+    np.testing.assert_allclose(w, np.clip(ref.x, 0, None), atol=1e-5)
+    assert (w >= 0).all() and w.sum() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_project_simplex_is_the_nearest_portfolio():
+    v = np.array([0.9, 0.4, -0.2, 0.05])
+    p = project_simplex(v)
+    assert p.sum() == pytest.approx(1.0) and (p >= 0).all()
+    np.testing.assert_allclose(p, [0.75, 0.25, 0.0, 0.0])  # theta = (0.9 + 0.4 - 1) / 2 = 0.15
+    rng = np.random.default_rng(7)
+    for _ in range(200):  # no other point of the simplex is nearer
+        q = rng.dirichlet(np.ones(4))
+        assert np.linalg.norm(v - p) <= np.linalg.norm(v - q) + 1e-12
+
+
+def test_top_k_correlated_matches_pandas(returns):
+    R, y = returns
+    X, target = R.iloc[:252], y.iloc[:252]
+    expected = X.corrwith(target).sort_values(ascending=False).index[:5].tolist()
+    assert [R.columns[i] for i in top_k_correlated(X.to_numpy(), target.to_numpy(), 5)] == expected
+
+
+def test_omp_refuses_bad_input():
+    with pytest.raises(ValueError, match="finite"):
+        omp(np.array([[1.0, np.nan], [0.0, 1.0]]), np.ones(2), 1)
+    with pytest.raises(ValueError, match="k must be"):
+        omp(np.eye(3), np.ones(3), 0)
+    with pytest.raises(ValueError, match="shape|must be"):
+        omp(np.eye(3), np.ones(4), 1)
+
+
+# ---- the strategy on the bundled real bars -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sp_store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sp500") / "sp.duckdb"
+    with DuckDBStore(path) as st:
+        for f in bar_files([STOCKS]):
+            import_bars(f, st, exchange="nyse", symbol=symbol_of_file(f), timeframe="1d")
+        import_bars(GSPC, st, exchange="nyse", symbol=INDEX, timeframe="1d")
+    return path
+
+
+SYMBOLS = sorted(f.name.split("_")[0] for f in STOCKS.glob("*_data.csv.gz"))
+
+
+@pytest.fixture(scope="module")
+def tracking(sp_store):
+    return run_tracking(SYMBOLS, index=INDEX, k=10, cash=1_000_000, commission=0.001, store=str(sp_store),
+                        record=False)
+
+
+def test_mp_tracker_rebalances_as_omp_on_the_raw_files(tracking):
+    result = tracking.results["mp_tracker"]
+    rebalances = result.strategy.rebalances
+    px, index = _closes()
+    sessions = px.index  # 1,259 sessions; the first rebalance sees closes 0..252
+    assert len(rebalances) == (len(sessions) - 253) // 21 + 1 == 48
+    for n, reb in enumerate(rebalances[:3] + rebalances[-2:]):
+        i = 252 + 21 * (n if n < 3 else len(rebalances) - 5 + n)
+        window = px.iloc[i - 252:i + 1].dropna(axis=1)  # members without a missing close in the window
+        X = (window / window.shift(1)).iloc[1:] - 1
+        y = (index.iloc[i - 252:i + 1] / index.iloc[i - 252:i + 1].shift(1)).iloc[1:] - 1
+        cols, weights = omp_simplex(X.to_numpy(), y.to_numpy(), 10)
+        assert reb["ts"] == pd.Timestamp(sessions[i], tz="UTC") + pd.Timedelta(days=1)  # the bar's close
+        assert reb["names"] == [X.columns[c] for c in cols]
+        np.testing.assert_allclose(reb["weights"], weights, rtol=1e-9, atol=1e-12)
+        assert len(reb["names"]) <= 10 and min(reb["weights"]) >= 0
+        assert sum(reb["weights"]) == pytest.approx(1.0, abs=1e-12)
+    assert "ORCL" not in rebalances[0]["names"]  # ORCL misses two sessions of the first window
+    # the baselines: the same names equally weighted, and the 10 most correlated names
+    same = tracking.results["equal_weight_k"].strategy.rebalances
+    assert [r["names"] for r in same] == [r["names"] for r in rebalances]
+    assert all(w == pytest.approx(1 / len(r["names"])) for r in same for w in r["weights"])
+    top = tracking.results["top_k_corr"].strategy.rebalances[0]
+    window = px.iloc[:253].dropna(axis=1)
+    expected = window.pct_change().iloc[1:].corrwith(index.iloc[:253].pct_change().iloc[1:])
+    assert top["names"] == expected.sort_values(ascending=False).index[:10].tolist()
+
+
+def test_tracking_report_matches_direct_pandas(tracking):
+    table = tracking.table
+    assert table.index.tolist() == ["mp_tracker", "equal_weight_k", "top_k_corr"]
+    _, index = _closes()
+    index.index = pd.to_datetime(index.index, utc=True)
+    for name, result in tracking.results.items():
+        value = result.equity["value"]
+        fills = result.orders[result.orders["status"] == "Completed"]
+        start = fills["ts"].min()
+        rp = value.pct_change()[value.index >= start]
+        ri = index.pct_change().reindex(rp.index)
+        active = rp - ri
+        assert table.loc[name, "bars"] == len(rp) == 1006
+        assert table.loc[name, "tracking_error"] == pytest.approx(active.std() * np.sqrt(252), rel=1e-12)
+        assert table.loc[name, "correlation"] == pytest.approx(np.corrcoef(rp, ri)[0, 1], rel=1e-12)
+        assert table.loc[name, "r2"] == pytest.approx(np.corrcoef(rp, ri)[0, 1] ** 2, rel=1e-12)
+        traded = (fills["executed_size"].abs() * fills["executed_price"]).sum()
+        assert table.loc[name, "commission"] == pytest.approx(0.001 * traded, rel=1e-9)  # 0.1 % of traded value
+        # the first rebalance buys about `gross` (0.98) of the portfolio from cash
+        first = fills[fills["ts"] == start]
+        bought = (first["executed_size"].abs() * first["executed_price"]).sum() / 1_000_000
+        assert 0.9 < bought < 1.0
+    # measured on this data (see the module text): matching pursuit tracks better than the 10 most correlated names
+    assert table.loc["mp_tracker", "tracking_error"] < table.loc["top_k_corr", "tracking_error"]
+    assert (table["r2"] > 0.8).all() and (table["turnover"] > 0).all()
+
+
+def test_mp_tracker_ols_variant_and_errors(sp_store):
+    r = run_backtest("mp_tracker", symbols=[*SYMBOLS, INDEX], exchange="nyse", timeframe="1d", cash=1_000_000,
+                     params={"weights": "ols", "k": 5}, store=str(sp_store), record=False,
+                     start="2013-02-08", end="2014-06-30")
+    assert all(len(reb["names"]) <= 5 for reb in r.strategy.rebalances) and r.strategy.rebalances
+    metrics = tracking_metrics(r.equity, r.orders, r.bars_by_symbol[INDEX])
+    assert np.isfinite(metrics["tracking_error"])
+    with pytest.raises(StrategyParameterError, match="basket must be one of"):
+        run_backtest("mp_tracker", symbols=[*SYMBOLS, INDEX], exchange="nyse", timeframe="1d",
+                     params={"basket": "best"}, store=str(sp_store), record=False)
+    with pytest.raises(ValueError, match="no feed named index='SPX'"):
+        run_backtest("mp_tracker", symbols=SYMBOLS[:3], exchange="nyse", timeframe="1d", params={"index": "SPX"},
+                     store=str(sp_store), record=False)
+    with pytest.raises(InvalidArgumentError, match="also among the constituents"):
+        run_tracking([*SYMBOLS, INDEX], index=INDEX, store=str(sp_store), record=False)
