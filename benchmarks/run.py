@@ -14,6 +14,7 @@ import bench_backtest  # noqa: E402
 import bench_import  # noqa: E402
 import bench_import_memory  # noqa: E402
 import bench_ingest  # noqa: E402
+import bench_multi  # noqa: E402
 import bench_replay  # noqa: E402
 import bench_sink  # noqa: E402
 import bench_startup  # noqa: E402
@@ -39,6 +40,7 @@ SECTIONS = [
     ("replay", "Replay through the broker vs the store (issue 10)", bench_replay),
     ("sink", "Sink: topics -> store (issue 10)", bench_sink),
     ("vector", "Vector engine vs the Backtrader engine (issue 11)", bench_vector),
+    ("multi", "Multi-asset runs: 505 S&P 500 daily feeds (issue 12)", bench_multi),
 ]
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 

@@ -1,0 +1,104 @@
+"""Multi-asset runs: Backtrader over the S&P 500 constituents' daily feeds (issue 12).
+
+Data: the 505 real constituents of ../shared/data/equities/sp500_daily (2013-02-08 .. 2018-02-07; the 16 files
+btlab refuses -- NaN or inconsistent prices, see data/README.md -- are left out, so 489 feeds) plus ^GSPC, written
+into a DuckDB file in a temporary folder. Without ../shared the 20 bundled constituents are used (said in the
+output). Contenders, each through ``btlab.run_backtest`` (store feeds, no recording):
+
+* one feed: ``buy_hold`` on ^GSPC alone (1,259 bars), best of 3, and that time scaled to the many-feed bar count;
+* many feeds, ``buy_hold`` (one order: Backtrader's own cost of synchronizing the feeds);
+* many feeds, ``mp_tracker`` (k=10, lookback 252, rebalance 21: 48 matching-pursuit selections and rebalances).
+
+bars/s = bars delivered (the sum over feeds) / seconds. The machine is shared: CPU seconds of this process are
+shown beside wall seconds.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from btlab.backtest.runner import run_backtest
+from btlab.errors import DataValidationError
+from btlab.marketdata.sources.files.folder import bar_files, symbol_of_file
+from btlab.marketdata.sources.files.reader import read_bars_file
+from btlab.store.duckdb import DuckDBStore
+
+from common import DATA, SHARED
+
+INDEX = "^GSPC"
+GSPC = DATA / "sp500_daily" / "index" / "GSPC_2013-02-08_2018-02-07.csv.gz"
+
+
+def _fill(store: Path) -> tuple[list[str], str, int]:
+    """Write the constituents and the index into ``store``; return (symbols, where from, files refused)."""
+    folder = SHARED / "equities" / "sp500_daily" / "individual_stocks_5yr"
+    where = "../shared (505 files)"
+    if not folder.is_dir():
+        folder, where = DATA / "sp500_daily" / "individual_stocks_5yr", "the 20 bundled files (no ../shared)"
+    symbols, refused = [], 0
+    with DuckDBStore(store) as st:
+        for f in bar_files([folder]):
+            try:
+                bars = read_bars_file(f, timeframe="1d")
+            except DataValidationError:
+                refused += 1
+                continue
+            symbol = symbol_of_file(f)
+            st.write_bars(bars, exchange="nyse", symbol=symbol, timeframe="1d", source=f.name)
+            symbols.append(symbol)
+        st.write_bars(read_bars_file(GSPC, timeframe="1d"), exchange="nyse", symbol=INDEX, timeframe="1d",
+                      source=GSPC.name)
+    return symbols, where, refused
+
+
+def _timed(strategy: str, symbols: list[str], store: Path, **params: object) -> tuple[float, float, int]:
+    """(wall s, CPU s, bars) of one run."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = run_backtest(strategy, symbols=symbols, exchange="nyse", timeframe="1d", cash=1_000_000,
+                          params=params or None, store=str(store), record=False, allow_gaps=True)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall, cpu, sum(len(b) for b in result.bars_by_symbol.values())
+
+
+def run() -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "sp500.duckdb"
+        t0 = time.perf_counter()
+        symbols, where, refused = _fill(store)
+        fill_s = time.perf_counter() - t0
+        feeds = [*symbols, INDEX]
+        one = min((_timed("buy_hold", [INDEX], store) for _ in range(3)), key=lambda r: r[1])
+        many_bh = _timed("buy_hold", feeds, store)
+        many_mp = _timed("mp_tracker", feeds, store, index=INDEX)
+    n_bars = many_bh[2]
+    rows = [
+        ("1 feed, buy_hold", 1, one),
+        (f"{len(feeds)} feeds, buy_hold", len(feeds), many_bh),
+        (f"{len(feeds)} feeds, mp_tracker (k=10)", len(feeds), many_mp),
+    ]
+    scaled_cpu = one[1] * n_bars / one[2]
+    lines = [
+        f"Constituents from {where}: {len(symbols)} imported, {refused} refused (invalid prices), plus {INDEX}; "
+        f"written to a DuckDB file in {fill_s:.0f} s. Each run through `btlab.run_backtest` (store feeds, not "
+        "recorded), 2013-02-08 .. 2018-02-07 daily.",
+        "",
+        "| run | feeds | bars | wall s | CPU s | bars/s (CPU) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, n_feeds, (wall, cpu, bars) in rows:
+        lines.append(f"| {name} | {n_feeds} | {bars:,} | {wall:.2f} | {cpu:.2f} | {bars / cpu:,.0f} |")
+    lines += [
+        "",
+        f"One feed's CPU time scaled to {n_bars:,} bars: {scaled_cpu:.1f} s; the {len(feeds)}-feed buy_hold run "
+        f"takes {many_bh[1] / scaled_cpu:.2f}x that, mp_tracker {many_mp[1] / scaled_cpu:.2f}x "
+        f"(its 48 selections and rebalances over {len(symbols)} names: {many_mp[1] - many_bh[1]:.1f} CPU s).",
+    ]
+    return lines
+
+
+if __name__ == "__main__":
+    print("\n".join(run()))
