@@ -122,7 +122,7 @@ def omp_simplex(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
         if support and not score[best] > 0:
             break
         support.append(best)
-        weights = simplex_lstsq(X[:, support], y)
+        weights = simplex_lstsq(X[:, support], y, start=np.append(weights, 0.0) if len(weights) else None)
         residual = y - X[:, support] @ weights
     return np.asarray(support, dtype=int), weights
 
@@ -138,15 +138,18 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
     return np.maximum(v - theta, 0.0)
 
 
-def simplex_lstsq(A: np.ndarray, y: np.ndarray, *, tol: float = 1e-13, max_iter: int = 20_000) -> np.ndarray:
+def simplex_lstsq(A: np.ndarray, y: np.ndarray, *, start: np.ndarray | None = None, tol: float = 1e-13,
+                  max_iter: int = 20_000) -> np.ndarray:
     """``argmin ||A w - y||^2`` subject to ``w >= 0, sum(w) = 1``.
 
     Accelerated projected gradient (FISTA, Beck & Teboulle 2009) with step ``1 / L``, ``L`` the largest eigenvalue
-    of ``A^T A`` (the objective is convex, so this converges to the global minimum), from equal weights; stops when
-    a step changes ``w`` by less than ``tol`` (max-norm) or after ``max_iter`` steps.
+    of ``A^T A`` (the objective is convex, so this converges to the global minimum), from ``start`` (projected onto
+    the simplex; default equal weights); stops when a step changes ``w`` by less than ``tol`` (max-norm) or after
+    ``max_iter`` steps.
 
     Args:
-        A: (T, m) float array, ``m >= 1``. y: (T,).
+        A: (T, m) float array, ``m >= 1``. y: (T,). start: (m,) first guess, e.g. the previous solution (a warm
+            start: :func:`omp_simplex` passes the weights of the smaller support with 0 for the new column).
 
     Returns: (m,) weights, >= 0, summing to 1.
     """
@@ -155,7 +158,7 @@ def simplex_lstsq(A: np.ndarray, y: np.ndarray, *, tol: float = 1e-13, max_iter:
         return np.ones(1)
     gram, target = A.T @ A, A.T @ y
     lipschitz = float(np.linalg.eigvalsh(gram)[-1]) or 1.0
-    w = np.full(m, 1.0 / m)
+    w = np.full(m, 1.0 / m) if start is None else project_simplex(np.asarray(start, dtype=float))
     z, t = w.copy(), 1.0
     for _ in range(max_iter):
         w_next = project_simplex(z - (gram @ z - target) / lipschitz)
@@ -241,10 +244,7 @@ class MatchingPursuitTracker(bt.Strategy):
         self.index_data = self.getdatabyname(self.p.index)
         self.members = [d for d in self.datas if d is not self.index_data]
         self.rebalances: list[dict[str, Any]] = []
-        self._seen = [0] * len(self.members)
         self._index_seen = 0
-        self._closes: list[np.ndarray] = []  # per index bar: every member's close on that bar (NaN: no bar)
-        self._index_closes: list[float] = []
 
     def prenext(self) -> None:  # constituents listed later than the first bar: trade before all feeds started
         self.next()
@@ -253,21 +253,29 @@ class MatchingPursuitTracker(bt.Strategy):
         if len(self.index_data) == self._index_seen:  # no new index bar in this step
             return
         self._index_seen = len(self.index_data)
-        row = np.full(len(self.members), np.nan)
-        for i, data in enumerate(self.members):
-            n = len(data)
-            if n != self._seen[i]:
-                self._seen[i] = n
-                row[i] = data.close[0]
-        self._closes.append(row)
-        self._index_closes.append(self.index_data.close[0])
-        due = len(self._closes) - self.p.lookback - 1
+        due = self._index_seen - self.p.lookback - 1
         if due >= 0 and due % self.p.rebalance == 0:
             self._rebalance()
 
+    def _window(self) -> tuple[np.ndarray, np.ndarray]:
+        """Closes on the last ``lookback + 1`` index bars: ``(members (L+1, N) with NaN where a member has no bar
+        at that time, index (L+1,))``. Read from the feeds' lines at rebalance time only (a member's bars are
+        matched to the index's by bar time)."""
+        size = self.p.lookback + 1
+        times = np.asarray(self.index_data.datetime.get(size=size))
+        closes = np.full((size, len(self.members)), np.nan)
+        for i, data in enumerate(self.members):
+            n = min(len(data), size)
+            if not n:
+                continue
+            mine = np.asarray(data.datetime.get(size=n))
+            at = np.searchsorted(mine, times).clip(max=n - 1)
+            hit = mine[at] == times
+            closes[hit, i] = np.asarray(data.close.get(size=n))[at[hit]]
+        return closes, np.asarray(self.index_data.close.get(size=size))
+
     def _rebalance(self) -> None:
-        window = np.array(self._closes[-self.p.lookback - 1:])
-        index_window = np.array(self._index_closes[-self.p.lookback - 1:])
+        window, index_window = self._window()
         usable = np.flatnonzero(np.isfinite(window).all(axis=0) & (window > 0).all(axis=0))
         if usable.size == 0:
             return
