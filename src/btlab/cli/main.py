@@ -199,6 +199,11 @@ def data_import(
                 report = import_bars(path, st, exchange=exchange, symbol=name, timeframe=tf, calendar=calendar,
                                      allow_timeframe_mismatch=allow_timeframe_mismatch)
             except DataValidationError as exc:
+                if not skip_invalid and len(paths) > 1:
+                    done = paths.index(path)
+                    raise DataValidationError(exc.source, f"{exc.reason} (file {done + 1} of {len(paths)}; the "
+                                              f"{done} before it are imported; --skip-invalid imports the others)",
+                                              row=exc.row, column=exc.column) from None
                 if not skip_invalid:
                     raise
                 skipped.append(str(exc))

@@ -102,6 +102,7 @@ def test_an_invalid_real_file_is_refused_or_skipped(tmp_path):
     line = assert_one_line(btlab_cli("data", "import", str(DHR.parent), str(GSPC), *DAILY, "--symbol-from-file",
                                      store=store))
     assert "DHR_data.csv.gz, row 600, column 'open': missing or infinite value (nan)" in line
+    assert "(file 1 of 2; the 0 before it are imported; --skip-invalid imports the others)" in line
     assert not store.exists() or _stored(store, "DHR").empty
     proc = btlab_cli("data", "import", str(DHR.parent), str(GSPC), *DAILY, "--symbol-from-file", "--skip-invalid",
                      store=store)
