@@ -16,12 +16,13 @@ import pytest
 
 from btlab.backtest.runner import run_backtest
 from btlab.backtest.tracking import run_tracking, tracking_metrics
-from btlab.errors import InvalidArgumentError, StrategyParameterError
+from btlab.errors import DataValidationError, InvalidArgumentError, StrategyParameterError
 from btlab.marketdata.sources.files.folder import bar_files, symbol_of_file
 from btlab.marketdata.sources.files.importer import import_bars
+from btlab.marketdata.sources.files.reader import read_bars_file
 from btlab.store.duckdb import DuckDBStore
 from btlab.strategies.mp_tracker import omp, omp_simplex, project_simplex, simplex_lstsq, top_k_correlated
-from realdata import DATA
+from realdata import DATA, SHARED
 
 STOCKS = DATA / "sp500_daily" / "individual_stocks_5yr"
 GSPC = DATA / "sp500_daily" / "index" / "GSPC_2013-02-08_2018-02-07.csv.gz"
@@ -228,3 +229,33 @@ def test_mp_tracker_ols_variant_and_errors(sp_store):
                      store=str(sp_store), record=False)
     with pytest.raises(InvalidArgumentError, match="also among the constituents"):
         run_tracking([*SYMBOLS, INDEX], index=INDEX, store=str(sp_store), record=False)
+
+
+ALL_505 = SHARED / "data" / "equities" / "sp500_daily" / "individual_stocks_5yr"
+
+
+@pytest.mark.skipif(not ALL_505.is_dir(), reason="the 505 constituents are in ../shared/data only (not in a clone)")
+def test_mp_tracker_over_all_valid_constituents(tmp_path):
+    """489 feeds (the 16 files btlab refuses left out) + ^GSPC. Measured: tracking error 0.0440 (mp_tracker),
+    0.0505 (equal_weight_k), 0.0652 (top_k_corr); turnover 15.0, 15.5 and 4.6 a year."""
+    path, symbols = tmp_path / "all.duckdb", []
+    with DuckDBStore(path) as st:
+        for f in bar_files([ALL_505]):
+            try:
+                bars = read_bars_file(f, timeframe="1d")
+            except DataValidationError:
+                continue
+            symbols.append(symbol_of_file(f))
+            st.write_bars(bars, exchange="nyse", symbol=symbols[-1], timeframe="1d", source=f.name)
+        import_bars(GSPC, st, exchange="nyse", symbol=INDEX, timeframe="1d")
+    assert len(symbols) == 489
+    tracked = run_tracking(symbols, index=INDEX, k=10, cash=1_000_000, commission=0.001, store=str(path),
+                           record=False, allow_gaps=True)
+    table = tracked.table
+    assert table.loc["mp_tracker", "tracking_error"] < table.loc["top_k_corr", "tracking_error"]
+    assert table.loc["mp_tracker", "turnover"] > table.loc["top_k_corr", "turnover"]  # it pays for it in trading
+    rebalances = tracked.results["mp_tracker"].strategy.rebalances
+    assert len(rebalances) == 48 and all(len(r["names"]) <= 10 for r in rebalances)
+    for name, result in tracked.results.items():
+        orders = result.orders
+        assert (orders["status"] == "Completed").all(), name  # no order refused for lack of cash
