@@ -259,3 +259,25 @@ def test_mp_tracker_over_all_valid_constituents(tmp_path):
     for name, result in tracked.results.items():
         orders = result.orders
         assert (orders["status"] == "Completed").all(), name  # no order refused for lack of cash
+
+
+def test_mp_tracker_from_the_cli_records_the_run(sp_store, tmp_path):
+    import re
+    import shutil
+
+    from cliproc import btlab_cli
+
+    store = tmp_path / "cli.duckdb"
+    shutil.copy(sp_store, store)
+    proc = btlab_cli("backtest", "--strategy", "mp_tracker", "--symbols", ",".join([*SYMBOLS, INDEX]),
+                     "--exchange", "nyse", "--timeframe", "1d", "--cash", "1000000", "-p", "k=5",
+                     "--from", "2013-02-08", "--to", "2014-12-31", store=store,
+                     extra_env={"BTLAB_REPORTS": str(tmp_path / "reports")})
+    assert proc.returncode == 0, proc.stderr
+    run_id = re.search(r"run id: (\S+)", proc.stdout).group(1)
+    with DuckDBStore(store, read_only=True) as st:
+        run = st.get_run(run_id)
+    assert run["status"] == "finished" and run["strategy"] == "mp_tracker"
+    assert run["params"]["k"] == 5 and run["params"]["index"] == INDEX
+    assert run["symbols"].split(",")[-1] == INDEX and len(run["symbols"].split(",")) == 21
+    assert "annualization 252 (equity)" in " ".join(proc.stdout.split())
