@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
 
 from btlab.backtest.runner import run_backtest
 from btlab.errors import DataValidationError
