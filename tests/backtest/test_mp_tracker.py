@@ -110,6 +110,18 @@ def test_simplex_lstsq_reaches_the_constrained_minimum(returns):
     assert np.sum((A @ w - b) ** 2) <= ref.fun * (1 + 1e-9)
     np.testing.assert_allclose(w, np.clip(ref.x, 0, None), atol=1e-5)
     assert (w >= 0).all() and w.sum() == pytest.approx(1.0, abs=1e-12)
+    rng = np.random.default_rng(12)
+    for _ in range(5):  # other real windows and baskets; warm starts reach the same minimum
+        cols, first = rng.choice(R.shape[1], 8, replace=False), int(rng.integers(0, 900))
+        A, b = R.iloc[first:first + 252, cols].to_numpy(), y.iloc[first:first + 252].to_numpy()
+        ref = scipy_optimize.minimize(lambda v: np.sum((A @ v - b) ** 2), np.full(8, 1 / 8), method="SLSQP",
+                                      bounds=[(0, None)] * 8,
+                                      constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1.0}],
+                                      options={"ftol": 1e-16, "maxiter": 2000})
+        for start in (None, np.full(8, 1 / 8), np.eye(8)[7]):
+            w = simplex_lstsq(A, b, start=start)
+            assert np.sum((A @ w - b) ** 2) <= ref.fun * (1 + 1e-9)
+            assert (w >= 0).all() and w.sum() == pytest.approx(1.0, abs=1e-12)
 
 
 def test_project_simplex_is_the_nearest_portfolio():

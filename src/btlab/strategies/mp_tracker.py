@@ -19,9 +19,8 @@ current basket (fit ``f = X_S w``) to a new column j moves the fit along ``d_j =
 ``argmax_j d_j . r / ||d_j||`` over the columns not selected (the residual's positive correlation with that
 direction, as in a Frank-Wolfe step; plain ``x_j . r`` would stop after one name whose variance exceeds the
 index's), stopping early when no score is positive. The refit on the support is least squares under the
-constraints, solved by :func:`simplex_lstsq`: accelerated projected gradient
-(FISTA, Beck & Teboulle 2009) with the exact Euclidean projection onto the simplex (Held, Wolfe & Crowder 1974;
-Duchi et al. 2008). Selected names may end with weight 0 (the basket then holds fewer than K).
+constraints, solved exactly by :func:`simplex_lstsq` (an active-set method, Lawson & Hanson 1974). Selected
+names may end with weight 0 (the basket then holds fewer than K).
 
 Strategy
 --------
@@ -95,7 +94,7 @@ def omp_simplex(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     Selection by the positive correlation of the residual with each column's direction from the current fit
     (module text); refit by :func:`simplex_lstsq` on the support. Stops early when no column not yet chosen
     scores positively, or when the residual vanishes
-    (relative norm below 1e-9: the refit is iterative).
+    (relative norm below 1e-9).
 
     Returns:
         ``(support, weights)`` as :func:`omp`; weights are >= 0 and sum to 1 (to about 1e-12).
@@ -110,7 +109,7 @@ def omp_simplex(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     residual = y.copy()
     scale = np.linalg.norm(y) or 1.0
     for _ in range(min(k, X.shape[1])):
-        if support and np.linalg.norm(residual) <= 1e-9 * scale:  # the iterative refit is exact to about 1e-11
+        if support and np.linalg.norm(residual) <= 1e-9 * scale:
             break
         if support:  # moving weight from the basket to column j changes the fit along x_j - fit
             directions = X - (y - residual)[:, None]
@@ -138,37 +137,67 @@ def project_simplex(v: np.ndarray) -> np.ndarray:
     return np.maximum(v - theta, 0.0)
 
 
-def simplex_lstsq(A: np.ndarray, y: np.ndarray, *, start: np.ndarray | None = None, tol: float = 1e-13,
-                  max_iter: int = 20_000) -> np.ndarray:
-    """``argmin ||A w - y||^2`` subject to ``w >= 0, sum(w) = 1``.
+def simplex_lstsq(A: np.ndarray, y: np.ndarray, *, start: np.ndarray | None = None) -> np.ndarray:
+    """``argmin ||A w - y||^2`` subject to ``w >= 0, sum(w) = 1``, exactly.
 
-    Accelerated projected gradient (FISTA, Beck & Teboulle 2009) with step ``1 / L``, ``L`` the largest eigenvalue
-    of ``A^T A`` (the objective is convex, so this converges to the global minimum), from ``start`` (projected onto
-    the simplex; default equal weights); stops when a step changes ``w`` by less than ``tol`` (max-norm) or after
-    ``max_iter`` steps.
+    A primal active-set method (Lawson & Hanson 1974, "Solving Least Squares Problems", ch. 23, with the equality
+    ``sum(w) = 1`` kept in every subproblem; Nocedal & Wright 2006, Algorithm 16.3): on the passive set P (the
+    weights allowed to be positive), solve the equality-constrained least squares by its KKT system
+    ``[[A_P^T A_P, 1], [1^T, 0]] [z; lam] = [A_P^T y; 1]``; if some ``z`` is not positive, step from ``w`` towards
+    ``z`` until a weight reaches 0 and drop it from P; else ``w = z`` and, if some weight outside P has a negative
+    multiplier ``(A^T (A w - y))_i + lam``, add the most negative one to P; otherwise ``w`` is optimal (KKT). The
+    problem is convex, so this is the global minimum (checked in tests against scipy's SLSQP).
 
     Args:
-        A: (T, m) float array, ``m >= 1``. y: (T,). start: (m,) first guess, e.g. the previous solution (a warm
-            start: :func:`omp_simplex` passes the weights of the smaller support with 0 for the new column).
+        A: (T, m) float array, ``m >= 1``. y: (T,).
+        start: (m,) a first guess (projected onto the simplex, :func:`project_simplex`), e.g. the previous
+            solution with 0 for a new column (:func:`omp_simplex` does so); default: the best single column.
 
-    Returns: (m,) weights, >= 0, summing to 1.
+    Returns: (m,) weights, >= 0, summing to 1. (Should the method cycle -- degenerate data; not seen -- it stops
+    after ``10 m + 50`` steps with the last feasible weights.)
     """
     m = A.shape[1]
-    if m == 1:
-        return np.ones(1)
     gram, target = A.T @ A, A.T @ y
-    lipschitz = float(np.linalg.eigvalsh(gram)[-1]) or 1.0
-    w = np.full(m, 1.0 / m) if start is None else project_simplex(np.asarray(start, dtype=float))
-    z, t = w.copy(), 1.0
-    for _ in range(max_iter):
-        w_next = project_simplex(z - (gram @ z - target) / lipschitz)
-        t_next = (1.0 + np.sqrt(1.0 + 4.0 * t * t)) / 2.0
-        z = w_next + ((t - 1.0) / t_next) * (w_next - w)
-        done = np.max(np.abs(w_next - w)) < tol
-        w, t = w_next, t_next
-        if done:
-            break
+    scale = max(float(np.abs(gram).max()), np.finfo(float).tiny)
+    if start is None or not np.any(np.asarray(start) > 0):
+        w = np.zeros(m)
+        w[int(np.argmin(np.diag(gram) - 2.0 * target))] = 1.0  # ||a_j - y||^2 smallest
+    else:
+        w = project_simplex(np.asarray(start, dtype=float))
+    passive = [int(i) for i in np.flatnonzero(w > 0)]
+    for _ in range(10 * m + 50):
+        z, lam = _equality_lstsq(gram, target, passive)
+        if (z > 0).all():
+            w = np.zeros(m)
+            w[passive] = z
+            multipliers = gram @ w - target + lam
+            multipliers[passive] = np.inf
+            j = int(np.argmin(multipliers))
+            if multipliers[j] >= -1e-12 * scale:
+                return w
+            passive.append(j)
+            continue
+        current = w[passive]
+        blocked = z <= 0
+        alpha = float(np.min(current[blocked] / (current[blocked] - z[blocked])))
+        w[passive] = current + alpha * (z - current)
+        passive = [i for i in passive if w[i] > 1e-15]
+        kept = np.zeros(m, dtype=bool)
+        kept[passive] = True
+        w[~kept] = 0.0
+        w /= w.sum()
     return w
+
+
+def _equality_lstsq(gram: np.ndarray, target: np.ndarray, passive: list[int]) -> tuple[np.ndarray, float]:
+    """Least squares on the columns ``passive`` with weights summing to 1: ``(weights, multiplier)`` from the KKT
+    system (solved by ``lstsq``, so collinear columns do not fail)."""
+    p = len(passive)
+    kkt = np.zeros((p + 1, p + 1))
+    kkt[:p, :p] = gram[np.ix_(passive, passive)]
+    kkt[:p, p] = kkt[p, :p] = 1.0
+    solution = np.linalg.lstsq(kkt, np.append(target[passive], 1.0), rcond=None)[0]
+    return solution[:p], float(solution[p])
 
 
 def top_k_correlated(X: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
