@@ -18,8 +18,9 @@ Where the time goes (cProfile of the 490-feed mp_tracker run, 2026-11-29, profil
 per-bar feed machinery (``feed.advance``/``load``/``_tick_fill``, line buffers: linear in bars, the same cost per
 bar as one feed) most of ``_runonce``; reading the 490 series from DuckDB (one query each, ~20-35 ms) and their gap
 checks (exchange calendar per series) ~19 s before the run; the broker's and the recorder's per-bar loops over the
-positions/feeds ~8 s and ~7 s; the 48 OMP selections ~8 s (the iterative simplex refit: 480 refits). No part
-grows faster than the number of bars, so 505 feeds are practical.
+positions/feeds ~8 s and ~7 s; the 48 OMP selections ~8 s with the first, iterative simplex refit (480 refits),
+about 20x less since the exact active-set refit. No part grows faster than the number of bars, so 505 feeds are
+practical; the machine's noise (shared, 2 cores) moves the CPU seconds by 10-20 % between runs.
 """
 
 from __future__ import annotations
