@@ -223,7 +223,9 @@ def _check(X: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
 
 
 class MatchingPursuitTracker(bt.Strategy):
-    """Track the index feed with a basket of at most ``k`` constituents chosen by matching pursuit (module text).
+    """Track an index with at most k constituents picked by orthogonal matching pursuit, rebalanced on a schedule.
+
+    How it selects and trades: the module text.
 
     Feeds: every feed of the run; the one named ``index`` is the index (never traded), the others are the
     constituents. Daily bars are meant (returns per bar; annualization is the report's business).
