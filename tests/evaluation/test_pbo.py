@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from btlab.errors import InvalidArgumentError
-from btlab.evaluation import pbo
+from btlab.evaluation import overfitting, pbo
 
 
 def brute_force_cscv(frame: pd.DataFrame, n_splits: int, metric=None) -> pd.DataFrame:
@@ -41,9 +41,13 @@ def _noise(seed: int, n_obs: int = 1000, n_trials: int = 40) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize(("n_obs", "n_splits"), [(1000, 8), (1003, 8), (250, 10), (64, 2)])
-def test_agrees_with_the_brute_force_version(n_obs, n_splits):
+@pytest.mark.parametrize("chunked", [False, True])
+def test_agrees_with_the_brute_force_version(n_obs, n_splits, chunked, monkeypatch):
     """Same winners, same ranks, same logits (to rounding) and the same PBO as the plain version; also when T is
-    not a multiple of S (1003 rows: the 3 oldest are dropped)."""
+    not a multiple of S (1003 rows: the 3 oldest are dropped), and when the splits are computed in several chunks
+    (64 combinations at a time, as for large matrices)."""
+    if chunked:
+        monkeypatch.setattr(overfitting, "_CHUNK_CELLS", 1)
     frame = _noise(11, n_obs=n_obs, n_trials=25)
     frame.iloc[:, 3] += 0.0004  # a weak edge, so the winners are not uniform noise
     expected = brute_force_cscv(frame, n_splits)
@@ -109,6 +113,18 @@ def test_flat_trials_score_zero_and_never_make_nan():
     np.testing.assert_allclose(result.logits, expected["logit"].to_numpy(), rtol=0, atol=1e-12)
 
 
+def test_a_constant_positive_trial_wins_every_split():
+    """A trial earning the same positive return every period has an infinite Sharpe ratio, in and out of sample:
+    it is the winner everywhere, ranked first out of sample, and the degradation fit is undefined (NaN)."""
+    frame = _noise(4, n_obs=200, n_trials=6)
+    frame["cash"] = 0.0001
+    result = pbo(frame, n_splits=8)
+    assert (np.array(result.trials)[result.is_best] == "cash").all()
+    assert np.isinf(result.is_performance).all() and np.isinf(result.oos_performance).all()
+    assert result.pbo == 0.0 and (result.oos_rank == 7 / 8).all()
+    assert math.isnan(result.degradation_slope)
+
+
 @pytest.mark.parametrize(("matrix", "kwargs", "message"), [
     (np.zeros(10), {}, "2-D"),
     (np.zeros((100, 1)), {}, "at least 2 trials"),
@@ -148,3 +164,8 @@ def test_pbo_of_a_real_sma_cross_grid(sma_grid):
     assert result.pbo == float(np.mean(result.logits <= 0))
     assert set(winners.index) <= set(sma_grid.columns)
     assert result.oos_performance.mean() < result.is_performance.mean()
+
+
+def test_a_matrix_of_text_is_refused():
+    with pytest.raises(InvalidArgumentError, match="not a matrix of numbers"):
+        pbo(pd.DataFrame({"a": ["x"] * 40, "b": [0.1] * 40}), n_splits=4)

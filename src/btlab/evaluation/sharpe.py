@@ -14,7 +14,8 @@ Sources:
       E[max_n SR_n] ~= sqrt(V) * ((1 - gamma) * Phi^-1(1 - 1/N) + gamma * Phi^-1(1 - 1/(N e)))
 
   for N independent trials whose Sharpe ratios are normal with mean 0 and variance V across trials (gamma:
-  Euler-Mascheroni constant, e: Euler's number).
+  Euler-Mascheroni constant, e: Euler's number). As in the DSR paper, the null is that every trial has a true
+  Sharpe ratio of 0: the trials' mean Sharpe ratio is not added to SR0.
 
 * DSR: D. H. Bailey and M. López de Prado (2014), "The Deflated Sharpe Ratio: Correcting for Selection Bias,
   Backtest Overfitting and Non-Normality", Journal of Portfolio Management 40(5), 94-107 (SSRN 2460551):
