@@ -209,6 +209,7 @@ class _BlockSharpe:
             sharpe[c[flat], t[flat]] = np.copysign(np.inf, low[flat])
             zero = flat & (low == 0.0)
             sharpe[c[zero], t[zero]] = 0.0
+        sharpe[np.isnan(sharpe)] = 0.0  # 0 / 0 left by rounding on rows not all equal: no signal either way
         return sharpe
 
 
