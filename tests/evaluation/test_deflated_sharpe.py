@@ -34,6 +34,19 @@ def test_the_papers_numerical_example():
     assert probabilistic_sharpe_ratio(result.sr, 1250, -3.0, 10.0) > 0.9999
 
 
+def test_agrees_with_an_independent_implementation():
+    """pypbo (github.com/esvhd/pypbo, pypbo/tests/pbo_tests.py) computes the same three statistics on the papers'
+    examples: DSR 0.90039683444939034 (the DSR paper's example above), PSR(0) 0.91323430688486018 (Bailey & López
+    de Prado 2012, "The Sharpe Ratio Efficient Frontier": annualized SR 1.585 of monthly returns, T = 24, skewness
+    -2.448, kurtosis 10.164) and the expected maximum of 100 standard normal Sharpe ratios 2.5306028932016846."""
+    dsr = deflated_sharpe_ratio(sr=2.5 / math.sqrt(250), n_obs=1250, skew=-3.0, kurtosis=10.0, n_trials=100,
+                                sr_variance=0.5 / 250)
+    assert dsr.dsr == pytest.approx(0.90039683444939034, abs=1e-12)
+    psr = probabilistic_sharpe_ratio(1.585 / math.sqrt(12), 24, -2.448, 10.164)
+    assert psr == pytest.approx(0.91323430688486018, abs=1e-12)
+    assert expected_max_sharpe(100, 1.0) == pytest.approx(2.5306028932016846, abs=1e-12)
+
+
 @pytest.mark.parametrize(("n_trials", "draws", "tolerance"), [(10, 50_000, 0.03), (100, 20_000, 0.015),
                                                               (1000, 5_000, 0.015)])
 def test_expected_max_sharpe_against_monte_carlo(n_trials, draws, tolerance):
