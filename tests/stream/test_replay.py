@@ -476,3 +476,25 @@ def test_ticks_and_bars_replay_is_paced_on_one_schedule_and_aborts_on_both_topic
     with pytest.raises(NoDataError, match="nothing to replay"):  # bars stored, but no trade in the range
         replay_ticks_and_bars(tick_bar_store, "binance", ["XRP/ETH"], "1m", "2019-10-13T11:20", "2019-10-14",
                               config=config)
+
+
+def test_ticks_and_bars_replay_writes_health_per_topic(tick_bar_store, config) -> None:
+    from btlab.stream.replay import replay_ticks_and_bars
+
+    t0 = pd.Timestamp.now(tz="UTC")
+    result = replay_ticks_and_bars(tick_bar_store, "binance", ["BTC/USDT"], "1m", "2024-08-09T00:00",
+                                   "2024-08-09T00:01:59", config=config, speed=60, health_interval_s=0.25)
+    rows = tick_bar_store.read_health(service="replay", start=t0)
+    assert result.health_rows == len(rows) and result.seconds > 1.5  # 2 minutes of event time at 60x
+    bars_t, ticks_t = result.topics
+    for metric in ("records_per_s", "replay_lag_s"):
+        per = rows[rows["metric"] == metric]
+        assert set(per["subject"]) == {bars_t, ticks_t}
+        assert (per["subject"] == bars_t).sum() == (per["subject"] == ticks_t).sum() >= 5  # each write: both
+    rate = rows[rows["metric"] == "records_per_s"]
+    trades_per_s = rate[rate["subject"] == ticks_t]["value"]
+    bars_per_s = rate[rate["subject"] == bars_t]["value"]
+    # about 4,700 trades over about 2 s, 2 bars: rates, not running totals
+    assert trades_per_s.mean() == pytest.approx(result.per_topic[ticks_t]["binance:BTC/USDT"] / result.seconds, rel=0.5)
+    assert bars_per_s.max() <= 2 / 0.25 and bars_per_s.sum() > 0
+    assert rows[rows["metric"] == "replay_lag_s"]["value"].between(0, 0.05).all()
