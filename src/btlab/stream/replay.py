@@ -656,7 +656,9 @@ def _publish(
                             next_report = now + progress_every_s
                         if now >= next_health and health is not None:
                             health.write(sent_to, max(lag, 0.0))
-                            next_health = now + health_interval_s  # type: ignore[operator]
+                            # from the end of the write: a slow store write must not leave the next interval
+                            # with next to no publishing time (its rate would read as a stall of the replay)
+                            next_health = clock() + health_interval_s  # type: ignore[operator]
         except KeyboardInterrupt:
             aborted = True
         markers = prod.end_replay(targets, reason=ABORTED if aborted else None)
