@@ -146,7 +146,7 @@ def test_replay_ticks_and_bars_fills_both_topics_each_giving_the_direct_backtest
                         end="2019-10-12")
     name = f"cli{uuid.uuid4().hex[:8]}"
     rng = ["--symbols", "XRP/ETH", "--from", "2019-10-11", "--to", "2019-10-11"]
-    proc = btlab_cli("replay", "--ticks", "--bars", *rng, "--timeframe", "1m", "--topic", f"{name}.bars",
+    proc = btlab_cli("replay", "--ticks", "--with-bars", *rng, "--timeframe", "1m", "--topic", f"{name}.bars",
                      "--tick-topic", f"{name}.ticks", "--kafka", kafka_bootstrap, "--health-interval", "5",
                      store=path)
     assert proc.returncode == 0, proc.stderr
@@ -172,9 +172,9 @@ def test_replay_ticks_and_bars_fills_both_topics_each_giving_the_direct_backtest
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--bars"], "--bars goes with --ticks"),
-        (["--ticks", "--tick-topic", "t"], "--tick-topic goes with --ticks --bars"),
-        (["--ticks", "--bars", "--topic", "t", "--tick-topic", "t"], "--topic and --tick-topic must differ"),
+        (["--with-bars"], "--with-bars goes with --ticks"),
+        (["--ticks", "--tick-topic", "t"], "--tick-topic goes with --ticks --with-bars"),
+        (["--ticks", "--with-bars", "--topic", "t", "--tick-topic", "t"], "--topic and --tick-topic must differ"),
     ],
 )
 def test_ticks_and_bars_flags_misused_are_one_line_errors(store_path, kafka_bootstrap, args, message) -> None:  # noqa: F811

@@ -50,7 +50,7 @@ def replay(
     its close; bars closing together go out ordered by symbol), published keyed exchange:symbol with sequence
     numbers, paced as event time / --speed, and followed by the end-of-replay marker. With --ticks the stored
     trades go out instead (event time = trade time; equal times ordered by symbol, then trade id) to the ticks
-    topic, and a backtest from that topic builds its --timeframe bars from them. With --ticks --bars both go out,
+    topic, and a backtest from that topic builds its --timeframe bars from them. With --ticks --with-bars both go out,
     trades to the ticks topic (--tick-topic) and --timeframe bars to the bars topic (--topic), merged into one
     event-time order (bar close, trade time; at equal time bars first, so no bar before the last trade of its
     window), each topic ending with its markers. Ctrl-C stops cleanly: the markers then say aborted (exit 130).
@@ -64,7 +64,7 @@ def replay(
       btlab replay --ticks --symbols BTC/USDT --from 2024-08-08 --to 2024-08-09 --topic bt.ticks
       btlab backtest --symbols BTC/USDT --timeframe 1m --from 2024-08-08 --to 2024-08-09 \\
           --source kafka --topic bt.ticks
-      btlab replay --ticks --bars --symbols BTC/USDT --timeframe 1m --from 2024-08-08 --to 2024-08-09 \\
+      btlab replay --ticks --with-bars --symbols BTC/USDT --timeframe 1m --from 2024-08-08 --to 2024-08-09 \\
           --topic bt.bars --tick-topic bt.ticks
     """
     from rich.live import Live
@@ -86,10 +86,10 @@ def replay(
         raise InvalidArgumentError(f"--health-interval must be >= 0 (0 = off), got {health_interval}")
     both = ticks and bars
     if bars and not ticks:
-        raise InvalidArgumentError("--bars goes with --ticks (replay trades and bars together); bars alone are the "
-                                   "default: drop --bars")
+        raise InvalidArgumentError("--with-bars goes with --ticks (replay trades and bars together); bars alone are the "
+                                   "default: drop --with-bars")
     if tick_topic and not both:
-        raise InvalidArgumentError("--tick-topic goes with --ticks --bars (with --ticks alone, name the topic with "
+        raise InvalidArgumentError("--tick-topic goes with --ticks --with-bars (with --ticks alone, name the topic with "
                                    "--topic)")
     if both and topic and topic == tick_topic:
         raise InvalidArgumentError(f"--topic and --tick-topic must differ, got {topic!r} for both")
