@@ -381,10 +381,10 @@ def run_sweep(strategy: str, grid: Grid | str | Mapping[str, Any], *, exchange: 
         StoreUnavailableError: the store cannot be reached.
     """
     ref, cls = resolve_strategy(strategy)
-    the_grid = make_grid(grid)
-    the_grid.check_params(strategy_params(cls), ref)
     names = _symbols(symbols)
     engine = _check_engine(engine, ref, names)
+    the_grid = make_grid(grid)
+    the_grid.check_params(strategy_params(cls), ref)
     owns_store = not isinstance(store, Store)
     the_store: Store = open_store(store) if owns_store else store  # type: ignore[assignment]
     try:
