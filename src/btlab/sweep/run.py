@@ -115,6 +115,7 @@ class _Job:
     config: BacktestConfig
     bars: dict[str, Any] = field(repr=False)
     base_row: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # found when the bars were loaded (gaps)
 
 
 # ---- on the workers -----------------------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def _run_one(job: _Job, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
                                 commission=job.commission, size_pct=job.size_pct,
                                 calendar=job.config.venue_calendar, symbol=symbol)
         config = replace(job.config, params=resolved)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"warnings": "\n".join(job.warnings) or None}
     else:
         from btlab.backtest.runner import run_backtest
 
@@ -156,7 +157,7 @@ def _run_one(job: _Job, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
                               size_pct=job.size_pct, calendar=job.calendar, session=job.session, bars=job.bars,
                               record=False, run_id=run_id, sweep_id=job.base_row.get("sweep_id"))
         metrics, config = result.summary, result.config
-        extra = {"warnings": "\n".join(result.warnings) or None, **result.order_counts}
+        extra = {"warnings": "\n".join(job.warnings + result.warnings) or None, **result.order_counts}
     values = metrics.as_dict()
     now = datetime.now(timezone.utc)
     return {
@@ -401,7 +402,7 @@ def _sweep(ref: str, grid: Grid, store: Store, *, exchange: str, names: list[str
            end: Any, engine: str, workers: int | None, scheduler: str | None, sweep_id: str | None, cash: float,
            commission: float, size_pct: float, calendar: str | None, session: str | None,
            progress: Callable[[SweepProgress], None] | None, batch_size: int | None) -> SweepResult:
-    config, bars, _ = load_backtest_bars(ref, symbols=names, exchange=exchange, timeframe=timeframe, start=start,
+    config, bars, warnings = load_backtest_bars(ref, symbols=names, exchange=exchange, timeframe=timeframe, start=start,
                                          end=end, cash=cash, commission=commission, size_pct=size_pct,
                                          calendar=calendar, session=session, store=store)
     data_hash = hash_bars(bars)
@@ -435,7 +436,8 @@ def _sweep(ref: str, grid: Grid, store: Store, *, exchange: str, names: list[str
                     "backtrader_version": bt.__version__}
         job = _Job(strategy=ref, engine=engine, exchange=exchange, symbols=names, timeframe=config.timeframe,
                    start=start, end=end, cash=float(cash), commission=float(commission), size_pct=float(size_pct),
-                   calendar=calendar, session=session, config=config, bars=bars, base_row=base_row)
+                   calendar=calendar, session=session, config=config, bars=bars, base_row=base_row,
+                   warnings=warnings)
         try:
             client, cluster = _client(workers, scheduler)
         except BaseException as exc:
