@@ -54,3 +54,24 @@ def test_given_bars_must_match_the_symbols(store):
     with pytest.raises(NoDataError, match="no bars given for binance:BTC/USDT"):
         run_backtest("sma_cross", symbol="BTC/USDT", bars={"BTC/USDT": bars["BTC/USDT"].iloc[:0]}, record=False,
                      **REQUEST)
+
+
+def test_orb_on_loaded_spy_bars_equals_the_run_from_the_store(tmp_path):
+    """The feed over given bars carries the exchange (orb's calendar=auto -> XNYS sessions), and the bars loaded
+    for session=regular are the session's: the same trades as the run that reads the store."""
+    from btlab.marketdata.sources.files.importer import import_bars
+    from realdata import DATA
+
+    with DuckDBStore(tmp_path / "spy.duckdb") as st:
+        import_bars(DATA / "SPY_1min_2024-02-20_2024-05-17.csv.gz", st, exchange="nyse", symbol="SPY",
+                    timeframe="1m")
+        request = {"exchange": "nyse", "timeframe": "1m", "start": "2024-03-01", "end": "2024-03-31"}
+        params = {"range_minutes": 15, "stop_pct": 0.15, "take_profit_pct": 0.6}
+        config, bars, _ = load_backtest_bars("orb", symbols="SPY", store=st, **request)
+        assert config.venue_calendar == "XNYS" and config.session == "regular"
+        local = bars["SPY"]["ts"].dt.tz_convert("America/New_York")
+        assert local.dt.time.min() >= pd.Timestamp("09:30").time() and local.dt.time.max() < pd.Timestamp("16:00").time()
+        from_store = run_backtest("orb", symbol="SPY", params=params, store=st, record=False, **request)
+        given = run_backtest("orb", symbol="SPY", params=params, bars=bars, record=False, **request)
+    assert from_store.summary.n_trades > 10 and given.summary == from_store.summary
+    pd.testing.assert_frame_equal(given.trades.drop(columns="trade_ref"), from_store.trades.drop(columns="trade_ref"))

@@ -369,7 +369,7 @@ def load_backtest_bars(strategy: str | type = "sma_cross", *, symbol: str | None
     return plan.config, bars, warnings
 
 
-def _given_bars(plan: _Plan, bars: Mapping[str, pd.DataFrame]) -> tuple[list[BarFrameData], dict[str, pd.DataFrame],
+def _given_bars(plan: _Plan, bars: Mapping[str, pd.DataFrame]) -> tuple[list[StoreData], dict[str, pd.DataFrame],
                                                                         list[str]]:
     """Step 2 with bars already loaded (``run_backtest(bars=...)``): in-memory feeds over them, in symbol order.
 
@@ -384,7 +384,11 @@ def _given_bars(plan: _Plan, bars: Mapping[str, pd.DataFrame]) -> tuple[list[Bar
         if len(frame) == 0:
             raise NoDataError(f"no bars given for {plan.config.exchange}:{name}")
     check_slippage_fixed(plan.config.slippage_fixed, frames)
-    feeds = [BarFrameData(bars=frame, bars_timeframe=plan.base_tf.value, name=name) for name, frame in frames.items()]
+    # store feeds over the given frames (never reading the store): the strategy sees the same feed as from the store,
+    # its exchange included (orb's calendar=auto reads it)
+    c = plan.config
+    feeds = [StoreData(store=None, exchange=c.exchange, symbol=name, bars_timeframe=plan.base_tf.value, start=plan.lo,
+                       end=plan.hi, name=name, bars=frame) for name, frame in frames.items()]
     return feeds, frames, []
 
 
