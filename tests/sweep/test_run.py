@@ -248,3 +248,20 @@ def test_sigint_stops_the_sweep_and_keeps_what_finished(store_path, tmp_path):
         assert sweep["status"] == "interrupted" and sweep["total"] == 16
         assert 1 <= len(runs) < 16 and set(runs["status"]) == {"finished"}
         assert sweep["done"] == len(runs) and sweep["error"].startswith("SIGINT: stopped after")
+
+
+def test_an_unreachable_scheduler_is_one_error_and_the_sweep_is_stored_failed(store, monkeypatch):
+    import socket
+
+    from btlab.errors import ClusterUnavailableError
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    monkeypatch.setenv("BTLAB_DASK_SCHEDULER", f"tcp://127.0.0.1:{port}")
+    with pytest.raises(ClusterUnavailableError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}") as info:
+        run_sweep("sma_cross", GRID, **REQUEST, engine="vector", store=store)
+    assert info.value.exit_code == 2
+    sweep = store.list_sweeps().iloc[0]
+    assert sweep["status"] == "failed" and "cannot reach the Dask scheduler" in sweep["error"]
+    assert store.sweep_runs(sweep["sweep_id"]).empty

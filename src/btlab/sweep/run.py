@@ -51,6 +51,8 @@ __all__ = ["ENGINES", "SweepProgress", "SweepResult", "run_sweep", "sweep_id_for
 #: engines a sweep runs on
 ENGINES: tuple[str, ...] = ("backtrader", "vector")
 _METRIC_NAMES = frozenset(c.name for c in RUN_METRIC_COLUMNS)
+#: longest wall time between two writes of a running sweep's ``bt_sweeps`` row (its heartbeat), seconds
+HEARTBEAT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ def _client(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:
     address = scheduler or settings.dask_scheduler()
     if address:
         try:
-            return Client(address, timeout=15), None
+            return Client(address, timeout=10), None
         except (OSError, TimeoutError, ValueError) as exc:
             raise ClusterUnavailableError(address, _error_text(exc)) from None
     n = 2 if workers is None else workers
@@ -260,7 +262,7 @@ class _Sweep:
         self.store, self.row, self.total, self.skipped = store, row, total, skipped
         self.progress = progress
         self.done = self.failed = 0
-        self.started = time.monotonic()
+        self.started = self.written = time.monotonic()
 
     def snapshot(self) -> SweepProgress:
         elapsed = time.monotonic() - self.started
@@ -276,6 +278,7 @@ class _Sweep:
         if status != "running":
             self.row["finished_at"] = now
         self.store.write_sweep(self.row)
+        self.written = time.monotonic()
 
     def report(self) -> None:
         if self.progress is not None:
@@ -315,6 +318,8 @@ class _Sweep:
             while running:
                 finished = queue.next_batch(block=False)
                 if not finished:
+                    if time.monotonic() - self.written > HEARTBEAT_S:
+                        self.write("running")  # alive while long batches run
                     time.sleep(0.02)
                     continue
                 for future in finished:
