@@ -66,7 +66,8 @@ def _combos(n: int) -> list[dict]:
 
 def _optstrategy(bars, combos: list[dict]) -> tuple[float, dict, int]:
     """Backtrader's optstrategy(maxcpus=2) over ``combos`` (a full product of AXES, or a prefix: then filtered):
-    ``(seconds, {params tuple: metrics}, peak RSS of a pool process in KiB)``."""
+    ``(seconds, {params tuple: metrics}, peak RSS of a pool process in KiB: the largest of this process's
+    finished children, so call it before starting any other child process)``."""
     wanted = {tuple(c.values()) for c in combos}
     axes = {k: sorted({c[k] for c in combos}) for k in AXES}
     t0 = time.perf_counter()
@@ -107,6 +108,9 @@ def run() -> list[str]:
             import_bars(SPY_1M, st, exchange="nyse", symbol="SPY", timeframe="1m")
             _, loaded, _ = load_backtest_bars("orb", symbols="SPY", exchange="nyse", timeframe="1m", store=st)
         bars = loaded["SPY"]
+        # optstrategy first: its pool processes are then this process's only children (their peak RSS)
+        t_opt, opt, opt_peak = _optstrategy(bars, combos)
+        assert len(opt) == len(combos)
 
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                           silence_logs=40) as cluster, Client(cluster) as client:
@@ -120,9 +124,7 @@ def run() -> list[str]:
             worker_peak = max(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
         assert result.done == len(combos) and result.failed == 0, result
 
-        t_opt, opt, opt_peak = _optstrategy(bars, combos)
         print(f"sweep {t_sweep:.2f} s, optstrategy {t_opt:.2f} s", flush=True)
-        assert len(opt) == len(combos)
         import json
 
         mismatches = 0
