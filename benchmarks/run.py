@@ -19,6 +19,7 @@ import bench_sink  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_store  # noqa: E402
 import bench_stream  # noqa: E402
+import bench_sweep  # noqa: E402
 import bench_vector  # noqa: E402
 from common import machine  # noqa: E402
 
@@ -39,6 +40,7 @@ SECTIONS = [
     ("replay", "Replay through the broker vs the store (issue 10)", bench_replay),
     ("sink", "Sink: topics -> store (issue 10)", bench_sink),
     ("vector", "Vector engine vs the Backtrader engine (issue 11)", bench_vector),
+    ("sweep", "Parameter sweep on Dask vs Backtrader's optstrategy (issue 11)", bench_sweep),
 ]
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
