@@ -256,3 +256,69 @@ def test_what_the_stack_downloads_is_pinned():
         assert image == BTLAB_IMAGE or re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: {image}"
     plugin = load()["services"]["grafana"]["environment"]["GF_PLUGINS_PREINSTALL_SYNC"]
     assert re.fullmatch(r"questdb-questdb-datasource@\d+\.\d+\.\d+", plugin), plugin
+
+
+def _until_healthy(check: list[str], env: dict[str, str], proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    import time
+
+    assert check[0] == "CMD"
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"{check} : the service exited with {proc.returncode}"
+        done = subprocess.run([str(BIN / check[1]) if (BIN / check[1]).exists() else check[1], *check[2:]], env=env,
+                              capture_output=True, text=True, timeout=30)
+        if done.returncode == 0:
+            return
+        assert time.monotonic() < deadline, f"healthcheck {check} still failing: {done.stderr[-500:]}"
+        time.sleep(0.5)
+
+
+def test_the_dask_scheduler_and_worker_run_as_in_the_compose_file(tmp_path):
+    """dask-scheduler and dask-worker start with their compose entrypoint and command (the worker's scheduler host
+    replaced by loopback), both healthchecks pass, and the worker runs btlab's vector engine on real bars."""
+    import numpy as np
+    import pandas as pd
+    from distributed import Client
+
+    from realdata import DATA
+
+    doc = load()
+    sched, worker = doc["services"]["dask-scheduler"], doc["services"]["dask-worker"]
+    assert sched["image"] == worker["image"] == BTLAB_IMAGE  # workers import btlab: the same image as the client
+    assert worker["depends_on"]["dask-scheduler"]["condition"] == "service_healthy"
+    assert doc["x-btlab"]["environment"]["BTLAB_DASK_SCHEDULER"] == "tcp://dask-scheduler:8786"
+    assert sched["ports"] == ["127.0.0.1:8786:8786"]
+    env = _run_env(sched, tmp_path / "unused.duckdb")
+    procs = []
+    try:
+        procs.append(subprocess.Popen([str(BIN / sched["entrypoint"][0]), *sched["entrypoint"][1:], *sched["command"]],
+                                      env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _until_healthy(sched["healthcheck"]["test"], env, procs[0])
+        args = [a.replace("tcp://dask-scheduler:", "tcp://127.0.0.1:").replace("/tmp/dask", str(tmp_path / "dask"))
+                for a in worker["command"]]
+        procs.append(subprocess.Popen([str(BIN / worker["entrypoint"][0]), *worker["entrypoint"][1:], *args],
+                                      env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _until_healthy(worker["healthcheck"]["test"], env, procs[1])
+        bars = pd.read_feather(DATA / "BTC_USDT-1h_2017-08-17_2024-04-21.feather")
+        with Client("tcp://127.0.0.1:8786", timeout="30s") as client:
+            client.wait_for_workers(1, timeout=60)
+            assert len(client.scheduler_info()["workers"]) == 1
+
+            def remote(open_, close):
+                from btlab.backtest.vector import simulate
+
+                value, _cash, trades, _refused = simulate("sma_cross", open_, close, {"fast": 10, "slow": 30},
+                                                          10_000.0, 0.001, 95.0)
+                return float(value[-1]), len(trades)
+
+            o, c = bars["open"].to_numpy(np.float64), bars["close"].to_numpy(np.float64)
+            got = client.submit(remote, o, c).result(timeout=120)
+        assert got == remote(o, c) and got[1] > 100
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
