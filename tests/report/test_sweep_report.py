@@ -66,7 +66,7 @@ def sweep_row(runs) -> dict:
             "params": json.dumps(["fast", "slow"]), "exchange": "binance", "symbols": "BTC/USDT", "timeframe": "1h",
             "calendar": "crypto", "data_from": finished["data_from"].min(), "data_to": finished["data_to"].max(),
             "engine": "backtrader", "config": json.dumps({"cash": 10000.0, "commission": 0.001, "size_pct": 95.0}),
-            "total": 8, "done": 6, "failed": 1, "status": "interrupted", "ts": finished["ts"].min()}
+            "total": 8, "done": 7, "failed": 1, "status": "interrupted", "ts": finished["ts"].min()}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_distribution_and_top_table_follow_the_runs(runs, report):
     best = finished.loc[finished["sharpe"].idxmax()]
     first = re.search(r'<table class="data" id="top-table">.*?<tbody><tr[^>]*>(.*?)</tr>', document, re.S).group(1)
     assert f'<td data-metric="total_return">{format_value(best["total_return"], "pct")}</td>' in first
-    assert "6 done · 1 failed · 1 not run" in document
+    assert "7 done (1 failed) · 1 not run" in document
     assert 'id="sweep-partial"' in document  # interrupted: said to be partial
 
 

@@ -4,6 +4,7 @@ best combinations in full (:func:`btlab.sweep.top.rerun_top`) and write the swee
 
 from __future__ import annotations
 
+import json
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -251,10 +252,10 @@ def _sweep_header(sweep: dict[str, Any], runs: Any) -> str:
         f"sweep {sweep['sweep_id']}: {sweep.get('strategy')} on {sweep.get('exchange')}:{sweep.get('symbols')} "
         f"{sweep.get('timeframe')}, {fmt_ts(sweep.get('data_from'))} .. {fmt_ts(sweep.get('data_to'))} UTC, "
         f"engine {sweep.get('engine')}",
-        f"status {sweep.get('status')}: {sweep.get('total') or 0:,} combinations, {sweep.get('done') or 0:,} done, "
-        f"{sweep.get('failed') or 0:,} failed (stored runs: "
+        f"status {sweep.get('status')}: {sweep.get('total') or 0:,} combinations, {sweep.get('done') or 0:,} done "
+        f"({sweep.get('failed') or 0:,} failed; stored runs: "
         + (", ".join(f"{n:,} {s}" for s, n in sorted(statuses.items())) or "none") + ")",
-        f"grid {sweep.get('grid')}; cash {config.get('cash')}, commission {config.get('commission')}, size "
+        f"grid {json.dumps(sweep.get('grid'))}; cash {config.get('cash')}, commission {config.get('commission')}, size "
         f"{config.get('size_pct')} %" + (f"; error: {sweep['error']}" if sweep.get("error") else ""),
     ])
 

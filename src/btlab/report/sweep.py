@@ -58,8 +58,9 @@ def write_sweep_report(sweep: Mapping[str, Any], runs: pd.DataFrame, top: Mappin
         sweep: the ``bt_sweeps`` row (:meth:`btlab.store.Store.get_sweep`): ``sweep_id``, ``strategy``, ``grid``
             and ``params`` (JSON text or parsed), ``exchange``, ``symbols``, ``timeframe``, ``calendar``,
             ``data_from``/``data_to`` (UTC bar open times), ``engine``, ``config`` (cash, commission, size_pct,
-            session), ``total``/``done``/``failed``, ``status``, ``error``, ``ts``, ``finished_at``. Missing keys
-            show as "—".
+            session), ``total``/``done``/``failed`` (``done`` counts the failed combinations too, as
+            :data:`btlab.store.schema.BT_SWEEPS` says), ``status``, ``error``, ``ts``, ``finished_at``. Missing
+            keys show as "—".
         runs: the sweep's runs (:meth:`btlab.store.Store.sweep_runs`): ``run_id``, ``params`` (JSON text),
             ``status``, ``error`` and the metric columns (fractions as fractions, money in account currency).
         top: equity curves of the top runs: combination run id (or its ``-full`` re-run id) -> frame with ``ts``
@@ -208,7 +209,7 @@ def _header_html(sweep: Mapping[str, Any], runs: pd.DataFrame, names: list[str])
     grid_text = json.dumps(grid, sort_keys=False) if isinstance(grid, (dict, list)) else str(grid or "—")
     total = to_number(sweep.get("total"))
     done, failed = to_number(sweep.get("done")) or 0, to_number(sweep.get("failed")) or 0
-    pending = None if total is None else max(0.0, total - done - failed)
+    pending = None if total is None else max(0.0, total - done)  # done counts the failed ones too
     status = str(sweep.get("status") or "unknown")
     commission = to_number(config.get("commission"))
     rows = [
@@ -225,7 +226,7 @@ def _header_html(sweep: Mapping[str, Any], runs: pd.DataFrame, names: list[str])
         ("Size", esc("—" if config.get("size_pct") is None else f"{config['size_pct']:g} % of cash per order")),
         ("Session", esc(config.get("session") or "—")),
         ("Combinations", f'<span id="sweep-counts">{esc(format_value(total, "int"))} total · '
-                         f"{esc(format_value(done, 'int'))} done · {esc(format_value(failed, 'int'))} failed · "
+                         f"{esc(format_value(done, 'int'))} done ({esc(format_value(failed, 'int'))} failed) · "
                          f"{esc(format_value(pending, 'int'))} not run</span> ({len(runs):,d} runs stored)"),
         ("Sweep id", f"<code>{esc(sweep.get('sweep_id'))}</code>"),
         ("Started / finished", f"{esc(fmt_ts(sweep.get('ts')))} / {esc(fmt_ts(sweep.get('finished_at')))} UTC"),

@@ -1,0 +1,122 @@
+"""``btlab sweep list/show/top/report`` as a user runs them (subprocess, real exit codes), on a DuckDB store holding
+REAL sma_cross runs of the bundled BTC/USDT 1h bars recorded as one sweep (plus one combination that failed).
+
+Expected values are read from the store the test filled, never written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+
+import pandas as pd
+import pytest
+from cliproc import assert_one_line, btlab_cli
+
+import btlab
+from btlab.store.duckdb import DuckDBStore
+from btlab.strategies.sma_cross import SmaCross
+from btlab.sweep.top import FULL_SUFFIX
+from realdata import btc_1h
+
+SWEEP = "cli-sweep-1"
+COMBOS = ((10, 50), (20, 50), (10, 100), (30, 100))
+
+
+class BrokenSma(SmaCross):
+    """sma_cross that raises after 100 bars (a combination that fails)."""
+
+    def next(self) -> None:
+        super().next()
+        if len(self) > 100:
+            raise ValueError("combination exploded on purpose")
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sweepcli") / "s.duckdb"
+    common = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h", "start": "2022-01-01",
+              "end": "2022-09-30", "sweep_id": SWEEP}
+    with DuckDBStore(path) as st:
+        st.write_bars(btc_1h(), exchange="binance", symbol="BTC/USDT", timeframe="1h", source="test")
+        for i, (fast, slow) in enumerate(COMBOS):
+            btlab.run_backtest("sma_cross", params={"fast": fast, "slow": slow}, run_id=f"{SWEEP}-c{i}", store=st,
+                               **common)
+        with pytest.raises(ValueError):
+            btlab.run_backtest(BrokenSma, params={"fast": 40, "slow": 100}, run_id=f"{SWEEP}-cx", store=st, **common)
+        runs = st.sweep_runs(SWEEP, status="finished")
+        st.write_sweep({
+            "ts": datetime(2026, 1, 2, tzinfo=timezone.utc), "sweep_id": SWEEP, "strategy": "sma_cross",
+            "grid": {"params": {"fast": [10, 20, 30, 40], "slow": [50, 100]}}, "params": ["fast", "slow"],
+            "exchange": "binance", "symbols": "BTC/USDT", "timeframe": "1h", "calendar": "crypto",
+            "data_from": runs["data_from"].min(), "data_to": runs["data_to"].max(), "data_hash": runs["data_hash"][0],
+            "engine": "backtrader", "config": {"cash": 10000.0, "commission": 0.001, "size_pct": 95.0},
+            "total": 5, "done": 5, "failed": 1, "status": "finished", "btlab_version": btlab.__version__,
+        })
+    return path
+
+
+def _finished(store_path) -> pd.DataFrame:
+    with DuckDBStore(store_path, read_only=True) as st:
+        return st.sweep_runs(SWEEP, status="finished")
+
+
+def test_list_shows_the_sweep_and_its_counts(store_path):
+    done = btlab_cli("sweep", "list", store=store_path)
+    assert done.returncode == 0, done.stderr
+    line = next(line for line in done.stdout.splitlines() if SWEEP in line)
+    assert re.search(r"sma_cross .*binance:BTC/USDT 1h .*backtrader .*\b5 .*\b5 .*\b1 .*finished", line), line
+    as_json = btlab_cli("sweep", "list", "--format", "json", store=store_path)
+    (row,) = json.loads(as_json.stdout)
+    assert (row["sweep_id"], row["total"], row["done"], row["failed"]) == (SWEEP, 5, 5, 1)
+
+
+def test_show_ranks_by_the_metric_and_lists_the_failure(store_path):
+    finished = _finished(store_path)
+    for by, ascending in (("sharpe", False), ("volatility", True)):
+        done = btlab_cli("sweep", "show", SWEEP, "--by", by, "-n", "3", store=store_path)
+        assert done.returncode == 0, done.stderr
+        shown = re.findall(rf"^\s*│?\s*\d+\s*│?\s*({SWEEP}-c\d)\b", done.stdout, re.M)
+        expected = finished.sort_values([by, "run_id"], ascending=[ascending, True])["run_id"].head(3).tolist()
+        assert shown == expected, done.stdout
+    assert "status finished: 5 combinations, 5 done (1 failed; stored runs: 1 failed, 4 finished)" in done.stdout
+    assert f"{SWEEP}-cx (fast=40, slow=100): ValueError: combination exploded on purpose" in done.stdout
+
+
+def test_unknown_sweep_and_metric_are_one_line_errors(store_path):
+    line = assert_one_line(btlab_cli("sweep", "show", "no-such-sweep", store=store_path))
+    assert "no sweep 'no-such-sweep'" in line and "btlab sweep list" in line
+    line = assert_one_line(btlab_cli("sweep", "top", SWEEP, "--by", "bogus", store=store_path))
+    assert "unknown metric 'bogus'" in line
+    line = assert_one_line(btlab_cli("sweep", "report", SWEEP, "--x", "nope", "-o", str(store_path.parent / "r.html"),
+                                     store=store_path))
+    assert "--x 'nope' is not a parameter of this sweep" in line
+    assert not (store_path.parent / "r.html").exists()
+    assert assert_one_line(btlab_cli("sweep", "list", store="http::addr=127.0.0.1:9;"), code=2)
+
+
+def test_top_reruns_the_best_in_full_with_the_same_metrics_and_the_report_draws_them(store_path, tmp_path):
+    done = btlab_cli("sweep", "top", SWEEP, "--by", "sharpe", "-n", "2", store=store_path)
+    assert done.returncode == 0, done.stderr
+    finished = _finished(store_path)
+    best = finished.sort_values("sharpe", ascending=False).head(2)
+    with DuckDBStore(store_path, read_only=True) as st:
+        for row in best.itertuples():
+            full = st.get_run(f"{row.run_id}{FULL_SUFFIX}")
+            assert full["status"] == "finished" and full["sweep_id"] is None
+            for metric in ("sharpe", "total_return", "max_drawdown", "n_trades", "end_value"):
+                assert full[metric] == getattr(row, metric), metric  # same data and config: the same run
+            assert len(st.read_equity(full["run_id"])) == full["bars"]
+            assert f"{row.run_id}{FULL_SUFFIX}" in done.stdout
+        assert len(st.sweep_runs(SWEEP)) == 5  # the sweep's own runs are unchanged
+    out = tmp_path / "rep" / "sweep.html"
+    rep = btlab_cli("sweep", "report", SWEEP, "--out", str(out), "--metric", "sharpe", store=store_path)
+    assert rep.returncode == 0, rep.stderr
+    assert rep.stdout.strip() == f"report: {out.resolve()}"
+    document = out.read_text(encoding="utf-8")
+    at = document.index('"chart-equity-top",')
+    traces, _ = json.JSONDecoder().raw_decode(document[document.index("[", at):])
+    params = [json.loads(p) for p in best["params"]]
+    assert [t["name"] for t in traces] == [f"fast={p['fast']}, slow={p['slow']}" for p in params]
+    assert 'id="failed-table"' in document and "combination exploded on purpose" in document
