@@ -111,7 +111,7 @@ def test_top_reruns_the_best_in_full_with_the_same_metrics_and_the_report_draws_
             assert f"{row.run_id}{FULL_SUFFIX}" in done.stdout
         assert len(st.sweep_runs(SWEEP)) == 5  # the sweep's own runs are unchanged
     out = tmp_path / "rep" / "sweep.html"
-    rep = btlab_cli("sweep", "report", SWEEP, "--out", str(out), "--metric", "sharpe", store=store_path)
+    rep = btlab_cli("sweep", "report", SWEEP, "--output", str(out), "--metric", "sharpe", store=store_path)
     assert rep.returncode == 0, rep.stderr
     assert rep.stdout.strip() == f"report: {out.resolve()}"
     document = out.read_text(encoding="utf-8")

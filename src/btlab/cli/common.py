@@ -159,7 +159,8 @@ RunIdArgument = Annotated[str, typer.Argument(
     metavar="RUN_ID", help="Run id, or a unique part of it such as the 8 hex digits btlab runs list shows.")]
 RunIdsArgument = Annotated[list[str], typer.Argument(metavar="RUN_ID...", help="Run ids (see btlab runs list).")]
 OutputFileOption = Annotated[Path | None, typer.Option(
-    "--output", "-o", metavar="FILE", show_default=False, help="HTML file to write (default reports/RUN_ID.html).")]
+    "--output", "-o", metavar="FILE", show_default=False,
+    help="HTML file to write (default reports/RUN_ID.html; for a sweep reports/SWEEP_ID.html).")]
 FormatOption = Annotated[OutputFormat, typer.Option(
     "--format", "-f", metavar="table|json|csv", case_sensitive=False,
     help="table for people; json or csv for scripts (all columns, full values, nothing else on stdout).")]
@@ -622,6 +623,3 @@ XParamOption = Annotated[str | None, typer.Option(
     help="Parameter across the heatmap (default: the first with more than one value).")]
 YParamOption = Annotated[str | None, typer.Option(
     "--y", metavar="PARAM", show_default=False, help="Parameter down the heatmap (default: the next one).")]
-SweepReportOption = Annotated[Path | None, typer.Option(
-    "--out", "--output", "-o", metavar="FILE", show_default=False,
-    help="HTML file to write (default reports/SWEEP_ID.html).")]

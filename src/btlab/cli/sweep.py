@@ -28,6 +28,7 @@ from btlab.cli.common import (
     GridParamOption,
     LimitOption,
     MetricOption,
+    OutputFileOption,
     OutputFormat,
     SampleOption,
     SchedulerOption,
@@ -38,7 +39,6 @@ from btlab.cli.common import (
     StrategyOption,
     SweepIdArgument,
     SweepIdOption,
-    SweepReportOption,
     SymbolsOption,
     TimeframeOption,
     ToOption,
@@ -162,7 +162,7 @@ def sweep_top(sweep_id: SweepIdArgument, by: ByOption = "sharpe", n: TopNOption 
 
 @sweep_app.command("report")
 @friendly_errors
-def sweep_report(sweep_id: SweepIdArgument, output: SweepReportOption = None, metric: MetricOption = "sharpe",
+def sweep_report(sweep_id: SweepIdArgument, output: OutputFileOption = None, metric: MetricOption = "sharpe",
                  x: XParamOption = None, y: YParamOption = None, store: StoreOption = None) -> None:
     """Write a sweep's self-contained HTML report: the metric over two parameters (heatmap), each parameter's
     effect, the metric's distribution, the best combinations and their equity (from btlab sweep top), failures."""
