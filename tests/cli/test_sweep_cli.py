@@ -120,3 +120,42 @@ def test_top_reruns_the_best_in_full_with_the_same_metrics_and_the_report_draws_
     params = [json.loads(p) for p in best["params"]]
     assert [t["name"] for t in traces] == [f"fast={p['fast']}, slow={p['slow']}" for p in params]
     assert 'id="failed-table"' in document and "combination exploded on purpose" in document
+
+
+def test_run_stores_every_combination_then_resumes_without_rerunning(store_path, tmp_path):
+    """btlab sweep run on a local Dask cluster: a grid file plus an inline spec and a constraint; every combination
+    is a bt_runs row whose metrics equal a plain backtest of it; the same command again skips them all."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("params:\n  fast: [5, 10, 30]\n  slow: {range: [20, 40, 20]}\n", encoding="utf-8")
+    args = ("sweep", "run", "--strategy", "sma_cross", "--grid", str(grid), "--grid-param", "fast=5,10",
+            "--constraint", "fast * 4 <= slow", "--exchange", "binance", "--symbols", "BTC/USDT", "--timeframe", "1h",
+            "--from", "2023-01-01", "--to", "2023-03-31", "--workers", "1", "--sweep-id", "cli-run-1")
+    first = btlab_cli(*args, store=store_path)
+    assert first.returncode == 0, first.stderr
+    assert re.match(r"sweep cli-run-1 finished: 3 of 3 combinations run \(0 failed\) in ", first.stdout), first.stdout
+    with DuckDBStore(store_path, read_only=True) as st:
+        sweep = st.get_sweep("cli-run-1")
+        runs = st.sweep_runs("cli-run-1")
+    assert (sweep["status"], sweep["total"], sweep["done"], sweep["failed"]) == ("finished", 3, 3, 0)
+    assert sorted(tuple(json.loads(p).values()) for p in runs["params"]) == [(5, 20), (5, 40), (10, 40)]
+    direct = btlab.run_backtest("sma_cross", exchange="binance", symbol="BTC/USDT", timeframe="1h",
+                                start="2023-01-01", end="2023-03-31", params={"fast": 10, "slow": 40},
+                                store=str(store_path), record=False)
+    row = runs[runs["params"].map(json.loads) == {"fast": 10, "slow": 40}].iloc[0]
+    assert (row["sharpe"], row["end_value"]) == (direct.summary.sharpe, direct.summary.end_value)
+    again = btlab_cli(*args, store=store_path)
+    assert again.returncode == 0, again.stderr
+    assert "0 of 3 combinations run (0 failed, 3 skipped (finished earlier))" in again.stdout, again.stdout
+
+
+def test_run_refuses_a_bad_grid_in_one_line(store_path, tmp_path):
+    common = ("--exchange", "binance", "--symbols", "BTC/USDT", "--timeframe", "1h")
+    line = assert_one_line(btlab_cli("sweep", "run", "--strategy", "sma_cross", *common, store=store_path))
+    assert "no grid" in line
+    line = assert_one_line(btlab_cli("sweep", "run", "--strategy", "sma_cross", "--grid-param", "fastt=5:10:5",
+                                     *common, store=store_path))
+    assert "fastt" in line
+    missing = tmp_path / "nope.yaml"
+    line = assert_one_line(btlab_cli("sweep", "run", "--strategy", "sma_cross", "--grid", str(missing), *common,
+                                     store=store_path))
+    assert str(missing) in line
