@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -159,3 +160,34 @@ def test_run_refuses_a_bad_grid_in_one_line(store_path, tmp_path):
     line = assert_one_line(btlab_cli("sweep", "run", "--strategy", "sma_cross", "--grid", str(missing), *common,
                                      store=store_path))
     assert str(missing) in line
+
+
+def test_sigterm_stops_the_sweep_with_an_honest_status_and_exit_143(store_path, tmp_path):
+    """SIGTERM mid-sweep: one line on stderr, exit 143, the sweep stored interrupted, every stored combination
+    counted (done = its stored runs), and the same command then resumes the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["sweep", "run", "--strategy", "sma_cross", "--grid-param", "fast=5:60:5", "--grid-param", "slow=100,200",
+            "--exchange", "binance", "--symbols", "BTC/USDT", "--timeframe", "1h", "--from", "2021-01-01",
+            "--to", "2022-12-31", "--workers", "1", "--sweep-id", "cli-sigterm"]
+    env = {**os.environ, "NO_COLOR": "1", "BTLAB_STORE": str(store_path)}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("btlab")), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(12)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=240)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 143, (proc.returncode, out, err)
+    assert "Traceback" not in err and len(errors) == 1 and "interrupted by SIGTERM" in errors[0], err
+    with DuckDBStore(store_path, read_only=True) as st:
+        sweep = st.get_sweep("cli-sigterm")
+        runs = st.sweep_runs("cli-sigterm")
+    assert sweep["status"] == "interrupted" and sweep["total"] == 24
+    assert sweep["done"] == len(runs) < 24 and set(runs["status"]) <= {"finished"}
+    resumed = btlab_cli(*args, store=store_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{24 - len(runs)} of 24 combinations run (0 failed, {len(runs)} skipped" in resumed.stdout, resumed.stdout
