@@ -186,3 +186,16 @@ def test_axes_given_and_refused(store, runs, sweep_row, tmp_path):
         write_sweep_report(sweep_row, runs, {}, tmp_path / "r.html", x="nope")
     with pytest.raises(InvalidArgumentError, match="unknown metric 'bogus'"):
         write_sweep_report(sweep_row, runs, {}, tmp_path / "r.html", metric="bogus")
+
+
+def test_histogram_of_a_large_sweep_is_binned_with_every_combination_counted(sweep_row, runs, tmp_path):
+    """Beyond HISTOGRAM_RAW_MAX combinations the histogram is pre-binned: the counts add up to the combinations."""
+    from btlab.report import sweep as sweep_report
+
+    finished = runs[runs["status"] == "finished"]
+    big = pd.concat([finished] * (sweep_report.HISTOGRAM_RAW_MAX // len(finished) + 1), ignore_index=True)
+    big["run_id"] = [f"r{i}" for i in range(len(big))]
+    document = write_sweep_report(sweep_row, big, {}, tmp_path / "big.html").read_text(encoding="utf-8")
+    (bars,) = _plotly_data(document, "chart-distribution")
+    assert bars["type"] == "bar" and sum(bars["y"]) == len(big) > sweep_report.HISTOGRAM_RAW_MAX
+    assert min(bars["x"]) >= finished["sharpe"].min() and max(bars["x"]) <= finished["sharpe"].max()

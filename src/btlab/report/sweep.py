@@ -46,6 +46,10 @@ TOP_COLUMNS: tuple[tuple[str, str], ...] = (
 #: Number of combinations in the top table.
 TOP_N = 20
 
+#: Up to this many combinations the histogram carries the metric values (plotly bins them); beyond, the counts of
+#: equal-width bins computed here (numpy), so the page size does not grow with the sweep.
+HISTOGRAM_RAW_MAX = 10_000
+
 _PLOTLY_FORMAT = {"pct": ".2%", "ratio": ".3f", "money": ",.2f", "int": ",d", "days": ".1f"}
 
 
@@ -327,9 +331,16 @@ def _histogram_section(values: pd.Series, metric: str, infinite: int) -> str:
 
     v = values.astype("float64").to_numpy()
     unit = METRIC_UNITS.get(metric, "ratio")
-    fig = go.Figure(go.Histogram(x=v.tolist(), nbinsx=min(60, max(5, int(math.sqrt(len(v))) * 2)),
-                                 marker_color="#1f77b4",
-                                 hovertemplate=f"{esc(metric)} %{{x}}: %{{y}} combinations<extra></extra>"))
+    bins = min(60, max(5, int(math.sqrt(len(v))) * 2))
+    if len(v) <= HISTOGRAM_RAW_MAX:  # the values themselves (plotly bins them)
+        trace = go.Histogram(x=v.tolist(), nbinsx=bins, marker_color="#1f77b4",
+                             hovertemplate=f"{esc(metric)} %{{x}}: %{{y}} combinations<extra></extra>")
+    else:  # binned here: the page stays small for any number of combinations
+        counts, edges = np.histogram(v, bins=bins)
+        trace = go.Bar(x=((edges[:-1] + edges[1:]) / 2).tolist(), y=counts.tolist(), width=float(edges[1] - edges[0]),
+                       marker_color="#1f77b4", hovertemplate=f"{esc(metric)} %{{x}}: %{{y}} combinations<extra></extra>")
+    fig = go.Figure(trace)
+    fig.update_layout(bargap=0.02)
     fig.update_xaxes(title_text=metric, tickformat=".0%" if unit == "pct" else None)
     fig.update_yaxes(title_text="combinations")
     stats = (f"{len(v):,d} combinations · mean {format_value(v.mean(), unit)} · median "
