@@ -147,6 +147,13 @@ def test_run_stores_every_combination_then_resumes_without_rerunning(store_path,
     again = btlab_cli(*args, store=store_path)
     assert again.returncode == 0, again.stderr
     assert "0 of 3 combinations run (0 failed, 3 skipped (finished earlier))" in again.stdout, again.stdout
+    top = btlab_cli("sweep", "top", "cli-run-1", "--by", "calmar", "-n", "1", store=store_path)
+    assert top.returncode == 0, top.stderr
+    best = runs.sort_values(["calmar", "run_id"], ascending=[False, True]).iloc[0]
+    with DuckDBStore(store_path, read_only=True) as st:  # the sweep row's range and config give the same run
+        full = st.get_run(f"{best['run_id']}{FULL_SUFFIX}")
+    assert [full[k] for k in ("calmar", "sharpe", "end_value", "n_trades", "data_from", "data_to")] == \
+        [best[k] for k in ("calmar", "sharpe", "end_value", "n_trades", "data_from", "data_to")]
 
 
 def test_run_refuses_a_bad_grid_in_one_line(store_path, tmp_path):
