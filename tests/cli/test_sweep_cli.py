@@ -144,6 +144,9 @@ def test_run_stores_every_combination_then_resumes_without_rerunning(store_path,
                                 store=str(store_path), record=False)
     row = runs[runs["params"].map(json.loads) == {"fast": 10, "slow": 40}].iloc[0]
     assert (row["sharpe"], row["end_value"]) == (direct.summary.sharpe, direct.summary.end_value)
+    best = runs.loc[runs["sharpe"].astype(float).idxmax()]
+    params = json.loads(best["params"])
+    assert f"best Sharpe {best['sharpe']:,.2f} with fast={params['fast']}, slow={params['slow']};" in first.stdout
     again = btlab_cli(*args, store=store_path)
     assert again.returncode == 0, again.stderr
     assert "0 of 3 combinations run (0 failed, 3 skipped (finished earlier))" in again.stdout, again.stdout

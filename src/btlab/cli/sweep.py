@@ -229,9 +229,12 @@ def _duration(seconds: float) -> str:
 def _summary_line(result: Any, address: str) -> str:
     rate = result.done / result.elapsed_s if result.elapsed_s else 0.0
     skipped = f", {result.skipped:,} skipped (finished earlier)" if result.skipped else ""
+    best = getattr(result, "best", None)
+    best_text = (f"; best Sharpe {fmt(best.get('sharpe'))} with {_params_text(best.get('params'))}"
+                 if best else "")
     return (f"sweep {result.sweep_id} {result.status}: {result.done:,} of {result.total:,} combinations run "
-            f"({result.failed:,} failed{skipped}) in {_duration(result.elapsed_s)} ({rate:,.2f} combos/s); stored in "
-            f"{address}; see: btlab sweep show {result.sweep_id}")
+            f"({result.failed:,} failed{skipped}) in {_duration(result.elapsed_s)} ({rate:,.2f} combos/s){best_text}; "
+            f"stored in {address}; see: btlab sweep show {result.sweep_id}")
 
 
 def _params_text(params: Any) -> str:
