@@ -7,6 +7,7 @@ expected value below is taken from those stored rows, never written by hand.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -199,3 +200,15 @@ def test_histogram_of_a_large_sweep_is_binned_with_every_combination_counted(swe
     (bars,) = _plotly_data(document, "chart-distribution")
     assert bars["type"] == "bar" and sum(bars["y"]) == len(big) > sweep_report.HISTOGRAM_RAW_MAX
     assert min(bars["x"]) >= finished["sharpe"].min() and max(bars["x"]) <= finished["sharpe"].max()
+
+
+def test_parameter_names_and_values_are_escaped_everywhere(runs, sweep_row, tmp_path):
+    """A grid whose parameter values hold HTML (e.g. a free-text parameter): no raw tag reaches the page, in the
+    tables or in the charts' labels (plotly reads them as HTML)."""
+    evil = runs.copy()
+    evil["params"] = [json.dumps({"fast": f"{EVIL}{i % 2}", "slow": json.loads(p)["slow"]})
+                      for i, p in enumerate(evil["params"])]
+    document = write_sweep_report(sweep_row, evil, {}, tmp_path / "evil.html").read_text(encoding="utf-8")
+    assert EVIL not in document and "<script>alert" not in document.replace(EVIL, "")
+    (trace,) = _plotly_data(document, "chart-heatmap")
+    assert trace["x"] == [html.escape(f"{EVIL}0"), html.escape(f"{EVIL}1")]

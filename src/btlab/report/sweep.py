@@ -268,13 +268,13 @@ def _heatmap_section(params: pd.DataFrame, values: pd.Series, metric: str, x: st
     text = [["" if v is None else format_value(v, unit) for v in row] for row in z]
     cells = len(table.index) * len(table.columns)
     fig = go.Figure(go.Heatmap(
-        z=z, x=[_label(v) for v in table.columns], y=[_label(v) for v in table.index], text=text,
+        z=z, x=[esc(_label(v)) for v in table.columns], y=[esc(_label(v)) for v in table.index], text=text,
         texttemplate="%{text}" if cells <= 400 else None, colorscale="RdYlGn", reversescale=ascending(metric),
-        xgap=1, ygap=1, hoverongaps=False, colorbar={"title": {"text": metric}},
+        xgap=1, ygap=1, hoverongaps=False, colorbar={"title": {"text": esc(metric)}},
         hovertemplate=f"{esc(x)}=%{{x}}<br>{esc(y)}=%{{y}}<br>{esc(metric)} %{{text}}<extra></extra>",
     ))
-    fig.update_xaxes(type="category", title_text=x)
-    fig.update_yaxes(type="category", title_text=y)
+    fig.update_xaxes(type="category", title_text=esc(x))  # plotly reads titles as HTML: names escaped
+    fig.update_yaxes(type="category", title_text=esc(y))
     others = [n for n in names if n not in (x, y)]
     best = "lowest" if ascending(metric) else "highest"
     note = (f"Each cell is the {best} {esc(metric)} over the combinations of the other parameters "
@@ -294,12 +294,12 @@ def _marginal_section(params: pd.DataFrame, values: pd.Series, metric: str, name
     import plotly.graph_objects as go
 
     tables = {n: marginal_table(params, values, n) for n in names if n in params}
-    fig = make_subplots(rows=1, cols=max(1, len(tables)), subplot_titles=list(tables), horizontal_spacing=0.06)
+    fig = make_subplots(rows=1, cols=max(1, len(tables)), subplot_titles=[esc(n) for n in tables], horizontal_spacing=0.06)
     unit = METRIC_UNITS.get(metric, "ratio")
     fmt = _PLOTLY_FORMAT.get(unit, ".3f")
     blocks = []
     for i, (name, table) in enumerate(tables.items(), 1):
-        labels = [_label(v) for v in table["value"]]
+        labels = [esc(_label(v)) for v in table["value"]]
         for stat, color, dash in (("max", "#1a9850", "dot"), ("mean", "#1f77b4", "solid"), ("median", "#555555", "dash")):
             fig.add_trace(go.Scatter(x=labels, y=table[stat].astype("float64").tolist(), mode="lines+markers",
                                      name=stat, legendgroup=stat, showlegend=i == 1,
@@ -386,7 +386,7 @@ def _equity_section(top: Mapping[str, pd.DataFrame], runs: pd.DataFrame, params:
         combo = run_id[: -len(FULL_SUFFIX)] if run_id.endswith(FULL_SUFFIX) and run_id not in index_of else run_id
         name = _params_text(params, names, index_of[combo]) if combo in index_of else run_id
         frame = frame.reset_index() if "ts" not in frame else frame
-        trace, _ = _line(frame["ts"], frame["value"].astype("float64").to_numpy(), name=name,
+        trace, _ = _line(frame["ts"], frame["value"].astype("float64").to_numpy(), name=esc(name),
                          line={"width": 1.3}, hovertemplate=f"{esc(name)}<br>%{{x|%Y-%m-%d %H:%M}} UTC<br>"
                                                             "equity %{y:,.2f}<extra></extra>")
         fig.add_trace(trace)
