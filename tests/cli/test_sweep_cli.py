@@ -201,3 +201,13 @@ def test_sigterm_stops_the_sweep_with_an_honest_status_and_exit_143(store_path, 
     resumed = btlab_cli(*args, store=store_path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert f"{24 - len(runs)} of 24 combinations run (0 failed, {len(runs)} skipped" in resumed.stdout, resumed.stdout
+
+
+def test_unreachable_scheduler_is_one_line_exit_2(store_path):
+    proc = btlab_cli("sweep", "run", "--strategy", "sma_cross", "--grid-param", "fast=5,10", "--grid-param", "slow=50",
+                     "--exchange", "binance", "--symbols", "BTC/USDT", "--timeframe", "1h", "--from", "2023-01-01",
+                     "--to", "2023-01-31", "--sweep-id", "cli-noscheduler", store=store_path,
+                     extra_env={"BTLAB_DASK_SCHEDULER": "tcp://127.0.0.1:9"}, timeout=300)
+    assert "tcp://127.0.0.1:9" in assert_one_line(proc, code=2)
+    with DuckDBStore(store_path, read_only=True) as st:
+        assert st.get_sweep("cli-noscheduler")["status"] == "failed"
