@@ -131,7 +131,7 @@ def _write_stored(store: Any, run_id: str, path: str | Path | None) -> Path:
                 exchange=run["exchange"], symbol=symbol, timeframe=run["timeframe"], start=data_from,
                 end=pd.Timestamp(data_to) + pd.Timedelta(1, "us"),  # store precision is 1 µs
             )
-    document = render_report(run, equity, trades, bars or None, orders, store.read_states(run_id))
+    document = render_report(run, equity, trades, bars or None, orders, states=store.read_states(run_id))
     write_file_atomically(out, document)
     return out
 
