@@ -9,7 +9,7 @@ from btlab.backtest.states import BEARISH, BULLISH, HysteresisMachine, StateReco
 
 
 class RegimeFsm(StateRecording, bt.Strategy):
-    """Long when every timescale is bullish; flat (or short, with ``short``) otherwise.
+    """Long when every timescale is bullish; flat otherwise (short when all are bearish, with short=True).
 
     One :class:`~btlab.backtest.states.HysteresisMachine` per feed of the run, all of the same instrument: the base
     feed and each resampled one (``btlab.run_backtest(..., timeframes=["1h", "1d"])`` gives feeds ``BTC/USDT`` and
