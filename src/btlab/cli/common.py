@@ -548,10 +548,16 @@ def confirm(question: str, yes: bool) -> bool:
 # replay through the broker (btlab replay; btlab backtest --source kafka)
 TopicOption = Annotated[str | None, typer.Option(
     "--topic", metavar="TOPIC", show_default=False,
-    help="Topic (default btlab.bars.<timeframe>, btlab.ticks with --ticks; btlab paper: btlab.paper.bars.<timeframe>, "
-    "one run at a time).")]
+    help="Topic (default btlab.bars.<timeframe>, btlab.ticks with --ticks, the bars topic with --ticks --bars; "
+    "btlab paper: btlab.paper.bars.<timeframe>, one run at a time).")]
 ReplayTicksOption = Annotated[bool, typer.Option(
     "--ticks", help="Replay the stored trades (ticks) instead of bars, to the ticks topic (default btlab.ticks).")]
+ReplayBarsOption = Annotated[bool, typer.Option(
+    "--bars", help="With --ticks: replay the stored bars too, to the bars topic (--topic), merged with the trades "
+    "in one event-time order (bar close, trade time; bars first at equal time).")]
+TickTopicOption = Annotated[str | None, typer.Option(
+    "--tick-topic", metavar="TOPIC", show_default=False,
+    help="With --ticks --bars: the ticks topic (default btlab.ticks); --topic is then the bars topic.")]
 SpeedOption = Annotated[str, typer.Option(
     "--speed", metavar="1|60|max", help="Event-time seconds per wall second (1 = real time), or max: no pacing.")]
 ConnectTimeoutOption = Annotated[float, typer.Option(
