@@ -423,7 +423,7 @@ class Recorder(bt.Analyzer):
     def states_frame(self, start: int = 0) -> pd.DataFrame:
         """State changes from the ``start``-th on: ``ts`` (close time of the deciding bar, UTC), ``machine,
         from_state, to_state``, in the order recorded."""
-        rows = list(getattr(self.strategy, "state_changes", None) or ())[start:]
+        rows = (getattr(self.strategy, "state_changes", None) or [])[start:]
         return pd.DataFrame({
             "ts": _ts([r.dt for r in rows]),
             "machine": pd.Series([r.machine for r in rows], dtype="object"),
