@@ -10,7 +10,7 @@ import pytest
 import btlab
 from btlab.backtest.compat import bt
 from btlab.backtest.states import HysteresisMachine, StateRecording, check_band, next_regime
-from btlab.errors import StrategyParameterError
+from btlab.errors import InvalidArgumentError, StrategyParameterError
 from btlab.strategies.regime_fsm import RegimeFsm
 from conftest import STORE_BACKENDS, open_backend
 from realdata import btc_1h
@@ -219,3 +219,12 @@ def test_rule_and_hook_units():
     with pytest.raises(StrategyParameterError, match="exit_pct"):
         btlab.run_backtest("regime_fsm", params={"enter_pct": 0.01, "exit_pct": 0.02}, record=False)
     assert issubclass(RegimeFsm, StateRecording)
+
+
+def test_several_instruments_are_refused_in_one_line(store, uid):
+    other = btc_1h().loc[lambda f: f["ts"] >= "2021-01-01"].head(2_000)
+    symbol = f"FSM{uid}/USDT"
+    store.write_bars(other, exchange="binance", symbol=symbol, timeframe="1h", source="test")
+    with pytest.raises(InvalidArgumentError, match=f"one instrument on several timeframes, got BTC/USDT, {symbol}"):
+        btlab.run_backtest("regime_fsm", store=store, symbols=["BTC/USDT", symbol], start="2021-01-01",
+                           end="2021-02-28", record=False)

@@ -6,6 +6,7 @@ from typing import Any
 
 from btlab.backtest.compat import bt
 from btlab.backtest.states import BEARISH, BULLISH, HysteresisMachine, StateRecording, check_band
+from btlab.errors import InvalidArgumentError
 
 
 class RegimeFsm(StateRecording, bt.Strategy):
@@ -34,7 +35,8 @@ class RegimeFsm(StateRecording, bt.Strategy):
 
     Raises:
         ValueError: (``validate_params``) period < 1 or a band refused by
-            :func:`~btlab.backtest.states.check_band`; feeds of different instruments.
+            :func:`~btlab.backtest.states.check_band`.
+        InvalidArgumentError: feeds of more than one instrument (when the run starts, before any bar).
     """
 
     params: Any = (("period", 20), ("enter_pct", 0.02), ("exit_pct", 0.0), ("short", False))
@@ -52,7 +54,9 @@ class RegimeFsm(StateRecording, bt.Strategy):
         self.validate_params({"period": p.period, "enter_pct": p.enter_pct, "exit_pct": p.exit_pct})
         symbols = {getattr(d, "btlab_symbol", None) or d._name.split("@")[0] for d in self.datas}
         if len(symbols) > 1:
-            raise ValueError(f"regime_fsm trades one instrument on several timeframes, got {sorted(symbols)}")
+            raise InvalidArgumentError(
+                f"regime_fsm trades one instrument on several timeframes, got {', '.join(sorted(symbols))}: "
+                "give one symbol and resampled timeframes (e.g. timeframes=['1h', '1d'])")
         self.machines = [HysteresisMachine(_machine_name(d), p.enter_pct, p.exit_pct) for d in self.datas]
         self.smas = [bt.indicators.SMA(d.close, period=p.period) for d in self.datas]
         self._seen = [0] * len(self.datas)
