@@ -202,6 +202,17 @@ def test_state_segments_cover_the_run_without_overlap(result):
         assert (rows["start"].iloc[1:].to_numpy() == rows["stop"].iloc[:-1].to_numpy()).all()
         assert rows["stop"].iloc[-1] == end
         assert (rows["state"].iloc[1:].to_numpy() != rows["state"].iloc[:-1].to_numpy()).all()
+    # the figure draws exactly these segments: one bar per change, lanes covering first change .. end
+    from btlab.report.figures import states_figure
+
+    fig, _ = states_figure(result.bars, result.states, "BTC/USDT", end)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert sorted(t.name for t in bars) == ["bearish", "bullish", "neutral"]
+    assert sum(len(t.base) for t in bars) == len(result.states)
+    for machine in ("1h", "1d"):
+        width = sum(float(np.sum(np.asarray(t.x)[np.asarray(t.y) == machine])) for t in bars)
+        first = result.states.loc[result.states["machine"] == machine, "ts"].iloc[0]
+        assert width == (end - first) / pd.Timedelta(milliseconds=1)
 
 
 def test_rule_and_hook_units():
