@@ -133,6 +133,9 @@ class BacktestResult:
         order_counts: ``{"orders_rejected": n, "orders_margin": n, "orders_canceled": n}`` (Canceled includes
             Expired), as stored in ``bt_runs``.
         bars_by_symbol: the base bars of every instrument, in feed order.
+        states: the state changes the strategy recorded (:mod:`btlab.backtest.states`), as stored in
+            ``bt_states``: ``ts`` (UTC close time of the deciding bar), ``machine, from_state, to_state``, in the
+            order recorded; empty for a strategy without state machines.
     """
 
     run_id: str
@@ -148,6 +151,7 @@ class BacktestResult:
     warnings: list[str] = field(default_factory=list)
     order_counts: dict[str, int] = field(default_factory=dict)
     bars_by_symbol: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    states: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     #: what open_store needs to reopen the run's store (a QuestDBConfig holds credentials): in this process only
     _reopen: StoreTarget | None = field(default=None, repr=False, compare=False)
 
@@ -552,6 +556,7 @@ def _result(plan: _Plan, strat: Any, bars: dict[str, pd.DataFrame], run_id: str,
         trades=analysis["trades"], orders=analysis["orders"], bars=bars[plan.names[0]], strategy=strat,
         analyzers=extra, store_address=recorded_in.address if recorded_in is not None else None,
         warnings=list(recorder.warnings), order_counts=dict(recorder.order_counts), bars_by_symbol=bars,
+        states=analysis["states"],
         _reopen=reopen_target(recorded_in) if recorded_in is not None else None,
     )
 

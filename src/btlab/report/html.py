@@ -24,6 +24,8 @@ Layout, top to bottom:
 * histogram of daily returns (strategy and benchmark) with the VaR/CVaR 95 % of the run row;
 * yearly returns against the benchmark; monthly returns heatmap;
 * close price with trade entries and exits, per instrument;
+* when the run recorded state changes (``bt_states``, :mod:`btlab.backtest.states`): the state timeline, one lane
+  per machine coloured by its state, under the close price of the first instrument;
 * all closed trades: a table paginated and sortable by any column (plain JavaScript inside the file).
 
 Size: plotly.js is embedded once, inline: the official "cartesian" partial bundle (1.5 MB, :data:`PLOTLY_JS`,
@@ -61,6 +63,7 @@ from btlab.backtest.metrics import (
     yearly_returns,
 )
 from btlab.model.instrument import Calendar
+from btlab.model.timeframe import Timeframe
 from btlab.report.figures import (
     MAX_LINE_POINTS,
     equity_figure,
@@ -69,6 +72,7 @@ from btlab.report.figures import (
     monthly_figure,
     price_figure,
     rolling_figure,
+    states_figure,
     yearly_figure,
 )
 from btlab.report.format import to_number
@@ -181,7 +185,7 @@ def _bars_by_symbol(bars: pd.DataFrame | Mapping[str, pd.DataFrame] | None, run:
 
 def render_report(run: Mapping[str, Any], equity: pd.DataFrame | None, trades: pd.DataFrame | None,
                   bars: pd.DataFrame | Mapping[str, pd.DataFrame] | None,
-                  orders: pd.DataFrame | None = None) -> str:
+                  orders: pd.DataFrame | None = None, states: pd.DataFrame | None = None) -> str:
     """Render the HTML tearsheet of one run as a single self-contained document.
 
     Args:
@@ -204,6 +208,8 @@ def render_report(run: Mapping[str, Any], equity: pd.DataFrame | None, trades: p
         orders: :meth:`~btlab.store.Store.read_orders` (optional): rebuilds the position open at the end
             (:func:`~btlab.backtest.metrics.open_positions`) and counts orders that did not fill for runs
             recorded without those counts.
+        states: :meth:`~btlab.store.Store.read_states` (optional) -- ``ts`` (UTC close time of the deciding bar),
+            ``machine``, ``from_state``, ``to_state``; when not empty, the state timeline is drawn.
 
     Returns:
         The HTML document (str). It embeds :data:`PLOTLY_JS` once (1.5 MB) and needs no network. Long lines are
@@ -217,7 +223,8 @@ def render_report(run: Mapping[str, Any], equity: pd.DataFrame | None, trades: p
     open_html = open_position_html(d.run, positions, d.equity, d.currency)
     closed = (f'<h2>Closed trades ({len(d.trades):,d})</h2><div class="card">'
               f"{trades_html(d.trades, d.currency, bool(open_html))}</div>")
-    sections = [*equity_html, *_return_sections(d), *_calendar_sections(d), *price_html, closed]
+    states_html = _states_sections(d, states)
+    sections = [*equity_html, *_return_sections(d), *_calendar_sections(d), *price_html, *states_html, closed]
     return _page(d, sections, open_html, reduced or price_reduced)
 
 
@@ -346,6 +353,29 @@ def _price_sections(d: _Inputs) -> tuple[list[str], bool]:
             "entry, ✕ exit (green: net win, red: net loss or break-even). Open positions at the end of the run are "
             "not trades yet.</p></div>")
     return out, reduced
+
+
+def _states_sections(d: _Inputs, states: pd.DataFrame | None) -> list[str]:
+    """The state timeline (one lane per machine) under the first instrument's close, when states were recorded."""
+    if states is None or not len(states):
+        return []
+    sym = d.symbols[0]
+    frame = d.bars.get(sym)
+    if frame is None or not len(frame):
+        frame = pd.DataFrame({"ts": pd.DatetimeIndex([], tz="UTC"), "close": pd.Series([], dtype="float64")})
+    states = with_ts(states)
+    end = states["ts"].max()
+    if len(frame):
+        step = Timeframe.parse(str(d.run["timeframe"])).nanos if d.run.get("timeframe") else 0
+        end = max(end, frame["ts"].iloc[-1] + pd.Timedelta(step, "ns"))  # the close of the last bar
+    fig, _ = states_figure(frame, states, sym, end)
+    machines = ", ".join(esc(str(m)) for m in pd.unique(states["machine"]))
+    chart = figure_html(fig, "chart-states", 420 + 30 * states["machine"].nunique(), top=70)
+    return [
+        f'<h2>State timeline ({esc(sym)})</h2><div class="card">{chart}<p class="note" id="states-note">'
+        f"{len(states):,d} state changes of machine(s) {machines}. A state holds from the close of the bar that "
+        "decided it (the change's time) to the machine's next change.</p></div>"
+    ]
 
 
 def _page(d: _Inputs, sections: list[str], open_html: str, reduced: bool) -> str:

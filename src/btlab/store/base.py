@@ -321,6 +321,19 @@ class Store(MarketDataStore, ABC):
         """Upsert order events (``bt_orders`` columns)."""
         return self.upsert("bt_orders", frame)
 
+    def write_states(self, frame: pd.DataFrame) -> int:
+        """Upsert state changes: ``ts, run_id, machine, from_state, to_state`` (``bt_states``, see
+        :data:`btlab.store.schema.BT_STATES`; ``ts`` = close time of the deciding bar, UTC)."""
+        return self.upsert("bt_states", frame)
+
+    def read_states(self, run_id: str) -> pd.DataFrame:
+        """The state changes of a run, sorted by ``ts`` then ``machine``: ``ts`` (UTC), ``machine, from_state,
+        to_state`` (empty, with these columns, for a run without state machines)."""
+        return self._select(
+            "bt_states", "SELECT ts, machine, from_state, to_state FROM bt_states WHERE run_id = ? ORDER BY ts, machine",
+            [run_id],
+        )
+
     def write_health(self, frame: pd.DataFrame) -> int:
         """Upsert pipeline figures: ``ts, service, metric, subject, value`` (``bt_health``, see
         :data:`btlab.store.schema.BT_HEALTH`; written by :class:`btlab.store.health.HealthWriter`)."""

@@ -140,6 +140,17 @@ BT_SWEEPS = Table(
     partition_by="YEAR",
 )
 
+#: ``bt_states``: the state changes of a run's state machines (regimes), written by the recorder while the run runs
+#: (see :mod:`btlab.backtest.states`). ``ts`` is the CLOSE time (UTC) of the bar that decided the change -- the state
+#: holds from ``ts`` on -- unlike the open times of ``bt_equity``/``bt_trades``; ``machine`` names the machine (e.g.
+#: its timeframe ``1d``); ``from_state`` is ``warmup`` for a machine's first state.
+BT_STATES = Table(
+    "bt_states",
+    _cols("ts timestamp, run_id symbol, machine symbol, from_state symbol, to_state symbol"),
+    key=("ts", "run_id", "machine"),
+    partition_by="YEAR",
+)
+
 #: ``bt_sweeps.status`` values.
 SWEEP_STATUSES: tuple[str, ...] = ("running", "finished", "interrupted", "failed")
 
@@ -179,5 +190,5 @@ HEALTH_METRICS: dict[str, tuple[str, str]] = {
 HEALTH_SERVICES: tuple[str, ...] = ("ingest-live", "sink", "replay", "paper")
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (OHLCV, TICKS, BT_RUNS, BT_EQUITY, BT_TRADES, BT_ORDERS, BT_SWEEPS, BT_HEALTH)
+    t.name: t for t in (OHLCV, TICKS, BT_RUNS, BT_EQUITY, BT_TRADES, BT_ORDERS, BT_SWEEPS, BT_STATES, BT_HEALTH)
 }
