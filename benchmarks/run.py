@@ -20,6 +20,7 @@ import bench_sink  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_store  # noqa: E402
 import bench_stream  # noqa: E402
+import bench_sweep  # noqa: E402
 import bench_vector  # noqa: E402
 from common import machine  # noqa: E402
 
@@ -40,6 +41,7 @@ SECTIONS = [
     ("replay", "Replay through the broker vs the store (issue 10)", bench_replay),
     ("sink", "Sink: topics -> store (issue 10)", bench_sink),
     ("vector", "Vector engine vs the Backtrader engine (issue 11)", bench_vector),
+    ("sweep", "Parameter sweep on Dask vs Backtrader's optstrategy (issue 11)", bench_sweep),
     ("multi", "Multi-asset runs: 505 S&P 500 daily feeds (issue 12)", bench_multi),
 ]
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

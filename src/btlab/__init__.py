@@ -28,6 +28,11 @@ def _version() -> str:
         return "0.0.0+unknown"
 
 
+#: the honest-evaluation statistics (btlab.evaluation), importable from btlab itself
+_EVALUATION = ("DeflatedSharpe", "PBOResult", "deflated_sharpe_ratio", "expected_max_sharpe", "pbo",
+               "probabilistic_sharpe_ratio")
+
+
 def __getattr__(name: str):  # lazy: importing btlab imports neither pandas nor Backtrader, plotly, ccxt
     if name == "__version__":
         return _version()
@@ -43,6 +48,10 @@ def __getattr__(name: str):  # lazy: importing btlab imports neither pandas nor 
         from btlab.marketdata.sources.files.importer import import_bars
 
         return import_bars
+    if name in _EVALUATION:
+        import btlab.evaluation
+
+        return getattr(btlab.evaluation, name)
     if name == "write_report":
         from btlab.report import write_report
 
@@ -50,5 +59,6 @@ def __getattr__(name: str):  # lazy: importing btlab imports neither pandas nor 
     raise AttributeError(f"module 'btlab' has no attribute {name!r}")
 
 
-__all__ = ["BacktestConfig", "BacktestResult", "BtlabError", "Store", "__version__", "import_bars", "open_store",
-           "run_backtest", "write_report"]
+__all__ = ["BacktestConfig", "BacktestResult", "BtlabError", "DeflatedSharpe", "PBOResult", "Store", "__version__",
+           "deflated_sharpe_ratio", "expected_max_sharpe", "import_bars", "open_store", "pbo",
+           "probabilistic_sharpe_ratio", "run_backtest", "write_report"]

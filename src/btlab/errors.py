@@ -152,6 +152,22 @@ class DataGapError(BtlabError, ValueError):
     recorded."""
 
 
+class ClusterUnavailableError(BtlabError, ConnectionError):
+    """The Dask scheduler at ``address`` cannot be reached (a parameter sweep's ``scheduler``/
+    ``BTLAB_DASK_SCHEDULER``).
+
+    Attributes:
+        address: the scheduler address as given; reason: the underlying error in one line.
+    """
+
+    exit_code = 2
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"cannot reach the Dask scheduler at {address}: {reason}")
+
+
 class RunInterruptedError(BtlabError):
     """A run was stopped by a signal (SIGINT = Ctrl-C, SIGTERM); what ran is stored with status ``interrupted``.
 

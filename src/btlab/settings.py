@@ -47,6 +47,8 @@ def _settings_class() -> type:
             reports: folder where HTML reports are written (``BTLAB_REPORTS``; default ``./reports``).
             kafka: Kafka-protocol bootstrap servers (``BTLAB_KAFKA``, e.g. ``127.0.0.1:19092`` for the compose
                 stack's Redpanda); None = no broker: jobs write to the store only.
+            dask_scheduler: address of the Dask scheduler parameter sweeps run on (``BTLAB_DASK_SCHEDULER``, e.g.
+                ``tcp://dask-scheduler:8786``); None = a local cluster started by the sweep.
             cryptocompare_api_key: CryptoCompare API key (``BTLAB_CRYPTOCOMPARE_API_KEY`` or
                 ``CRYPTOCOMPARE_API_KEY``).
             lock_timeout: seconds a DuckDB store keeps retrying while another process holds its file's lock
@@ -61,6 +63,7 @@ def _settings_class() -> type:
         store: str | None = Field(default=None, repr=False)
         reports: Path = Path("reports")
         kafka: str | None = None
+        dask_scheduler: str | None = None
         lock_timeout: float = Field(default=10.0, ge=0)
         max_compression_ratio: float = Field(default=DEFAULT_MAX_COMPRESSION_RATIO, gt=1)
         cryptocompare_api_key: str | None = Field(
@@ -104,6 +107,16 @@ def store_address() -> str:
         return env["btlab_store"]
     home = Path(env["btlab_home"]) if "btlab_home" in env else _default_home()
     return str(home / "btlab.duckdb")
+
+
+def dask_scheduler() -> str | None:
+    """``BTLAB_DASK_SCHEDULER`` (a Dask scheduler address such as ``tcp://host:8786``), or None when unset/empty;
+    read like :func:`store_address` (fast without ``.env``)."""
+    if Path(ENV_FILE).exists():
+        value = get_settings().dask_scheduler
+    else:
+        value = {key.lower(): v for key, v in os.environ.items()}.get("btlab_dask_scheduler")
+    return value.strip() if value and value.strip() else None
 
 
 def lock_timeout() -> float:

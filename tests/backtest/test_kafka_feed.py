@@ -17,7 +17,7 @@ from broker import kafka_bootstrap  # noqa: E402, F401
 from test_replay import BTC_SPAN, SYMBOLS, TICK_SYMBOLS, fill_store, fill_tick_store  # noqa: E402
 
 from btlab.backtest.compat import bt  # noqa: E402
-from btlab.backtest.kafka_feed import KafkaSource  # noqa: E402
+from btlab.backtest.kafka_feed import KafkaData, KafkaSource  # noqa: E402
 from btlab.backtest.runner import run_backtest  # noqa: E402
 from btlab.errors import InvalidArgumentError, NoDataError  # noqa: E402
 from btlab.marketdata.bars.from_ticks import bars_from_ticks  # noqa: E402
@@ -289,3 +289,166 @@ def test_two_instruments_and_resampled_timeframes_from_a_tick_topic_equal_the_di
     assert len(direct.trades) > 5 and len(direct.strategy.datas) == 3
     assert streamed.strategy.steps == direct.strategy.steps
     _same(direct, streamed)
+
+
+# ------------------------------------------------------------------------------------------------- replaydata --
+class ReplayWatch(bt.Strategy):
+    """Records what every next() sees of every feed: (bar count, datetime, OHLCV) -- with ``replaydata`` the
+    current higher-timeframe bar is updated in place, minute by minute -- and trades an SMA cross on the first
+    (``size`` units, one order at a time)."""
+
+    params = (("size", 0.01), ("fast", 3), ("slow", 8))
+
+    def __init__(self) -> None:
+        self.pending = None
+        self.cross = bt.indicators.CrossOver(bt.indicators.SMA(self.data.close, period=self.p.fast),
+                                             bt.indicators.SMA(self.data.close, period=self.p.slow))
+        self.steps: list[tuple] = []
+
+    def prenext(self) -> None:
+        self.steps.append(self._seen())
+
+    def _seen(self) -> tuple:
+        return tuple((len(d), d.datetime[0], d.open[0], d.high[0], d.low[0], d.close[0], d.volume[0])
+                     for d in self.datas)
+
+    def next(self) -> None:
+        self.steps.append(self._seen())
+        if self.pending:
+            return
+        if not self.position and self.cross > 0:
+            self.pending = self.buy(size=self.p.size)
+        elif self.position and self.cross < 0:
+            self.pending = self.close()
+
+    def notify_order(self, order) -> None:
+        if not order.alive():
+            self.pending = None
+
+
+def _replayed_run(feeds, compression: int = 60, **params) -> tuple[list[tuple], list[tuple]]:
+    """Cerebro with every feed replayed 1m -> ``compression`` minutes (``cerebro.replaydata``), run:
+    (every step's view, the orders' (created, executed time, price, size))."""
+    cerebro = bt.Cerebro(stdstats=False)
+    for feed in feeds:
+        cerebro.replaydata(feed, timeframe=bt.TimeFrame.Minutes, compression=compression, name=feed._name)
+    cerebro.addstrategy(ReplayWatch, **params)
+    strat = cerebro.run()[0]
+    fills = [(o.created.dt, o.executed.dt, o.executed.price, o.executed.size) for o in strat._orders
+             if o.status == o.Completed]
+    return strat.steps, fills
+
+
+@pytest.mark.parametrize("symbols", [SYMBOLS[:1], SYMBOLS], ids=["BTC", "BTC+ETH"])
+def test_replaydata_on_the_live_feed_gives_the_direct_runs_updates(store, config, symbols) -> None:
+    from btlab.backtest.feed import StoreData
+
+    replay = replay_bars(store, "binance", symbols, "1m", FROM, FROM, config=config)
+    lo, hi = pd.Timestamp(FROM, tz="UTC"), pd.Timestamp("2025-06-02", tz="UTC")
+    direct = [StoreData(store=store, exchange="binance", symbol=s, bars_timeframe="1m", start=lo, end=hi, name=s)
+              for s in symbols]
+    d_steps, d_fills = _replayed_run(direct, fast=2, slow=4)
+    source = KafkaSource(replay.topic, config=config, max_queued=200)  # small queues: partitions get paused
+    try:
+        s_steps, s_fills = _replayed_run(source.feeds("binance", list(symbols), "1m", lo, hi), fast=2, slow=4)
+    finally:
+        source.close()
+    assert len(d_steps) == 1440  # one step per 1m bar, the 1h bar growing in place
+    assert len({step[0][0] for step in d_steps}) == 24  # ... over 24 hourly bars
+    assert len(d_fills) > 2  # a strategy that trades on the growing bars
+    assert s_steps == d_steps
+    assert s_fills == d_fills
+
+
+def test_replaydata_from_a_tick_topic_gives_the_direct_runs_updates_on_bars_built_from_the_ticks(tick_store,
+                                                                                                  config) -> None:
+    from btlab.backtest.feed import StoreData
+
+    replay = replay_ticks(tick_store, "binance", ["XRP/ETH"], "2019-10-11", "2019-10-12", config=config)
+    lo, hi = XRP_BARS[0], pd.Timestamp("2019-10-13", tz="UTC")  # sparse trades: many minutes without a bar
+    direct = StoreData(store=tick_store, exchange="binance", symbol="XRP/ETH", bars_timeframe="1m", start=lo, end=hi,
+                       name="XRP/ETH")
+    d_steps, d_fills = _replayed_run([direct], compression=15)
+    source = KafkaSource(replay.topic, config=config)
+    try:
+        s_steps, s_fills = _replayed_run(source.feeds("binance", ["XRP/ETH"], "1m", lo, hi), compression=15)
+    finally:
+        source.close()
+    assert len(d_steps) == len(direct.load_bars()) == 1995 and len(d_fills) > 10  # a step per 1m bar
+    assert s_steps == d_steps
+    assert s_fills == d_fills
+
+
+def test_replaydata_beside_the_plain_1m_feeds_on_the_live_feed_gives_the_direct_runs_updates(store, config) -> None:
+    """Both instruments' 1m feeds as they are, plus BTC/USDT again replayed 1m -> 15m (a second subscription of
+    the same instrument on the Kafka path, a second store feed on the direct one)."""
+    from btlab.backtest.feed import StoreData
+
+    replay = replay_bars(store, "binance", SYMBOLS, "1m", FROM, FROM, config=config)
+    lo, hi = pd.Timestamp(FROM, tz="UTC"), pd.Timestamp("2025-06-02", tz="UTC")
+
+    def run(feeds, btc_again) -> tuple[list[tuple], list[tuple]]:
+        cerebro = bt.Cerebro(stdstats=False)
+        for feed in feeds:
+            cerebro.adddata(feed, name=feed._name)
+        cerebro.replaydata(btc_again, timeframe=bt.TimeFrame.Minutes, compression=15, name="BTC/USDT@15m")
+        cerebro.addstrategy(ReplayWatch)
+        strat = cerebro.run()[0]
+        return strat.steps, [(o.executed.dt, o.executed.price, o.executed.size) for o in strat._orders
+                             if o.status == o.Completed]
+
+    def stored(symbol: str, name: str) -> StoreData:
+        return StoreData(store=store, exchange="binance", symbol=symbol, bars_timeframe="1m", start=lo, end=hi,
+                         name=name)
+
+    d_steps, d_fills = run([stored(s, s) for s in SYMBOLS], stored("BTC/USDT", "BTC/USDT@15m"))
+    source = KafkaSource(replay.topic, config=config, max_queued=200)
+    try:
+        feeds = source.feeds("binance", list(SYMBOLS), "1m", lo, hi)
+        s_steps, s_fills = run(feeds, KafkaData(source=source, symbol="BTC/USDT", bars_timeframe="1m",
+                                                name="BTC/USDT@15m", start=lo, end=hi))
+    finally:
+        source.close()
+    assert len(d_steps) == 1440 and {step[2][0] for step in d_steps} == set(range(1, 97))  # 96 growing 15m bars
+    assert len(d_fills) > 2
+    assert s_steps == d_steps
+    assert s_fills == d_fills
+
+
+def test_replaydata_while_the_replay_is_still_publishing_gives_the_direct_runs_updates(store, config) -> None:
+    """The live case: the backtest reads the topic while a paced replay writes it (a day of 1m bars of both
+    instruments at 14,400x: about 6 s), so the feeds keep returning None (no bar yet) between bars."""
+    import threading
+
+    from btlab.backtest.feed import StoreData
+
+    lo, hi = pd.Timestamp(FROM, tz="UTC"), pd.Timestamp("2025-06-02", tz="UTC")
+    direct = [StoreData(store=store, exchange="binance", symbol=s, bars_timeframe="1m", start=lo, end=hi, name=s)
+              for s in SYMBOLS]
+    d_steps, d_fills = _replayed_run(direct, fast=2, slow=4)
+    topic = f"{config.prefix}.live"
+    with StreamProducer(config) as producer:
+        producer.ensure_topic(topic)  # the feed opens before the first record is written
+    outcome: list = []
+
+    def publish() -> None:
+        try:
+            outcome.append(replay_bars(store, "binance", SYMBOLS, "1m", FROM, FROM, config=config, topic=topic,
+                                       speed=14_400))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=publish)
+    source = KafkaSource(topic, config=config)
+    try:
+        feeds = source.feeds("binance", list(SYMBOLS), "1m", lo, hi)
+        thread.start()
+        s_steps, s_fills = _replayed_run(feeds, fast=2, slow=4)
+    finally:
+        thread.join(60)
+        source.close()
+    assert outcome and not isinstance(outcome[0], BaseException), outcome
+    assert outcome[0].seconds > 4  # it was paced: the run waited for bars
+    assert len(d_fills) > 2
+    assert s_steps == d_steps
+    assert s_fills == d_fills

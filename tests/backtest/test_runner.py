@@ -148,7 +148,8 @@ def test_user_strategies_by_module_and_file(store, tmp_path):
 
 
 def test_unknown_strategy_and_parameters_list_what_exists(store):
-    with pytest.raises(UnknownStrategyError, match="buy_hold, mp_tracker, orb, sma_cross"):
+    with pytest.raises(UnknownStrategyError, match=r"bundled strategies: buy_hold, (\w+, )*orb, (\w+, )*regime_fsm, "
+                                                   r"(\w+, )*sma_cross"):
         btlab.run_backtest("sma_crosss", store=store)
     with pytest.raises(UnknownStrategyError, match="strategies in it: Momentum"):
         btlab.run_backtest("userstrats.momentum:Nope", store=store)

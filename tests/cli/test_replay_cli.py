@@ -134,3 +134,49 @@ def test_replay_ticks_then_backtest_builds_bars_from_the_tick_topic_and_health_r
     off = btlab_cli("replay", "--ticks", *rng, "--topic", topic + "2", "--kafka", kafka_bootstrap,
                     "--health-interval", "0", store=path)
     assert off.returncode == 0 and "bt_health" not in off.stdout
+
+
+def test_replay_ticks_and_bars_fills_both_topics_each_giving_the_direct_backtest(tmp_path, kafka_bootstrap) -> None:  # noqa: F811
+    from btlab.marketdata.bars.from_ticks import bars_from_ticks
+    from btlab.store.duckdb import DuckDBStore
+
+    path = tmp_path / "tb.duckdb"
+    with fill_tick_store(path) as st:  # real XRP/ETH aggTrades and the 1m bars built from them
+        bars_from_ticks(st, exchange="binance", symbol="XRP/ETH", timeframes=["1m"], start="2019-10-11",
+                        end="2019-10-12")
+    name = f"cli{uuid.uuid4().hex[:8]}"
+    rng = ["--symbols", "XRP/ETH", "--from", "2019-10-11", "--to", "2019-10-11"]
+    proc = btlab_cli("replay", "--ticks", "--with-bars", *rng, "--timeframe", "1m", "--topic", f"{name}.bars",
+                     "--tick-topic", f"{name}.ticks", "--kafka", kafka_bootstrap, "--health-interval", "5",
+                     store=path)
+    assert proc.returncode == 0, proc.stderr
+    said = rf"replayed [\d,]+ 1m bars and trades \([\d,]+ \+ [\d,]+\) of binance:XRP/ETH .*event = bar close, "
+    assert re.search(said + rf"trade time\) to topic {name}.bars and {name}.ticks", proc.stdout), proc.stdout
+    with DuckDBStore(path) as st:
+        health = st.read_health(service="replay")
+    assert set(health[health["metric"] == "records_per_s"]["subject"]) == {f"{name}.bars", f"{name}.ticks"}
+    common = ["backtest", "--strategy", "sma_cross", *rng, "--timeframe", "1m", "-p", "fast=3", "-p", "slow=8",
+              "--allow-gaps", "--no-report"]
+    direct = btlab_cli(*common, store=path)
+    assert direct.returncode == 0 and re.search(r"Closed trades\s*│\s*[1-9]", direct.stdout), direct.stdout
+
+    def figures(out: str) -> str:
+        return "\n".join(line for line in out.splitlines() if "run id" not in line and "run_id" not in line)
+
+    for topic in (f"{name}.bars", f"{name}.ticks"):  # the bars as stored, and bars built from the trades
+        streamed = btlab_cli(*common, "--source", "kafka", "--topic", topic, "--kafka", kafka_bootstrap, store=path)
+        assert streamed.returncode == 0, streamed.stderr
+        assert figures(streamed.stdout) == figures(direct.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--with-bars"], "--with-bars goes with --ticks"),
+        (["--ticks", "--tick-topic", "t"], "--tick-topic goes with --ticks --with-bars"),
+        (["--ticks", "--with-bars", "--topic", "t", "--tick-topic", "t"], "--topic and --tick-topic must differ"),
+    ],
+)
+def test_ticks_and_bars_flags_misused_are_one_line_errors(store_path, kafka_bootstrap, args, message) -> None:  # noqa: F811
+    proc = btlab_cli("replay", "--symbols", "BTC/USDT", *args, "--kafka", kafka_bootstrap, store=store_path)
+    assert message in assert_one_line(proc, 1)

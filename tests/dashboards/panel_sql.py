@@ -33,6 +33,7 @@ SAMPLE_VALUES: dict[str, list[str]] = {
     "timeframe": ["1h"], "strategy": ["sma_cross", "buy_hold"], "status": ["finished", "failed"],
     "symbols": ["BTC/USDT", "ETH/USDT,BTC/USDT"], "service": ["ingest-live"],
     "compare": ["3f2a9c1e5b7d40aa8e11c0d2b4f6a8e0", "0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"],
+    "sweep_id": ["sma-grid-2f9c1e"], "metric": ["sharpe"], "x": ["fast"], "y": ["slow"],
 }
 START = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc)
 END = dt.datetime(2023, 3, 31, 23, 59, 59, 999000, tzinfo=dt.timezone.utc)

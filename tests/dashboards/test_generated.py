@@ -98,3 +98,30 @@ def test_every_health_metric_has_a_pipeline_panel():
         assert any(f"metric = '{metric}'" in q for q in queries), f"no panel reads bt_health metric {metric!r}"
     titles = [p["title"] for p in board["panels"]]
     assert titles.index("Streams") < titles.index("Consumer lag per topic and group (records)")
+
+
+def test_sweep_board_reads_every_metric_it_offers_and_links_runs():
+    """The sweep board: its metric variable's options are each a bt_runs column the CASE reads (higher is better),
+    x/y list the sweep's parameters, and the top table links to the run dashboard (the run and its -full re-run)."""
+    from btlab.dashboards.boards import RUN_UID, SWEEP_METRIC, SWEEP_UID
+    from btlab.store.schema import TABLES
+    from btlab.sweep.top import LOWER_IS_BETTER
+
+    board = dashboard_json(SWEEP_UID)
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert list(variables) == ["sweep_id", "metric", "x", "y"]
+    offered = variables["metric"]["query"].split(",")
+    assert offered[0] == "sharpe" and not set(offered) & LOWER_IS_BETTER
+    for metric in offered:
+        assert metric in TABLES["bt_runs"].column_names and f"WHEN '{metric}' THEN {metric}" in SWEEP_METRIC
+    assert "'[0]'" in variables["x"]["query"].split("UNION ALL")[0]
+    assert "'[1]'" in variables["y"]["query"].split("UNION ALL")[0]
+    panels = {p["title"]: p for p in board["panels"]}
+    assert list(panels) == ["Progress", "$metric over $x and $y", "Distribution of $metric",
+                            "Top combinations by $metric", "Failed combinations"]
+    heat = panels["$metric over $x and $y"]["targets"][0]["rawSql"]
+    assert "json_extract(cast(params AS varchar), '.$x')::double" in heat and "max(metric)" in heat
+    links = [link["url"] for o in panels["Top combinations by $metric"]["fieldConfig"]["overrides"]
+             if o["matcher"]["options"] == "run_id" for p in o["properties"] for link in p["value"]]
+    assert links[0].startswith(f"/d/{RUN_UID}?var-run_id=${{__data.fields.run_id}}&")
+    assert links[1].startswith(f"/d/{RUN_UID}?var-run_id=${{__data.fields.run_id}}-full&")

@@ -214,7 +214,7 @@ def test_write_report_reads_the_runs_exact_bar_range(store, idle_run, tmp_path, 
     seen = {}
     real = report_write.render_report
 
-    def spy(run, equity, trades, bars, orders=None):
+    def spy(run, equity, trades, bars, orders=None, states=None):
         seen.update(run=run, equity=equity, trades=trades, bars=bars, orders=orders)
         return real(run, equity, trades, bars, orders)
 

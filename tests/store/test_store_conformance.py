@@ -494,6 +494,9 @@ def test_delete_runs_removes_every_row_of_those_runs_only(store, btc_1h, uid):
         store.write_equity(_equity(run_id, bars))
         store.write_trades(_trades(run_id, bars))
         store.write_orders(_orders(run_id, bars))
+        store.write_states(pd.DataFrame({"ts": bars["ts"].iloc[[3, 40, 41]].to_numpy(), "run_id": run_id,
+                                         "machine": ["1h", "1h", "1d"], "from_state": ["warmup", "neutral", "warmup"],
+                                         "to_state": ["neutral", "bullish", "bearish"]}))
     rows = store.run_row_counts(ids[:2])
     assert rows["run_id"].tolist() == ids[:2]
     assert rows[["bt_runs", "bt_equity", "bt_trades", "bt_orders"]].to_numpy().tolist() == [[1, 100, 5, 4]] * 2
@@ -503,15 +506,16 @@ def test_delete_runs_removes_every_row_of_those_runs_only(store, btc_1h, uid):
     assert store.get_run(ids[0])["run_id"] == ids[0] and len(store.read_equity(ids[0])) == 100
 
     deleted = store.delete_runs(ids[:2])
-    assert deleted == {"bt_equity": 200, "bt_trades": 10, "bt_orders": 8, "bt_runs": 2}
+    assert deleted == {"bt_equity": 200, "bt_trades": 10, "bt_orders": 8, "bt_states": 6, "bt_runs": 2}
     for run_id in ids[:2]:
         with pytest.raises(RunNotFoundError):
             store.get_run(run_id)
         assert store.read_equity(run_id).empty and store.read_trades(run_id).empty
-        assert store.read_orders(run_id).empty
+        assert store.read_orders(run_id).empty and store.read_states(run_id).empty
     kept = ids[2]  # the third run is whole
     assert store.get_run(kept)["run_id"] == kept
-    assert (len(store.read_equity(kept)), len(store.read_trades(kept)), len(store.read_orders(kept))) == (100, 5, 4)
+    assert (len(store.read_equity(kept)), len(store.read_trades(kept)), len(store.read_orders(kept)),
+            len(store.read_states(kept))) == (100, 5, 4, 3)
     assert store.list_runs(strategy=f"s{uid}")["run_id"].tolist() == [kept]
 
 

@@ -29,6 +29,15 @@ the rest) and resumed below half of it.
 Resampled timeframes: :meth:`KafkaSource.resample_feed` gives a further feed of an instrument (its own queue, bars
 holding trades only) for ``cerebro.resampledata``, with btlab's ``ClosedWindowResampler`` as on the direct path.
 
+Replayed timeframes (``cerebro.replaydata``): a :class:`KafkaData` takes Backtrader's own replay filter, as the
+direct path's :class:`~btlab.backtest.feed.BarFrameData` does, so a strategy sees the same updates of the growing
+higher-timeframe bar (one per base bar, same datetime and OHLCV) and the same fills on both paths, also while the
+replay is still publishing (tests/backtest/test_kafka_feed.py). To have an instrument both as it is and replayed,
+give the replay a second feed of it: ``KafkaData(source=source, symbol=s, bars_timeframe=tf, name=...)`` (a second
+subscription, as :meth:`KafkaSource.resample_feed`). Note Backtrader's live loop runs the broker also on a step
+where no feed had a bar yet: a margin rejection is then stamped at the bar the order was created on, not the next
+one (fills are unaffected: a market order still fills on the next bar's open).
+
 Tick topics (:func:`btlab.stream.replay.replay_ticks`): the consumer thread builds each instrument's bars of the
 run's base timeframe with btlab's :class:`~btlab.marketdata.bars.StreamingAggregator` (no lateness, empty windows
 skipped -- the same kernel and rules as :func:`~btlab.marketdata.bars.from_ticks.bars_from_ticks`, so the bars are

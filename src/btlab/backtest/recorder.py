@@ -18,7 +18,12 @@ feed concerned (a resampled feed has its own length):
   instrument at that step; a run over several instruments has one row per distinct base bar time);
 * order ``ts`` = open time of the bar of the order's feed the order filled in (for market orders: the moment of
   the fill, at that bar's open), or, for an order that ended without a fill, of the bar in which it ended;
-* trade ``ts``/``entry_ts`` = open time of the bar of the trade's feed in which it was closed/opened.
+* trade ``ts``/``entry_ts`` = open time of the bar of the trade's feed in which it was closed/opened;
+* state change ``ts`` (``bt_states``) = CLOSE time of the bar that decided it, as the strategy recorded it (see
+  :mod:`btlab.backtest.states`: a state holds from then on), not converted.
+
+State changes: a strategy using :class:`btlab.backtest.states.StateRecording` (or any strategy with a
+``state_changes`` list of :class:`~btlab.backtest.states.StateChange`) has its new changes written with each batch.
 
 Backtrader float dates are rounded to the millisecond. Equity: ``value`` is the broker value after the bar,
 ``cash``, ``drawdown = value / running peak - 1`` (<= 0; the starting cash is the first peak) and
@@ -143,6 +148,7 @@ class Recorder(bt.Analyzer):
         self._orders: list[dict[str, Any]] = []
         self._trades_flushed = 0
         self._orders_flushed = 0
+        self._states_flushed = 0
         self._trade_size: dict[int, float] = {}
         self._last_flush = self._last_beat = time.monotonic()
         self._flush_seconds = float(self.p.flush_seconds)
@@ -314,6 +320,7 @@ class Recorder(bt.Analyzer):
             "equity": self.equity_frame(),
             "trades": self.trades_frame(),
             "orders": self.orders_frame(),
+            "states": self.states_frame(),
         }
 
     # ---- run row ----------------------------------------------------------------------------------------------
@@ -413,8 +420,20 @@ class Recorder(bt.Analyzer):
         frame["ts"] = _ts(frame.pop("dt").to_numpy(), frame.pop("bar_ns").to_numpy(dtype="int64"))
         return frame[cols]
 
+    def states_frame(self, start: int = 0) -> pd.DataFrame:
+        """State changes from the ``start``-th on: ``ts`` (close time of the deciding bar, UTC), ``machine,
+        from_state, to_state``, in the order recorded."""
+        rows = (getattr(self.strategy, "state_changes", None) or [])[start:]
+        return pd.DataFrame({
+            "ts": _ts([r.dt for r in rows]),
+            "machine": pd.Series([r.machine for r in rows], dtype="object"),
+            "from_state": pd.Series([r.from_state for r in rows], dtype="object"),
+            "to_state": pd.Series([r.to_state for r in rows], dtype="object"),
+        })
+
     def flush(self) -> None:
-        """Write buffered equity points, trades and orders, and the run row's heartbeat (no-op without a store)."""
+        """Write buffered equity points, trades, orders and state changes, and the run row's heartbeat (no-op
+        without a store)."""
         store = self.p.store
         if store is None:
             return
@@ -436,6 +455,12 @@ class Recorder(bt.Analyzer):
             orders["run_id"] = run_id
             store.write_orders(orders)
             self._orders_flushed = len(self._orders)
+        n_states = len(getattr(self.strategy, "state_changes", None) or ())
+        if n_states > self._states_flushed:
+            states = self.states_frame(self._states_flushed)
+            states["run_id"] = run_id
+            store.write_states(states)
+            self._states_flushed = n_states
         now = time.monotonic()
         if self.status == "running" and now - self._last_beat >= self._flush_seconds:
             store.write_run(self._row("running"))  # the heartbeat (a run row costs more than 10k equity rows)

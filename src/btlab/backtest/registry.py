@@ -22,6 +22,7 @@ BUNDLED: dict[str, str] = {
     "sma_cross": "btlab.strategies.sma_cross:SmaCross",
     "buy_hold": "btlab.strategies.buy_hold:BuyAndHold",
     "orb": "btlab.strategies.orb:OpeningRangeBreakout",
+    "regime_fsm": "btlab.strategies.regime_fsm:RegimeFsm",
     "mp_tracker": "btlab.strategies.mp_tracker:MatchingPursuitTracker",
 }
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -30,6 +27,7 @@ from btlab.backtest.feed import (
 from btlab.backtest.metrics import Metrics
 from btlab.backtest.recorder import Recorder, RunControl
 from btlab.backtest.registry import coerce_params, resolve_strategy
+from btlab.backtest.signals import stop_on_signals
 from btlab.errors import InvalidArgumentError, NoDataError, RunInterruptedError
 from btlab.model.instrument import Calendar
 from btlab.model.sessions import check_session, filter_session
@@ -40,7 +38,8 @@ from btlab.store import Store, open_store
 from btlab.store.factory import StoreTarget, reopen_target
 
 __all__ = [
-    "BacktestConfig", "BacktestResult", "check_backtest", "hash_bars", "new_run_id", "parse_bound", "run_backtest",
+    "BacktestConfig", "BacktestResult", "check_backtest", "hash_bars", "load_backtest_bars", "new_run_id",
+    "parse_bound", "run_backtest",
 ]
 
 
@@ -134,6 +133,9 @@ class BacktestResult:
         order_counts: ``{"orders_rejected": n, "orders_margin": n, "orders_canceled": n}`` (Canceled includes
             Expired), as stored in ``bt_runs``.
         bars_by_symbol: the base bars of every instrument, in feed order.
+        states: the state changes the strategy recorded (:mod:`btlab.backtest.states`), as stored in
+            ``bt_states``: ``ts`` (UTC close time of the deciding bar), ``machine, from_state, to_state``, in the
+            order recorded; empty for a strategy without state machines.
     """
 
     run_id: str
@@ -149,6 +151,7 @@ class BacktestResult:
     warnings: list[str] = field(default_factory=list)
     order_counts: dict[str, int] = field(default_factory=dict)
     bars_by_symbol: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    states: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     #: what open_store needs to reopen the run's store (a QuestDBConfig holds credentials): in this process only
     _reopen: StoreTarget | None = field(default=None, repr=False, compare=False)
 
@@ -212,6 +215,7 @@ def run_backtest(
     flush_bars: int = 10_000,
     flush_seconds: float = 2.0,
     source: Any = None,
+    bars: Mapping[str, pd.DataFrame] | None = None,
 ) -> BacktestResult:
     """Run a Backtrader strategy on stored bars, record it, and return its result.
 
@@ -268,6 +272,11 @@ def run_backtest(
             ``start``/``end`` are skipped, the run row's data range, bar count and hash are those of the bars
             played (written when the run ends), and gap, warm-up and fixed-slippage checks are not made before the
             run; sessions are refused (InvalidArgumentError) in this version. Resampled timeframes work as above.
+        bars: bars already loaded, ``{symbol: frame}`` for every symbol of the run in order, as
+            :func:`load_backtest_bars` returns them (inside the range and the session, gap-checked): played as they
+            are, without reading the store (which is not even opened when ``record`` is False; a parameter sweep's
+            workers run this way). The run row's data range, bar count and hash are those of these bars. Not with
+            ``source``.
 
     Signals: in the main thread, SIGINT (Ctrl-C) and SIGTERM stop the run after the current bar; what ran is
     flushed, the run is stored as ``interrupted`` (``error`` names the signal and the bars done) and
@@ -296,10 +305,16 @@ def run_backtest(
                  calendar=calendar, session=session)
     if source is not None and plan.config.session:
         raise InvalidArgumentError("sessions are not supported with a Kafka source yet")
-    owns_store = not isinstance(store, Store)
+    if source is not None and bars is not None:
+        raise InvalidArgumentError("give bars or a source, not both")
+    given = _given_bars(plan, bars) if bars is not None else None
+    owns_store = not isinstance(store, Store) and not (given is not None and not record)
     the_store = open_store(store) if owns_store else store  # type: ignore[arg-type]
     try:
-        if source is None:
+        if given is not None:
+            feeds, bars, warnings = given
+            cerebro, feed_bars = _build_cerebro(feeds, bars, plan)
+        elif source is None:
             feeds, bars, warnings = _load(plan, the_store, allow_gaps=allow_gaps, on_warning=on_warning)
             cerebro, feed_bars = _build_cerebro(feeds, bars, plan)
         else:
@@ -323,6 +338,62 @@ def run_backtest(
             source.close()
         if owns_store:
             the_store.close()
+
+
+def load_backtest_bars(strategy: str | type = "sma_cross", *, symbol: str | None = None,
+                       symbols: str | Sequence[str] | None = None, exchange: str = "binance",
+                       timeframe: str | None = None, start: Any = None, end: Any = None,
+                       params: Mapping[str, Any] | None = None, cash: float = 10_000.0, commission: float = 0.001,
+                       size_pct: float | None = 95.0, calendar: Calendar | str | None = None,
+                       session: str | None = None, allow_gaps: bool = False, store: Store | str | None = None,
+                       on_warning: Callable[[str], None] | None = None,
+                       ) -> tuple[BacktestConfig, dict[str, pd.DataFrame], list[str]]:
+    """Check a request and read its bars as :func:`run_backtest` would, without running it: for callers that run
+    the same bars many times (``run_backtest(..., bars=...)``, a parameter sweep).
+
+    Arguments as :func:`run_backtest` (one base timeframe; no resampling).
+
+    Returns: ``(config, {symbol: bars}, gap warnings)``: the run's :class:`BacktestConfig` (``params`` resolved),
+    each symbol's bars (``btlab.model.bar`` layout, open times UTC) inside ``start``/``end`` and the session, in
+    symbol order.
+
+    Raises: as :func:`run_backtest` before a run starts (UnknownStrategyError, StrategyParameterError,
+    InvalidArgumentError, NoDataError, DataGapError, StoreUnavailableError).
+    """
+    plan = _plan(strategy, symbol=symbol, symbols=symbols, exchange=exchange, timeframe=timeframe, timeframes=None,
+                 start=start, end=end, params=params, cash=cash, commission=commission, size_pct=size_pct,
+                 stake=None, slippage_pct=0.0, slippage_fixed=0.0, calendar=calendar, session=session)
+    owns_store = not isinstance(store, Store)
+    the_store = open_store(store) if owns_store else store  # type: ignore[arg-type]
+    try:
+        _, bars, warnings = _load(plan, the_store, allow_gaps=allow_gaps, on_warning=on_warning)
+    finally:
+        if owns_store:
+            the_store.close()
+    return plan.config, bars, warnings
+
+
+def _given_bars(plan: _Plan, bars: Mapping[str, pd.DataFrame]) -> tuple[list[StoreData], dict[str, pd.DataFrame],
+                                                                        list[str]]:
+    """Step 2 with bars already loaded (``run_backtest(bars=...)``): in-memory feeds over them, in symbol order.
+
+    Raises:
+        InvalidArgumentError: the symbols differ from the run's. NoDataError: a symbol without bars.
+    """
+    if list(bars) != plan.names:
+        raise InvalidArgumentError(f"bars are given for {', '.join(map(str, bars)) or 'no symbol'}; the run's "
+                                   f"symbols are {', '.join(plan.names)} (same order)")
+    frames = dict(bars)
+    for name, frame in frames.items():
+        if len(frame) == 0:
+            raise NoDataError(f"no bars given for {plan.config.exchange}:{name}")
+    check_slippage_fixed(plan.config.slippage_fixed, frames)
+    # store feeds over the given frames (never reading the store): the strategy sees the same feed as from the store,
+    # its exchange included (orb's calendar=auto reads it)
+    c = plan.config
+    feeds = [StoreData(store=None, exchange=c.exchange, symbol=name, bars_timeframe=plan.base_tf.value, start=plan.lo,
+                       end=plan.hi, name=name, bars=frame) for name, frame in frames.items()]
+    return feeds, frames, []
 
 
 def check_backtest(strategy: str | type, *, symbol: str | None = None, symbols: str | Sequence[str] | None = None,
@@ -485,6 +556,7 @@ def _result(plan: _Plan, strat: Any, bars: dict[str, pd.DataFrame], run_id: str,
         trades=analysis["trades"], orders=analysis["orders"], bars=bars[plan.names[0]], strategy=strat,
         analyzers=extra, store_address=recorded_in.address if recorded_in is not None else None,
         warnings=list(recorder.warnings), order_counts=dict(recorder.order_counts), bars_by_symbol=bars,
+        states=analysis["states"],
         _reopen=reopen_target(recorded_in) if recorded_in is not None else None,
     )
 
@@ -649,29 +721,10 @@ def _interrupted(recorder: Recorder, control: RunControl, *, record: bool, run_i
     )
 
 
-@contextmanager
-def _stop_on_signals(cerebro: Any, control: RunControl) -> Iterator[None]:
+def _stop_on_signals(cerebro: Any, control: RunControl) -> Any:
     """In the main thread: SIGINT/SIGTERM ask Backtrader to stop after the current bar (``cerebro.runstop``); a
-    second signal raises KeyboardInterrupt at once. Restores the previous handlers on exit. Elsewhere: nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if control.signum is not None:
-            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
-        control.signum = signum
-        cerebro.runstop()
-
-    previous: dict[int, Any] = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.getsignal(sig)
-            signal.signal(sig, handler)
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+    second signal raises KeyboardInterrupt at once (see :func:`btlab.backtest.signals.stop_on_signals`)."""
+    return stop_on_signals(control, cerebro.runstop)
 
 
 def _find_recorder(cerebro: Any) -> Recorder | None:

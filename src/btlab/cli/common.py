@@ -160,7 +160,8 @@ RunIdArgument = Annotated[str, typer.Argument(
     metavar="RUN_ID", help="Run id, or a unique part of it such as the 8 hex digits btlab runs list shows.")]
 RunIdsArgument = Annotated[list[str], typer.Argument(metavar="RUN_ID...", help="Run ids (see btlab runs list).")]
 OutputFileOption = Annotated[Path | None, typer.Option(
-    "--output", "-o", metavar="FILE", show_default=False, help="HTML file to write (default reports/RUN_ID.html).")]
+    "--output", "-o", metavar="FILE", show_default=False,
+    help="HTML file to write (default reports/RUN_ID.html; for a sweep reports/SWEEP_ID.html).")]
 FormatOption = Annotated[OutputFormat, typer.Option(
     "--format", "-f", metavar="table|json|csv", case_sensitive=False,
     help="table for people; json or csv for scripts (all columns, full values, nothing else on stdout).")]
@@ -556,10 +557,16 @@ def confirm(question: str, yes: bool) -> bool:
 # replay through the broker (btlab replay; btlab backtest --source kafka)
 TopicOption = Annotated[str | None, typer.Option(
     "--topic", metavar="TOPIC", show_default=False,
-    help="Topic (default btlab.bars.<timeframe>, btlab.ticks with --ticks; btlab paper: btlab.paper.bars.<timeframe>, "
-    "one run at a time).")]
+    help="Topic (default btlab.bars.<timeframe>, btlab.ticks with --ticks, the bars topic with --ticks --with-bars; "
+    "btlab paper: btlab.paper.bars.<timeframe>, one run at a time).")]
 ReplayTicksOption = Annotated[bool, typer.Option(
     "--ticks", help="Replay the stored trades (ticks) instead of bars, to the ticks topic (default btlab.ticks).")]
+ReplayBarsOption = Annotated[bool, typer.Option(
+    "--with-bars", help="With --ticks: replay the stored bars too, to the bars topic (--topic), merged with the trades "
+    "in one event-time order (bar close, trade time; bars first at equal time).")]
+TickTopicOption = Annotated[str | None, typer.Option(
+    "--tick-topic", metavar="TOPIC", show_default=False,
+    help="With --ticks --with-bars: the ticks topic (default btlab.ticks); --topic is then the bars topic.")]
 SpeedOption = Annotated[str, typer.Option(
     "--speed", metavar="1|60|max", help="Event-time seconds per wall second (1 = real time), or max: no pacing.")]
 ConnectTimeoutOption = Annotated[float, typer.Option(
@@ -585,3 +592,48 @@ IdleExitOption = Annotated[float | None, typer.Option(
 # paper trading (btlab paper)
 MaxBarsOption = Annotated[int | None, typer.Option(
     "--max-bars", metavar="N", min=1, show_default=False, help="Stop after the strategy has seen N bars.")]
+
+# parameter sweeps (btlab sweep)
+SweepIdArgument = Annotated[str, typer.Argument(metavar="SWEEP_ID", help="Sweep id (see btlab sweep list).")]
+SweepIdOption = Annotated[str | None, typer.Option(
+    "--sweep-id", metavar="ID", show_default=False,
+    help="The sweep's id (default: a new one). Give an earlier sweep's id to resume it: finished combinations are "
+    "skipped.")]
+GridOption = Annotated[Path | None, typer.Option(
+    "--grid", metavar="FILE", show_default=False,
+    help="Grid YAML file: params (name: {range: [start, stop, step]} or a list), constraints, sample, seed.")]
+GridParamOption = Annotated[list[str] | None, typer.Option(
+    "--grid-param", metavar="NAME=SPEC", show_default=False,
+    help="A parameter's values: name=5:60:5 (inclusive range), name=a,b,c (list) or name=x (repeatable; "
+    "replaces the grid file's parameter of that name).")]
+ConstraintOption = Annotated[list[str] | None, typer.Option(
+    "--constraint", metavar="EXPR", show_default=False,
+    help="Keep only combinations where EXPR holds, e.g. \"fast < slow\" (repeatable; parameters, numbers, "
+    "+ - * / // %, comparisons, and/or/not).")]
+SampleOption = Annotated[int | None, typer.Option(
+    "--sample", metavar="N", min=1, show_default=False,
+    help="Run N combinations drawn at random (without replacement, after the constraints).")]
+SeedOption = Annotated[int | None, typer.Option(
+    "--seed", metavar="K", show_default=False, help="Seed of --sample's draw (default 0: the same draw every time).")]
+WorkersOption = Annotated[int | None, typer.Option(
+    "--workers", metavar="N", min=1, show_default=False,
+    help="Worker processes of the local Dask cluster (default: one per core).")]
+SchedulerOption = Annotated[str | None, typer.Option(
+    "--scheduler", metavar="tcp://HOST:8786", envvar="BTLAB_DASK_SCHEDULER", show_default=False,
+    help="A Dask scheduler to run on instead of a local cluster.")]
+EngineOption = Annotated[str, typer.Option(
+    "--engine", metavar="backtrader|vector",
+    help="backtrader (any strategy), or vector: numba kernels with Backtrader's fills (strategies with a kernel).")]
+ByOption = Annotated[str, typer.Option(
+    "--by", metavar="METRIC",
+    help="Rank by this metric: sharpe, sortino, calmar, cagr, total_return, max_drawdown (<= 0, closer to 0 is "
+    "better), win_rate, profit_factor, avg_trade, exposure, n_trades, end_value (higher first), or volatility, "
+    "max_drawdown_days (lower first).")]
+TopNOption = Annotated[int, typer.Option("-n", "--top", metavar="N", min=1, help="How many combinations.")]
+MetricOption = Annotated[str, typer.Option(
+    "--metric", metavar="METRIC", help="Metric of the heatmap, marginals, histogram and ranking (as --by).")]
+XParamOption = Annotated[str | None, typer.Option(
+    "--x", metavar="PARAM", show_default=False,
+    help="Parameter across the heatmap (default: the first with more than one value).")]
+YParamOption = Annotated[str | None, typer.Option(
+    "--y", metavar="PARAM", show_default=False, help="Parameter down the heatmap (default: the next one).")]

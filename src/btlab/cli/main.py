@@ -73,6 +73,7 @@ from btlab.cli.ingest import ingest_app
 from btlab.cli.paper import paper
 from btlab.cli.replay import kafka_source, replay
 from btlab.cli.sink import sink
+from btlab.cli.sweep import sweep_app
 
 app = typer.Typer(
     name="btlab",
@@ -101,6 +102,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(runs_app, name="runs")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(dashboards_app, name="dashboards")
+app.add_typer(sweep_app, name="sweep")
 app.command("health")(health)
 app.command("replay")(replay)
 app.command("sink")(sink)

@@ -70,6 +70,10 @@ def backtest_result(result: Any, *, exchange: str, feeds: str, warned: Sequence[
     for line in result.warnings:
         if line not in warned:
             warn(line)
+    states = getattr(result, "states", None)
+    if states is not None and len(states):
+        per = ", ".join(f"{n:,} of {m}" for m, n in states.groupby("machine", sort=False).size().items())
+        console.print(f"state changes: {per} (bt_states; drawn in the report)", highlight=False)
     console.print(styled("run id: ", (result.run_id, "bold"), f" (stored in {address})"), highlight=False)
 
 

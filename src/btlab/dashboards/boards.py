@@ -1,4 +1,4 @@
-"""btlab's Grafana dashboards: backtest run, runs, market data, pipeline health.
+"""btlab's Grafana dashboards: backtest run, runs, market data, pipeline health, parameter sweep.
 
 Each function builds one dashboard with grafana-foundation-sdk and registers it (:func:`~btlab.dashboards.core.
 dashboard`). All SQL is QuestDB SQL for the QuestDB data source plugin (macros: see :mod:`btlab.dashboards.core`);
@@ -353,4 +353,127 @@ def pipeline_health() -> gdash.Dashboard:
              .with_panel(_metric_series("consumer_lag", "max", "Consumer lag per topic and group (records)", "none"))
              .with_panel(_metric_series("records_per_s", "avg", "Records per second, per topic", "none"))
              .with_panel(_metric_series("replay_lag_s", "max", "Replay lag behind schedule", "s")))
+    return board
+
+
+# ---- Sweep ---------------------------------------------------------------------------------------------------------
+SWEEP_UID = "btlab-sweep"
+
+#: Metrics the sweep board can show (bt_runs columns where higher is better, so "best" is max): (column, unit).
+SWEEP_METRICS: tuple[tuple[str, str], ...] = (
+    ("sharpe", "none"), ("sortino", "none"), ("calmar", "none"), ("cagr", "percentunit"),
+    ("total_return", "percentunit"), ("max_drawdown", "percentunit"), ("win_rate", "percentunit"),
+    ("profit_factor", "none"), ("avg_trade", "none"), ("end_value", "none"),
+)
+
+#: The chosen metric of a bt_runs row: a CASE over the ``metric`` variable (a quoted literal, never an identifier
+#: built from a variable); NULL while a combination runs or when it failed.
+SWEEP_METRIC = "CASE '$metric' " + " ".join(f"WHEN '{c}' THEN {c}" for c, _ in SWEEP_METRICS) + " END"
+
+#: Parameters of the sweep (the JSON list bt_sweeps.params) offered for an axis, at most this many.
+SWEEP_MAX_PARAMS = 8
+
+
+def _param_variable(name: str, first: int) -> gdash.QueryVariable:
+    """A variable listing the sweep's parameter names, starting with the ``first``-th (so x and y default to the
+    first two). QuestDB's json_extract reads one array element per path (paths cannot be built dynamically)."""
+    order = [first] + [i for i in range(SWEEP_MAX_PARAMS) if i != first]
+    parts = " UNION ALL ".join(
+        f"SELECT json_extract(cast(params AS varchar), '[{i}]') AS name, {n} AS k FROM bt_sweeps "
+        "WHERE sweep_id = '$sweep_id'" for n, i in enumerate(order))
+    return query_variable(name, f"SELECT name FROM ({parts}) WHERE name IS NOT NULL ORDER BY k",
+                          label=f"{name} parameter",
+                          description=f"Parameter on the {name} axis of the heatmap (numeric parameters)")
+
+
+@dashboard(SWEEP_UID)
+def sweep() -> gdash.Dashboard:
+    """One parameter sweep: progress, the metric over two parameters, its distribution, top and failed runs."""
+    from grafana_foundation_sdk.builders import histogram, xychart
+    from grafana_foundation_sdk.models.xychart import SeriesMapping
+
+    def by_name(field: str) -> xychart.MatcherConfig:
+        return xychart.MatcherConfig().id("byName").options(field)
+
+    metric_var = (gdash.CustomVariable("metric").label("metric")
+                  .values(",".join(c for c, _ in SWEEP_METRICS))
+                  .current(mdash.VariableOption(selected=True, text="sharpe", value="sharpe"))
+                  .description("Metric of the heatmap, distribution and ranking (higher is better for each)"))
+    run_link = (gdash.DashboardLink("Open combination run").type(mdash.DashboardLinkType.LINK)
+                .url(f"/d/{RUN_UID}?var-run_id=${{__data.fields.run_id}}"
+                     "&from=${__data.fields.from_ms}&to=${__data.fields.to_ms}"))
+    full_link = (gdash.DashboardLink("Open its full re-run (btlab sweep top)").type(mdash.DashboardLinkType.LINK)
+                 .url(f"/d/{RUN_UID}?var-run_id=${{__data.fields.run_id}}-full"
+                      "&from=${__data.fields.from_ms}&to=${__data.fields.to_ms}"))
+    top_table = (table.Panel().title("Top combinations by $metric").datasource(QUESTDB).filterable(True)
+                 .description("The 50 best finished combinations by the chosen metric. A run id opens the "
+                              "combination's run (a sweep records its metrics, not its equity) or its full re-run "
+                              "'<run id>-full' recorded by `btlab sweep top` (equity, trades). " + CONVENTIONS)
+                 .with_target(SQL(
+                     f"SELECT run_id, params, {SWEEP_METRIC} AS metric, sharpe, total_return, cagr, max_drawdown, "
+                     "calmar, win_rate, n_trades, end_value, cast(data_from AS long) / 1000 AS from_ms, "
+                     "cast(dateadd('d', 1, data_to) AS long) / 1000 AS to_ms FROM bt_runs "
+                     f"WHERE sweep_id = '$sweep_id' AND {SWEEP_METRIC} IS NOT NULL ORDER BY metric DESC LIMIT 50",
+                     table=True))
+                 .override_by_name("run_id", [mdash.DynamicConfigValue(
+                     id_val="links", value=[run_link.build(), full_link.build()])]))
+    for name, props in [field_override(n, custom_hidden=True) for n in ("from_ms", "to_ms")]:
+        top_table = top_table.override_by_name(name, props)
+    for name in ("total_return", "cagr", "max_drawdown", "win_rate"):
+        top_table = top_table.override_by_name(*field_override(name, unit="percentunit", decimals=2))
+
+    board = (new_dashboard(SWEEP_UID, "btlab: sweep",
+                           "One parameter sweep (variable sweep_id, newest first): progress, the chosen metric over "
+                           "two parameters, its distribution, the best and the failed combinations.")
+             .time("now-10y", "now").refresh("10s")
+             .link(dashboard_link("Runs", RUNS_UID)).link(dashboard_link("Backtest run", RUN_UID))
+             .with_variable(query_variable(
+                 "sweep_id",
+                 "SELECT sweep_id, concat(strategy, ' ', symbols, ' ', timeframe, ' ', status, ' ', sweep_id) "
+                 "FROM bt_sweeps ORDER BY ts DESC LIMIT 500",
+                 label="sweep", description="Sweeps, newest first (strategy symbols timeframe status id)"))
+             .with_variable(metric_var)
+             .with_variable(_param_variable("x", 0))
+             .with_variable(_param_variable("y", 1))
+             .with_panel(_grid(
+                 stat.Panel().title("Progress").datasource(QUESTDB)
+                 .description("Combinations of the sweep (bt_sweeps): total, done (finished or failed, including "
+                              "those of earlier calls of a resumed sweep), failed, the share done, and the status "
+                              "(running -> finished / interrupted / failed). Heartbeat: wall time of the last write "
+                              "while running.")
+                 .with_target(SQL("SELECT status, total, done, failed, done / cast(total AS double) AS progress, "
+                                  "heartbeat, finished_at FROM bt_sweeps WHERE sweep_id = '$sweep_id'", table=True))
+                 .override_by_name(*field_override("progress", unit="percentunit", decimals=1))
+                 .reduce_options(_reduce_all_fields()), 24, 4))
+             .with_panel(_grid(
+                 xychart.Panel().title("$metric over $x and $y").datasource(QUESTDB)
+                 .description("Heatmap of the chosen metric over two numeric parameters: one point per pair of "
+                              "values, coloured by the best (max) metric over the combinations of the other "
+                              "parameters with that pair. Parameters are read from bt_runs.params (JSON) with "
+                              "QuestDB's json_extract.")
+                 .mapping(SeriesMapping.MANUAL)
+                 .series([xychart.XYSeriesConfig().x(xychart.XychartXYSeriesConfigX().matcher(by_name("x_value")))
+                          .y(xychart.XychartXYSeriesConfigY().matcher(by_name("y_value")))
+                          .color(xychart.XychartXYSeriesConfigColor().matcher(by_name("metric")))])
+                 .point_size(xychart.XychartFieldConfigPointSize().fixed(14))
+                 .override_by_name(*field_override("metric", color={"mode": "continuous-RdYlGr"}))
+                 .with_target(SQL(
+                     "SELECT x_value, y_value, max(metric) AS metric FROM ("
+                     "SELECT json_extract(cast(params AS varchar), '.$x')::double AS x_value, "
+                     "json_extract(cast(params AS varchar), '.$y')::double AS y_value, "
+                     f"{SWEEP_METRIC} AS metric FROM bt_runs WHERE sweep_id = '$sweep_id') "
+                     "WHERE metric IS NOT NULL AND x_value IS NOT NULL AND y_value IS NOT NULL "
+                     "ORDER BY x_value, y_value", table=True)), 14, 12))
+             .with_panel(_grid(
+                 histogram.Panel().title("Distribution of $metric").datasource(QUESTDB)
+                 .description("Histogram of the chosen metric over the finished combinations (failed and "
+                              "running ones have none).")
+                 .with_target(SQL(f"SELECT {SWEEP_METRIC} AS metric FROM bt_runs WHERE sweep_id = '$sweep_id' "
+                                  f"AND {SWEEP_METRIC} IS NOT NULL", table=True)), 10, 12))
+             .with_panel(_grid(top_table, 24, 12))
+             .with_panel(_grid(
+                 table.Panel().title("Failed combinations").datasource(QUESTDB).filterable(True)
+                 .description("Combinations that raised: their parameters and error; the sweep went on.")
+                 .with_target(SQL("SELECT run_id, params, error, ts FROM bt_runs WHERE sweep_id = '$sweep_id' "
+                                  "AND status = 'failed' ORDER BY ts", table=True)), 24, 8)))
     return board

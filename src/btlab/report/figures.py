@@ -308,3 +308,71 @@ def monthly_figure(table: pd.DataFrame) -> Any:
     fig.update_yaxes(autorange="reversed", type="category", showgrid=False)  # both columns: years top down
     fig.update_xaxes(type="category", side="top", showgrid=False)
     return fig
+
+
+#: Colours of the state timeline: known regime names, then a cycle for any other state a strategy records.
+STATE_COLORS: dict[str, str] = {"bullish": _GREEN, "neutral": "#bdbdbd", "bearish": _RED}
+_OTHER_STATE_COLORS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+
+
+def state_segments(states: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
+    """The time each machine spent in each state: one row per recorded change, ``machine, state, start, stop``.
+
+    ``states``: ``ts`` (UTC, the change's time), ``machine``, ``to_state`` (as :meth:`btlab.store.Store.read_states`
+    returns them); a segment runs from its change to the machine's next change, the last one to ``end`` (the close
+    of the run's last bar). Sorted by machine (first appearance) then start.
+    """
+    if states is None or not len(states):
+        return pd.DataFrame({"machine": [], "state": [], "start": pd.DatetimeIndex([], tz="UTC"),
+                             "stop": pd.DatetimeIndex([], tz="UTC")})
+    frame = states.assign(ts=pd.to_datetime(states["ts"], utc=True)).sort_values("ts", kind="stable")
+    out = []
+    for machine in pd.unique(frame["machine"]):
+        rows = frame[frame["machine"] == machine]
+        start = pd.DatetimeIndex(rows["ts"])
+        stop = start[1:].append(pd.DatetimeIndex([max(pd.Timestamp(end), start[-1])]))
+        out.append(pd.DataFrame({"machine": machine, "state": rows["to_state"].to_numpy(), "start": start,
+                                 "stop": stop}))
+    return pd.concat(out, ignore_index=True)
+
+
+def states_figure(bars: pd.DataFrame, states: pd.DataFrame, symbol: str, end: pd.Timestamp) -> tuple[Any, bool]:
+    """Close price (top) over one lane per state machine (bottom), each lane coloured by the machine's state.
+
+    Lanes are horizontal bars, one per :func:`state_segments` row, one trace per state (legend); times UTC. Returns
+    ``(figure, whether the price line was decimated)``.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    segments = state_segments(states, end)
+    machines = list(pd.unique(segments["machine"]))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.05,
+                        row_heights=[0.72, 0.28] if len(machines) <= 3 else [0.6, 0.4])
+    line, reduced = _line(bars["ts"], bars["close"].astype("float64").to_numpy(), name=f"{symbol} close",
+                          line={"color": _GREY, "width": 1},
+                          hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>close %{y:,.2f}<extra></extra>")
+    fig.add_trace(line, row=1, col=1)
+    others = iter(_OTHER_STATE_COLORS * (1 + len(segments) // len(_OTHER_STATE_COLORS)))
+    for state in pd.unique(segments["state"]):
+        sel = segments[segments["state"] == state]
+        start, stop = _ms(sel["start"]), _ms(sel["stop"])
+        fig.add_trace(
+            go.Bar(
+                base=start, x=stop - start, y=sel["machine"].astype(str).tolist(), orientation="h",
+                name=str(state), marker={"color": STATE_COLORS.get(str(state)) or next(others), "line": {"width": 0}},
+                customdata=np.stack([sel["start"].dt.strftime("%Y-%m-%d %H:%M"),
+                                     sel["stop"].dt.strftime("%Y-%m-%d %H:%M")], axis=1),
+                hovertemplate=(f"%{{y}}: {state}<br>from %{{customdata[0]}} UTC<br>"
+                               "to %{customdata[1]} UTC<extra></extra>"),
+            ),
+            row=2, col=1,
+        )
+    fig.update_yaxes(title_text="price", row=1, col=1)
+    fig.update_yaxes(title_text="machine", type="category", categoryorder="array", categoryarray=machines[::-1],
+                     row=2, col=1)
+    fig.update_xaxes(type="date")
+    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
+    fig.update_layout(barmode="overlay", bargap=0.15, legend={"orientation": "h", "y": 1.02, "x": 0,
+                                                              "yanchor": "bottom"})
+    return fig, reduced

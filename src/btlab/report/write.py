@@ -91,7 +91,7 @@ def write_report(run: Any, path: str | Path | None = None, *, store: Any = None)
             store to read instead of the run's own; for a run id: None means the default store
             (``BTLAB_STORE`` or the default DuckDB file).
 
-    Reads the run row, its equity, trades and orders, and the bars of each of the run's symbols (the
+    Reads the run row, its equity, trades, orders and state changes, and the bars of each of the run's symbols (the
     comma-separated ``symbols``) on its exchange and timeframe with ``data_from <= ts <= data_to`` (``data_to``
     is the last bar's open time). A run without a recorded data range gets no price chart and no benchmark.
 
@@ -131,7 +131,7 @@ def _write_stored(store: Any, run_id: str, path: str | Path | None) -> Path:
                 exchange=run["exchange"], symbol=symbol, timeframe=run["timeframe"], start=data_from,
                 end=pd.Timestamp(data_to) + pd.Timedelta(1, "us"),  # store precision is 1 µs
             )
-    document = render_report(run, equity, trades, bars or None, orders)
+    document = render_report(run, equity, trades, bars or None, orders, states=store.read_states(run_id))
     write_file_atomically(out, document)
     return out
 

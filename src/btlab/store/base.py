@@ -305,13 +305,9 @@ class Store(MarketDataStore, ABC):
         ``ts`` (the run's start time) must stay the same across writes of the same ``run_id``. Dict values of
         ``params``/``metrics``/``config`` are stored as JSON text.
         """
-        row = dict(run)
-        for key in ("params", "metrics", "config"):
-            if isinstance(row.get(key), (dict, list)):
-                row[key] = json.dumps(row[key], sort_keys=True, default=_json_default)
         import pandas as pd
 
-        self.upsert("bt_runs", pd.DataFrame([row]))
+        self.upsert("bt_runs", pd.DataFrame([_json_columns(run, ("params", "metrics", "config"))]))
 
     def write_equity(self, frame: pd.DataFrame) -> int:
         """Upsert equity points: ``ts, run_id, value, cash, drawdown, position_value``."""
@@ -324,6 +320,19 @@ class Store(MarketDataStore, ABC):
     def write_orders(self, frame: pd.DataFrame) -> int:
         """Upsert order events (``bt_orders`` columns)."""
         return self.upsert("bt_orders", frame)
+
+    def write_states(self, frame: pd.DataFrame) -> int:
+        """Upsert state changes: ``ts, run_id, machine, from_state, to_state`` (``bt_states``, see
+        :data:`btlab.store.schema.BT_STATES`; ``ts`` = close time of the deciding bar, UTC)."""
+        return self.upsert("bt_states", frame)
+
+    def read_states(self, run_id: str) -> pd.DataFrame:
+        """The state changes of a run, sorted by ``ts`` then ``machine``: ``ts`` (UTC), ``machine, from_state,
+        to_state`` (empty, with these columns, for a run without state machines)."""
+        return self._select(
+            "bt_states", "SELECT ts, machine, from_state, to_state FROM bt_states WHERE run_id = ? ORDER BY ts, machine",
+            [run_id],
+        )
 
     def write_health(self, frame: pd.DataFrame) -> int:
         """Upsert pipeline figures: ``ts, service, metric, subject, value`` (``bt_health``, see
@@ -428,6 +437,73 @@ class Store(MarketDataStore, ABC):
                 row[key] = json.loads(row[key])
         return row
 
+    def write_runs(self, runs: Sequence[Mapping[str, Any]]) -> int:
+        """Upsert many ``bt_runs`` rows in one write (a sweep's finished batch); returns how many.
+
+        Each row as for :meth:`write_run` (dict/list values of ``params``/``metrics``/``config`` stored as JSON).
+        """
+        if not runs:
+            return 0
+        import pandas as pd
+
+        rows = [_json_columns(r, ("params", "metrics", "config")) for r in runs]
+        return self.upsert("bt_runs", pd.DataFrame(rows))
+
+    # ---- sweeps (bt_sweeps; their runs are bt_runs rows with the sweep_id) --------------------------------------
+    def write_sweep(self, row: Mapping[str, Any]) -> None:
+        """Upsert one ``bt_sweeps`` row (a full replacement of the sweep's row; see
+        :data:`btlab.store.schema.BT_SWEEPS`).
+
+        ``ts`` (the sweep's start, UTC) must stay the same across writes of the same ``sweep_id``. Dict/list values
+        of ``grid``/``params``/``config`` are stored as JSON text.
+        """
+        import pandas as pd
+
+        self.upsert("bt_sweeps", pd.DataFrame([_json_columns(row, ("grid", "params", "config"))]))
+
+    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
+        """The ``bt_sweeps`` row of ``sweep_id`` as a dict: ``grid``/``params``/``config`` parsed from JSON, nulls
+        None, timestamps UTC :class:`pandas.Timestamp`, counts ``int``.
+
+        Raises:
+            RunNotFoundError: no such sweep (naming the id).
+        """
+        frame = self._select("bt_sweeps", "SELECT * FROM bt_sweeps WHERE sweep_id = ?", [sweep_id])
+        if frame.empty:
+            raise RunNotFoundError(f"no sweep {sweep_id!r} in the store at {self.address} (see: btlab sweep list)")
+        row = {k: (None if _isnull(v) else v) for k, v in frame.iloc[0].to_dict().items()}
+        for key in ("grid", "params", "config"):
+            if isinstance(row.get(key), str):
+                row[key] = json.loads(row[key])
+        for key in ("total", "done", "failed"):
+            if row.get(key) is not None:
+                row[key] = int(row[key])
+        return row
+
+    def list_sweeps(self, *, limit: int = 50) -> pd.DataFrame:
+        """Most recent sweeps first (by start ``ts``): the ``bt_sweeps`` rows, ``limit`` at most (>= 1); JSON
+        columns stay text.
+
+        Raises:
+            InvalidArgumentError: ``limit`` < 1.
+        """
+        return self._select("bt_sweeps", "SELECT * FROM bt_sweeps ORDER BY ts DESC LIMIT ?", [_check_limit(limit)])
+
+    def sweep_runs(self, sweep_id: str, *, status: str | None = None) -> pd.DataFrame:
+        """The ``bt_runs`` rows of a sweep (every ``bt_runs`` column: ``run_id, ts, params`` JSON text, ``status,
+        error``, the metric columns, ...), optionally only those with ``status``, sorted by ``run_id``.
+
+        An unknown sweep gives an empty frame (with the columns); use :meth:`get_sweep` to check it exists.
+        """
+        equals = {"sweep_id": sweep_id} if status is None else {"sweep_id": sweep_id, "status": status}
+        where, params = RowFilter("bt_runs", equals).where()
+        return self._select("bt_runs", f"SELECT * FROM bt_runs WHERE {where} ORDER BY run_id", params)
+
+    def finished_run_ids(self, sweep_id: str) -> set[str]:
+        """The ``run_id`` of every run of the sweep whose stored status is ``finished`` (what a resume skips)."""
+        where, params = RowFilter("bt_runs", {"sweep_id": sweep_id, "status": "finished"}).where()
+        return {str(r["run_id"]) for r in self.query_rows(f"SELECT run_id FROM bt_runs WHERE {where}", params)}
+
     def read_equity(self, run_id: str) -> pd.DataFrame:
         """The equity curve of a run, sorted by ``ts``."""
         return self._select(
@@ -524,6 +600,15 @@ def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
             value = value.item()  # numpy scalar
         out[str(key)] = value
     return utc_row(out)
+
+
+def _json_columns(row: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``row`` with the dict/list values of ``keys`` as canonical JSON text (sorted keys)."""
+    out = dict(row)
+    for key in keys:
+        if isinstance(out.get(key), (dict, list)):
+            out[key] = json.dumps(out[key], sort_keys=True, default=_json_default)
+    return out
 
 
 def _isnull(value: Any) -> bool:

@@ -122,6 +122,38 @@ BT_ORDERS = Table(
     partition_by="YEAR",
 )
 
+#: ``bt_sweeps``: one row per parameter sweep (written by :func:`btlab.sweep.run.run_sweep`). ``ts`` is the sweep's
+#: start (UTC), constant across re-writes of the same ``sweep_id`` (QuestDB dedups on ``(ts, sweep_id)``); ``grid``
+#: is the grid spec as given (JSON), ``params`` the JSON list of parameter names, ``config`` the JSON of cash,
+#: commission, size_pct, session, ...; ``total``/``done``/``failed`` count combinations (``done`` includes the
+#: failed ones and those finished by an earlier call of a resumed sweep); ``status`` one of :data:`SWEEP_STATUSES`;
+#: ``heartbeat`` the wall time (UTC) of the last write while running.
+BT_SWEEPS = Table(
+    "bt_sweeps",
+    _cols(
+        "ts timestamp, sweep_id string, strategy string, grid string, params string, exchange symbol,"
+        "symbols string, timeframe symbol, calendar symbol, data_from timestamp, data_to timestamp,"
+        "data_hash string, engine symbol, config string, total long, done long, failed long, status symbol,"
+        "error string, finished_at timestamp, heartbeat timestamp, btlab_version string"
+    ),
+    key=("sweep_id",),
+    partition_by="YEAR",
+)
+
+#: ``bt_states``: the state changes of a run's state machines (regimes), written by the recorder while the run runs
+#: (see :mod:`btlab.backtest.states`). ``ts`` is the CLOSE time (UTC) of the bar that decided the change -- the state
+#: holds from ``ts`` on -- unlike the open times of ``bt_equity``/``bt_trades``; ``machine`` names the machine (e.g.
+#: its timeframe ``1d``); ``from_state`` is ``warmup`` for a machine's first state.
+BT_STATES = Table(
+    "bt_states",
+    _cols("ts timestamp, run_id symbol, machine symbol, from_state symbol, to_state symbol"),
+    key=("ts", "run_id", "machine"),
+    partition_by="YEAR",
+)
+
+#: ``bt_sweeps.status`` values.
+SWEEP_STATUSES: tuple[str, ...] = ("running", "finished", "interrupted", "failed")
+
 #: ``bt_health``: pipeline figures btlab services write so that Grafana only reads the store (the pipeline-health
 #: dashboard and its alerts). ``ts`` is the end of the reporting interval (UTC); ``service`` the writer
 #: (:data:`HEALTH_SERVICES`); ``metric`` one of :data:`HEALTH_METRICS`; ``subject`` what the figure is about (a table
@@ -157,4 +189,6 @@ HEALTH_METRICS: dict[str, tuple[str, str]] = {
 #: ``"topic (group)"``, e.g. ``"btlab.bars.1m (btlab-sink)"``.
 HEALTH_SERVICES: tuple[str, ...] = ("ingest-live", "sink", "replay", "paper")
 
-TABLES: dict[str, Table] = {t.name: t for t in (OHLCV, TICKS, BT_RUNS, BT_EQUITY, BT_TRADES, BT_ORDERS, BT_HEALTH)}
+TABLES: dict[str, Table] = {
+    t.name: t for t in (OHLCV, TICKS, BT_RUNS, BT_EQUITY, BT_TRADES, BT_ORDERS, BT_SWEEPS, BT_STATES, BT_HEALTH)
+}

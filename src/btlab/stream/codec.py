@@ -24,9 +24,13 @@ Values (``ts`` is an integer of nanoseconds since the Unix epoch, UTC):
     is ``null`` for a complete replay, ``"aborted"`` when it was stopped early (Ctrl-C) -- added without a version
     bump (older markers have no such field and read as complete).
 
-Replays (:func:`btlab.stream.replay.replay_bars`, :func:`~btlab.stream.replay.replay_ticks`) add two record headers to each data record: ``btlab-replay``
-(the replay id, as in its end markers) and ``btlab-seq`` (1, 2, 3, ... per key within the replay, decimal text),
-so a reader can check that it saw exactly what was published.
+Replays (:func:`btlab.stream.replay.replay_bars`, :func:`~btlab.stream.replay.replay_ticks`,
+:func:`~btlab.stream.replay.replay_ticks_and_bars`) add two record headers to each data record: ``btlab-replay``
+(the replay id, as in its end markers) and ``btlab-seq`` (1, 2, 3, ... per key and topic within the replay, decimal
+text), so a reader can check that it saw exactly what was published. A replay of ticks and bars together writes
+trades to the ticks topic and bars to the bars topic in ONE order of event time (trade time; bar CLOSE time), bars
+before trades at equal time (a trade at exactly a bar's close opens the next window), so no bar goes out before
+the last trade of its window; each topic gets its own end markers.
 
 Record key: ``exchange:symbol`` (:func:`btlab.stream.topics.record_key`) for ticks and bars, none for end markers.
 

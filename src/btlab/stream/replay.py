@@ -1,28 +1,33 @@
-"""Replaying stored history through the broker as if live: :func:`replay_bars` and :func:`replay_ticks`.
+"""Replaying stored history through the broker as if live: :func:`replay_bars`, :func:`replay_ticks`, and both
+at once, :func:`replay_ticks_and_bars`.
 
-What goes out: every stored bar (or trade) of the requested instruments and range, one record each, keyed
-``exchange:symbol``, on one topic (default ``<prefix>.bars.<timeframe>`` or ``<prefix>.ticks``), followed by the
-codec's end marker on every partition. Both share one publishing loop (:func:`_publish`); they differ only in how
-the store is read and how a record is encoded.
+What goes out: every stored bar (or trade, or both) of the requested instruments and range, one record each, keyed
+``exchange:symbol``, on one topic per kind (default ``<prefix>.bars.<timeframe>`` and ``<prefix>.ticks``),
+followed by the codec's end marker on every partition of every topic written. All share one publishing loop
+(:func:`_publish`); they differ only in how the store is read and how a record is encoded.
 
 * Event time: a bar's event time is its CLOSE, ``open + timeframe`` -- the moment it would be known live; a
   tick's event time is its trade time. Records are published in event-time order across instruments. Ties: bars
   closing at the same time go out ordered by symbol; trades at the same time by symbol, then by trade id
   (numerically when every id is a number, else as text) -- the aggregators' canonical order -- so the order is
-  stable from run to run. The record timestamp is the bar OPEN time for bars and the trade time for ticks (the
-  codec's convention, see :mod:`btlab.stream.codec`).
+  stable from run to run. Ticks and bars together (:func:`replay_ticks_and_bars`): one order across both kinds;
+  at equal event time bars go first (a trade at exactly a bar's close belongs to the next window), then as
+  above -- so no bar is published before the last trade of its window. The record timestamp is the bar OPEN
+  time for bars and the trade time for ticks (the codec's convention, see :mod:`btlab.stream.codec`).
 * Memory: the store is read in bounded windows (``Store.read_bars(start, end)`` of ``chunk_bars`` bar times, or
   ``Store.read_ticks(start, end)`` of ``chunk_seconds`` of trade time, per instrument), never the whole range at
-  once. A window without trades is skipped to the next stored trade (``Store.tick_span``), so a gap of months
+  once; ticks and bars together are merged piece by piece (:func:`iter_merged_chunks`). A window without bars
+  or trades is skipped to the next stored one (``Store.bar_span``, ``Store.tick_span``), so a gap of months
   costs one query, not one per window.
-* Sequence numbers: header ``btlab-seq`` = 1, 2, 3, ... per key, header ``btlab-replay`` = the replay id (as in
-  the end markers), so a reader detects a missing or repeated record.
+* Sequence numbers: header ``btlab-seq`` = 1, 2, 3, ... per key and topic, header ``btlab-replay`` = the replay id
+  (as in the end markers), so a reader detects a missing or repeated record.
 * Pacing: record *i* is published at ``t0 + (event_i - event_0) / speed`` on :func:`time.monotonic` (the schedule is
   computed from the start each time, so no drift accumulates); ``speed=None`` publishes as fast as possible. The
   replay measures its own pacing error (``|actual - scheduled|`` per record, when paced) and reports p50/p99/max in
   :class:`ReplayResult`.
 * Health (``health_interval_s``): ``bt_health`` rows of service ``replay`` through
-  :class:`btlab.store.health.HealthWriter`: ``records_per_s`` and ``replay_lag_s``, subject = the topic.
+  :class:`btlab.store.health.HealthWriter`: ``records_per_s`` (a rate over the interval) and ``replay_lag_s``
+  (a gauge: the last record's delay behind its schedule), one each per topic, subject = the topic.
 * Ctrl-C (KeyboardInterrupt): nothing half-sent -- the records already handed over are flushed, then end markers
   with ``reason="aborted"`` are written and the interrupt is re-raised.
 """
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -130,16 +135,19 @@ class ReplayResult:
 
     Attributes:
         replay_id: id in the end markers and the ``btlab-replay`` header.
-        topic: the topic written.
-        records: data records published (end markers not counted).
-        per_key: records per key ``exchange:symbol``.
-        markers: the end markers written (one per partition).
+        topic: the topic written (a replay of ticks and bars: its bars topic; see ``topics``).
+        records: data records published over all topics (end markers not counted).
+        per_key: records per key ``exchange:symbol`` on ``topic``.
+        markers: the end markers written to ``topic`` (one per partition).
         first_event, last_event: event times (bar close or trade time, UTC) of the first and last record, or None.
         seconds: wall time of the replay.
         max_lag_s: largest delay of a record behind its schedule, in seconds (0 when unpaced).
         aborted: True when stopped early (markers carry ``reason="aborted"``).
         pacing: per-record ``|actual - scheduled|`` publish time summary (``records`` 0 when unpaced).
         health_rows: ``bt_health`` rows written (0 without ``health_interval_s``).
+        topics: every topic written, bars topic first (one for a bar or tick replay, two for ticks and bars).
+        per_topic: records per key, per topic: ``{topic: {"exchange:symbol": n}}``.
+        markers_by_topic: the end markers written, per topic.
     """
 
     replay_id: str
@@ -154,6 +162,9 @@ class ReplayResult:
     aborted: bool = False
     pacing: PacingError = PacingError(0, 0.0, 0.0, 0.0)
     health_rows: int = 0
+    topics: tuple[str, ...] = ()
+    per_topic: dict[str, dict[str, int]] = field(default_factory=dict)
+    markers_by_topic: dict[str, list[EndMarker]] = field(default_factory=dict)
 
 
 def parse_speed(value: str | float | None) -> float | None:
@@ -179,7 +190,9 @@ def iter_replay_chunks(store: Any, exchange: str, symbols: Sequence[str], timefr
 
     Each yielded frame holds the bars of every instrument opening in one window of ``chunk_bars`` bar times, with
     columns of the bar layout plus ``exchange``, ``symbol`` and ``event_ns`` (close time, int ns), sorted by
-    ``(event_ns, symbol)``. Windows follow each other, so the concatenation is in order too.
+    ``(event_ns, symbol)``. Windows follow each other, so the concatenation is in order too; when no instrument
+    has a bar in a window, the next window starts at the next stored bar (``Store.bar_span``), so a gap of years
+    costs one query, not one per window.
 
     Raises:
         NoDataError: none of the instruments has a bar in the range.
@@ -210,7 +223,14 @@ def iter_replay_chunks(store: Any, exchange: str, symbols: Sequence[str], timefr
             chunk = pd.concat(parts, ignore_index=True)
             chunk["event_ns"] = pd.DatetimeIndex(chunk["ts"]).asi8 + timeframe.nanos
             yield chunk.sort_values(["event_ns", "symbol"], kind="stable").reset_index(drop=True)
-        w = w_end
+            w = w_end
+        else:  # jump over the gap to the next stored bar of any of the instruments
+            nxt = [span.first for s in symbols
+                   if (span := store.bar_span(exchange=exchange, symbol=s, timeframe=timeframe, start=w_end,
+                                              end=end)).first is not None]
+            if not nxt:
+                break
+            w = max(w_end, min(nxt))
     if not any_bar:
         raise NoDataError(f"no {timeframe} bars for {exchange}:{','.join(symbols)} in that range: nothing to replay")
 
@@ -330,14 +350,9 @@ def replay_bars(
         raise InvalidArgumentError("chunk_bars must be >= 1")
     lo, hi = parse_range(start, end)
     chunks = iter_replay_chunks(store, exchange, names, tf, lo, hi, chunk_bars)
-
-    def records(chunk: pd.DataFrame) -> Iterable[tuple[bytes, bytes, int]]:
-        return ((k, v, ts) for k, v, ts, _tf in iter_bar_records(chunk.drop(columns=["event_ns"]), timeframe=tf,
-                                                               source="stored bars"))
-
-    return _publish(store, chunks, records, lambda prefix: bars_topic(tf, prefix), config=config, producer=producer,
-                    topic=topic, pace=pace, replay_id=replay_id, progress=progress,
-                    progress_every_s=progress_every_s, health_interval_s=health_interval_s, clock=clock, sleep=sleep)
+    return _publish(store, ([c] for c in chunks), [_bar_kind(tf, topic)], config=config, producer=producer,
+                    pace=pace, replay_id=replay_id, progress=progress, progress_every_s=progress_every_s,
+                    health_interval_s=health_interval_s, clock=clock, sleep=sleep)
 
 
 def replay_ticks(
@@ -377,48 +392,195 @@ def replay_ticks(
         raise InvalidArgumentError("chunk_seconds must be > 0")
     lo, hi = parse_range(start, end)
     chunks = iter_tick_chunks(store, exchange, names, lo, hi, chunk_seconds)
-
-    def records(chunk: pd.DataFrame) -> Iterable[tuple[bytes, bytes, int]]:
-        return iter_tick_records(chunk.drop(columns=["event_ns"]), source="stored ticks")
-
-    return _publish(store, chunks, records, ticks_topic, config=config, producer=producer, topic=topic, pace=pace,
+    return _publish(store, ([c] for c in chunks), [_tick_kind(topic)], config=config, producer=producer, pace=pace,
                     replay_id=replay_id, progress=progress, progress_every_s=progress_every_s,
                     health_interval_s=health_interval_s, clock=clock, sleep=sleep)
 
 
-class _Health:
-    """``records_per_s`` and ``replay_lag_s`` (subject = topic) through :class:`~btlab.store.health.HealthWriter`.
+def replay_ticks_and_bars(
+    store: Any,
+    exchange: str,
+    symbols: str | Sequence[str],
+    timeframe: str | Timeframe,
+    start: Any = None,
+    end: Any = None,
+    *,
+    config: StreamConfig | None = None,
+    producer: StreamProducer | None = None,
+    bars_topic: str | None = None,
+    ticks_topic: str | None = None,
+    speed: float | str | None = None,
+    replay_id: str | None = None,
+    chunk_bars: int = 10_000,
+    chunk_seconds: float = 600.0,
+    progress: Callable[[ReplayProgress], None] | None = None,
+    progress_every_s: float = 0.5,
+    health_interval_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ReplayResult:
+    """Publish the stored trades to the ticks topic AND the stored bars to the bars topic, in ONE event-time
+    order across both kinds and all instruments, paced, ending with end markers on both topics.
 
-    The writer takes cumulative counts and writes their increase per interval; a rate or a gauge is therefore
-    handed over as a running total that grows by exactly the interval's value.
+    Order: by event time -- a bar's CLOSE (open + timeframe), a trade's trade time. At equal event time bars go
+    before trades (the bar of ``[t - tf, t)`` is complete at ``t``, and a trade at exactly ``t`` belongs to the next
+    window), then, within a kind, as :func:`replay_bars` (symbol) and :func:`replay_ticks` (symbol, trade id). So
+    no bar is ever published before the last trade of its window, and every trade of a window goes out before the
+    window's bar. One replay id, one sequence (``btlab-seq``) per key per topic, one pacing schedule.
+
+    Args:
+        store, exchange, symbols, timeframe, config, producer, speed, replay_id, progress, progress_every_s,
+        clock, sleep: as :func:`replay_bars`.
+        start, end: inclusive UTC bounds (as :func:`replay_bars`), on bar OPEN times and on trade times.
+        bars_topic, ticks_topic: default ``<prefix>.bars.<timeframe>`` and ``<prefix>.ticks``.
+        chunk_bars, chunk_seconds: store read windows of bars and of trades (bound memory; see
+            :func:`iter_merged_chunks`).
+        health_interval_s: as :func:`replay_bars`; the rows' subject is each topic.
+
+    Returns:
+        :class:`ReplayResult` with ``topics`` = (bars topic, ticks topic), per-topic counts and markers.
+
+    Raises:
+        InvalidArgumentError: bad arguments, or the two topics are the same.
+        NoDataError: no bar, or no trade, stored in the range.
+        BrokerUnavailableError, DeliveryError, KeyboardInterrupt: as :func:`replay_bars`.
+    """
+    names = _names(symbols)
+    tf = Timeframe.parse(timeframe)
+    pace = parse_speed(speed)
+    if chunk_bars < 1 or not chunk_seconds > 0:
+        raise InvalidArgumentError("chunk_bars must be >= 1 and chunk_seconds > 0")
+    if bars_topic is not None and bars_topic == ticks_topic:
+        raise InvalidArgumentError(f"ticks and bars need two topics, got {bars_topic!r} for both")
+    lo, hi = parse_range(start, end)
+    merged = iter_merged_chunks([iter_replay_chunks(store, exchange, names, tf, lo, hi, chunk_bars),
+                                 iter_tick_chunks(store, exchange, names, lo, hi, chunk_seconds)])
+    return _publish(store, merged, [_bar_kind(tf, bars_topic), _tick_kind(ticks_topic)], config=config,
+                    producer=producer, pace=pace, replay_id=replay_id, progress=progress,
+                    progress_every_s=progress_every_s, health_interval_s=health_interval_s, clock=clock, sleep=sleep)
+
+
+def iter_merged_chunks(streams: Sequence[Iterator[pd.DataFrame]]) -> Iterator[list[pd.DataFrame]]:
+    """Merge several chunk streams, each in its own publishing order, into one event-time order, piece by piece.
+
+    Args:
+        streams: iterators of frames with an ``event_ns`` column (int ns), each stream's concatenation sorted by
+            it (as :func:`iter_replay_chunks` and :func:`iter_tick_chunks` yield them).
+
+    Yields:
+        Lists with one frame per stream (in ``streams`` order, possibly empty), each a contiguous run of that
+        stream's rows. Every row of a list has an event time below every row of the lists after it, so the
+        publishing order is: list by list, and within a list the rows of all frames by ``event_ns``, equal times
+        in stream order (a stable sort over the frames concatenated in stream order, see :func:`_interleave`),
+        each stream's own order kept.
+
+    How: each stream's rows are buffered until the smallest last-buffered event time of the streams not yet
+    exhausted (the horizon): rows before it can be followed by no earlier row of any stream and go out; then the
+    stream that set the horizon is read further. Memory: about one chunk per stream.
+
+    Raises:
+        What the streams raise (``NoDataError`` from their first read).
+    """
+    its = [iter(s) for s in streams]
+    none = pd.DataFrame({"event_ns": np.empty(0, dtype=np.int64)})
+    bufs: list[pd.DataFrame] = [none] * len(its)
+    live = [True] * len(its)
+
+    def pull(i: int) -> None:
+        try:
+            frame = next(its[i])
+        except StopIteration:
+            live[i] = False
+            return
+        bufs[i] = pd.concat([bufs[i], frame], ignore_index=True) if len(bufs[i]) else frame
+
+    for i in range(len(its)):
+        pull(i)
+    while True:
+        open_ = [i for i in range(len(its)) if live[i]]
+        starved = [i for i in open_ if not len(bufs[i])]
+        if starved:
+            pull(starved[0])
+            continue
+        if not open_:
+            if any(len(b) for b in bufs):
+                yield [b.reset_index(drop=True) for b in bufs]
+            return
+        limit = min(open_, key=lambda i: int(bufs[i]["event_ns"].iat[-1]))
+        horizon = int(bufs[limit]["event_ns"].iat[-1])
+        out = []
+        for i, buf in enumerate(bufs):
+            k = int(np.searchsorted(buf["event_ns"].to_numpy(), horizon, side="left"))
+            out.append(buf.iloc[:k].reset_index(drop=True))
+            bufs[i] = buf.iloc[k:]
+        if any(len(o) for o in out):
+            yield out
+        pull(limit)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One kind of record a replay publishes: how its rows are encoded, and its topic.
+
+    ``encode`` turns a frame of that kind's rows (``event_ns`` dropped) into ``(key, value, timestamp_ms)`` in row
+    order; ``default_topic`` maps the configured topic prefix to the default topic; ``topic`` overrides it.
     """
 
-    def __init__(self, store: Any, topic: str, interval: float, clock: Callable[[], float]) -> None:
+    encode: Callable[[pd.DataFrame], Iterable[tuple[bytes, bytes, int]]]
+    default_topic: Callable[[str], str]
+    topic: str | None
+
+
+def _bar_kind(tf: Timeframe, topic: str | None) -> _Kind:
+    def encode(frame: pd.DataFrame) -> Iterable[tuple[bytes, bytes, int]]:
+        return ((k, v, ts) for k, v, ts, _tf in iter_bar_records(frame, timeframe=tf, source="stored bars"))
+
+    return _Kind(encode, lambda prefix: bars_topic(tf, prefix), topic)
+
+
+def _tick_kind(topic: str | None) -> _Kind:
+    return _Kind(lambda frame: iter_tick_records(frame, source="stored ticks"), ticks_topic, topic)
+
+
+def _records(parts: Sequence[pd.DataFrame], kinds: Sequence[_Kind]) -> Iterator[tuple[int, int, bytes, bytes, int]]:
+    """``(kind index, event ns, key, value, timestamp_ms)`` of one merged piece, in publishing order: the rows of
+    all ``parts`` by ``event_ns``, equal times in kind order (stable sort over the parts in kind order)."""
+    encoded = [iter(kind.encode(part.drop(columns=["event_ns"]))) if len(part) else iter(())
+               for kind, part in zip(kinds, parts)]
+    if len(parts) == 1:
+        for ev, (key, value, ts_ms) in zip(parts[0]["event_ns"].tolist(), encoded[0]):
+            yield 0, ev, key, value, ts_ms
+        return
+    events = np.concatenate([part["event_ns"].to_numpy(dtype=np.int64) for part in parts])
+    slots = np.concatenate([np.full(len(part), i, dtype=np.int64) for i, part in enumerate(parts)])
+    order = np.argsort(events, kind="stable")
+    for slot, ev in zip(slots[order].tolist(), events[order].tolist()):
+        key, value, ts_ms = next(encoded[slot])
+        yield slot, ev, key, value, ts_ms
+
+
+class _Health:
+    """Per topic ``records_per_s`` (a rate: records published in the interval / its seconds) and ``replay_lag_s``
+    (a gauge: the last record's delay behind its schedule) through :class:`~btlab.store.health.HealthWriter`."""
+
+    def __init__(self, store: Any, topics: Sequence[str], interval: float, clock: Callable[[], float]) -> None:
         from btlab.store.health import HealthWriter
 
         self.writer = HealthWriter(store, HEALTH_SERVICE, interval=interval, clock=clock)
-        self.topic, self.clock = topic, clock
-        self._at, self._sent = clock(), 0
-        self._totals = {("records_per_s", topic): 0.0, ("replay_lag_s", topic): 0.0}
+        self.topics = list(topics)
 
-    def write(self, sent: int, lag: float) -> None:
-        now = self.clock()
-        rate = (sent - self._sent) / max(now - self._at, 1e-9)
-        self._totals[("records_per_s", self.topic)] += rate
-        self._totals[("replay_lag_s", self.topic)] += lag
-        self.writer.write(self._totals, {})
-        self._at, self._sent = now, sent
+    def write(self, sent: Sequence[int], lag: float) -> None:
+        self.writer.write({}, {}, rates={("records_per_s", t): float(n) for t, n in zip(self.topics, sent)},
+                          gauges={("replay_lag_s", t): lag for t in self.topics})
 
 
 def _publish(
     store: Any,
-    chunks: Iterator[pd.DataFrame],
-    records: Callable[[pd.DataFrame], Iterable[tuple[bytes, bytes, int]]],
-    default_topic: Callable[[str], str],
+    pieces: Iterator[list[pd.DataFrame]],
+    kinds: Sequence[_Kind],
     *,
     config: StreamConfig | None,
     producer: StreamProducer | None,
-    topic: str | None,
     pace: float | None,
     replay_id: str | None,
     progress: Callable[[ReplayProgress], None] | None,
@@ -427,16 +589,20 @@ def _publish(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> ReplayResult:
-    """The publishing loop shared by bar and tick replays: ``chunks`` (frames with ``event_ns``, in publishing
-    order) are encoded by ``records`` into ``(key, value, timestamp_ms)`` and published paced, with sequence
-    headers, progress, health rows and end markers (see the module doc)."""
+    """The publishing loop shared by every replay: ``pieces`` (lists of one frame per kind, with ``event_ns``, in
+    publishing order, see :func:`iter_merged_chunks`) are encoded by their kind (:func:`_records`) and published
+    paced to the kind's topic, with sequence headers per key and topic, progress, health rows and end markers on
+    every topic (see the module doc)."""
     if health_interval_s is not None and health_interval_s < 0:
         raise InvalidArgumentError(f"the health interval must be >= 0 seconds (0 = off), got {health_interval_s}")
-    first_chunk = next(chunks)  # NoDataError before anything is opened on the broker
+    first_piece = next(pieces)  # NoDataError before anything is opened on the broker
     own = producer is None
     prod = producer or StreamProducer(config)
-    target = topic or default_topic(prod.config.prefix)
-    seqs: dict[bytes, int] = {}
+    targets = [kind.topic or kind.default_topic(prod.config.prefix) for kind in kinds]
+    if len(set(targets)) != len(targets):
+        raise InvalidArgumentError(f"each kind of record needs its own topic, got {', '.join(targets)}")
+    seqs: list[dict[bytes, int]] = [{} for _ in kinds]
+    sent_to = [0] * len(kinds)
     sent = 0
     max_lag = 0.0
     first_ns: int | None = None
@@ -448,7 +614,7 @@ def _publish(
         rid = prod.begin_replay(replay_id)
         rid_header = rid.encode()
         if health_interval_s:
-            health = _Health(store, target, health_interval_s, clock)
+            health = _Health(store, targets, health_interval_s, clock)
         t0 = clock()
         next_report = t0 + progress_every_s
         next_health = t0 + health_interval_s if health_interval_s else float("inf")
@@ -460,9 +626,8 @@ def _publish(
                 progress(ReplayProgress(pd.Timestamp(last_ns, unit="ns", tz="UTC"), sent, sent / elapsed, lag))
 
         try:
-            for chunk in _chain(first_chunk, chunks):
-                events = chunk["event_ns"].tolist()
-                for (key, value, ts_ms), ev in zip(records(chunk), events):
+            for piece in _chain(first_piece, pieces):
+                for slot, ev, key, value, ts_ms in _records(piece, kinds):
                     if first_ns is None:
                         first_ns = ev
                     if pace is not None:
@@ -475,11 +640,13 @@ def _publish(
                         pacing.add(lag)
                         if lag > max_lag:
                             max_lag = lag
-                    seq = seqs.get(key, 0) + 1
-                    seqs[key] = seq
-                    prod.produce(target, key, value, ts_ms,
+                    kseq = seqs[slot]
+                    seq = kseq.get(key, 0) + 1
+                    kseq[key] = seq
+                    prod.produce(targets[slot], key, value, ts_ms,
                                  headers=[(REPLAY_HEADER, rid_header), (SEQ_HEADER, str(seq).encode())])
                     sent += 1
+                    sent_to[slot] += 1
                     last_ns = ev
                     # paced: a record may be seconds apart, so look every record; unpaced every 64 (cheap)
                     if (pace is not None or sent & 63 == 0) and (progress is not None or health is not None):
@@ -488,13 +655,15 @@ def _publish(
                             report(now)
                             next_report = now + progress_every_s
                         if now >= next_health and health is not None:
-                            health.write(sent, max(lag, 0.0))
-                            next_health = now + health_interval_s  # type: ignore[operator]
+                            health.write(sent_to, max(lag, 0.0))
+                            # from the end of the write: a slow store write must not leave the next interval
+                            # with next to no publishing time (its rate would read as a stall of the replay)
+                            next_health = clock() + health_interval_s  # type: ignore[operator]
         except KeyboardInterrupt:
             aborted = True
-        markers = prod.end_replay([target], reason=ABORTED if aborted else None)
+        markers = prod.end_replay(targets, reason=ABORTED if aborted else None)
         if health is not None:
-            health.write(sent, max(lag, 0.0))
+            health.write(sent_to, max(lag, 0.0))
         if not aborted:
             report(clock())
     finally:
@@ -502,16 +671,18 @@ def _publish(
             prod.close()
     if aborted:
         raise KeyboardInterrupt(f"replay {rid} aborted after {sent} records; end markers say 'aborted'")
+    per_topic = {t: {k.decode(): n for k, n in kseq.items()} for t, kseq in zip(targets, seqs)}
     return ReplayResult(
-        replay_id=rid, topic=target, records=sent, per_key={k.decode(): v for k, v in seqs.items()},
-        markers=markers.get(target, []),
+        replay_id=rid, topic=targets[0], records=sent, per_key=per_topic[targets[0]],
+        markers=markers.get(targets[0], []),
         first_event=None if first_ns is None else pd.Timestamp(first_ns, unit="ns", tz="UTC"),
         last_event=None if last_ns is None else pd.Timestamp(last_ns, unit="ns", tz="UTC"),
         seconds=clock() - t0, max_lag_s=max(max_lag, 0.0), aborted=aborted, pacing=pacing.summary(),
-        health_rows=0 if health is None else health.writer.written,
+        health_rows=0 if health is None else health.writer.written, topics=tuple(targets), per_topic=per_topic,
+        markers_by_topic={t: markers.get(t, []) for t in targets},
     )
 
 
-def _chain(first: pd.DataFrame, rest: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def _chain(first: list[pd.DataFrame], rest: Iterator[list[pd.DataFrame]]) -> Iterator[list[pd.DataFrame]]:
     yield first
     yield from rest
