@@ -236,7 +236,7 @@ def test_mp_tracker_ols_variant_and_errors(sp_store):
     with pytest.raises(StrategyParameterError, match="basket must be one of"):
         run_backtest("mp_tracker", symbols=[*SYMBOLS, INDEX], exchange="nyse", timeframe="1d",
                      params={"basket": "best"}, store=str(sp_store), record=False)
-    with pytest.raises(ValueError, match="no feed named index='SPX'"):
+    with pytest.raises(StrategyParameterError, match="no feed named index='SPX'"):
         run_backtest("mp_tracker", symbols=SYMBOLS[:3], exchange="nyse", timeframe="1d", params={"index": "SPX"},
                      store=str(sp_store), record=False)
     with pytest.raises(InvalidArgumentError, match="also among the constituents"):

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from btlab.backtest.compat import bt
+from btlab.errors import StrategyParameterError
 
 __all__ = ["MatchingPursuitTracker", "omp", "omp_simplex", "project_simplex", "simplex_lstsq", "top_k_correlated"]
 
@@ -242,6 +243,10 @@ class MatchingPursuitTracker(bt.Strategy):
         gross: fraction of the portfolio value invested (default 0.98; the rest pays commissions and the gap
             between the decision close and the next open, so that buys are not refused for lack of cash).
 
+    Raises:
+        StrategyParameterError: when the run starts, if no feed is named ``index`` (the run is then recorded as
+            failed).
+
     Attributes:
         rebalances: list of ``{"ts": UTC datetime of the bar decided on (bar close), "names": [...],
             "weights": [...]}``, one per rebalance.
@@ -270,8 +275,9 @@ class MatchingPursuitTracker(bt.Strategy):
         self.validate_params(dict(self.p._getitems()))
         names = [d._name for d in self.datas]
         if self.p.index not in names:
-            raise ValueError(f"mp_tracker: no feed named index={self.p.index!r}; feeds: {', '.join(names[:10])}"
-                             + (" ..." if len(names) > 10 else ""))
+            raise StrategyParameterError(
+                f"mp_tracker: no feed named index={self.p.index!r}: add the index to --symbols; feeds: "
+                + ", ".join(names[:10]) + (" ..." if len(names) > 10 else ""))
         self.index_data = self.getdatabyname(self.p.index)
         self.members = [d for d in self.datas if d is not self.index_data]
         self.rebalances: list[dict[str, Any]] = []
