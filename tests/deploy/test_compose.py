@@ -28,6 +28,7 @@ def _run_env(service: dict, store: Path, extra: dict[str, str] | None = None) ->
     """The service's environment with the test servers in place of QuestDB and Redpanda, btlab on PATH."""
     env = {**os.environ, **{k: str(v) for k, v in service.get("environment", {}).items()}}
     env.pop("BTLAB_KAFKA", None)  # compose's redpanda:9092 does not resolve here; a test passes its broker in extra
+    env.pop("BTLAB_DASK_SCHEDULER", None)  # nor dask-scheduler:8786: sweeps run on a local Dask cluster here
     env.update({"BTLAB_STORE": str(store), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                 "COLUMNS": "200", "NO_COLOR": "1", **(extra or {})})
     return env
@@ -111,7 +112,7 @@ def test_the_demo_job_runs_as_in_the_compose_file(tmp_path, kafka_bootstrap):
     """The demo job's entrypoint, mounts and working directory as compose gives them (the broker is the test one);
     run twice (each make up). Its replayed backtest equals the direct one."""
     svc = load()["services"]["demo"]
-    assert "redpanda" in svc["depends_on"]
+    assert "redpanda" in svc["depends_on"] and "dask-worker" in svc["depends_on"]
     work = container_root(svc, tmp_path / "root")
     store = tmp_path / "store.duckdb"
     cmd = host_args(svc["entrypoint"] + svc.get("command", []), tmp_path / "root")
@@ -124,6 +125,8 @@ def test_the_demo_job_runs_as_in_the_compose_file(tmp_path, kafka_bootstrap):
         ticks = st.tick_span(exchange="binance", symbol="XRP/ETH")
     assert {("BTC/USDT", "1h"), ("BTC/USDT", "1m"), ("ETH/USDT", "1m")} <= set(zip(series["symbol"],
                                                                                    series["timeframe"]))
+    sweep_runs = runs[runs["sweep_id"].notna()]
+    runs = runs[runs["sweep_id"].isna()]
     assert len(runs) == 5 and set(runs["status"]) == {"finished"} and ticks.ticks > 0
     sma = runs[runs["strategy"] == "sma_cross"]
     assert len(sma) == 4 and (sma["n_trades"] > 0).all()  # the run dashboard's trade panels have trades to show
@@ -131,10 +134,16 @@ def test_the_demo_job_runs_as_in_the_compose_file(tmp_path, kafka_bootstrap):
     assert len(minute) == 2, minute  # the direct run and the one fed through the broker
     for col in ("end_value", "n_trades", "sharpe", "max_drawdown", "data_hash"):
         assert minute[col].iloc[0] == minute[col].iloc[1], col
+    with DuckDBStore(store, read_only=True) as st:  # the ORB sweep on the real SPY minutes, for the sweep dashboard
+        sweep = st.get_sweep("demo-orb")
+    assert (sweep["strategy"], sweep["status"], sweep["total"], sweep["done"], sweep["failed"]) == (
+        "orb", "finished", 8, 8, 0)
+    assert len(sweep_runs) == 8 and set(sweep_runs["status"]) == {"finished"} and (sweep_runs["n_trades"] > 0).all()
     again = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "no new backtest" in again.stdout, again.stderr
+    assert "0 of 8 combinations run" in again.stdout or "8 already finished" in again.stdout, again.stdout[-1500:]
     with DuckDBStore(store, read_only=True) as st:
-        assert len(st.list_runs(limit=50)) == 5
+        assert len(st.list_runs(limit=50)) == 5 + 8
 
 
 def test_ingest_live_and_its_healthcheck_run_as_in_the_compose_file(tmp_path, kafka_bootstrap):

@@ -597,8 +597,8 @@ MaxBarsOption = Annotated[int | None, typer.Option(
 SweepIdArgument = Annotated[str, typer.Argument(metavar="SWEEP_ID", help="Sweep id (see btlab sweep list).")]
 SweepIdOption = Annotated[str | None, typer.Option(
     "--sweep-id", metavar="ID", show_default=False,
-    help="The sweep's id (default: a new one). Give an earlier sweep's id to resume it: finished combinations are "
-    "skipped.")]
+    help="The sweep's id (default: derived from the strategy, grid, data range and hash, engine and settings, so "
+    "the same command again resumes the same sweep). Finished combinations are skipped; failed ones run again.")]
 GridOption = Annotated[Path | None, typer.Option(
     "--grid", metavar="FILE", show_default=False,
     help="Grid YAML file: params (name: {range: [start, stop, step]} or a list), constraints, sample, seed.")]

@@ -4,6 +4,8 @@ subprocesses, a real DuckDB file. Over all 505 constituents when ../shared/data 
 
 from __future__ import annotations
 
+import os
+
 import gzip
 import shutil
 from pathlib import Path
@@ -121,6 +123,7 @@ def test_symbol_options_are_one_or_the_other(tmp_path):
 
 
 @pytest.mark.skipif(not ALL_505.is_dir(), reason="the 505 constituents are in ../shared/data only (not in a clone)")
+@pytest.mark.skipif(not os.environ.get("BTLAB_TEST_SLOW"), reason="4-5 minutes over all 505 files (keeps make test short): set BTLAB_TEST_SLOW=1")
 def test_import_all_505_constituents_skipping_the_16_invalid(tmp_path):
     store = tmp_path / "all.duckdb"
     proc = btlab_cli("data", "import", str(ALL_505), *DAILY, "--symbol-from-file", "--skip-invalid", store=store,
