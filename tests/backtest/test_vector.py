@@ -105,10 +105,10 @@ def test_supports_and_refusals() -> None:
     from btlab.strategies.sma_cross import SmaCross
 
     assert supports("sma_cross") and supports(SmaCross)
-    assert not supports("orb") and not supports("buy_hold")
+    assert not supports("buy_hold") and not supports("btlab.strategies.buy_hold:BuyAndHold")
     bars = btc_1h().head(100)
     with pytest.raises(InvalidArgumentError, match="has no vector kernel.*Backtrader engine"):
-        run_vector("orb", bars)
+        run_vector("buy_hold", bars)
     with pytest.raises(InvalidArgumentError, match="0 < fast < slow"):
         run_vector("sma_cross", bars, {"fast": 30, "slow": 30})
     with pytest.raises(InvalidArgumentError, match="no parameter"):

@@ -196,7 +196,7 @@ def run_vector(strategy: str, bars: pd.DataFrame, params: dict[str, Any] | None 
         raise InvalidArgumentError("run_vector: no bars")
     ts = pd.DatetimeIndex(bars["ts"])
     if timeframe is None and _kernel_name(strategy) == "orb":
-        steps = np.diff(ts.asi8)
+        steps = np.diff(ts.as_unit("ns").asi8)
         timeframe = Timeframe.from_seconds(int(steps[steps > 0].min() // 10**9) if (steps > 0).any() else 60)
     value, cash_arr, trades, _ = simulate(strategy, bars["open"].to_numpy(), bars["close"].to_numpy(), params,
                                           cash, commission, size_pct, high=bars["high"].to_numpy(),
