@@ -113,3 +113,29 @@ def test_supports_and_refusals() -> None:
         run_vector("sma_cross", bars, {"fast": 30, "slow": 30})
     with pytest.raises(InvalidArgumentError, match="no parameter"):
         run_vector("sma_cross", bars, {"period": 3})
+
+
+def test_daily_returns_fast_path_equals_groupby() -> None:
+    """compute_metrics finds the days by position (sorted index, no NaN); it must pick exactly the rows of pandas'
+    ``groupby(day).last()`` it replaced, for UTC days and for XNYS sessions (pre-market and after-hours bars
+    belong to their session), and fall back to groupby when the values hold a NaN."""
+    from realdata import DATA
+
+    from btlab.backtest.metrics import daily_closes, daily_returns
+    from btlab.model.sessions import session_labels
+
+    bars = btc_1h()
+    value = pd.Series(bars["close"].to_numpy(), index=pd.DatetimeIndex(bars["ts"]).rename("ts"))
+    ref = value.groupby(value.index.floor("D")).last()
+    pd.testing.assert_series_equal(daily_closes(value), ref, check_exact=True)
+    prev = ref.shift(1)
+    prev.iloc[0] = 1.0
+    pd.testing.assert_series_equal(daily_returns(value, 1.0), (ref / prev - 1.0).rename("return"), check_exact=True)
+    spy = pd.read_csv(DATA / "SPY_1min_2024-02-20_2024-05-17.csv.gz", nrows=60_000)
+    idx = pd.DatetimeIndex(pd.to_datetime(spy.iloc[:, 0], utc=True)).rename("ts")
+    sv = pd.Series(spy["close"].to_numpy(dtype="float64"), index=idx)
+    labels = session_labels(idx, "XNYS")
+    assert (labels.normalize() != idx.normalize()).any()  # after-hours bars carry the session's date
+    pd.testing.assert_series_equal(daily_closes(sv, "XNYS"), sv.groupby(labels).last(), check_exact=True)
+    sv.iloc[-1] = np.nan  # the last non-missing value of the day, as groupby.last()
+    pd.testing.assert_series_equal(daily_closes(sv, "XNYS"), sv.groupby(labels).last(), check_exact=True)
