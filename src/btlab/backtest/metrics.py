@@ -30,6 +30,7 @@ same functions.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -148,7 +149,20 @@ def _day_labels(idx: pd.DatetimeIndex, calendar: Calendar | str | None) -> pd.Da
         return (days if idx.tz is None else days.tz_localize("UTC")).as_unit(idx.unit)  # = idx.floor("D")
     from btlab.model.sessions import session_labels
 
-    return session_labels(idx, calendar)
+    key = (str(getattr(calendar, "value", calendar)), str(idx.tz), idx.unit,
+           hashlib.blake2b(idx.asi8.view(np.uint8), digest_size=16).digest())
+    labels = _SESSION_LABELS.get(key)
+    if labels is None:
+        labels = session_labels(idx, calendar)
+        if len(_SESSION_LABELS) >= 8:
+            _SESSION_LABELS.pop(next(iter(_SESSION_LABELS)))
+        _SESSION_LABELS[key] = labels
+    return labels
+
+
+#: session labels of recent indexes (a sweep computes metrics over the same bar times again and again; finding the
+#: sessions costs ~10 ms for 25k bars, the key -- a digest of the bar times -- ~0.1 ms)
+_SESSION_LABELS: dict[tuple[str, str, str, bytes], pd.DatetimeIndex] = {}
 
 
 def _day_ends(labels: pd.DatetimeIndex, value: pd.Series | np.ndarray) -> np.ndarray | None:

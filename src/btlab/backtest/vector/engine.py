@@ -166,7 +166,8 @@ def _simulate_orb(open_: np.ndarray, high: np.ndarray | None, low: np.ndarray | 
 
 def run_vector(strategy: str, bars: pd.DataFrame, params: dict[str, Any] | None = None, cash: float = 10_000.0,
                commission: float = 0.001, size_pct: float = 95.0, *, calendar: str = "24/7",
-               symbol: str = "", timeframe: Timeframe | str | None = None) -> tuple[Metrics, pd.DataFrame]:
+               symbol: str = "", timeframe: Timeframe | str | None = None,
+               cache: dict[Any, Any] | None = None) -> tuple[Metrics, pd.DataFrame]:
     """Run ``strategy`` on ``bars`` with its numba kernel: the Backtrader engine's result, much faster.
 
     Args:
@@ -182,6 +183,7 @@ def run_vector(strategy: str, bars: pd.DataFrame, params: dict[str, Any] | None 
         symbol: the instrument's name, written into the trades' ``symbol`` column.
         timeframe: the bars' timeframe (``orb`` needs it: a bar's close time is its open + timeframe); default: the
             smallest step between bar open times.
+        cache: optional dict shared between runs on the SAME bars (SMAs, session windows; see :func:`simulate`).
 
     Returns:
         ``(metrics, trades)``: the :class:`~btlab.backtest.metrics.Metrics` and the closed trades in the layout of
@@ -199,7 +201,7 @@ def run_vector(strategy: str, bars: pd.DataFrame, params: dict[str, Any] | None 
         steps = np.diff(ts.as_unit("ns").asi8)
         timeframe = Timeframe.from_seconds(int(steps[steps > 0].min() // 10**9) if (steps > 0).any() else 60)
     value, cash_arr, trades, _ = simulate(strategy, bars["open"].to_numpy(), bars["close"].to_numpy(), params,
-                                          cash, commission, size_pct, high=bars["high"].to_numpy(),
+                                          cash, commission, size_pct, cache, high=bars["high"].to_numpy(),
                                           low=bars["low"].to_numpy(), ts=ts, timeframe=timeframe, calendar=calendar)
     peak = np.maximum.accumulate(np.concatenate(([float(cash)], value)))[1:]
     equity = pd.DataFrame({"value": value, "cash": cash_arr, "drawdown": value / peak - 1.0,

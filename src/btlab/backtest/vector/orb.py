@@ -87,9 +87,8 @@ def orb_sessions(ts: np.ndarray | pd.DatetimeIndex | pd.Series, calendar: str,
 
 def _as_ns(ts: np.ndarray | pd.DatetimeIndex | pd.Series) -> np.ndarray:
     """Bar times as int64 ns UTC."""
-    arr = np.asarray(ts)
-    if arr.dtype == np.int64:
-        return np.ascontiguousarray(arr)
+    if isinstance(ts, np.ndarray) and ts.dtype == np.int64:
+        return np.ascontiguousarray(ts)
     index = pd.DatetimeIndex(ts)
     index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
     return np.ascontiguousarray(index.as_unit("ns").asi8)
