@@ -20,6 +20,13 @@ at the next bar's open, no slippage, commission a fraction of traded value on bo
 ``orb`` rules: :mod:`btlab.backtest.vector.orb` (Backtrader's bracket orders: market entry, stop and take-profit
 limit children, gaps through the stop/limit filled at the open, the session windows of the strategy).
 
+Sweeps: read the bars once, keep one ``cache = {}`` per bars, and per combination call either
+``run_vector(name, bars, params, cash, commission, size_pct, calendar=venue_calendar, timeframe=tf, cache=cache)``
+(metrics and trades) or, for the bare simulation,
+``simulate(name, o, c, params, cash, commission, size_pct, cache, high=h, low=l, ts=bars["ts"], timeframe=tf,
+calendar=venue_calendar)`` with ``o, h, l, c`` the bars' float64 arrays (``sma_cross`` ignores the keywords;
+``orb`` needs them). ``venue_calendar`` is the run's (``BacktestConfig.venue_calendar``: ``24/7``, ``XNYS``).
+
 Metrics come from :func:`btlab.backtest.metrics.compute_metrics` on the same equity and trades frames the
 recorder builds, with the same buy-and-hold benchmark, so they equal the Backtrader engine's.
 """
