@@ -168,8 +168,15 @@ _SESSION_LABELS: dict[tuple[str, str, str, bytes], pd.DatetimeIndex] = {}
 def _day_ends(labels: pd.DatetimeIndex, value: pd.Series | np.ndarray) -> np.ndarray | None:
     """Positions of the last bar of each day when ``labels`` never decrease and ``value`` has no NaN (then they
     are exactly the rows ``groupby(labels).last()`` picks); None otherwise."""
+    if np.isnan(np.asarray(value, dtype="float64")).any():
+        return None
+    return _label_ends(labels)
+
+
+def _label_ends(labels: pd.DatetimeIndex) -> np.ndarray | None:
+    """Positions where each day's run of ``labels`` ends; None when empty, with NaT or decreasing."""
     keys = labels.asi8
-    if len(keys) == 0 or labels.hasnans or np.isnan(np.asarray(value, dtype="float64")).any():
+    if len(keys) == 0 or labels.hasnans:
         return None
     step = np.diff(keys)
     if (step < 0).any():
@@ -282,16 +289,17 @@ class _Days:
 
     def __init__(self, idx: pd.DatetimeIndex, sessions: str | None) -> None:
         self.idx, self.sessions = idx, sessions
-        self._labels: pd.DatetimeIndex | None = None
+        self._ends: np.ndarray | None = None
+        self._found = False
 
     def returns(self, value: pd.Series, start_value: float) -> np.ndarray:
         """``daily_returns(value, start_value, sessions)`` as an array; ``value`` is indexed by ``idx``."""
-        if self._labels is None:
-            self._labels = _day_labels(self.idx, self.sessions)
-        ends = _day_ends(self._labels, value)
-        if ends is None:
+        if not self._found:
+            self._ends, self._found = _label_ends(_day_labels(self.idx, self.sessions)), True
+        values = value.to_numpy(dtype="float64")
+        if self._ends is None or np.isnan(values).any():
             return daily_returns(value, start_value, self.sessions).to_numpy()
-        return _returns_at(value.to_numpy(dtype="float64")[ends], float(start_value))
+        return _returns_at(values[self._ends], float(start_value))
 
 
 def _return_metrics(value: pd.Series, r: np.ndarray, start_value: float, n: int) -> dict[str, float]:
