@@ -54,22 +54,24 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _check_parity(store_path: Path, params: dict, *, exchange: str = "nyse", symbol: str = "SPY",
                   start: str | None = None, end: str | None = None, size_pct: float = 95.0,
-                  session: str | None = None) -> btlab.BacktestResult:
+                  session: str | None = None, cash: float = 10_000.0,
+                  commission: float = 0.001) -> btlab.BacktestResult:
     """Run both engines; assert the same trades, values, cash, Margin count and metrics; return Backtrader's run."""
     bt_run = btlab.run_backtest("orb", exchange=exchange, symbol=symbol, timeframe="1m", start=start, end=end,
                                 params=params, size_pct=size_pct, store=str(store_path), record=False,
-                                allow_gaps=True, **({"session": session} if session else {}))
+                                allow_gaps=True, cash=cash, commission=commission,
+                                **({"session": session} if session else {}))
     cal = bt_run.config.venue_calendar
-    metrics, trades = run_vector("orb", bt_run.bars, params, cash=10_000.0, commission=0.001, size_pct=size_pct,
+    metrics, trades = run_vector("orb", bt_run.bars, params, cash=cash, commission=commission, size_pct=size_pct,
                                  calendar=cal, symbol=symbol, timeframe="1m")
     ours, theirs = trades.drop(columns="trade_ref"), bt_run.trades.drop(columns="trade_ref").reset_index(drop=True)
     pd.testing.assert_frame_equal(ours, theirs, check_exact=True, check_dtype=False, obj=str(params))
     bars = bt_run.bars
-    value, cash, _, margin = simulate("orb", bars["open"].to_numpy(), bars["close"].to_numpy(), params, 10_000.0,
-                                      0.001, size_pct, high=bars["high"].to_numpy(), low=bars["low"].to_numpy(),
-                                      ts=bars["ts"], timeframe="1m", calendar=cal)
+    value, cash_arr, _, margin = simulate("orb", bars["open"].to_numpy(), bars["close"].to_numpy(), params, cash,
+                                          commission, size_pct, high=bars["high"].to_numpy(),
+                                          low=bars["low"].to_numpy(), ts=bars["ts"], timeframe="1m", calendar=cal)
     assert (value == bt_run.equity["value"].to_numpy()).all(), params  # every bar, bit for bit
-    assert (cash == bt_run.equity["cash"].to_numpy()).all(), params
+    assert (cash_arr == bt_run.equity["cash"].to_numpy()).all(), params
     assert margin == bt_run.order_counts["orders_margin"], params
     assert metrics.end_value == bt_run.summary.end_value
     assert abs(metrics.end_value / bt_run.summary.end_value - 1) < 1e-9
@@ -115,6 +117,19 @@ def test_parity_on_all_spy_sessions(store_path: Path) -> None:
                     "cooloff_minutes": 5, "flat_at_end": False}):
         run = _check_parity(store_path, params)
         assert len(run.bars) == 24_570 and len(run.trades) > 40
+
+
+def test_parity_without_stop_or_take_profit_and_other_costs(store_path: Path) -> None:
+    """No stop and no take-profit (a bare market entry, flat at the session end), a take-profit alone, a stop
+    alone; other cash, commission and sizing than the defaults."""
+    for params, cash, commission, size_pct in [
+        ({"stop_pct": 0.0, "take_profit_pct": 0.0}, 10_000.0, 0.001, 95.0),
+        ({"stop_pct": 0.0, "take_profit_pct": 0.3, "range_minutes": 20}, 250_000.0, 0.0, 50.0),
+        ({"stop_pct": 0.07, "take_profit_pct": 0.0, "max_stops": 3, "cooloff_minutes": 0}, 1_000.0, 0.0025, 99.0),
+    ]:
+        run = _check_parity(store_path, params, start="2024-04-01", end="2024-04-12", cash=cash,
+                            commission=commission, size_pct=size_pct)
+        assert len(run.trades) >= 5, params
 
 
 def test_parity_with_extended_hours_bars(store_path: Path) -> None:
