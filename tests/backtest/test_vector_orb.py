@@ -92,7 +92,7 @@ def _exits(run: btlab.BacktestResult) -> pd.DataFrame:
 
 
 def test_parity_over_a_grid_spy(store_path: Path) -> None:
-    seen = {"trades": 0, "long": 0, "short": 0, "Stop": 0, "Limit": 0, "gap Stop": 0, "gap Limit": 0, "margin": 0, "held": 0}
+    seen = dict.fromkeys(["trades", "long", "short", "Stop", "Limit", "gap Stop", "gap Limit", "margin", "held"], 0)
     for params, size_pct in _combos(54, seed=11):
         run = _check_parity(store_path, params, start="2024-03-04", end="2024-03-15", size_pct=size_pct)
         assert run.config.venue_calendar == "XNYS" and len(run.bars) == 3_900

@@ -1,8 +1,9 @@
 """The vector engine's pandas-facing side: :func:`run_vector` and :func:`supports`.
 
-A strategy with a kernel (``sma_cross``, ``orb``) runs here in milliseconds with exactly the Backtrader engine's fills (same trades: times,
-prices, sizes; same final value), as btlab configures Backtrader (:func:`btlab.run_backtest`): market orders fill
-at the next bar's open, no slippage, commission a fraction of traded value on both sides, PercentSizer sizing.
+A strategy with a kernel (``sma_cross``, ``orb``) runs here in milliseconds with exactly the Backtrader engine's
+fills (same trades: times, prices, sizes; same final value), as btlab configures Backtrader
+(:func:`btlab.run_backtest`): market orders fill at the next bar's open, no slippage, commission a fraction of
+traded value on both sides, PercentSizer sizing.
 
 ``sma_cross`` rules, as Backtrader computes them:
 
