@@ -139,3 +139,18 @@ def test_daily_returns_fast_path_equals_groupby() -> None:
     pd.testing.assert_series_equal(daily_closes(sv, "XNYS"), sv.groupby(labels).last(), check_exact=True)
     sv.iloc[-1] = np.nan  # the last non-missing value of the day, as groupby.last()
     pd.testing.assert_series_equal(daily_closes(sv, "XNYS"), sv.groupby(labels).last(), check_exact=True)
+
+
+def test_a_shared_cache_changes_nothing() -> None:
+    """run_vector(cache=) reuses SMAs and the benchmark between runs on the same bars: same metrics and trades as
+    runs without it, whatever the order of the combinations."""
+    bars = btc_1h().tail(5_000).reset_index(drop=True)
+    cache: dict = {}
+    for fast, slow in [(10, 30), (5, 30), (10, 60), (10, 30)]:
+        params = {"fast": fast, "slow": slow}
+        m1, t1 = run_vector("sma_cross", bars, params, cache=cache)
+        m2, t2 = run_vector("sma_cross", bars, params)
+        pd.testing.assert_frame_equal(t1, t2, check_exact=True)
+        a, b = m1.as_dict(), m2.as_dict()
+        assert all(a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+    assert {5, 10, 30, 60, ("benchmark", 10_000.0)} <= set(cache)

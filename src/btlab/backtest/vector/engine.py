@@ -191,7 +191,8 @@ def run_vector(strategy: str, bars: pd.DataFrame, params: dict[str, Any] | None 
         symbol: the instrument's name, written into the trades' ``symbol`` column.
         timeframe: the bars' timeframe (``orb`` needs it: a bar's close time is its open + timeframe); default: the
             smallest step between bar open times.
-        cache: optional dict shared between runs on the SAME bars (SMAs, session windows; see :func:`simulate`).
+        cache: optional dict shared between runs on the SAME bars (SMAs, session windows, the buy-and-hold
+            benchmark; see :func:`simulate`).
 
     Returns:
         ``(metrics, trades)``: the :class:`~btlab.backtest.metrics.Metrics` and the closed trades in the layout of
@@ -215,7 +216,12 @@ def run_vector(strategy: str, bars: pd.DataFrame, params: dict[str, Any] | None 
     equity = pd.DataFrame({"value": value, "cash": cash_arr, "drawdown": value / peak - 1.0,
                            "position_value": value - cash_arr}, index=ts.rename("ts"))
     frame = trades_frame(trades, ts, symbol)
-    benchmark = benchmark_equity(bars, float(cash))
+    key = ("benchmark", float(cash))
+    benchmark = cache.get(key) if cache is not None else None
+    if benchmark is None:
+        benchmark = benchmark_equity(bars, float(cash))
+        if cache is not None:
+            cache[key] = benchmark
     metrics = compute_metrics(equity, frame, start_value=float(cash), calendar=calendar, benchmark=benchmark)
     return metrics, frame
 
