@@ -70,7 +70,8 @@ def _cold(path: str, env: dict[str, str], code: str = COLD) -> tuple[float, floa
 
 def run() -> list[str]:
     bars = pd.read_feather(FEATHER).rename(columns={"date": "ts"})
-    lines = []
+    lines = [f"Load average when this section started: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other "
+             "jobs share the machine: absolute times swing, compare ratios within the run).", ""]
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "bench.duckdb")
         with DuckDBStore(path) as st:
