@@ -28,6 +28,10 @@ from btlab.backtest.vector import run_vector, simulate
 from btlab.store.duckdb import DuckDBStore
 
 GRID = [(f, s) for f in range(5, 50, 5) for s in range(50, 150, 10)]  # 90 combinations
+SPY = DATA / "SPY_1min_2024-02-20_2024-05-17.csv.gz"
+ORB_GRID = [{"range_minutes": r, "stop_pct": sp, "take_profit_pct": tp, "max_stops": ms, "cooloff_minutes": 30}
+            for r in range(5, 65, 5) for sp in (0.1, 0.2, 0.5, 1.0) for tp in (0.0, 0.5, 1.0) for ms in (1, 2, 3)]
+ORB_SAMPLE = [ORB_GRID[i] for i in (0, 100, 250, 431)]
 BT_SAMPLE = [(5, 50), (25, 100), (45, 140)]
 FEATHER = DATA / "BTC_USDT-1h_2017-08-17_2024-04-21.feather"
 
@@ -41,27 +45,33 @@ with DuckDBStore(sys.argv[1], read_only=True) as st:
 metrics, trades = run_vector("sma_cross", bars, {"fast": 10, "slow": 30})
 print(time.perf_counter() - t0, metrics.end_value)
 """
+COLD_ORB = COLD.replace('exchange="binance", symbol="BTC/USDT", timeframe="1h"',
+                        'exchange="nyse", symbol="SPY", timeframe="1m"').replace(
+    'run_vector("sma_cross", bars, {"fast": 10, "slow": 30})',
+    'run_vector("orb", bars, {}, calendar="XNYS", timeframe="1m")')
 
 
 def _chunk(args: tuple[str, list[tuple[int, int]]]) -> int:
     path, combos = args
     with DuckDBStore(path, read_only=True) as st:
         bars = st.read_bars(exchange="binance", symbol="BTC/USDT", timeframe="1h")
+    cache: dict = {}
     for fast, slow in combos:
-        run_vector("sma_cross", bars, {"fast": fast, "slow": slow})
+        run_vector("sma_cross", bars, {"fast": fast, "slow": slow}, cache=cache)
     return len(combos)
 
 
-def _cold(path: str, env: dict[str, str]) -> tuple[float, float]:
+def _cold(path: str, env: dict[str, str], code: str = COLD) -> tuple[float, float]:
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", COLD, path], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - t0
     return wall, float(out.stdout.split()[0])
 
 
 def run() -> list[str]:
     bars = pd.read_feather(FEATHER).rename(columns={"date": "ts"})
-    lines = []
+    lines = [f"Load average when this section started: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other "
+             "jobs share the machine: absolute times swing, compare ratios within the run).", ""]
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "bench.duckdb")
         with DuckDBStore(path) as st:
@@ -75,11 +85,12 @@ def run() -> list[str]:
         res = btlab.run_backtest("sma_cross", store=path, params={"fast": 10, "slow": 30}, record=False,
                                  allow_gaps=True)
         t_bt = time.perf_counter() - t0
-        t_vec, t_kernel = [], []
+        t_vec, t_kernel, t_read = [], [], []
         for _ in range(7):
             t0 = time.perf_counter()
             with DuckDBStore(path, read_only=True) as st:
                 b = st.read_bars(exchange="binance", symbol="BTC/USDT", timeframe="1h")
+            t_read.append(time.perf_counter() - t0)
             metrics, _ = run_vector("sma_cross", b, {"fast": 10, "slow": 30})
             t_vec.append(time.perf_counter() - t0)
             o, c = b["open"].to_numpy(), b["close"].to_numpy()
@@ -87,6 +98,7 @@ def run() -> list[str]:
             simulate("sma_cross", o, c, {"fast": 10, "slow": 30}, 10_000.0, 0.001, 95.0)
             t_kernel.append(time.perf_counter() - t0)
         assert metrics.end_value == res.summary.end_value, "vector and Backtrader engines disagree"
+        t_run = min(v - r for v, r in zip(t_vec, t_read))
         lines += [
             f"sma_cross 10/30 on {len(stored):,} BTC/USDT 1h bars (final value {metrics.end_value:,.2f} on both "
             "engines, bit for bit):",
@@ -96,6 +108,10 @@ def run() -> list[str]:
             f"| Backtrader engine (`run_backtest`, record=False) | {t_bt:.2f} s | 1x |",
             f"| vector, end to end (DuckDB read + kernel + metrics), best of 7 | {min(t_vec) * 1e3:.1f} ms "
             f"| {t_bt / min(t_vec):,.0f}x |",
+            f"| of which the store read (open the DuckDB file, read_bars, close), best of 7 | "
+            f"{min(t_read) * 1e3:.1f} ms | |",
+            f"| vector without the read (kernel + equity + trades + metrics), best of 7 | {t_run * 1e3:.1f} ms "
+            f"| {t_bt / t_run:,.0f}x |",
             f"| vector kernel alone (SMAs, crossover, simulation), best of 7 | {min(t_kernel) * 1e3:.2f} ms "
             f"| {t_bt / min(t_kernel):,.0f}x |",
             "",
@@ -109,8 +125,9 @@ def run() -> list[str]:
             simulate("sma_cross", o, c, {"fast": fast, "slow": slow}, 10_000.0, 0.001, 95.0, sma_cache=cache)
         g_kernel = time.perf_counter() - t0
         t0 = time.perf_counter()
+        shared: dict = {}
         for fast, slow in GRID:
-            run_vector("sma_cross", stored, {"fast": fast, "slow": slow})
+            run_vector("sma_cross", stored, {"fast": fast, "slow": slow}, cache=shared)
         g_metrics = time.perf_counter() - t0
         t0 = time.perf_counter()
         with ProcessPoolExecutor(2) as pool:
@@ -133,7 +150,8 @@ def run() -> list[str]:
             f"| Backtrader engine, one process (measured on {len(BT_SAMPLE)} of the combinations, parity "
             f"checked) | {1 / g_bt:.2f} | {g_bt * n:.0f} s (extrapolated) |",
             f"| vector kernel alone, one core (SMAs cached per period) | {n / g_kernel:,.0f} | {g_kernel:.2f} s |",
-            f"| vector with metrics per combination, one core | {n / g_metrics:,.0f} | {g_metrics:.2f} s |",
+            f"| vector with metrics per combination, one core (SMAs, benchmark cached) | {n / g_metrics:,.0f} "
+            f"| {g_metrics:.2f} s |",
             f"| vector with metrics, 2 worker processes (pool start and data read included) | {n / g_two:,.0f} "
             f"| {g_two:.2f} s |",
             "",
@@ -151,8 +169,76 @@ def run() -> list[str]:
             "|---|---:|---:|",
             f"| numba's disk cache filled (any run after the first) | {warm_wall:.2f} s | {warm_in:.2f} s |",
             f"| empty numba cache (kernels JIT-compiled) | {cold_wall:.2f} s | {cold_in:.2f} s |",
+            "",
         ]
+        lines += _orb(path, env)
     return lines
+
+
+def _orb(path: str, env: dict[str, str]) -> list[str]:
+    """The orb section: Backtrader engine vs vector engine per combination, the vector grid, a cold orb run."""
+    from btlab.marketdata.sources.files.importer import import_bars
+
+    with DuckDBStore(path) as st:
+        import_bars(SPY, st, exchange="nyse", symbol="SPY", timeframe="1m")
+    kw = {"exchange": "nyse", "symbol": "SPY", "timeframe": "1m", "store": path, "record": False}
+    rows, bt_times, bars = [], [], None
+    for params in ORB_SAMPLE:
+        t0 = time.perf_counter()
+        res = btlab.run_backtest("orb", params=params, **kw)
+        t_bt = time.perf_counter() - t0
+        bt_times.append(t_bt)
+        bars = res.bars
+        run_vector("orb", bars, params, calendar="XNYS", timeframe="1m")  # compile / load the kernel
+        t_vec = min(_timed(lambda: run_vector("orb", bars, params, calendar="XNYS", timeframe="1m"))
+                    for _ in range(5))
+        m, trades = run_vector("orb", bars, params, calendar="XNYS", timeframe="1m", symbol="SPY")
+        assert m.end_value == res.summary.end_value and len(trades) == len(res.trades), params
+        assert (trades["exit_price"].to_numpy() == res.trades["exit_price"].to_numpy()).all(), params
+        label = ", ".join(f"{k.split('_')[0]} {v:g}" for k, v in params.items() if k != "cooloff_minutes")
+        rows.append(f"| {label} | {len(trades)} | {t_bt:.2f} s | {t_vec * 1e3:.1f} ms | {t_bt / t_vec:,.0f}x |")
+    assert bars is not None
+    o, h, lo, c = (bars[k].to_numpy() for k in ("open", "high", "low", "close"))
+    cache: dict = {}
+    t0 = time.perf_counter()
+    for params in ORB_GRID:
+        simulate("orb", o, c, params, 10_000.0, 0.001, 95.0, cache, high=h, low=lo, ts=bars["ts"], timeframe="1m",
+                 calendar="XNYS")
+    g_kernel = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    shared: dict = {}
+    for params in ORB_GRID:
+        run_vector("orb", bars, params, calendar="XNYS", timeframe="1m", cache=shared)
+    g_metrics = time.perf_counter() - t0
+    n, bt_mean = len(ORB_GRID), sum(bt_times) / len(bt_times)
+    warm_wall, warm_in = _cold(path, env, COLD_ORB)
+    return [
+        f"orb on {len(bars):,} SPY 1-minute bars (regular sessions, 2024-02-20 .. 2024-05-17; cool-off 30 min; "
+        "same trades and final value on both engines, asserted):",
+        "",
+        "| combination | trades | Backtrader engine | vector (kernel + equity + trades + metrics), best of 5 | ratio |",
+        "|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"Grid of {n} orb combinations (range 5..60 x stop 0.1..1.0 x take-profit 0/0.5/1.0 x max stops 1..3):",
+        "",
+        "| contender | combinations/s | grid time |",
+        "|---|---:|---:|",
+        f"| Backtrader engine, one process (mean of the {len(ORB_SAMPLE)} above) | {1 / bt_mean:.2f} "
+        f"| {bt_mean * n:.0f} s (extrapolated) |",
+        f"| vector kernel alone, one core (session windows cached) | {n / g_kernel:,.0f} | {g_kernel:.2f} s |",
+        f"| vector with metrics per combination, one core (session windows cached) | {n / g_metrics:,.0f} "
+        f"| {g_metrics:.2f} s |",
+        "",
+        f"Fresh process, one orb run on these bars (numba's cache filled; imports, DuckDB read, sessions, kernel, "
+        f"metrics): {warm_wall:.2f} s wall, {warm_in:.2f} s inside the process.",
+    ]
+
+
+def _timed(func: object) -> float:
+    t0 = time.perf_counter()
+    func()  # type: ignore[operator]
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

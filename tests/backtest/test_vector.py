@@ -105,11 +105,52 @@ def test_supports_and_refusals() -> None:
     from btlab.strategies.sma_cross import SmaCross
 
     assert supports("sma_cross") and supports(SmaCross)
-    assert not supports("orb") and not supports("buy_hold")
+    assert not supports("buy_hold") and not supports("btlab.strategies.buy_hold:BuyAndHold")
     bars = btc_1h().head(100)
     with pytest.raises(InvalidArgumentError, match="has no vector kernel.*Backtrader engine"):
-        run_vector("orb", bars)
+        run_vector("buy_hold", bars)
     with pytest.raises(InvalidArgumentError, match="0 < fast < slow"):
         run_vector("sma_cross", bars, {"fast": 30, "slow": 30})
     with pytest.raises(InvalidArgumentError, match="no parameter"):
         run_vector("sma_cross", bars, {"period": 3})
+
+
+def test_daily_returns_fast_path_equals_groupby() -> None:
+    """compute_metrics finds the days by position (sorted index, no NaN); it must pick exactly the rows of pandas'
+    ``groupby(day).last()`` it replaced, for UTC days and for XNYS sessions (pre-market and after-hours bars
+    belong to their session), and fall back to groupby when the values hold a NaN."""
+    from realdata import DATA
+
+    from btlab.backtest.metrics import daily_closes, daily_returns
+    from btlab.model.sessions import session_labels
+
+    bars = btc_1h()
+    value = pd.Series(bars["close"].to_numpy(), index=pd.DatetimeIndex(bars["ts"]).rename("ts"))
+    ref = value.groupby(value.index.floor("D")).last()
+    pd.testing.assert_series_equal(daily_closes(value), ref, check_exact=True)
+    prev = ref.shift(1)
+    prev.iloc[0] = 1.0
+    pd.testing.assert_series_equal(daily_returns(value, 1.0), (ref / prev - 1.0).rename("return"), check_exact=True)
+    spy = pd.read_csv(DATA / "SPY_1min_2024-02-20_2024-05-17.csv.gz", nrows=60_000)
+    idx = pd.DatetimeIndex(pd.to_datetime(spy.iloc[:, 0], utc=True)).rename("ts")
+    sv = pd.Series(spy["close"].to_numpy(dtype="float64"), index=idx)
+    labels = session_labels(idx, "XNYS")
+    assert (labels.normalize() != idx.normalize()).any()  # after-hours bars carry the session's date
+    pd.testing.assert_series_equal(daily_closes(sv, "XNYS"), sv.groupby(labels).last(), check_exact=True)
+    sv.iloc[-1] = np.nan  # the last non-missing value of the day, as groupby.last()
+    pd.testing.assert_series_equal(daily_closes(sv, "XNYS"), sv.groupby(labels).last(), check_exact=True)
+
+
+def test_a_shared_cache_changes_nothing() -> None:
+    """run_vector(cache=) reuses SMAs and the benchmark between runs on the same bars: same metrics and trades as
+    runs without it, whatever the order of the combinations."""
+    bars = btc_1h().tail(5_000).reset_index(drop=True)
+    cache: dict = {}
+    for fast, slow in [(10, 30), (5, 30), (10, 60), (10, 30)]:
+        params = {"fast": fast, "slow": slow}
+        m1, t1 = run_vector("sma_cross", bars, params, cache=cache)
+        m2, t2 = run_vector("sma_cross", bars, params)
+        pd.testing.assert_frame_equal(t1, t2, check_exact=True)
+        a, b = m1.as_dict(), m2.as_dict()
+        assert all(a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+    assert {5, 10, 30, 60, ("benchmark", 10_000.0)} <= set(cache)

@@ -30,6 +30,7 @@ same functions.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -131,11 +132,65 @@ def daily_closes(value: pd.Series, calendar: Calendar | str | None = None) -> pd
         InvalidArgumentError: unknown calendar.
     """
     idx = pd.DatetimeIndex(value.index)
+    labels = _day_labels(idx, calendar)
+    ends = _day_ends(labels, value)
+    if ends is None:  # unsorted labels or missing values: pandas' groupby (last non-missing value per day)
+        return value.groupby(labels).last()
+    return pd.Series(value.to_numpy()[ends], index=labels[ends], name=value.name)
+
+
+def _day_labels(idx: pd.DatetimeIndex, calendar: Calendar | str | None) -> pd.DatetimeIndex:
+    """The day of each bar time: its UTC midnight (``calendar`` None) or its session date (see daily_closes)."""
     if calendar is None:
-        return value.groupby(idx.floor("D")).last()
+        if str(idx.tz) not in ("UTC", "None"):
+            return idx.floor("D")
+        ns = idx.as_unit("ns").asi8
+        days = pd.DatetimeIndex((ns - ns % 86_400_000_000_000).view("datetime64[ns]"), name=idx.name)
+        return (days if idx.tz is None else days.tz_localize("UTC")).as_unit(idx.unit)  # = idx.floor("D")
     from btlab.model.sessions import session_labels
 
-    return value.groupby(session_labels(idx, calendar)).last()
+    key = (str(getattr(calendar, "value", calendar)), str(idx.tz), idx.unit,
+           hashlib.blake2b(idx.asi8.view(np.uint8), digest_size=16).digest())
+    labels = _SESSION_LABELS.get(key)
+    if labels is None:
+        labels = session_labels(idx, calendar)
+        if len(_SESSION_LABELS) >= 8:
+            _SESSION_LABELS.pop(next(iter(_SESSION_LABELS)))
+        _SESSION_LABELS[key] = labels
+    return labels
+
+
+#: session labels of recent indexes (a sweep computes metrics over the same bar times again and again; finding the
+#: sessions costs ~10 ms for 25k bars, the key -- a digest of the bar times -- ~0.1 ms)
+_SESSION_LABELS: dict[tuple[str, str, str, bytes], pd.DatetimeIndex] = {}
+
+
+def _day_ends(labels: pd.DatetimeIndex, value: pd.Series | np.ndarray) -> np.ndarray | None:
+    """Positions of the last bar of each day when ``labels`` never decrease and ``value`` has no NaN (then they
+    are exactly the rows ``groupby(labels).last()`` picks); None otherwise."""
+    if np.isnan(np.asarray(value, dtype="float64")).any():
+        return None
+    return _label_ends(labels)
+
+
+def _label_ends(labels: pd.DatetimeIndex) -> np.ndarray | None:
+    """Positions where each day's run of ``labels`` ends; None when empty, with NaT or decreasing."""
+    keys = labels.asi8
+    if len(keys) == 0 or labels.hasnans:
+        return None
+    step = np.diff(keys)
+    if (step < 0).any():
+        return None
+    return np.append(np.flatnonzero(step), len(keys) - 1)
+
+
+def _returns_at(closes: np.ndarray, start_value: float) -> np.ndarray:
+    """Simple returns of daily closes, the first against ``start_value`` (the arithmetic of daily_returns)."""
+    prev = np.empty_like(closes)
+    if len(closes):
+        prev[0] = start_value
+        prev[1:] = closes[:-1]
+    return closes / prev - 1.0
 
 
 def daily_returns(value: pd.Series, start_value: float, calendar: Calendar | str | None = None) -> pd.Series:
@@ -144,23 +199,23 @@ def daily_returns(value: pd.Series, start_value: float, calendar: Calendar | str
     ``calendar`` as :func:`daily_closes` (None: UTC days).
     """
     closes = daily_closes(value, calendar)
-    prev = closes.shift(1)
-    if len(prev):
-        prev.iloc[0] = start_value
-    return (closes / prev - 1.0).rename("return")
+    return pd.Series(_returns_at(closes.to_numpy(dtype="float64"), float(start_value)), index=closes.index,
+                     name="return")
 
 
-def max_drawdown_of(values: np.ndarray) -> float:
-    """Max drawdown (<= 0) of a value path whose first element is the first peak."""
+def max_drawdown_of(values: np.ndarray, peak: np.ndarray | None = None) -> float:
+    """Max drawdown (<= 0) of a value path whose first element is the first peak (``peak``: its running maximum,
+    when already known)."""
     if len(values) == 0:
         return float("nan")
-    peak = np.maximum.accumulate(values)
+    peak = np.maximum.accumulate(values) if peak is None else peak
     return float(np.min(values / peak - 1.0))
 
 
-def _drawdown_runs(ts: np.ndarray, values: np.ndarray) -> tuple[int, float]:
-    """Longest underwater run in bars and in days. ``values[0]`` is the start (at ``ts[0]``)."""
-    peak = np.maximum.accumulate(values)
+def _drawdown_runs(ts: np.ndarray, values: np.ndarray, peak: np.ndarray | None = None) -> tuple[int, float]:
+    """Longest underwater run in bars and in days. ``values[0]`` is the start (at ``ts[0]``); ``peak``: the
+    running maximum of ``values``, when already known."""
+    peak = np.maximum.accumulate(values) if peak is None else peak
     under = values < peak
     if not under.any():
         return 0, 0.0
@@ -210,7 +265,8 @@ def compute_metrics(
     cal = Calendar.crypto if sessions == "24/7" else Calendar.equity
     n = cal.periods_per_year
     value = equity["value"].astype("float64")
-    r = daily_returns(value, start_value, None if cal is Calendar.crypto else sessions).to_numpy()
+    days = _Days(pd.DatetimeIndex(equity.index), None if cal is Calendar.crypto else sessions)
+    r = days.returns(value, start_value)
 
     exposure = float(np.mean(equity["position_value"].to_numpy() != 0.0)) if "position_value" in equity else float("nan")
     return Metrics(
@@ -223,9 +279,27 @@ def compute_metrics(
         n_days=int(len(r)),
         periods_per_year=n,
         calendar=cal.value,
-        **_extended_metrics(equity, trades, r, start_value, cal, benchmark,
-                            None if cal is Calendar.crypto else sessions),
+        **_extended_metrics(equity, trades, r, start_value, cal, benchmark, days),
     )
+
+
+class _Days:
+    """The days of one equity index (UTC days or sessions), found once and shared by the strategy's and the
+    benchmark's returns (the same bar times: the same days)."""
+
+    def __init__(self, idx: pd.DatetimeIndex, sessions: str | None) -> None:
+        self.idx, self.sessions = idx, sessions
+        self._ends: np.ndarray | None = None
+        self._found = False
+
+    def returns(self, value: pd.Series, start_value: float) -> np.ndarray:
+        """``daily_returns(value, start_value, sessions)`` as an array; ``value`` is indexed by ``idx``."""
+        if not self._found:
+            self._ends, self._found = _label_ends(_day_labels(self.idx, self.sessions)), True
+        values = value.to_numpy(dtype="float64")
+        if self._ends is None or np.isnan(values).any():
+            return daily_returns(value, start_value, self.sessions).to_numpy()
+        return _returns_at(values[self._ends], float(start_value))
 
 
 def _return_metrics(value: pd.Series, r: np.ndarray, start_value: float, n: int) -> dict[str, float]:
@@ -256,8 +330,9 @@ def _drawdown_metrics(equity: pd.DataFrame, value: pd.Series, start_value: float
     bar_values = np.concatenate(([start_value], value.to_numpy()))
     idx = pd.DatetimeIndex(equity.index)
     bar_ts = np.concatenate((idx[:1].asi8, idx.asi8)).astype("datetime64[ns]")
-    mdd_bars, mdd_days = _drawdown_runs(bar_ts, bar_values)
-    return {"max_drawdown": max_drawdown_of(bar_values), "max_drawdown_days": mdd_days,
+    peak = np.maximum.accumulate(bar_values)
+    mdd_bars, mdd_days = _drawdown_runs(bar_ts, bar_values, peak)
+    return {"max_drawdown": max_drawdown_of(bar_values, peak), "max_drawdown_days": mdd_days,
             "max_drawdown_bars": mdd_bars}
 
 
@@ -330,8 +405,6 @@ EXTENDED_CONVENTIONS = (
 
 #: Rolling-window length in daily returns per calendar: about three months (90 days 24/7, 63 sessions).
 ROLLING_WINDOWS: dict[str, int] = {Calendar.crypto.value: 90, Calendar.equity.value: 63}
-
-_NO_TRADES = pd.DataFrame({"pnl_net": pd.Series(dtype="float64")})
 
 
 def rolling_window(calendar: Calendar | str) -> int:
@@ -477,30 +550,31 @@ def benchmark_equity(
 def _aligned(series: pd.Series, index: pd.DatetimeIndex, before: float) -> pd.Series:
     """``series`` at ``index``: the last value at or before each time; ``before`` where it has none yet."""
     s = series.sort_index()
+    values = s.to_numpy(dtype="float64")
+    if s.index.equals(index) and not np.isnan(values).any():  # already at the bar times (run_vector, the recorder)
+        return pd.Series(values, index=index, name=s.name)
     out = s.reindex(index.union(s.index)).ffill().reindex(index)
     return out.fillna(before).astype("float64")
 
 
 def _extended_metrics(
     equity: pd.DataFrame, trades: pd.DataFrame, r: np.ndarray, start_value: float, cal: Calendar,
-    benchmark: pd.Series | None, sessions: str | None = None,
+    benchmark: pd.Series | None, days: _Days,
 ) -> dict[str, float]:
     """The fields added for the report (see :data:`EXTENDED_CONVENTIONS`), from compute_metrics' inputs.
 
-    ``sessions``: the exchange calendar code whose sessions cut the daily returns (None: UTC days, 24/7).
+    ``days``: the days (UTC days, or the sessions of an exchange calendar) of the equity's bar times.
     """
     out = {**return_distribution(r), **trade_quality(trades)}
     if benchmark is None or not len(benchmark):
         return out
     n = cal.periods_per_year
-    idx = pd.DatetimeIndex(equity.index)
-    bench = _aligned(benchmark, idx, float(start_value))
-    bm = compute_metrics(pd.DataFrame({"value": bench.to_numpy()}, index=idx), _NO_TRADES, start_value=start_value,
-                         calendar=sessions or cal)
-    b = daily_returns(bench, start_value, sessions).to_numpy()  # same days as r: same bar times
-    out.update(benchmark_total_return=bm.total_return, benchmark_cagr=bm.cagr,
-               benchmark_volatility=bm.volatility, benchmark_sharpe=bm.sharpe,
-               benchmark_max_drawdown=bm.max_drawdown)
+    bench = _aligned(benchmark, days.idx, float(start_value))
+    b = days.returns(bench, start_value)  # same days as r: same bar times
+    bm = _return_metrics(bench, b, float(start_value), n)  # the benchmark's own compute_metrics fields
+    out.update(benchmark_total_return=bm["total_return"], benchmark_cagr=bm["cagr"],
+               benchmark_volatility=bm["volatility"], benchmark_sharpe=bm["sharpe"],
+               benchmark_max_drawdown=max_drawdown_of(np.concatenate(([float(start_value)], bench.to_numpy()))))
     if len(r) >= 2:
         b_res = b - b.mean()
         var_b = float(np.mean(b_res**2))
