@@ -236,7 +236,7 @@ def _client(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:
     except ValueError:  # not the main thread
         previous = None
     try:
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=40)
     finally:
         if previous is not None:
