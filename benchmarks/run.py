@@ -17,6 +17,7 @@ import bench_ingest  # noqa: E402
 import bench_multi  # noqa: E402
 import bench_replay  # noqa: E402
 import bench_sink  # noqa: E402
+import bench_sizing  # noqa: E402
 import bench_startup  # noqa: E402
 import bench_store  # noqa: E402
 import bench_stream  # noqa: E402
@@ -42,6 +43,7 @@ SECTIONS = [
     ("sink", "Sink: topics -> store (issue 10)", bench_sink),
     ("vector", "Vector engine vs the Backtrader engine (issue 11)", bench_vector),
     ("sweep", "Parameter sweep on Dask vs Backtrader's optstrategy (issue 11)", bench_sweep),
+    ("sizing", "Paper sizing: 1M combinations x 100k bars (issue 11)", bench_sizing),
     ("multi", "Multi-asset runs: 505 S&P 500 daily feeds (issue 12)", bench_multi),
 ]
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
