@@ -252,7 +252,7 @@ class DuckDBStore(Store):
             other._release_if_idle()
 
     def _release_if_idle(self) -> None:
-        if self._lock.acquire(timeout=0):
+        if self._lock.acquire(timeout=1.0):  # its closer thread may hold the lock for a moment
             try:
                 if self._depth == 0 and self._con is not None:
                     self._drop()
