@@ -220,7 +220,7 @@ class WalkForwardResult:
         equity: the chained out-of-sample equity: columns ``ts`` (datetime64[ns, UTC], bar open time) and
             ``value`` (account currency), one row per bar of the test windows.
         metrics: :class:`~btlab.backtest.metrics.Metrics` of the chained curve (start value = the requested cash).
-        side_by_side: DataFrame indexed by metric name (``sharpe, total_return, cagr, max_drawdown, n_trades``...)
+        side_by_side: DataFrame indexed by metric name (:data:`SIDE_BY_SIDE`)
             with columns ``in_sample`` (mean over windows of the chosen combination's train-window metric) and
             ``out_of_sample`` (the chained OOS metric).
         untested: as :attr:`WalkForwardWindows.untested`.
@@ -236,8 +236,9 @@ class WalkForwardResult:
     trades: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
 
-#: metrics shown in the in-sample vs out-of-sample table
-SIDE_BY_SIDE = ("sharpe", "sortino", "total_return", "cagr", "max_drawdown", "n_trades", "win_rate")
+#: metrics shown in the in-sample vs out-of-sample table: rates and ratios, comparable across lengths (a total
+#: return or a trade count of one train window is not comparable to the whole chained test curve's)
+SIDE_BY_SIDE = ("sharpe", "sortino", "cagr", "volatility", "max_drawdown", "calmar", "win_rate")
 
 
 def evaluate_walkforward(run: Any) -> WalkForwardResult:
