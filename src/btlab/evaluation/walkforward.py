@@ -154,9 +154,14 @@ def parse_period(value: Any, *, what: str) -> pd.DateOffset:
             "y": pd.DateOffset(years=n)}[unit]
 
 
-def _times(offset: pd.DateOffset, k: int) -> pd.DateOffset:
-    """``k`` times ``offset`` (from the origin, so month ends do not drift)."""
-    return pd.DateOffset(**{name: value * k for name, value in offset.kwds.items()})
+def _after(origin: pd.Timestamp, *terms: tuple[pd.DateOffset, int]) -> pd.Timestamp:
+    """``origin`` plus the sum of ``count * offset`` over ``terms``, added as ONE offset, so month ends do not
+    drift (2020-01-31 + 2m = 2020-03-31, where + 1m + 1m = 2020-03-29)."""
+    total: dict[str, int] = {}
+    for offset, count in terms:
+        for name, value in offset.kwds.items():
+            total[name] = total.get(name, 0) + value * count
+    return origin + pd.DateOffset(**{name: v for name, v in total.items() if v}) if any(total.values()) else origin
 
 
 def walkforward_windows(start: Any, end: Any, *, train: str, test: str, step: str | None = None,
@@ -188,9 +193,9 @@ def walkforward_windows(start: Any, end: Any, *, train: str, test: str, step: st
     windows = []
     k = 0
     while True:
-        train_lo = lo if anchored else lo + _times(step_off, k)
-        train_hi = lo + train_off + _times(step_off, k)  # exclusive
-        test_hi = train_hi + test_off
+        train_lo = lo if anchored else _after(lo, (step_off, k))
+        train_hi = _after(lo, (train_off, 1), (step_off, k))  # exclusive
+        test_hi = _after(lo, (train_off, 1), (step_off, k), (test_off, 1))
         if test_hi > hi:
             break
         windows.append(Window(k, train_lo, train_hi - _ONE_NS, train_hi, test_hi - _ONE_NS))
