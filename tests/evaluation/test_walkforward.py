@@ -212,6 +212,28 @@ def test_dsr_of_each_window_from_its_train_returns_and_its_trials(walk, store):
         assert row["dsr"] == pytest.approx(expected.dsr, rel=1e-12) and 0.0 <= row["dsr"] <= 1.0
 
 
+def test_pbo_of_each_window_from_every_combination_s_train_returns(walk, store):
+    """The vector engine's trial returns: one column per combination; each column's annualized Sharpe ratio is the
+    sweep row's (the same daily series), the chosen one's column is the Backtrader train run's daily returns, and
+    the window's PBO is CSCV (S = 16) on them."""
+    from btlab.evaluation.overfitting import pbo
+
+    run, result, _ = walk
+    for w, row in zip(run.windows, result.windows.to_dict("records")):
+        returns = w.trial_returns
+        assert returns.shape[1] == 4 and returns.index.is_monotonic_increasing
+        stored = store.sweep_runs(w.sweep_id, status="finished")
+        for params, sharpe in zip(stored["params"], stored["sharpe"]):
+            column = returns[json.dumps(json.loads(params), sort_keys=True)]
+            assert column.mean() / column.std(ddof=1) * math.sqrt(365) == pytest.approx(sharpe, rel=1e-9)
+        assert row["pbo"] == pbo(returns, n_splits=16).pbo and 0.0 <= row["pbo"] <= 1.0
+    direct = run_backtest("sma_cross", symbol="BTC/USDT", exchange="binance", timeframe="1h",
+                          start=run.windows[0].window.train[0], end=run.windows[0].window.train[1],
+                          params=run.windows[0].params, cash=CASH, store=store, record=False)
+    chosen = run.windows[0].trial_returns[json.dumps(run.windows[0].params, sort_keys=True)]
+    np.testing.assert_allclose(chosen.to_numpy(), daily_returns(direct.equity["value"], CASH).to_numpy(), rtol=1e-9)
+
+
 def test_running_it_again_resumes_the_same_walk_forward(walk, store, windows):
     run, result, _ = walk
     seen: list[WalkForwardProgress] = []

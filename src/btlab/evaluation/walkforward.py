@@ -41,8 +41,11 @@ Statistics (:func:`evaluate_walkforward`):
   each window's chosen combination: its daily returns on the train window, against the window's trials (every
   finished combination with a Sharpe ratio; their annualized Sharpe ratios are made per-period by dividing by
   ``sqrt(periods_per_year)``), n_trials = the finished combinations of the window's sweep;
-* PBO (:func:`btlab.evaluation.overfitting.pbo`) is NOT computed: the sweep rows hold metrics, not return series,
-  and CSCV needs every trial's returns.
+* PBO (:func:`btlab.evaluation.overfitting.pbo`, CSCV with S = 16 blocks, per-period Sharpe ratio) of each
+  window's grid on its train window, from every combination's daily train returns: only when the run has them
+  (the vector engine recomputes them with its kernel); NaN on the Backtrader engine (the sweep rows hold metrics,
+  not return series, and re-running the whole grid to get them is not done) or when the train window has fewer
+  than 32 days or the grid fewer than 2 combinations.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from btlab.errors import InvalidArgumentError
 from btlab.model.timebounds import parse_range
 
 __all__ = ["Window", "WalkForwardResult", "WalkForwardWindows", "evaluate_walkforward", "parse_period",
-           "walkforward_windows"]
+           "walkforward_windows", "window_dsr", "window_pbo"]
 
 _PERIOD = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[dwmy])$", re.IGNORECASE)
 _ONE_NS = pd.Timedelta(1, "ns")
@@ -221,7 +224,9 @@ class WalkForwardResult:
             ``sweep_id, params`` (dict), ``is_<by>`` (the chosen combination's metric on the train window, from
             its sweep), ``oos_<by>`` (on its test segment alone), ``is_sharpe, oos_sharpe, oos_return``
             (fraction), ``n_trials`` (finished combinations), ``dsr`` (deflated Sharpe ratio, probability in
-            [0, 1]; NaN when undefined: fewer than 2 trials with a Sharpe ratio, or flat IS returns), ``oos_run_id``.
+            [0, 1]; NaN when undefined: fewer than 2 trials with a Sharpe ratio, or flat IS returns), ``pbo``
+            (probability of backtest overfitting of the grid on the train window; NaN when not available),
+            ``oos_run_id``.
         equity: the chained out-of-sample equity: columns ``ts`` (datetime64[ns, UTC], bar open time) and
             ``value`` (account currency), one row per bar of the test windows.
         metrics: :class:`~btlab.backtest.metrics.Metrics` of the chained curve (start value = the requested cash).
@@ -290,6 +295,7 @@ def _window_row(run: Any, w: Any) -> dict[str, Any]:
         "oos_return": _num(w.oos_metrics.get("total_return")), "n_trials": w.n_trials,
         "dsr": window_dsr(w.is_returns, w.trial_sharpes, n_trials=w.n_trials,
                           periods_per_year=run.periods_per_year),
+        "pbo": window_pbo(getattr(w, "trial_returns", None)),
         "oos_run_id": w.oos_run_id,
     }
 
@@ -319,3 +325,24 @@ def window_dsr(is_returns: Any, trial_sharpes: Any, *, n_trials: int, periods_pe
     if len(srs) < 2 or len(r) < 2 or not np.isfinite(r).all() or np.std(r) == 0:
         return math.nan
     return float(deflated_sharpe_ratio(r, trial_srs=srs, n_trials=max(int(n_trials), len(srs))))
+
+
+#: CSCV blocks of a window's PBO (the paper's 16)
+PBO_SPLITS = 16
+
+
+def window_pbo(trial_returns: Any, n_splits: int = PBO_SPLITS) -> float:
+    """PBO of a window's grid on its train window (:func:`btlab.evaluation.overfitting.pbo`, per-period Sharpe).
+
+    Args:
+        trial_returns: (days x combinations) daily simple returns, rows in time order, or None.
+        n_splits: CSCV blocks S.
+
+    Returns: the PBO in [0, 1], or NaN when ``trial_returns`` is None, has fewer than 2 columns or fewer than
+    ``2 * n_splits`` rows.
+    """
+    from btlab.evaluation.overfitting import pbo
+
+    if trial_returns is None or trial_returns.shape[1] < 2 or len(trial_returns) < 2 * n_splits:
+        return math.nan
+    return float(pbo(trial_returns, n_splits=n_splits).pbo)

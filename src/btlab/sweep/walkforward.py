@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from btlab.backtest.metrics import compute_metrics, daily_returns
-from btlab.backtest.registry import resolve_strategy, strategy_params
+from btlab.backtest.registry import coerce_params, resolve_strategy, strategy_params
 from btlab.backtest.runner import BacktestResult, hash_bars, load_backtest_bars, run_backtest
 from btlab.errors import InvalidArgumentError, NoDataError
 from btlab.store import Store, open_store
@@ -79,6 +79,10 @@ class WindowRun:
         oos_equity: its equity from the test start: index UTC bar open time, ``value, cash, drawdown,
             position_value``. oos_trades: its closed trades. oos_metrics: ``compute_metrics`` of that segment alone
             (start value ``oos_cash``), by name.
+        trial_returns: on the vector engine, the daily simple returns on the train window of EVERY combination of
+            the grid (rows: days in time order; columns: ``json.dumps(params, sort_keys=True)``), from the kernel
+            (:func:`btlab.backtest.vector.simulate`, the sweep's fills); None on the Backtrader engine (it would
+            re-run the whole grid). What PBO needs.
     """
 
     window: Any
@@ -95,6 +99,7 @@ class WindowRun:
     oos_equity: pd.DataFrame = field(repr=False)
     oos_trades: pd.DataFrame = field(repr=False)
     oos_metrics: dict[str, Any] = field(default_factory=dict)
+    trial_returns: pd.DataFrame | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -258,13 +263,37 @@ def _window(req: _Request, window: Any, n_windows: int, wf_id: str, cash: float,
     test = req.backtest(warmup_start.isoformat(), test_to, params, cash=cash, record=True, run_id=oos_id)
     segment, trades = _segment(test, window, cash, req.strategy)
     metrics = compute_metrics(segment, trades, start_value=cash, calendar=venue).as_dict()
+    trial_returns = _trial_returns(req, train_from, train_to, venue) if req.engine == "vector" else None
     run = WindowRun(window=window, sweep_id=sweep_id, n_trials=len(runs),
                     trial_sharpes=pd.to_numeric(runs["sharpe"], errors="coerce").to_numpy(dtype="float64"),
                     params=params, is_metrics={k: chosen.get(k) for k in METRIC_COLUMNS}, is_returns=returns,
                     warmup_bars=int(warmup), warmup_start=pd.Timestamp(warmup_start), oos_run_id=oos_id,
-                    oos_cash=cash, oos_equity=segment, oos_trades=trades, oos_metrics=metrics)
+                    oos_cash=cash, oos_equity=segment, oos_trades=trades, oos_metrics=metrics,
+                    trial_returns=trial_returns)
     req.report(window=window.index, n_windows=n_windows, stage="done", params=params)
     return run, int(in_sample.summary.periods_per_year)
+
+
+def _trial_returns(req: _Request, start: str, end: str, venue: str) -> pd.DataFrame:
+    """Daily returns of every combination of the grid on ``start .. end`` (vector kernel; see :class:`WindowRun`)."""
+    from btlab.backtest.vector import simulate
+
+    _, bars, _ = load_backtest_bars(req.strategy, symbols=req.symbols, exchange=req.exchange,
+                                    timeframe=req.timeframe, start=start, end=end, cash=req.cash,
+                                    commission=req.commission, size_pct=req.size_pct, calendar=req.calendar,
+                                    session=req.session, store=req.store)
+    frame = bars[req.symbols[0]]
+    index = pd.DatetimeIndex(frame["ts"])
+    open_, close = frame["open"].to_numpy("float64"), frame["close"].to_numpy("float64")
+    params_of = resolve_strategy(req.strategy)[1]
+    cache: dict[int, np.ndarray] = {}
+    columns = {}
+    for combo in req.grid.combinations():
+        params = coerce_params(params_of, combo)
+        value = simulate(req.strategy, open_, close, params, req.cash, req.commission, req.size_pct, cache)[0]
+        columns[json.dumps(params, sort_keys=True, default=str)] = daily_returns(
+            pd.Series(value, index=index), req.cash, None if venue == "24/7" else venue)
+    return pd.DataFrame(columns)
 
 
 def _choose(runs: pd.DataFrame, by: str, sweep_id: str) -> dict[str, Any]:
