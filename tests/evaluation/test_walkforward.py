@@ -246,6 +246,19 @@ def test_running_it_again_resumes_the_same_walk_forward(walk, store, windows):
     assert len(store.sweep_runs(f"{run.walkforward_id}-w00")) == 4
 
 
+def test_a_reused_id_with_another_grid_counts_only_the_current_grid(walk, store, windows):
+    """--walkforward-id given again with a smaller grid: the window's sweep keeps the older rows, but the trials
+    (and the choice) are those of the current grid only."""
+    run, _, _ = walk
+    small = Grid.from_specs(["fast=20", "slow=50,100"])
+    again = run_walkforward("sma_cross", small, windows=walkforward_windows("2019-01-01", "2020-06-30", train="1y",
+                                                                             test="6m"),
+                            **REQUEST, engine="vector", workers=1, store=store, walkforward_id=run.walkforward_id)
+    w = again.windows[0]
+    assert len(store.sweep_runs(w.sweep_id, status="finished")) == 4 and w.n_trials == 2
+    assert w.params["fast"] == 20 and len(w.trial_sharpes) == 2
+
+
 def test_a_strategy_ordering_in_its_warm_up_is_refused(store, tmp_path):
     path = tmp_path / "early.py"
     path.write_text(textwrap.dedent("""

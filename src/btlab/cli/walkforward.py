@@ -124,15 +124,16 @@ def _windows_table(result: Any, windows: Any) -> Any:
     by = result.by
     unit = METRIC_UNITS.get(by, "ratio")
     title = (f"{len(windows)} {'anchored' if windows.anchored else 'rolling'} window(s): train {windows.train}, "
-             f"test {windows.test}, step {windows.step}; IS = {by} of the chosen parameters on the train window (the "
+             f"test {windows.test}, step {windows.step}; each window: its train range, its test range, the chosen "
+             f"parameters; IS = {by} of the chosen parameters on the train window (the "
              f"best of N trials), OOS = {by} of its test segment, DSR = deflated Sharpe ratio of the choice, PBO = probability "
              f"of backtest overfitting of the grid on the train window (vector engine only)")
     table = Table(title=plain(title), header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("#", "window (UTC), chosen", "IS", "OOS", "OOS ret", "N", "DSR", "PBO"):
+    for name in ("#", "window (UTC)", "IS", "OOS", "OOS ret", "N", "DSR", "PBO"):
         table.add_column(name, justify="left" if name.startswith("window") else "right", no_wrap=True)
     for row, w in zip(result.windows.to_dict("records"), windows):
         params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
-        cell = f"train {'..'.join(w.train)}\ntest  {'..'.join(w.test)}\n      {params}"
+        cell = f"{'..'.join(w.train)}\n{'..'.join(w.test)}\n{params}"
         table.add_row(str(row["window"] + 1), plain(cell),
                       fmt(row[f"is_{by}"], unit), fmt(row[f"oos_{by}"], unit), fmt(row["oos_return"], "pct"),
                       str(row["n_trials"]), fmt(row["dsr"], "ratio"), fmt(row["pbo"], "ratio"))

@@ -250,7 +250,7 @@ def _window(req: _Request, window: Any, n_windows: int, wf_id: str, cash: float,
               start=train_from, end=train_to, engine=req.engine, scheduler=scheduler, sweep_id=sweep_id,
               cash=req.cash, commission=req.commission, size_pct=req.size_pct, calendar=req.calendar,
               session=req.session, store=req.store, progress=sweep_progress)
-    runs = req.store.sweep_runs(sweep_id, status="finished")
+    runs = _current_runs(req, sweep_id)
     chosen = _choose(runs, req.by, sweep_id)
     params = json.loads(chosen["params"]) if isinstance(chosen["params"], str) else dict(chosen["params"])
     req.report(window=window.index, n_windows=n_windows, stage="test", params=params)
@@ -294,6 +294,20 @@ def _trial_returns(req: _Request, start: str, end: str, venue: str) -> pd.DataFr
         columns[json.dumps(params, sort_keys=True, default=str)] = daily_returns(
             pd.Series(value, index=index), req.cash, None if venue == "24/7" else venue)
     return pd.DataFrame(columns)
+
+
+def _current_runs(req: _Request, sweep_id: str) -> pd.DataFrame:
+    """The sweep's finished runs of THIS request: on the bars it just ran on (``data_hash`` of its ``bt_sweeps``
+    row) and in the current grid. A sweep id reused (``walkforward_id`` given) with other bars or another grid
+    keeps its older rows; they are not trials of this window."""
+    runs = req.store.sweep_runs(sweep_id, status="finished")
+    data_hash = req.store.get_sweep(sweep_id).get("data_hash")
+    cls = resolve_strategy(req.strategy)[1]
+    wanted = {json.dumps(coerce_params(cls, c), sort_keys=True, default=str) for c in req.grid.combinations()}
+    keys = [json.dumps(json.loads(p) if isinstance(p, str) else dict(p), sort_keys=True, default=str)
+            for p in runs["params"]]
+    keep = (runs["data_hash"] == data_hash).to_numpy() & np.array([k in wanted for k in keys], dtype=bool)
+    return runs[keep].reset_index(drop=True)
 
 
 def _choose(runs: pd.DataFrame, by: str, sweep_id: str) -> dict[str, Any]:
