@@ -61,7 +61,7 @@ import pandas as pd
 from btlab.errors import InvalidArgumentError
 from btlab.model.timebounds import parse_range
 
-__all__ = ["Window", "WalkForwardResult", "WalkForwardWindows", "evaluate_walkforward", "parse_period",
+__all__ = ["WalkForwardResult", "WalkForwardWindows", "Window", "bound_text", "evaluate_walkforward", "parse_period",
            "walkforward_windows", "window_dsr", "window_pbo"]
 
 _PERIOD = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[dwmy])$", re.IGNORECASE)

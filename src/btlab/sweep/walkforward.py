@@ -239,13 +239,37 @@ def _walkforward(req: _Request, windows: Any, workers: int | None, scheduler: st
 
 def _window(req: _Request, window: Any, n_windows: int, wf_id: str, cash: float,
             scheduler: str) -> tuple[WindowRun, int]:
-    """One window: the train sweep, the choice, the in-sample run of the choice, the recorded test run."""
+    """One window: the train sweep and the choice, the in-sample run of the choice, the recorded test run."""
     sweep_id = f"{wf_id}-w{window.index:02d}"
-    (train_from, train_to), (test_from, test_to) = window.train, window.test
+    runs, chosen, params = _train(req, window, n_windows, sweep_id, scheduler)
+    req.report(window=window.index, n_windows=n_windows, stage="test", params=params)
+    train_from, train_to = window.train
+    in_sample = req.backtest(train_from, train_to, params, cash=req.cash, record=False)
+    venue = in_sample.config.venue_calendar
+    returns = daily_returns(in_sample.equity["value"], req.cash, None if venue == "24/7" else venue)
+    warmup = max(in_sample.strategy._minperiods) - 1  # Backtrader: next() starts at bar index minperiod - 1
+    warmup_start = pd.Timestamp(in_sample.bars["ts"].iloc[-warmup]) if warmup else window.test_start
+    oos_id = f"{sweep_id}-oos"
+    segment, trades = _test(req, window, params, warmup_start, cash, oos_id)
+    run = WindowRun(window=window, sweep_id=sweep_id, n_trials=len(runs),
+                    trial_sharpes=pd.to_numeric(runs["sharpe"], errors="coerce").to_numpy(dtype="float64"),
+                    params=params, is_metrics={k: chosen.get(k) for k in METRIC_COLUMNS}, is_returns=returns,
+                    warmup_bars=int(warmup), warmup_start=warmup_start, oos_run_id=oos_id, oos_cash=cash,
+                    oos_equity=segment, oos_trades=trades,
+                    oos_metrics=compute_metrics(segment, trades, start_value=cash, calendar=venue).as_dict(),
+                    trial_returns=_trial_returns(req, train_from, train_to, venue) if req.engine == "vector" else None)
+    req.report(window=window.index, n_windows=n_windows, stage="done", params=params)
+    return run, int(in_sample.summary.periods_per_year)
 
+
+def _train(req: _Request, window: Any, n_windows: int, sweep_id: str,
+           scheduler: str) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+    """The grid on the train window (resumed if stored): ``(its current finished runs, the chosen row, its
+    params)``."""
     def sweep_progress(p: SweepProgress) -> None:
         req.report(window=window.index, n_windows=n_windows, stage="train", sweep=p)
 
+    train_from, train_to = window.train
     run_sweep(req.strategy, req.grid, exchange=req.exchange, symbols=req.symbols, timeframe=req.timeframe,
               start=train_from, end=train_to, engine=req.engine, scheduler=scheduler, sweep_id=sweep_id,
               cash=req.cash, commission=req.commission, size_pct=req.size_pct, calendar=req.calendar,
@@ -253,25 +277,14 @@ def _window(req: _Request, window: Any, n_windows: int, wf_id: str, cash: float,
     runs = _current_runs(req, sweep_id)
     chosen = _choose(runs, req.by, sweep_id)
     params = json.loads(chosen["params"]) if isinstance(chosen["params"], str) else dict(chosen["params"])
-    req.report(window=window.index, n_windows=n_windows, stage="test", params=params)
-    in_sample = req.backtest(train_from, train_to, params, cash=req.cash, record=False)
-    venue = in_sample.config.venue_calendar
-    returns = daily_returns(in_sample.equity["value"], req.cash, None if venue == "24/7" else venue)
-    warmup = max(in_sample.strategy._minperiods) - 1  # Backtrader: next() starts at bar index minperiod - 1
-    warmup_start = in_sample.bars["ts"].iloc[-warmup] if warmup else window.test_start
-    oos_id = f"{sweep_id}-oos"
-    test = req.backtest(warmup_start.isoformat(), test_to, params, cash=cash, record=True, run_id=oos_id)
-    segment, trades = _segment(test, window, cash, req.strategy)
-    metrics = compute_metrics(segment, trades, start_value=cash, calendar=venue).as_dict()
-    trial_returns = _trial_returns(req, train_from, train_to, venue) if req.engine == "vector" else None
-    run = WindowRun(window=window, sweep_id=sweep_id, n_trials=len(runs),
-                    trial_sharpes=pd.to_numeric(runs["sharpe"], errors="coerce").to_numpy(dtype="float64"),
-                    params=params, is_metrics={k: chosen.get(k) for k in METRIC_COLUMNS}, is_returns=returns,
-                    warmup_bars=int(warmup), warmup_start=pd.Timestamp(warmup_start), oos_run_id=oos_id,
-                    oos_cash=cash, oos_equity=segment, oos_trades=trades, oos_metrics=metrics,
-                    trial_returns=trial_returns)
-    req.report(window=window.index, n_windows=n_windows, stage="done", params=params)
-    return run, int(in_sample.summary.periods_per_year)
+    return runs, chosen, params
+
+
+def _test(req: _Request, window: Any, params: dict[str, Any], warmup_start: pd.Timestamp, cash: float,
+          run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recorded test run from the warm-up start: ``(its equity from the test start, its closed trades)``."""
+    test = req.backtest(warmup_start.isoformat(), window.test[1], params, cash=cash, record=True, run_id=run_id)
+    return _segment(test, window, cash, req.strategy)
 
 
 def _trial_returns(req: _Request, start: str, end: str, venue: str) -> pd.DataFrame:
