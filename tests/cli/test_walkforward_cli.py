@@ -86,3 +86,37 @@ def test_missing_to_is_one_line(store_path):
     i = args.index("--to")
     del args[i:i + 2]
     assert "needs both --from and --to" in assert_one_line(btlab_cli(*args, store=store_path))
+
+
+def test_sigterm_stops_with_143_and_a_rerun_resumes(store_path, tmp_path):
+    """SIGTERM once window 1's choice is printed (its test run or the step after it): one line, exit 143; the
+    same command again skips window 1's finished combinations."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store = tmp_path / "s.duckdb"
+    store.write_bytes(Path(store_path).read_bytes())
+    args = [*ARGS[:ARGS.index("--to") + 1], "2020-12-31", *ARGS[ARGS.index("--to") + 2:]]
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "BTLAB_STORE": str(store)}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("btlab")), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("window 1/2: chose"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    proc.wait(timeout=120)
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.returncode == 143, (seen, rest)
+    errors = [line for line in rest.splitlines() if line.strip()]
+    assert "Traceback" not in rest and len(errors) == 1 and errors[0].startswith("error: "), rest
+    assert "interrupted by SIGTERM" in errors[0]
+    again = btlab_cli(*args, store=store)
+    assert again.returncode == 0, again.stderr
+    assert "window 1/2: sweeping 4 combinations on the train range, 4 finished earlier" in again.stderr

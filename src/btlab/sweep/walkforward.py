@@ -34,9 +34,11 @@ import numpy as np
 import pandas as pd
 
 from btlab.backtest.metrics import compute_metrics, daily_returns
+from btlab.backtest.recorder import RunControl
 from btlab.backtest.registry import coerce_params, resolve_strategy, strategy_params
 from btlab.backtest.runner import BacktestResult, hash_bars, load_backtest_bars, run_backtest
-from btlab.errors import InvalidArgumentError, NoDataError
+from btlab.backtest.signals import stop_on_signals
+from btlab.errors import InvalidArgumentError, NoDataError, RunInterruptedError
 from btlab.store import Store, open_store
 from btlab.sweep.grid import Grid, make_grid
 from btlab.sweep.run import SweepProgress, _check_engine, _client, _close, _symbols, run_sweep
@@ -159,7 +161,9 @@ def run_walkforward(strategy: str, grid: Grid | str | Mapping[str, Any], *, wind
         InvalidArgumentError: bad strategy, grid, metric, engine or request; a strategy that orders during its
             warm-up. NoDataError: no bars, or a window whose sweep has no finished combination with a ``by`` value.
         DataGapError, WarmupError, ClusterUnavailableError, RunInterruptedError, StoreUnavailableError: as
-            :func:`run_sweep` and :func:`btlab.run_backtest`.
+            :func:`run_sweep` and :func:`btlab.run_backtest`. SIGINT/SIGTERM: inside a sweep or a run, that job stops
+            as it does alone (stored ``interrupted``, RunInterruptedError); between them, the current window
+            finishes and RunInterruptedError is raised (exit code 130/143). A rerun resumes.
     """
     check_metric(by)
     ref, cls = resolve_strategy(strategy)
@@ -224,12 +228,20 @@ def _walkforward(req: _Request, windows: Any, workers: int | None, scheduler: st
     address = cluster.scheduler_address if cluster is not None else scheduler
     runs: list[WindowRun] = []
     periods = 365
+    control = RunControl()
     try:
         cash = req.cash
-        for window in windows:
-            run, periods = _window(req, window, len(windows), wf_id, cash, address)
-            runs.append(run)
-            cash = float(run.oos_equity["value"].iloc[-1])
+        # between the sweeps and runs (each installs its own handlers while it runs): stop after the current step
+        with stop_on_signals(control, lambda: None):
+            for window in windows:
+                run, periods = _window(req, window, len(windows), wf_id, cash, address)
+                runs.append(run)
+                cash = float(run.oos_equity["value"].iloc[-1])
+                if control.signum is not None:
+                    raise RunInterruptedError(
+                        f"walk-forward {wf_id} interrupted by {control.signal_name} after window {window.index + 1} "
+                        f"of {len(windows)} (its sweeps and test runs are stored; run it again to resume)",
+                        run_id=wf_id, signal_name=control.signal_name, signal_number=int(control.signum))
     finally:
         _close(client, cluster)
     return WalkForwardRun(walkforward_id=wf_id, by=req.by, cash=req.cash, calendar=config.venue_calendar,
