@@ -16,7 +16,7 @@ other (tests/test_layering.py), so a walk-forward is three calls::
     result.equity           # the chained out-of-sample equity: ts (UTC), value
     result.side_by_side     # in-sample vs out-of-sample metrics
 
-Windows (all UTC; bounds inclusive like every btlab range, a window's end is 1 ns before the next window starts):
+Windows (all UTC; bounds inclusive like every btlab range: an end is the last nanosecond before the exclusive end):
 
 * rolling (default): train ``[from + k*step, from + k*step + train)``, test ``[train end, train end + test)``;
 * anchored (expanding train): train ``[from, from + train + k*step)``, test as above;
@@ -34,7 +34,7 @@ Statistics (:func:`evaluate_walkforward`):
 * the out-of-sample (OOS) equity is the chain of the test segments: segment k is run with starting cash = the
   ending equity of segment k-1 (the first with the requested cash); no position is carried across a segment
   boundary (each segment starts flat, the open position of a segment is valued at its last close, without
-  a closing commission). Its metrics are :func:`btlab.backtest.metrics.compute_metrics` of that curve and of
+  a closing commission, and is not among the closed trades). Its metrics are :func:`btlab.backtest.metrics.compute_metrics` of that curve and of
   the segments' closed trades, with the first segment's cash as start value;
 * in-sample (IS) per window: the chosen combination's metrics on its train window (the sweep row);
 * deflated Sharpe ratio (Bailey & López de Prado 2014, :func:`btlab.evaluation.sharpe.deflated_sharpe_ratio`) of
