@@ -125,9 +125,9 @@ def _windows_table(result: Any, windows: Any) -> Any:
     unit = METRIC_UNITS.get(by, "ratio")
     title = (f"{len(windows)} {'anchored' if windows.anchored else 'rolling'} window(s): train {windows.train}, "
              f"test {windows.test}, step {windows.step}; each window: its train range, its test range, the chosen "
-             f"parameters; IS = {by} of the chosen parameters on the train window (the "
-             f"best of N trials), OOS = {by} of its test segment, DSR = deflated Sharpe ratio of the choice, PBO = probability "
-             f"of backtest overfitting of the grid on the train window (vector engine only)")
+             f"parameters; IS = {by} of the chosen parameters on the train window (the best of N trials), "
+             f"OOS = {by} of its test segment, DSR = deflated Sharpe ratio of the choice, PBO = probability of "
+             f"backtest overfitting of the grid on the train window (vector engine only)")
     table = Table(title=plain(title), header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("#", "window (UTC)", "IS", "OOS", "OOS ret", "N", "DSR", "PBO"):
         table.add_column(name, justify="left" if name.startswith("window") else "right", no_wrap=True)

@@ -34,8 +34,9 @@ Statistics (:func:`evaluate_walkforward`):
 * the out-of-sample (OOS) equity is the chain of the test segments: segment k is run with starting cash = the
   ending equity of segment k-1 (the first with the requested cash); no position is carried across a segment
   boundary (each segment starts flat, the open position of a segment is valued at its last close, without
-  a closing commission, and is not among the closed trades). Its metrics are :func:`btlab.backtest.metrics.compute_metrics` of that curve and of
-  the segments' closed trades, with the first segment's cash as start value;
+  a closing commission, and is not among the closed trades). Its metrics are
+  :func:`btlab.backtest.metrics.compute_metrics` of that curve and of the segments' closed trades, with the
+  first segment's cash as start value;
 * in-sample (IS) per window: the chosen combination's metrics on its train window (the sweep row);
 * deflated Sharpe ratio (Bailey & López de Prado 2014, :func:`btlab.evaluation.sharpe.deflated_sharpe_ratio`) of
   each window's chosen combination: its daily returns on the train window, against the window's trials (every
