@@ -234,6 +234,17 @@ def test_pbo_of_each_window_from_every_combination_s_train_returns(walk, store):
     np.testing.assert_allclose(chosen.to_numpy(), daily_returns(direct.equity["value"], CASH).to_numpy(), rtol=1e-9)
 
 
+def test_the_windows_table_names_the_ranking_metric(walk):
+    """Ranked by another metric, the table holds ``is_<by>``/``oos_<by>`` beside the Sharpe ratios."""
+    from dataclasses import replace
+
+    run, _, _ = walk
+    table = evaluate_walkforward(replace(run, by="calmar")).windows
+    assert {"is_calmar", "oos_calmar", "is_sharpe", "oos_sharpe"} <= set(table.columns)
+    for w, row in zip(run.windows, table.to_dict("records")):
+        assert row["is_calmar"] == w.is_metrics["calmar"] and row["oos_calmar"] == w.oos_metrics["calmar"]
+
+
 def test_running_it_again_resumes_the_same_walk_forward(walk, store, windows):
     run, result, _ = walk
     seen: list[WalkForwardProgress] = []
