@@ -637,3 +637,19 @@ XParamOption = Annotated[str | None, typer.Option(
     help="Parameter across the heatmap (default: the first with more than one value).")]
 YParamOption = Annotated[str | None, typer.Option(
     "--y", metavar="PARAM", show_default=False, help="Parameter down the heatmap (default: the next one).")]
+
+# walk-forward (btlab walkforward)
+TrainOption = Annotated[str, typer.Option(
+    "--train", metavar="DURATION",
+    help="Length of the (first) train window: <n>d, <n>w, <n>m (calendar months) or <n>y, e.g. 2y.")]
+TestOption = Annotated[str, typer.Option(
+    "--test", metavar="DURATION", help="Length of each test window (as --train), e.g. 6m.")]
+StepOption = Annotated[str | None, typer.Option(
+    "--step", metavar="DURATION", show_default=False,
+    help="How far each window moves (as --train; default: --test; not shorter than --test).")]
+AnchoredOption = Annotated[bool, typer.Option(
+    "--anchored", help="Expanding train window (always from --from) instead of a rolling one.")]
+WalkForwardIdOption = Annotated[str | None, typer.Option(
+    "--walkforward-id", metavar="ID", show_default=False,
+    help="The walk-forward's id (default: derived from the request and the bars, so the same command again "
+    "resumes: each window's sweep skips its finished combinations).")]

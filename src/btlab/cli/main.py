@@ -74,6 +74,7 @@ from btlab.cli.paper import paper
 from btlab.cli.replay import kafka_source, replay
 from btlab.cli.sink import sink
 from btlab.cli.sweep import sweep_app
+from btlab.cli.walkforward import walkforward
 
 app = typer.Typer(
     name="btlab",
@@ -107,6 +108,7 @@ app.command("health")(health)
 app.command("replay")(replay)
 app.command("sink")(sink)
 app.command("paper")(paper)
+app.command("walkforward")(walkforward)
 
 
 def _print_version(value: bool) -> None:
