@@ -617,7 +617,7 @@ SeedOption = Annotated[int | None, typer.Option(
     "--seed", metavar="K", show_default=False, help="Seed of --sample's draw (default 0: the same draw every time).")]
 WorkersOption = Annotated[int | None, typer.Option(
     "--workers", metavar="N", min=1, show_default=False,
-    help="Worker processes of the local Dask cluster (default: one per core).")]
+    help="Worker processes of the local Dask cluster (default 2, one thread each).")]
 SchedulerOption = Annotated[str | None, typer.Option(
     "--scheduler", metavar="tcp://HOST:8786", envvar="BTLAB_DASK_SCHEDULER", show_default=False,
     help="A Dask scheduler to run on instead of a local cluster.")]
