@@ -387,8 +387,12 @@ class LiveIngest:
         while not self._stop:
             client = make_exchange(self.exchange_id, origin=self.origin, ws_origin=self.ws_origin, pro=True,
                                    options=self.options)
-            if reconnecting and self.backfill and st.numeric_ids and st.last_id is not None:
-                await self._backfill(st, None)  # what the exchange traded while we were away, up to now
+            try:
+                if reconnecting and self.backfill and st.numeric_ids and st.last_id is not None:
+                    await self._backfill(st, None)  # what the exchange traded while we were away, up to now
+            except BaseException:  # stopped (cancelled) or failed while backfilling: the client is closed first
+                await self._close_client(client)
+                raise
             reconnecting = True
             try:
                 while not self._stop:
@@ -408,10 +412,22 @@ class LiveIngest:
                             type(exc).__name__, delay)
                 await asyncio.sleep(delay)
             finally:
-                try:
-                    await _within(client.close(), STOP_GRACE)
-                except Exception:  # noqa: BLE001 - closing a broken client may fail or hang too
-                    pass
+                await self._close_client(client)
+
+    @staticmethod
+    async def _close_client(client: Any) -> None:
+        """Close a ccxt.pro client (its WebSocket and HTTP sessions) within STOP_GRACE, even in a task being
+        cancelled: the close runs as its own task, shielded, so a second cancellation does not leave the session
+        open (ccxt then warns "requires to release all resources" at exit)."""
+        closing = asyncio.ensure_future(client.close())
+        try:
+            await asyncio.wait({asyncio.shield(closing)}, timeout=STOP_GRACE)
+        except asyncio.CancelledError:
+            await asyncio.wait({closing}, timeout=STOP_GRACE)
+            raise
+        finally:
+            if closing.done() and not closing.cancelled():
+                closing.exception()  # closing a broken client may fail: retrieved, not raised
 
     def _quarantine(self, st: _Symbol, bad: pd.DataFrame) -> None:
         self.report.quarantined += len(bad)
