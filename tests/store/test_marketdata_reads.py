@@ -117,3 +117,30 @@ def test_duckdb_read_bars_is_the_order_by_ts_frame(tmp_path: Path, btc_1h: pd.Da
     assert len(fast[0]) == 3000 and fast[0]["trades"].isna().sum() == 1000 and fast[0]["vwap"].isna().all()
     assert (fast[0]["volume"].iloc[500:700].to_numpy() == bars["volume"].iloc[500:700].to_numpy() * 2).all()
     assert len(fast[1]) == 2400 and fast[2].empty
+
+
+def test_duckdb_read_bars_of_an_older_file_without_trades_and_vwap(tmp_path: Path, btc_1h: pd.DataFrame,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file from before ``trades``/``vwap`` existed, opened read-only: its bars (real, inserted newest first) read
+    through the stand-in view with those columns null, the same frame as the generic ``ORDER BY ts`` read."""
+    import duckdb
+
+    from btlab.store.duckdb import DuckDBStore
+    from btlab.store.marketdata import MarketDataStore
+
+    bars = btc_1h.iloc[:500].iloc[::-1]
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE ohlcv (ts TIMESTAMP, exchange VARCHAR, symbol VARCHAR, timeframe VARCHAR, open DOUBLE, "
+                "high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, source VARCHAR)")
+    con.executemany("INSERT INTO ohlcv VALUES (?, 'binance', 'BTC/USDT', '1h', ?, ?, ?, ?, ?, 'old')",
+                    [[t.tz_localize(None).to_pydatetime(), o, h, lo, c, v] for t, o, h, lo, c, v in
+                     bars[["ts", "open", "high", "low", "close", "volume"]].itertuples(index=False)])
+    con.close()
+    with DuckDBStore(path, read_only=True) as st:
+        fast = st.read_bars(exchange="binance", symbol="BTC/USDT", timeframe="1h")
+        monkeypatch.setattr(DuckDBStore, "_read_bar_rows", MarketDataStore._read_bar_rows)
+        slow = st.read_bars(exchange="binance", symbol="BTC/USDT", timeframe="1h")
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    assert fast["trades"].isna().all() and fast["vwap"].isna().all() and str(fast["trades"].dtype) == "Int64"
+    assert (fast["close"].to_numpy() == btc_1h["close"].iloc[:500].to_numpy()).all()

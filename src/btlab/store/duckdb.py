@@ -324,11 +324,11 @@ class DuckDBStore(Store):
     # ---- read-only stand-ins for an older file --------------------------------------------------------------
     def _shadow_views(self, con: duckdb.DuckDBPyConnection) -> list[str]:
         """``CREATE TEMP VIEW`` statements making an older file look like the current schema (read-only mode)."""
-        ((db,),) = con.execute("SELECT current_database()").fetchall()
         have: dict[str, set[str]] = {}
-        for table, column in con.execute(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_catalog = ? "
-            "AND table_schema = 'main'", [db]
+        db = ""  # the file's catalog name (only needed when it holds a table)
+        for db, table, column in con.execute(  # one catalog query: half the cost of information_schema's view
+            "SELECT database_name, table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall():
             have.setdefault(table, set()).add(column)
         views = []
