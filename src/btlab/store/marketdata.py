@@ -47,7 +47,8 @@ def bars_from_columns(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
     Returns: :data:`btlab.model.bar.BAR_COLUMNS` sorted by ``ts`` (stable; ``ts`` is unique within a series, so
     this is ``ORDER BY ts``) on a fresh ``RangeIndex``: ``ts`` ``datetime64[ns, UTC]``, ``trades`` ``Int64`` (nulls
     ``<NA>``), the prices, ``volume`` and ``vwap`` float64 (nulls NaN) -- the frame ``ORDER BY ts`` into pandas
-    gives, without DuckDB's sort and its pandas conversion (about 4 and 8 ms of 58k bars).
+    gives, without DuckDB's sort and its pandas conversion: 58k bars in about 9 ms instead of 14 ms (fetch and frame
+    on an open connection, bench_vector.py).
     """
     import numpy as np
     import pandas as pd
