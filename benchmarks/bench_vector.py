@@ -178,7 +178,8 @@ def run() -> list[str]:
 
         lines += _read_before_after(path)
         lines += _vectorbt(stored, finals, {"end_to_end": min(t_vec), "metrics": g_metrics, "two": g_two,
-                                            "final_10_30": metrics.end_value, "run": t_run})
+                                            "final_10_30": metrics.end_value, "run": t_run,
+                                            "kernel": min(t_kernel), "grid_kernel": g_kernel})
 
         # cold first run in a fresh process
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
@@ -275,13 +276,19 @@ def _read_before_after(path: str, rounds: int = 15) -> list[str]:
             DuckDBStore._read_bar_rows = saved  # type: ignore[method-assign]
 
     pd.testing.assert_frame_equal(before(), read(), check_exact=True)
-    t: dict[str, list[float]] = {"before": [], "after": [], "open": [], "q_before": [], "q_after": []}
+    t: dict[str, list[float]] = {"before": [], "after": [], "open": [], "raw": [], "q_before": [], "q_after": []}
     sql = ("SELECT ts, open, high, low, close, volume, trades, vwap FROM ohlcv WHERE exchange = ? AND symbol = ? "
            "AND timeframe = ?")
     params = list(BTC.values())
+
+    def raw() -> None:  # DuckDB alone: open, the same SELECT (its first scan of the file's blocks), close
+        con = duckdb.connect(path, read_only=True)
+        con.execute(sql, params).fetchnumpy()
+        con.close()
+
     for _ in range(rounds):
         for key, func in (("before", before), ("after", read), ("open", lambda: duckdb.connect(path,
-                          read_only=True).close())):
+                          read_only=True).close()), ("raw", raw)):
             gc.collect()
             t0 = time.perf_counter()
             func()
@@ -311,6 +318,8 @@ def _read_before_after(path: str, rounds: int = 15) -> list[str]:
         f"| {ms('q_after')} |",
         f"| DuckDB's own file open + close (`duckdb.connect(path, read_only=True).close()`, nothing else) "
         f"| {ms('open')} | same |",
+        f"| DuckDB alone: open, the same SELECT into numpy (a fresh database instance scans the file's blocks), "
+        f"close: the floor of any read | {ms('raw')} | same |",
         "",
     ]
 
@@ -369,11 +378,15 @@ def _vectorbt(bars: pd.DataFrame, finals: list[float], ours: dict[str, float]) -
         f"| {v['warm_run_s'] * 1e3:.1f} ms | {n / v['grid_loop_s']:,.0f} |",
         f"| vectorbt, the grid as {n} columns of one `from_signals` call, warm (first call "
         f"{v['grid_columns_first_s']:.1f} s: numba compiles its 2-D variants) | | {n / v['grid_columns_s']:,.0f} |",
+        f"| vectorbt, `from_signals` alone on those {n} columns (MAs and signals made beforehand), warm | | "
+        f"{n / v['grid_columns_sim_s']:,.0f} |",
         f"| btlab vector engine, end to end (store read + kernel + metrics) | {ours['end_to_end'] * 1e3:.1f} ms | |",
         f"| btlab vector engine without the read (kernel + equity + trades + metrics); grid: with metrics, one core "
         f"| {ours['run'] * 1e3:.1f} ms | {n / ours['metrics']:,.0f} |",
         f"| btlab vector engine with metrics, 2 worker processes (pool start and data read included) | | "
         f"{n / ours['two']:,.0f} |",
+        f"| btlab vector kernel alone (SMAs cached, crossover, simulation), one core | "
+        f"{ours['kernel'] * 1e3:.2f} ms | {n / ours['grid_kernel']:,.0f} |",
         "",
         f"Final values vs Backtrader (btlab's equal Backtrader's bit for bit, asserted on a sample above): vectorbt "
         f"differs by {np.median(rel) * 100:.2f} % (median over the grid), {rel.max() * 100:.2f} % at most; "
