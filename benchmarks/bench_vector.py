@@ -7,12 +7,23 @@
   of the grid (a full Backtrader grid takes minutes), parity asserted on that sample.
 * Cold first run in a fresh process (interpreter start, imports, data read, kernels loaded from numba's disk
   cache, run, metrics), and the same with an empty numba cache (JIT compilation included).
-Targets (issue 11): >= 100 combinations/s on 2 cores, a single run <= 50 ms end to end, cold <= 2 s.
+* The store read of those bars (``DuckDBStore(path, read_only=True)`` + ``read_bars`` + close), before and after
+  the numpy read path (``fetchnumpy`` + :func:`btlab.store.marketdata.bars_from_columns` instead of ``ORDER BY ts``
+  into pandas), interleaved in the same run, beside DuckDB's own file open and close.
+* vectorbt's ``Portfolio.from_signals`` on the same grid (its first call, warm calls, one call per combination and
+  all combinations as columns of one call) in a separate interpreter (benchmarks/.venv-vbt, created and filled by
+  :func:`vbt_python` on first use: vectorbt is no dependency of btlab), with its final values against btlab's (which
+  are Backtrader's to the last digit).
+Targets (issue 11): >= 100 combinations/s on 2 cores, a single run <= 50 ms end to end, cold <= 2 s, ahead of
+vectorbt.
 """
 
 from __future__ import annotations
 
+import gc
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,12 +31,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import duckdb
+import numpy as np
 import pandas as pd
 from common import DATA, ROOT
 
 import btlab
 from btlab.backtest.vector import run_vector, simulate
 from btlab.store.duckdb import DuckDBStore
+from btlab.store.marketdata import MarketDataStore
 
 GRID = [(f, s) for f in range(5, 50, 5) for s in range(50, 150, 10)]  # 90 combinations
 SPY = DATA / "SPY_1min_2024-02-20_2024-05-17.csv.gz"
@@ -34,6 +48,11 @@ ORB_GRID = [{"range_minutes": r, "stop_pct": sp, "take_profit_pct": tp, "max_sto
 ORB_SAMPLE = [ORB_GRID[i] for i in (0, 100, 250, 431)]
 BT_SAMPLE = [(5, 50), (25, 100), (45, 140)]
 FEATHER = DATA / "BTC_USDT-1h_2017-08-17_2024-04-21.feather"
+HERE = Path(__file__).resolve().parent
+#: vectorbt's own interpreter (git-ignored), and the script it runs (prints JSON)
+VBT_VENV = HERE / ".venv-vbt"
+VBT_SIDE = HERE / "vbt_side.py"
+BTC = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h"}
 
 COLD = """
 import time, sys
@@ -126,8 +145,8 @@ def run() -> list[str]:
         g_kernel = time.perf_counter() - t0
         t0 = time.perf_counter()
         shared: dict = {}
-        for fast, slow in GRID:
-            run_vector("sma_cross", stored, {"fast": fast, "slow": slow}, cache=shared)
+        finals = [run_vector("sma_cross", stored, {"fast": fast, "slow": slow}, cache=shared)[0].end_value
+                  for fast, slow in GRID]
         g_metrics = time.perf_counter() - t0
         t0 = time.perf_counter()
         with ProcessPoolExecutor(2) as pool:
@@ -156,6 +175,11 @@ def run() -> list[str]:
             f"| {g_two:.2f} s |",
             "",
         ]
+
+        lines += _read_before_after(path)
+        lines += _vectorbt(stored, finals, {"end_to_end": min(t_vec), "metrics": g_metrics, "two": g_two,
+                                            "final_10_30": metrics.end_value, "run": t_run,
+                                            "kernel": min(t_kernel), "grid_kernel": g_kernel})
 
         # cold first run in a fresh process
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
@@ -232,6 +256,146 @@ def _orb(path: str, env: dict[str, str]) -> list[str]:
         "",
         f"Fresh process, one orb run on these bars (numba's cache filled; imports, DuckDB read, sessions, kernel, "
         f"metrics): {warm_wall:.2f} s wall, {warm_in:.2f} s inside the process.",
+    ]
+
+
+def _read_before_after(path: str, rounds: int = 15) -> list[str]:
+    """The store read of the 58k bars, main's path before this change and the numpy path after, interleaved (so
+    both see the same machine load), beside DuckDB's own file open + close and the query + frame alone."""
+    def read() -> pd.DataFrame:
+        with DuckDBStore(path, read_only=True) as st:
+            return st.read_bars(**BTC)
+
+    saved = DuckDBStore._read_bar_rows
+
+    def before() -> pd.DataFrame:  # the generic hook: ORDER BY ts, DuckDB's pandas conversion, dtype fixes
+        DuckDBStore._read_bar_rows = MarketDataStore._read_bar_rows  # type: ignore[method-assign]
+        try:
+            return read()
+        finally:
+            DuckDBStore._read_bar_rows = saved  # type: ignore[method-assign]
+
+    pd.testing.assert_frame_equal(before(), read(), check_exact=True)
+    t: dict[str, list[float]] = {"before": [], "after": [], "open": [], "raw": [], "q_before": [], "q_after": []}
+    sql = ("SELECT ts, open, high, low, close, volume, trades, vwap FROM ohlcv WHERE exchange = ? AND symbol = ? "
+           "AND timeframe = ?")
+    params = list(BTC.values())
+
+    def raw() -> None:  # DuckDB alone: open, the same SELECT (its first scan of the file's blocks), close
+        con = duckdb.connect(path, read_only=True)
+        con.execute(sql, params).fetchnumpy()
+        con.close()
+
+    for _ in range(rounds):
+        for key, func in (("before", before), ("after", read), ("open", lambda: duckdb.connect(path,
+                          read_only=True).close()), ("raw", raw)):
+            gc.collect()
+            t0 = time.perf_counter()
+            func()
+            t[key].append(time.perf_counter() - t0)
+    with DuckDBStore(path, read_only=True) as st, st.session():
+        for _ in range(rounds):
+            for key, func in (("q_before", lambda: MarketDataStore._read_bar_rows(st, sql, params)),
+                              ("q_after", lambda: st._read_bar_rows(sql, params))):
+                gc.collect()
+                t0 = time.perf_counter()
+                func()
+                t[key].append(time.perf_counter() - t0)
+
+    def ms(key: str) -> str:
+        return f"{min(t[key]) * 1e3:.1f} ms (median {statistics.median(t[key]) * 1e3:.1f})"
+
+    return [
+        f"The store read of these bars (`DuckDBStore(path, read_only=True)` + `read_bars` + close; before: "
+        f"`ORDER BY ts` into pandas through `.df()` and dtype fixes, main's path; after: `fetchnumpy()` unsorted, "
+        f"sorted in numpy only when out of order, `bars_from_columns`; the same frame, asserted), {rounds} rounds "
+        "interleaved, best (median):",
+        "",
+        "| step | before | after |",
+        "|---|---:|---:|",
+        f"| whole read: open the file, checks, read_bars, close | {ms('before')} | {ms('after')} |",
+        f"| of which the query and the frame alone (connection already open) | {ms('q_before')} "
+        f"| {ms('q_after')} |",
+        f"| DuckDB's own file open + close (`duckdb.connect(path, read_only=True).close()`, nothing else) "
+        f"| {ms('open')} | same |",
+        f"| DuckDB alone: open, the same SELECT into numpy (a fresh database instance scans the file's blocks), "
+        f"close: the floor of any read | {ms('raw')} | same |",
+        "",
+    ]
+
+
+def vbt_python() -> tuple[Path | None, str]:
+    """The interpreter of benchmarks/.venv-vbt with vectorbt importable: created (``python -m venv``) and filled
+    (``pip install vectorbt``, from PyPI) on first use, progress on stderr; ``(None, why)`` when that fails (no
+    network, no wheel for this Python): the section then says so instead of showing numbers."""
+    py = VBT_VENV / "bin" / "python"
+    if py.exists() and subprocess.run([str(py), "-c", "import vectorbt"], capture_output=True).returncode == 0:
+        return py, ""
+    print(f"bench_vector: installing vectorbt into {VBT_VENV} (once; a few minutes)", file=sys.stderr)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(VBT_VENV)], check=True, capture_output=True, text=True)
+        subprocess.run([str(py), "-m", "pip", "install", "--quiet", "vectorbt"], check=True, capture_output=True,
+                       text=True, timeout=1800)
+    except subprocess.CalledProcessError as exc:
+        why = (exc.stderr or exc.stdout or "").strip().splitlines()
+        return None, f"`{' '.join(map(str, exc.cmd))}` failed: {why[-1] if why else f'exit {exc.returncode}'}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
+    return py, ""
+
+
+def _vectorbt(bars: pd.DataFrame, finals: list[float], ours: dict[str, float]) -> list[str]:
+    """vectorbt on the sma_cross grid (in its own venv, numba cache empty: its first call compiles) vs ours."""
+    head = [f"vectorbt's `Portfolio.from_signals` on the same {len(GRID)}-combination grid and bars:", ""]
+    py, why = vbt_python()
+    if py is None:
+        return [*head, f"vectorbt could not be installed, so it is not compared: {why}", ""]
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "bars.npz"
+        np.savez(npz, ts=bars["ts"].dt.tz_localize(None).to_numpy(), open=bars["open"].to_numpy(),
+                 close=bars["close"].to_numpy())
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "numba"), PYTHONWARNINGS="ignore")
+        env.pop("PYTHONPATH", None)
+        t0 = time.perf_counter()
+        out = subprocess.run([str(py), str(VBT_SIDE), str(npz), json.dumps(GRID)], env=env, capture_output=True,
+                             text=True)
+        wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+        return [*head, f"vectorbt's run failed, so it is not compared: {last}", ""]
+    v = json.loads(out.stdout)
+    first = v["first_signals_s"] + v["first_from_signals_s"] + v["first_metrics_s"]
+    rel = np.abs(np.asarray(v["grid_finals"]) / np.asarray(finals) - 1.0)
+    n = len(GRID)
+    return [
+        *head,
+        "| contender | one 58k-bar run | combinations/s on the grid |",
+        "|---|---:|---:|",
+        f"| vectorbt {v['vectorbt']}, first call in a fresh process (numba compiles; import {v['import_s']:.1f} s "
+        f"more) | {first:.1f} s | |",
+        f"| vectorbt, `from_signals` alone, warm, best of 7 | {v['warm_from_signals_s'] * 1e3:.1f} ms | |",
+        f"| vectorbt, MAs + crossings + `from_signals` + metrics, warm, best of 7; grid: one call per combination "
+        f"| {v['warm_run_s'] * 1e3:.1f} ms | {n / v['grid_loop_s']:,.0f} |",
+        f"| vectorbt, the grid as {n} columns of one `from_signals` call, warm (first call "
+        f"{v['grid_columns_first_s']:.1f} s: numba compiles its 2-D variants) | | {n / v['grid_columns_s']:,.0f} |",
+        f"| vectorbt, `from_signals` alone on those {n} columns (MAs and signals made beforehand), warm | | "
+        f"{n / v['grid_columns_sim_s']:,.0f} |",
+        f"| btlab vector engine, end to end (store read + kernel + metrics) | {ours['end_to_end'] * 1e3:.1f} ms | |",
+        f"| btlab vector engine without the read (kernel + equity + trades + metrics); grid: with metrics, one core "
+        f"| {ours['run'] * 1e3:.1f} ms | {n / ours['metrics']:,.0f} |",
+        f"| btlab vector engine with metrics, 2 worker processes (pool start and data read included) | | "
+        f"{n / ours['two']:,.0f} |",
+        f"| btlab vector kernel alone (SMAs cached, crossover, simulation), one core | "
+        f"{ours['kernel'] * 1e3:.2f} ms | {n / ours['grid_kernel']:,.0f} |",
+        "",
+        f"Final values vs Backtrader (btlab's equal Backtrader's bit for bit, asserted on a sample above): vectorbt "
+        f"differs by {np.median(rel) * 100:.2f} % (median over the grid), {rel.max() * 100:.2f} % at most; "
+        f"sma_cross 10/30: {v['final_10_30']:,.2f} vs {ours['final_10_30']:,.2f} "
+        f"({abs(v['final_10_30'] / ours['final_10_30'] - 1) * 100:.2f} %). vectorbt sizes an entry on its fill price (95 % of the cash at the next open), Backtrader's "
+        "PercentSizer on the signal bar's close; same signals otherwise (shifted one bar, filled at the open). "
+        f"vectorbt ran in its own interpreter with an empty numba cache ({wall:.0f} s in all); its one-call-per-"
+        "combination and columns figures are one process.",
+        "",
     ]
 
 

@@ -84,3 +84,63 @@ def test_missing_ranges_needs_both_bounds(store: Store, uid: str, bound: str) ->
     args = {"start": pd.Timestamp("2024-01-01", tz="UTC"), "end": pd.Timestamp("2024-01-02", tz="UTC"), bound: None}
     with pytest.raises(ValueError, match="both"):
         store.missing_ranges(exchange=uid, symbol="BTC/USDT", timeframe="1h", **args)
+
+
+
+def test_duckdb_read_bars_is_the_order_by_ts_frame(tmp_path: Path, btc_1h: pd.DataFrame,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB's fast bar read (numpy arrays, sorted in numpy when the file holds them out of order) returns exactly
+    the frame of the generic ``ORDER BY ts`` read: values, nulls, dtypes, UTC, index. The file is written out of
+    order (a later span first, then an earlier one, then a rewrite in the middle) with null ``trades``/``vwap``."""
+    from btlab.store.duckdb import DuckDBStore
+    from btlab.store.marketdata import MarketDataStore
+
+    bars = btc_1h.iloc[:3000].reset_index(drop=True)
+    bars["trades"] = pd.array(range(3000), dtype="Int64")
+    bars.loc[::3, "trades"] = pd.NA
+    key = {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h"}
+    path = tmp_path / "bars.duckdb"
+    with DuckDBStore(path) as st:
+        st.write_bars(bars.iloc[2000:], **key, source="a")
+        st.write_bars(bars.iloc[:2000], **key, source="a")
+        st.write_bars(bars.iloc[500:700].assign(volume=bars["volume"].iloc[500:700] * 2), **key, source="b")
+    spans = ({}, {"start": bars["ts"].iloc[100], "end": bars["ts"].iloc[2500]}, {"start": "2030-01-01"})
+    with DuckDBStore(path, read_only=True) as st:
+        stored = st.query("SELECT ts FROM ohlcv")["ts"]
+        assert not stored.is_monotonic_increasing, "the file should hold the bars out of order"
+        fast = [st.read_bars(**key, **span) for span in spans]
+        monkeypatch.setattr(DuckDBStore, "_read_bar_rows", MarketDataStore._read_bar_rows)
+        slow = [st.read_bars(**key, **span) for span in spans]
+    for f, s in zip(fast, slow, strict=True):
+        pd.testing.assert_frame_equal(f, s, check_exact=True)
+        assert str(f["ts"].dtype) == "datetime64[ns, UTC]" and str(f["trades"].dtype) == "Int64"
+    assert len(fast[0]) == 3000 and fast[0]["trades"].isna().sum() == 1000 and fast[0]["vwap"].isna().all()
+    assert (fast[0]["volume"].iloc[500:700].to_numpy() == bars["volume"].iloc[500:700].to_numpy() * 2).all()
+    assert len(fast[1]) == 2400 and fast[2].empty
+
+
+def test_duckdb_read_bars_of_an_older_file_without_trades_and_vwap(tmp_path: Path, btc_1h: pd.DataFrame,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file from before ``trades``/``vwap`` existed, opened read-only: its bars (real, inserted newest first) read
+    through the stand-in view with those columns null, the same frame as the generic ``ORDER BY ts`` read."""
+    import duckdb
+
+    from btlab.store.duckdb import DuckDBStore
+    from btlab.store.marketdata import MarketDataStore
+
+    bars = btc_1h.iloc[:500].iloc[::-1]
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE ohlcv (ts TIMESTAMP, exchange VARCHAR, symbol VARCHAR, timeframe VARCHAR, open DOUBLE, "
+                "high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE, source VARCHAR)")
+    con.executemany("INSERT INTO ohlcv VALUES (?, 'binance', 'BTC/USDT', '1h', ?, ?, ?, ?, ?, 'old')",
+                    [[t.tz_localize(None).to_pydatetime(), o, h, lo, c, v] for t, o, h, lo, c, v in
+                     bars[["ts", "open", "high", "low", "close", "volume"]].itertuples(index=False)])
+    con.close()
+    with DuckDBStore(path, read_only=True) as st:
+        fast = st.read_bars(exchange="binance", symbol="BTC/USDT", timeframe="1h")
+        monkeypatch.setattr(DuckDBStore, "_read_bar_rows", MarketDataStore._read_bar_rows)
+        slow = st.read_bars(exchange="binance", symbol="BTC/USDT", timeframe="1h")
+    pd.testing.assert_frame_equal(fast, slow, check_exact=True)
+    assert fast["trades"].isna().all() and fast["vwap"].isna().all() and str(fast["trades"].dtype) == "Int64"
+    assert (fast["close"].to_numpy() == btc_1h["close"].iloc[:500].to_numpy()).all()

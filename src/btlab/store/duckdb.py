@@ -324,11 +324,11 @@ class DuckDBStore(Store):
     # ---- read-only stand-ins for an older file --------------------------------------------------------------
     def _shadow_views(self, con: duckdb.DuckDBPyConnection) -> list[str]:
         """``CREATE TEMP VIEW`` statements making an older file look like the current schema (read-only mode)."""
-        ((db,),) = con.execute("SELECT current_database()").fetchall()
         have: dict[str, set[str]] = {}
-        for table, column in con.execute(
-            "SELECT table_name, column_name FROM information_schema.columns WHERE table_catalog = ? "
-            "AND table_schema = 'main'", [db]
+        db = ""  # the file's catalog name (only needed when it holds a table)
+        for db, table, column in con.execute(  # one catalog query: half the cost of information_schema's view
+            "SELECT database_name, table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main'"
         ).fetchall():
             have.setdefault(table, set()).add(column)
         views = []
@@ -542,6 +542,16 @@ class DuckDBStore(Store):
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         with self._use(linger=True) as con:
             return con.execute(sql, list(params)).df()
+
+    def _read_bar_rows(self, sql: str, params: Sequence[Any]) -> pd.DataFrame:
+        """:meth:`read_bars`' rows as numpy arrays (``fetchnumpy``), unsorted, made into its frame by
+        :func:`~btlab.store.marketdata.bars_from_columns`: the same frame as ``ORDER BY ts`` through
+        :meth:`query`, a third of the time (bench_vector.py)."""
+        from btlab.store.marketdata import bars_from_columns
+
+        with self._use(linger=True) as con:
+            columns = con.execute(sql, list(params)).fetchnumpy()
+        return bars_from_columns(columns)
 
     def delete_rows(self, filters: Sequence[RowFilter]) -> list[int]:
         """``DELETE FROM table WHERE ...`` (values bound) for every filter, all in one transaction: either every

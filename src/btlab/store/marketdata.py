@@ -10,13 +10,14 @@ QuestDB both document (https://questdb.com/docs/reference/sql/select/, .../funct
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from btlab.model.timeframe import Timeframe
 from btlab.store.rows import RowFilter, TimeLike, param_time, to_utc
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -37,6 +38,48 @@ def bar_rows(bars: pd.DataFrame, *, exchange: str, symbol: str, timeframe: Timef
         frame[col] = pd.Series(cells, index=frame.index, dtype=object)
     return frame
 
+
+
+def bars_from_columns(columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The :meth:`MarketDataStore.read_bars` frame from the bar columns of one series as numpy arrays (DuckDB's
+    ``fetchnumpy``: ``ts`` as naive ``datetime64`` in UTC, nulls as masked arrays), in any row order.
+
+    Returns: :data:`btlab.model.bar.BAR_COLUMNS` sorted by ``ts`` (stable; ``ts`` is unique within a series, so
+    this is ``ORDER BY ts``) on a fresh ``RangeIndex``: ``ts`` ``datetime64[ns, UTC]``, ``trades`` ``Int64`` (nulls
+    ``<NA>``), the prices, ``volume`` and ``vwap`` float64 (nulls NaN) -- the frame ``ORDER BY ts`` into pandas
+    gives, without DuckDB's sort and its pandas conversion: 58k bars in about 9 ms instead of 14 ms (fetch and frame
+    on an open connection, bench_vector.py).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from btlab.model.bar import BAR_COLUMNS
+
+    ts = np.asarray(columns["ts"]).astype("datetime64[ns]")
+    order = None if len(ts) < 2 or bool((ts[1:] > ts[:-1]).all()) else np.argsort(ts, kind="stable")
+    floats = [c for c in BAR_COLUMNS if c not in ("ts", "trades")]
+    block = np.empty((len(floats), len(ts)))  # one C-contiguous row per column: pandas' own block layout, no copy
+
+    def take(name: str) -> tuple[np.ndarray, np.ndarray | None]:
+        raw = columns[name]
+        data = np.ma.getdata(raw)
+        mask = np.ma.getmask(raw)
+        mask = None if mask is np.ma.nomask or not mask.any() else np.asarray(mask)
+        if order is not None:
+            data, mask = data[order], None if mask is None else mask[order]
+        return data, mask
+
+    for row, name in zip(block, floats, strict=True):
+        data, mask = take(name)
+        row[:] = data
+        if mask is not None:
+            row[mask] = np.nan
+    frame = pd.DataFrame(block.T, columns=floats, copy=False)
+    data, mask = take("trades")
+    trades = pd.arrays.IntegerArray(data.astype(np.int64), np.zeros(len(ts), dtype=bool) if mask is None else mask)
+    frame.insert(0, "ts", pd.DatetimeIndex(ts if order is None else ts[order]).tz_localize("UTC"))
+    frame.insert(list(BAR_COLUMNS).index("trades"), "trades", trades)
+    return frame
 
 
 class BarSpan(NamedTuple):
@@ -112,6 +155,12 @@ class MarketDataStore:
         if (hi := to_utc(end)) is not None:
             sql += " AND ts < ?"
             params.append(param_time(hi))
+        return self._read_bar_rows(sql, params)
+
+    def _read_bar_rows(self, sql: str, params: Sequence[Any]) -> pd.DataFrame:
+        """The frame of :meth:`read_bars` from its ``SELECT`` (``sql``: the bar columns of one series, without an
+        ``ORDER BY``): a backend hook. This one orders by ``ts`` in SQL and converts the ``query`` frame; DuckDB
+        fetches numpy arrays instead (:func:`bars_from_columns`)."""
         import pandas as pd
 
         from btlab.model.bar import BAR_COLUMNS
