@@ -499,5 +499,7 @@ def test_ticks_and_bars_replay_writes_health_per_topic(tick_bar_store, config) -
     bars_per_s = rate[rate["subject"] == bars_t]["value"]
     # about 4,700 trades over about 2 s, 2 bars: rates, not running totals
     assert trades_per_s.mean() == pytest.approx(result.per_topic[ticks_t]["binance:BTC/USDT"] / result.seconds, rel=0.5)
-    assert bars_per_s.max() <= 2 / 0.25 and bars_per_s.sum() > 0
+    # each of the 2 bars is counted in exactly one interval (a running total would stay > 0 after the first bar);
+    # the last interval can be shorter than 0.25 s, so no bound on the rate itself
+    assert 1 <= (bars_per_s > 0).sum() <= 2
     assert rows[rows["metric"] == "replay_lag_s"]["value"].between(0, 0.05).all()
