@@ -239,3 +239,19 @@ def test_several_instruments_are_refused_in_one_line(store, uid):
     with pytest.raises(InvalidArgumentError, match=f"one instrument on several timeframes, got BTC/USDT, {symbol}"):
         btlab.run_backtest("regime_fsm", store=store, symbols=["BTC/USDT", symbol], start="2021-01-01",
                            end="2021-02-28", record=False)
+
+
+def test_grafana_states_panel_reads_every_change_of_the_run(store, result):
+    """The run dashboard's state-timeline SQL, with ``$run_id`` substituted as Grafana substitutes a single-valued
+    variable (raw text), returns every stored change of this run: per machine, in time order, the new state at the
+    close time of the deciding bar -- the rows the panel splits into one lane per machine."""
+    from btlab.dashboards.boards import STATES_SQL
+
+    rows = store.query(STATES_SQL.replace("$run_id", result.run_id))
+    assert list(rows.columns) == ["time", "machine", "state"]
+    rows["time"] = pd.to_datetime(rows["time"], utc=True)
+    expected = result.states.sort_values(["machine", "ts"], kind="stable")
+    assert len(rows) == len(expected) > 300
+    assert rows["machine"].tolist() == expected["machine"].tolist()
+    assert rows["time"].tolist() == expected["ts"].tolist()
+    assert rows["state"].tolist() == expected["to_state"].tolist()
