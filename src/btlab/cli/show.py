@@ -98,7 +98,7 @@ def tracking(record: Mapping[str, Any] | None, currency: str | None = None) -> N
     console.print(table)
     first = rows[record.get("own")]
     console.print(styled((
-        f"active return = portfolio - index per bar from the first fill ({first.get('first')}); tracking error = "
+        f"active return = portfolio - index per bar from the first fill's bar ({first.get('first')}); tracking error = "
         f"std(active, ddof=1) x sqrt({record.get('periods')}); turnover = traded value / portfolio value a year; "
         "rows: " + "; ".join(f"{n} = {TRACKING_ROWS.get(n, n)}" for n in names) + " (same bars, dates, K, lookback, "
         "rebalance, costs)", "dim")), highlight=False)

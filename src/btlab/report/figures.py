@@ -204,7 +204,7 @@ def tracking_figure(series: pd.DataFrame, index: str, window: int) -> tuple[Any,
     for (trace, was_reduced), row, secondary in traces:
         reduced |= was_reduced
         fig.add_trace(trace, row=row, col=1, **({"secondary_y": secondary} if row == 2 else {}))
-    fig.update_yaxes(title_text="rebased (1 = first fill)", tickformat=".2f", row=1, col=1)
+    fig.update_yaxes(title_text="rebased (1 = close before the first fill)", tickformat=".2f", row=1, col=1)
     fig.update_yaxes(title_text="active return", tickformat=".1%", row=2, col=1, secondary_y=False)
     fig.update_yaxes(title_text="tracking error", tickformat=".1%", rangemode="tozero", row=2, col=1,
                      secondary_y=True)

@@ -381,8 +381,10 @@ def _tracking_sections(d: _Inputs) -> tuple[list[str], bool]:
         series = tracking_series(d.value, bars.set_index("ts")["close"], pd.Timestamp(own["first"]), window, periods)
         fig, reduced = tracking_figure(series, index, window)
         chart = figure_html(fig, "chart-tracking", 560, top=50)
-    note = (f"Active return = the portfolio's return − {esc(index)}'s return per bar, from the bar after the first "
-            f"fill ({esc(own.get('first', '—'))}); tracking error = std(active, ddof=1) × √{periods}; correlation "
+    first = fmt_ts(pd.Timestamp(own["first"])) if own.get("first") else "—"
+    note = (f"Active return = the portfolio's return − {esc(index)}'s return per bar, from the bar of the first "
+            f"fill ({esc(first)} UTC; its return from the close before, where both curves are rebased to 1); "
+            f"tracking error = std(active, ddof=1) × √{periods}; correlation "
             f"and R² of the per-bar returns; turnover = traded value / portfolio value before each fill, a year; "
             f"costs = commission / mean value a year. The baselines ran on the same bars, dates, K, lookback, "
             f"rebalance schedule and costs (btlab.backtest.tracking). Rolling tracking error over {window} bars.")
