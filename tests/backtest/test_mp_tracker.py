@@ -370,3 +370,30 @@ def test_tracking_figures_in_the_cli_the_run_row_and_the_report(sp_store, tmp_pa
     shown = btlab_cli("runs", "show", run_id, store=store)
     assert shown.returncode == 0, shown.stderr
     assert format_value(own["tracking_error"], "pct") in shown.stdout and "tracking ^GSPC" in shown.stdout
+
+
+def test_track_result_of_a_baseline_run_and_of_another_strategy(sp_store, tmp_path):
+    """A run of another basket (top_k_corr) is its own row; the other two rows equal run_tracking's; the record is
+    written into the run row, the rest of the row unchanged; a run of another strategy is refused in one line."""
+    import shutil
+
+    from btlab.backtest.tracking import TRACKING_KEY, track_result
+
+    store = tmp_path / "own.duckdb"
+    shutil.copy(sp_store, store)
+    span = {"start": "2013-02-08", "end": "2015-06-30", "cash": 1_000_000, "commission": 0.001}
+    with DuckDBStore(store) as st:
+        run = run_backtest("mp_tracker", symbols=[*SYMBOLS, INDEX], exchange="nyse", timeframe="1d",
+                           params={"k": 5, "basket": "top_k_corr"}, store=st, **span)
+        before = st.get_run(run.run_id)
+        tracked = track_result(run, store=st)
+        after = st.get_run(run.run_id)
+        with pytest.raises(InvalidArgumentError, match="is a buy_hold run: tracking figures need an mp_tracker run"):
+            track_result(run_backtest("buy_hold", symbol="AAPL", exchange="nyse", timeframe="1d", store=st,
+                                      record=False, **span))
+    assert tracked.results["top_k_corr"] is run and tracked.record["own"] == "top_k_corr"
+    api = run_tracking(SYMBOLS, index=INDEX, k=5, store=str(sp_store), record=False, **span).table
+    pd.testing.assert_frame_equal(tracked.table.sort_index(), api.sort_index(), rtol=1e-12)
+    assert TRACKING_KEY not in before["metrics"] and after["metrics"][TRACKING_KEY] == tracked.record
+    assert {k: v for k, v in after["metrics"].items() if k != TRACKING_KEY} == before["metrics"]
+    assert {k: v for k, v in after.items() if k != "metrics"} == {k: v for k, v in before.items() if k != "metrics"}
