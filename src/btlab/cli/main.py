@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,6 +67,7 @@ from btlab.cli.common import (
     parse_range,
     progress_bar,
     progress_task,
+    warn,
 )
 from btlab.cli.dashboards import dashboards_app
 from btlab.cli.health import health
@@ -401,10 +402,28 @@ def backtest(
                                   on_warning=progress.warn, source=bar_source)
         show.backtest_result(result, exchange=exchange, feeds=timeframe + (f" (+{resample})" if resample else ""),
                              warned=progress.warned, address=st.address)
+        _track(result, st)
         if report:
             from btlab.report import write_report
 
             console.print(f"report: {write_report(result.run_id, store=st).resolve()}", highlight=False)
+
+
+def _track(result: Any, st: Any) -> None:
+    """For an index-tracking run (mp_tracker): run the two baseline baskets on the same bars, record the tracking
+    table with the run (the report shows it) and print it; a run without a fill gets a warning instead."""
+    from btlab.backtest.tracking import is_tracking_run, track_result
+    from btlab.errors import InvalidArgumentError
+
+    if not is_tracking_run(result):
+        return
+    try:
+        with progress_task("tracking baselines (equal_weight_k, top_k_corr)"):
+            tracked = track_result(result, store=st)
+    except InvalidArgumentError as exc:
+        warn(f"no tracking figures: {exc}")
+        return
+    show.tracking(tracked.record)
 
 
 @app.command("strategies")
