@@ -627,6 +627,7 @@ def _build_cerebro(feeds: list[StoreData], bars: dict[str, pd.DataFrame], plan: 
     cerebro = bt.Cerebro(stdstats=False)
     feed_bars = []
     for feed, frame in zip(feeds, bars.values()):
+        feed.btlab_calendar = plan.venue.calendar  # the run's calendar (--calendar wins over the exchange's)
         cerebro.adddata(feed)
         feed_bars.append(len(frame))
     for tf in plan.resampled:
