@@ -80,8 +80,7 @@ def train(symbols: Sequence[str], *, out: str | Path, index: str = "^GSPC", star
           end: Any = "2016-12-31", k: int = 10, lookback: int = 252, timesteps: int = 20_000, seed: int = 0,
           max_tilt: float = 0.05, rebalance: int = 5, commission: float = 0.001, penalty: float = 20.0,
           exchange: str = "nyse", timeframe: str = "1d", store: Any = None, ppo: dict[str, Any] | None = None,
-          progress: Callable[[int, int], None] | None = None, stop: Callable[[], int | None] | None = None
-          ) -> TrainResult:
+          progress: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train a tilt policy in sample and save it (module text).
 
     Args:
@@ -95,17 +94,21 @@ def train(symbols: Sequence[str], *, out: str | Path, index: str = "^GSPC", star
         exchange, timeframe: the stored series (``nyse``, ``1d``). store: a Store, an address or None (default).
         ppo: overrides of :data:`PPO_DEFAULTS`.
         progress: ``(timesteps done, total)`` callback.
-        stop: polled every step; a non-None return (a signal number) stops training, writing nothing.
+
+    Signals: in the main thread, SIGINT (Ctrl-C) and SIGTERM stop training after the current step
+    (:func:`btlab.backtest.signals.stop_on_signals`); nothing is written and RunInterruptedError is raised.
 
     Returns: :class:`TrainResult`.
 
     Raises:
         InvalidArgumentError: the extra is missing, bad settings, too few bars (for the selection or one step),
             the index among the symbols; as ``load_backtest_bars`` (NoDataError, DataGapError, ...).
-        RunInterruptedError: stopped through ``stop`` (exit code 128 + signal); nothing written.
+        RunInterruptedError: stopped by SIGINT/SIGTERM (exit code 130/143); nothing written.
     """
     require_rl()
+    from btlab.backtest.recorder import RunControl
     from btlab.backtest.runner import hash_bars, load_backtest_bars
+    from btlab.backtest.signals import stop_on_signals
     from btlab.rl.env import aligned_closes, env_from_bars
 
     names = [s for s in symbols if s]
@@ -134,7 +137,9 @@ def train(symbols: Sequence[str], *, out: str | Path, index: str = "^GSPC", star
         raise InvalidArgumentError(str(exc)) from None
     env = env_from_bars(bars, spec)
     began = time.perf_counter()
-    model = _learn(env, settings, int(timesteps), int(seed), progress, stop)
+    control = RunControl()
+    with stop_on_signals(control, lambda: None):
+        model = _learn(env, settings, int(timesteps), int(seed), progress, lambda: control.signum)
     seconds = time.perf_counter() - began
     reward_untilted = _episode_reward(env, lambda obs: np.zeros(spec.k))
     reward_trained = _episode_reward(env, lambda obs: model.predict(obs, deterministic=True)[0])
