@@ -107,9 +107,9 @@ def train(symbols: Sequence[str], *, out: str | Path, index: str = "^GSPC", star
     """
     require_rl()
     from btlab.backtest.recorder import RunControl
-    from btlab.backtest.runner import hash_bars, load_backtest_bars
+    from btlab.backtest.runner import hash_bars
     from btlab.backtest.signals import stop_on_signals
-    from btlab.rl.env import aligned_closes, env_from_bars
+    from btlab.rl.env import env_from_bars
 
     names = [s for s in symbols if s]
     if not names or index in names:
@@ -121,24 +121,14 @@ def train(symbols: Sequence[str], *, out: str | Path, index: str = "^GSPC", star
     if unknown:
         raise InvalidArgumentError(f"unknown PPO setting(s) {', '.join(sorted(unknown))}; known: "
                                    f"{', '.join(PPO_DEFAULTS)}")
-    config, bars, _ = load_backtest_bars("mp_tracker", symbols=[*names, index], exchange=exchange,
-                                         timeframe=timeframe, start=start, end=end, commission=commission,
-                                         store=store)
-    times, index_close, closes = aligned_closes(bars, names, index)
-    if len(times) < lookback + 1:
-        raise InvalidArgumentError(f"{len(times)} bars of {index} in the range: fewer than lookback + 1 = "
-                                   f"{lookback + 1} for the basket selection")
-    columns, weights = select_basket(closes[-(lookback + 1):], index_close[-(lookback + 1):], k)
-    try:
-        spec = TiltSpec(names=tuple(names[c] for c in columns), base_weights=tuple(float(w) for w in weights),
-                        index=index, max_tilt=float(max_tilt), rebalance=int(rebalance),
-                        commission=float(commission), penalty=float(penalty))
-    except ValueError as exc:
-        raise InvalidArgumentError(str(exc)) from None
-    env = env_from_bars(bars, spec)
-    began = time.perf_counter()
     control = RunControl()
-    with stop_on_signals(control, lambda: None):
+    with stop_on_signals(control, lambda: None):  # from here on a signal stops training, writing nothing
+        config, bars, times, spec = _in_sample(names, index=index, start=start, end=end, k=k, lookback=lookback,
+                                               max_tilt=max_tilt, rebalance=rebalance, commission=commission,
+                                               penalty=penalty, exchange=exchange, timeframe=timeframe,
+                                               store=store)
+        env = env_from_bars(bars, spec)
+        began = time.perf_counter()
         model = _learn(env, settings, int(timesteps), int(seed), progress, lambda: control.signum)
     seconds = time.perf_counter() - began
     reward_untilted = _episode_reward(env, lambda obs: np.zeros(spec.k))
@@ -159,6 +149,31 @@ def train(symbols: Sequence[str], *, out: str | Path, index: str = "^GSPC", star
     }
     model_path, side = _save(model, meta, Path(out))
     return TrainResult(model_path, side, spec, meta, seconds, reward_untilted, reward_trained)
+
+
+def _in_sample(names: list[str], *, index: str, start: Any, end: Any, k: int, lookback: int, max_tilt: float,
+               rebalance: int, commission: float, penalty: float, exchange: str, timeframe: str, store: Any
+               ) -> tuple[Any, dict[str, Any], Any, TiltSpec]:
+    """Steps 1-2 of :func:`train`: the in-sample bars and the basket, as ``(config, bars, index bar times,
+    spec)``."""
+    from btlab.backtest.runner import load_backtest_bars
+    from btlab.rl.env import aligned_closes
+
+    config, bars, _ = load_backtest_bars("mp_tracker", symbols=[*names, index], exchange=exchange,
+                                         timeframe=timeframe, start=start, end=end, commission=commission,
+                                         store=store)
+    times, index_close, closes = aligned_closes(bars, names, index)
+    if len(times) < lookback + 1:
+        raise InvalidArgumentError(f"{len(times)} bars of {index} in the range: fewer than lookback + 1 = "
+                                   f"{lookback + 1} for the basket selection")
+    columns, weights = select_basket(closes[-(lookback + 1):], index_close[-(lookback + 1):], k)
+    try:
+        spec = TiltSpec(names=tuple(names[c] for c in columns), base_weights=tuple(float(w) for w in weights),
+                        index=index, max_tilt=float(max_tilt), rebalance=int(rebalance),
+                        commission=float(commission), penalty=float(penalty))
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from None
+    return config, bars, times, spec
 
 
 def _learn(env: Any, settings: dict[str, Any], timesteps: int, seed: int,
