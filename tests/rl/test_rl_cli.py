@@ -25,9 +25,9 @@ from rlsetup import SYMBOLS
 runner = CliRunner()
 
 
-def invoke(*args: str, store=None):
+def invoke(*args: str, store=None, columns: str = "200"):
     return runner.invoke(app, [*args, *(["--store", str(store)] if store else [])],
-                         env={"COLUMNS": "200", "NO_COLOR": "1"}, catch_exceptions=False)
+                         env={"COLUMNS": columns, "NO_COLOR": "1"}, catch_exceptions=False)
 
 
 def one_line_error(result, code: int = 1) -> str:
@@ -82,11 +82,15 @@ def test_refusals_are_one_line(store, tmp_path):
     assert not (tmp_path / "x.zip").exists()
 
 
-def test_help_teaches():
-    res = invoke("rl", "train", "--help")
-    assert res.exit_code == 0 and "btlab rl train --symbols" in res.output and "--max-tilt" in res.output
-    res = invoke("rl", "evaluate", "--help")
+def test_help_teaches_in_80_columns():
+    res = invoke("rl", "train", "--help", columns="80")
+    assert res.exit_code == 0 and "btlab rl train --symbols $A,$B" in res.output and "--max-tilt FRACTION" in res.output
+    text = res.output
+    res = invoke("rl", "evaluate", "--help", columns="80")
     assert res.exit_code == 0 and "--allow-overlap" in res.output and "untilted basket" in res.output
+    for shown in (text, res.output, invoke("rl", "--help", columns="80").output):
+        assert max(len(line) for line in shown.splitlines()) <= 80, shown
+        assert "[default: False]" not in shown and "TEXT" not in shown and "<str>" not in shown
 
 
 def test_without_the_extra_one_line_exit_1(tmp_path):

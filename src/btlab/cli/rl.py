@@ -18,7 +18,6 @@ from btlab.cli.common import (
     FromOption,
     OutputFormat,
     StoreOption,
-    SymbolsOption,
     TimeframeOption,
     ToOption,
     console,
@@ -35,6 +34,9 @@ rl_app = typer.Typer(
     "policy on the in-sample years, then evaluate it out of sample beside the untilted basket.",
     no_args_is_help=True, cls=BtlabGroup, **APP_SETTINGS)
 
+ConstituentsOption = Annotated[str | None, typer.Option(
+    "--symbols", metavar="SYMBOLS", show_default=False,
+    help="The constituents to pick the basket from (stored symbols), comma-separated, e.g. AAPL,MSFT,XOM.")]
 IndexOption = Annotated[str, typer.Option("--index", metavar="SYMBOL", help="The index to track (stored symbol).")]
 TimestepsOption = Annotated[int, typer.Option(
     "--timesteps", min=1, metavar="N", help="PPO environment steps (one step = --rebalance sessions).")]
@@ -67,7 +69,7 @@ AllowOverlapOption = Annotated[bool, typer.Option(
 @rl_app.command("train")
 @friendly_errors
 def rl_train(
-    symbols: SymbolsOption = None,
+    symbols: ConstituentsOption = None,
     index: IndexOption = "^GSPC",
     from_: FromOption = "2013-02-08",
     to: ToOption = "2016-12-31",
@@ -94,10 +96,11 @@ def rl_train(
     training and writes nothing (exit 130/143).
 
     \b
-    Example (the bundled S&P 500 data, imported with btlab data import data/sp500_daily/individual_stocks_5yr
-    --exchange nyse --symbol-from-file --timeframe 1d, and the index file as ^GSPC):
-      btlab rl train --symbols AAPL,AMZN,BAC,CSCO,CVX,GE,GOOGL,HD,INTC,JNJ,JPM,KO,MSFT,ORCL,PFE,PG,T,WFC,WMT,XOM \\
-          --index ^GSPC --from 2013-02-08 --to 2016-12-31 --timesteps 20000 --seed 0 --out models/tilt.zip
+    Example (the bundled S&P 500 bars; import them first, see the README):
+      A=AAPL,AMZN,BAC,CSCO,CVX,GE,GOOGL,HD,INTC,JNJ
+      B=JPM,KO,MSFT,ORCL,PFE,PG,T,WFC,WMT,XOM
+      btlab rl train --symbols $A,$B --index ^GSPC --from 2013-02-08 \\
+          --to 2016-12-31 --timesteps 20000 --seed 0 --out models/tilt.zip
     """
     from btlab.strategies.tilt_policy import require_rl
 
