@@ -18,7 +18,7 @@ from btlab.rl import evaluate, policy_parameters, train
 from btlab.rl.env import env_from_bars
 from btlab.store.duckdb import DuckDBStore
 from btlab.strategies.tilt_policy import load_policy
-from rlsetup import INDEX, OOS, SYMBOLS, TINY, TINY_PPO, TRAIN
+from rlsetup import GSPC, INDEX, OOS, SYMBOLS, TINY, TINY_PPO, TRAIN
 
 
 def test_same_seed_same_parameters_other_seed_others(trained, sp_store, tmp_path):
@@ -96,6 +96,12 @@ def test_evaluate_twice_gives_identical_equity_and_records_both_runs(trained, sp
         pd.testing.assert_frame_equal(one.results[row].equity, two.results[row].equity)
     assert list(one.table.index) == ["rl_tilt", "untilted"]
     assert (one.table["first"] == one.table["first"].iloc[0]).all() and one.table["bars"].nunique() == 1
+    # the index's return over the same days, from the raw file: close at the last bar / close before the first - 1
+    raw = pd.read_csv(GSPC, index_col="Date")["Close"]
+    raw.index = pd.to_datetime(raw.index, utc=True)
+    first, last = one.table["first"].iloc[0], one.table["last"].iloc[0]
+    expected = raw[last] / raw.iloc[raw.index.get_loc(first) - 1] - 1
+    assert one.table["index_return"].tolist() == pytest.approx([expected, expected], rel=1e-9)
     untilted = one.results["untilted"].strategy.decisions
     assert all(np.array_equal(d["weights"], np.array(trained.spec.base_weights)) for d in untilted)
     with DuckDBStore(store, read_only=True) as st:

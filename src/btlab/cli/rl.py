@@ -161,7 +161,8 @@ def rl_evaluate(
 
 #: (column, label, unit of btlab.report.format)
 SHOWN: list[tuple[str, str, str]] = [
-    ("total_return", "total return", "pct"), ("sharpe", "Sharpe", "ratio"),
+    ("total_return", "total return", "pct"), ("index_return", "index return (same days)", "pct"),
+    ("sharpe", "Sharpe", "ratio"),
     ("tracking_error", "tracking error (ann.)", "pct"), ("active_return", "active return (ann.)", "pct"),
     ("r2", "R²", "r2"), ("turnover", "turnover / year", "ratio"), ("commission", "commission", "money"),
     ("cost_per_year", "cost / year", "pct"), ("bars", "sessions", "int"), ("run_id", "run", "text"),

@@ -4,8 +4,9 @@
 (both recorded like every run): with the policy, and with ``untilted=True`` (the model's basket at its base
 weights, rebalanced on the same schedule: what the tilts add is the only difference). The table has, per row,
 the tracking figures of :func:`btlab.backtest.tracking.tracking_metrics` (tracking error, active return, R²,
-turnover, commission, cost per year) and the run's ``total_return`` and ``sharpe`` (:mod:`btlab.backtest.metrics`:
-daily returns, 252 sessions a year, rf = 0).
+turnover, commission, cost per year), the run's ``total_return`` and ``sharpe`` (:mod:`btlab.backtest.metrics`:
+daily returns, 252 sessions a year, rf = 0) and ``index_return``, the index's compounded return over the bars the
+tracking figures cover (from the first fill on; before it the run holds cash).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ __all__ = ["ROWS", "EvaluationResult", "evaluate"]
 
 #: row name -> extra ``rl_tilt`` parameters
 ROWS: dict[str, dict[str, Any]] = {"rl_tilt": {}, "untilted": {"untilted": True}}
-COLUMNS = ["total_return", "sharpe", "tracking_error", "active_return", "r2", "turnover", "commission",
+COLUMNS = ["total_return", "index_return", "sharpe", "tracking_error", "active_return", "r2", "turnover", "commission",
            "cost_per_year", "bars", "first", "last", "run_id"]
 
 
@@ -57,7 +58,7 @@ def evaluate(model: str | Path, *, start: Any = None, end: Any = None, cash: flo
     """
     require_rl()
     from btlab.backtest.runner import run_backtest
-    from btlab.backtest.tracking import tracking_metrics
+    from btlab.backtest.tracking import active_returns, tracking_metrics
 
     meta = read_sidecar(model)
     spec, trained = meta["spec"], meta["train"]
@@ -72,8 +73,10 @@ def evaluate(model: str | Path, *, start: Any = None, end: Any = None, cash: flo
                               timeframe=trained["timeframe"], start=start, end=end, cash=cash, commission=fee,
                               params={"model": str(model), "allow_overlap": allow_overlap, **extra}, store=store,
                               record=record, progress=progress)
-        figures = tracking_metrics(result.equity, result.orders, result.bars_by_symbol[spec["index"]])
+        index_bars = result.bars_by_symbol[spec["index"]]
+        figures = tracking_metrics(result.equity, result.orders, index_bars)
+        returns = active_returns(result.equity["value"], index_bars.set_index("ts")["close"], figures["first"])
         rows[row] = {**figures, "total_return": result.summary.total_return, "sharpe": result.summary.sharpe,
-                     "run_id": result.run_id}
+                     "index_return": float((1 + returns["index"]).prod() - 1), "run_id": result.run_id}
         results[row] = result
     return EvaluationResult(pd.DataFrame.from_dict(rows, orient="index")[COLUMNS], results, meta)
