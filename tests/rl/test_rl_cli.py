@@ -70,7 +70,7 @@ def test_train_then_evaluate_records_both_runs(store, tmp_path):
     assert table.exit_code == 0 and "out of sample 2017-04-27 .. 2018-02-07" in table.output
     assert "tracking error (ann.)" in table.output and "untilted" in table.output
     line = one_line_error(invoke("rl", "evaluate", "--model", str(out), "--from", "2016-01-04", store=store))
-    assert "inside the model's training range" in line and "--allow-overlap" in line
+    assert "not after the model's training range" in line and "--allow-overlap" in line
 
 
 def test_refusals_are_one_line(store, tmp_path):

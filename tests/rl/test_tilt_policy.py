@@ -112,9 +112,9 @@ def test_evaluate_twice_gives_identical_equity_and_records_both_runs(trained, sp
 
 def test_a_run_inside_the_training_range_is_refused(trained, sp_store):
     spec = trained.spec
-    with pytest.raises(InvalidArgumentError, match="inside the model's training range"):
+    with pytest.raises(InvalidArgumentError, match="not after the model's training range"):
         evaluate(trained.model, start="2016-06-01", end="2017-06-30", store=str(sp_store), record=False)
-    with pytest.raises(InvalidArgumentError, match="inside the model's training range"):
+    with pytest.raises(InvalidArgumentError, match="not after the model's training range"):
         run_backtest("rl_tilt", symbols=[*spec.names, INDEX], exchange="nyse", timeframe="1d", start="2016-12-30",
                      end="2017-12-31", params={"model": str(trained.model)}, store=str(sp_store), record=False)
     allowed = evaluate(trained.model, start="2016-06-01", end="2017-06-30", allow_overlap=True,

@@ -97,7 +97,8 @@ def check_symbols(meta: dict[str, Any], feeds: list[str]) -> None:
 
 
 def check_run_range(meta: dict[str, Any], start: Any, *, allow_overlap: bool = False) -> None:
-    """Refuse a run starting on or before the last training bar (unless ``allow_overlap``).
+    """Refuse a run starting on or before the last training bar (unless ``allow_overlap``): a run inside the
+    training range, or before it (the policy has seen what followed), is not out of sample.
 
     Args:
         meta: the sidecar. start: the run's first bar time or requested start (anything ``pd.Timestamp`` takes;
@@ -113,8 +114,8 @@ def check_run_range(meta: dict[str, Any], start: Any, *, allow_overlap: bool = F
     begin = begin.tz_localize("UTC") if begin.tzinfo is None else begin.tz_convert("UTC")
     if begin <= trained_to:
         raise InvalidArgumentError(
-            f"the run starts {begin:%Y-%m-%d}, inside the model's training range {meta['train']['first_bar'][:10]} .. "
-            f"{meta['train']['last_bar'][:10]}: start after it to judge the policy out of sample (or allow the "
+            f"the run starts {begin:%Y-%m-%d}, not after the model's training range {meta['train']['first_bar'][:10]}"
+            f" .. {meta['train']['last_bar'][:10]}: start after it to judge the policy out of sample (or allow the "
             "overlap explicitly: allow_overlap=True, --allow-overlap)")
 
 

@@ -39,7 +39,7 @@ out-of-sample run measures honestly).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -80,7 +80,6 @@ class TiltSpec:
     te_window: int = 20
     commission: float = 0.001
     penalty: float = 20.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.names or len(self.names) != len(self.base_weights):
@@ -113,7 +112,6 @@ class TiltSpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (lists for tuples)."""
         out = asdict(self)
-        out.pop("extra")
         out["machines"] = [list(m) for m in self.machines]
         return out
 
