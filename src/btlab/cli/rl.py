@@ -13,11 +13,13 @@ from btlab.cli.common import (
     APP_SETTINGS,
     BtlabGroup,
     CashOption,
+    CommissionOption,
     ExchangeOption,
     FormatOption,
     FromOption,
     OutputFormat,
     StoreOption,
+    SymbolsOption,
     TimeframeOption,
     ToOption,
     console,
@@ -34,9 +36,6 @@ rl_app = typer.Typer(
     "policy on the in-sample years, then evaluate it out of sample beside the untilted basket.",
     no_args_is_help=True, cls=BtlabGroup, **APP_SETTINGS)
 
-ConstituentsOption = Annotated[str | None, typer.Option(
-    "--symbols", metavar="SYMBOLS", show_default=False,
-    help="The constituents to pick the basket from (stored symbols), comma-separated, e.g. AAPL,MSFT,XOM.")]
 IndexOption = Annotated[str, typer.Option("--index", metavar="SYMBOL", help="The index to track (stored symbol).")]
 TimestepsOption = Annotated[int, typer.Option(
     "--timesteps", min=1, metavar="N", help="PPO environment steps (one step = --rebalance sessions).")]
@@ -52,24 +51,19 @@ MaxTiltOption = Annotated[float, typer.Option(
     "--max-tilt", metavar="FRACTION", help="Largest over/underweight per basket name (0.05 = 5 points).")]
 RebalanceOption = Annotated[int, typer.Option(
     "--rebalance", min=1, metavar="N", help="Sessions between decisions (and between rebalances when trading).")]
-RlCommissionOption = Annotated[float, typer.Option(
-    "--commission", metavar="FRACTION", help="Commission as a fraction of traded value (0.001 = 0.1 %), charged "
-    "on turnover in the reward.")]
 PenaltyOption = Annotated[float, typer.Option(
     "--penalty", metavar="NUMBER", help="Quadratic tracking penalty of the reward: 100 * (a - penalty * a^2), a "
     "the step's active return net of costs.")]
 ModelOption = Annotated[Path, typer.Option("--model", metavar="FILE.zip", help="Policy file from btlab rl train.")]
-EvalCommissionOption = Annotated[float | None, typer.Option(
-    "--commission", metavar="FRACTION", show_default=False, help="Commission (default: the model's).")]
 AllowOverlapOption = Annotated[bool, typer.Option(
-    "--allow-overlap", help="Run even when --from is inside the training range (the result is then NOT out of "
-    "sample).")]
+    "--allow-overlap", help="Run even when --from is not after the training range (the result is then NOT out "
+    "of sample).")]
 
 
 @rl_app.command("train")
 @friendly_errors
 def rl_train(
-    symbols: ConstituentsOption = None,
+    symbols: SymbolsOption = None,
     index: IndexOption = "^GSPC",
     from_: FromOption = "2013-02-08",
     to: ToOption = "2016-12-31",
@@ -80,7 +74,7 @@ def rl_train(
     lookback: LookbackOption = 252,
     max_tilt: MaxTiltOption = 0.05,
     rebalance: RebalanceOption = 5,
-    commission: RlCommissionOption = 0.001,
+    commission: CommissionOption = 0.001,
     penalty: PenaltyOption = 20.0,
     exchange: ExchangeOption = "nyse",
     timeframe: TimeframeOption = "1d",
@@ -88,11 +82,12 @@ def rl_train(
 ) -> None:
     """Train a PPO tilt policy on the in-sample range only, and save it with its config and data hash.
 
-    The basket is the long-only matching-pursuit selection (as mp_tracker) of at most --k of --symbols, on the
+    --symbols are the constituents to pick the basket from (stored symbols, without the index). The basket is the
+    long-only matching-pursuit selection (as mp_tracker) of at most --k of them, on the
     last --lookback daily returns of --from .. --to. The agent sees the index's regimes (20- and 60-session SMA
     state machines), recent index and basket returns, the trailing tracking error and its current tilts; every
     --rebalance sessions it over/underweights each name by up to --max-tilt; its reward is the active return net
-    of commissions minus a quadratic tracking penalty. Nothing after --to is read. Ctrl-C or SIGTERM stops the
+    of --commission on turnover minus a quadratic tracking penalty. Nothing after --to is read. Ctrl-C or SIGTERM stops the
     training and writes nothing (exit 130/143).
 
     \b
@@ -131,16 +126,16 @@ def rl_evaluate(
     from_: FromOption = None,
     to: ToOption = None,
     cash: CashOption = 1_000_000.0,
-    commission: EvalCommissionOption = None,
+    commission: CommissionOption = None,  # type: ignore[assignment]  # None: the model's
     allow_overlap: AllowOverlapOption = False,
     output: FormatOption = OutputFormat.table,
     store: StoreOption = None,
 ) -> None:
     """Run the policy out of sample (strategy rl_tilt) and the untilted basket on the same dates and costs.
 
-    Both runs are recorded (btlab runs list). Prints them side by side: total return, Sharpe, tracking error,
+    --commission defaults to the model's. Both runs are recorded (btlab runs list). Prints them side by side: total return, Sharpe, tracking error,
     active return, R², turnover and commissions. --from defaults to the day after the model's last training
-    session; a --from inside the training range is refused unless --allow-overlap. The first decision comes once
+    session; a --from on or before it is refused unless --allow-overlap. The first decision comes once
     the observation's warm-up (79 sessions) is in the range: both rows trade the same days.
 
     \b
