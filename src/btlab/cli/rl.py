@@ -133,10 +133,11 @@ def rl_evaluate(
 ) -> None:
     """Run the policy out of sample (strategy rl_tilt) and the untilted basket on the same dates and costs.
 
-    --commission defaults to the model's. Both runs are recorded (btlab runs list). Prints them side by side: total return, Sharpe, tracking error,
-    active return, R², turnover and commissions. --from defaults to the day after the model's last training
-    session; a --from on or before it is refused unless --allow-overlap. The first decision comes once
-    the observation's warm-up (79 sessions) is in the range: both rows trade the same days.
+    Both runs are recorded (btlab runs list). Prints them side by side: total return, the index's return over
+    the same days, Sharpe, tracking error, active return, R², turnover and commissions. --commission defaults to
+    the model's. --from defaults to the day after the model's last training session; a --from on or before it is
+    refused unless --allow-overlap. The first decision comes once the observation's warm-up (79 sessions) is in
+    the range: both rows trade the same days.
 
     \b
     Example:
