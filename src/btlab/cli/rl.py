@@ -87,8 +87,8 @@ def rl_train(
     last --lookback daily returns of --from .. --to. The agent sees the index's regimes (20- and 60-session SMA
     state machines), recent index and basket returns, the trailing tracking error and its current tilts; every
     --rebalance sessions it over/underweights each name by up to --max-tilt; its reward is the active return net
-    of --commission on turnover minus a quadratic tracking penalty. Nothing after --to is read. Ctrl-C or SIGTERM stops the
-    training and writes nothing (exit 130/143).
+    of --commission on turnover minus a quadratic tracking penalty. Nothing after --to is read. Ctrl-C or
+    SIGTERM stops the training and writes nothing (exit 130/143).
 
     \b
     Example (the bundled S&P 500 bars; import them first, see the README):

@@ -75,9 +75,9 @@ def read_sidecar(model: str | Path) -> dict[str, Any]:
         meta = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InvalidArgumentError(f"model sidecar {side}: not readable JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InvalidArgumentError(f"model sidecar {side}: format {meta.get('format') if isinstance(meta, dict) else None!r}"
-                                   f" is not {FORMAT!r}")
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != FORMAT:
+        raise InvalidArgumentError(f"model sidecar {side}: format {found!r} is not {FORMAT!r}")
     if meta.get("policy_sha256") != file_sha256(path):
         raise InvalidArgumentError(f"model {path}: its sha256 differs from the one in {side} (file replaced after "
                                    "training?)")
