@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
 ]
 
 #: importable from anywhere (the package itself, and modules every layer needs)
-ROOT = {"", "errors", "settings", "_pyfix"}
+ROOT = {"", "errors", "settings", "signals", "_pyfix"}
 
 
 def _rank(package: str) -> int:

@@ -11,6 +11,7 @@ from grafana_foundation_sdk.builders import (
     barchart,
     candlestick,
     stat,
+    statetimeline,
     table,
     timeseries,
 )
@@ -128,7 +129,8 @@ def backtest_run() -> gdash.Dashboard:
                  .with_target(SQL("SELECT ts AS time, min(drawdown) AS drawdown FROM bt_equity "
                                   "WHERE run_id = '$run_id' AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval")),
                  24, 5))
-             .with_panel(_price_panel()))
+             .with_panel(_price_panel())
+             .with_panel(_states_panel()))
 
     board = (board
              .with_panel(_grid(
@@ -180,6 +182,35 @@ def _price_panel() -> candlestick.Panel:
                               "WHERE run_id = '$run_id' AND symbol = '$symbol' ORDER BY ts", ref_id="C"))
              .override_by_name(*entry).override_by_name(*exit_))
     return _grid(panel, 24, 12)
+
+
+#: Colours of the regime states of :class:`btlab.backtest.states.HysteresisMachine` in the states panel (any other
+#: state a strategy records gets Grafana's palette colour).
+STATE_COLOURS = {"bullish": "green", "neutral": "yellow", "bearish": "red"}
+
+#: The states panel's SQL: every state change of the run (not limited to the time range, so the state in force at
+#: the range's start is drawn; a run records few changes), one row per change: the time it became known (close of
+#: the deciding bar), the machine, the new state.
+STATES_SQL = ("SELECT ts AS time, machine, to_state AS state FROM bt_states WHERE run_id = '$run_id' "
+              "ORDER BY machine, ts")
+
+
+def _states_panel() -> statetimeline.Panel:
+    """The run's state machines (``bt_states``) as a state timeline, one lane per machine: the long result
+    (time, machine, state) is split into one frame per machine by Grafana's "partition by values" transformation
+    (each frame's state field gets the label ``machine``, shown as the lane's name)."""
+    mappings = [mdash.ValueMap({state: mdash.ValueMappingResult(text=state, color=colour, index=i)
+                                for i, (state, colour) in enumerate(STATE_COLOURS.items())})]
+    panel = (statetimeline.Panel().title("State machines").datasource(QUESTDB)
+             .description("State changes of the run's machines (bt_states), one lane per machine (e.g. regime_fsm's "
+                          "timeframes): a state holds from the close time of the bar that decided it to the "
+                          "machine's next change; before a machine's first state it was warming up (no colour).")
+             .with_target(SQL(STATES_SQL, table=True))
+             .with_transformation(mdash.DataTransformerConfig(
+                 id_val="partitionByValues", options={"fields": ["machine"], "keepFields": False}))
+             .display_name("${__field.labels.machine}")
+             .mappings(mappings).merge_values(True).show_value(VisibilityMode.AUTO).row_height(0.8))
+    return _grid(panel, 24, 6)
 
 
 # ---- Runs ----------------------------------------------------------------------------------------------------------
