@@ -22,8 +22,10 @@ from rlsetup import GSPC, INDEX, OOS, SYMBOLS, TINY, TINY_PPO, TRAIN
 
 
 def test_same_seed_same_parameters_other_seed_others(trained, sp_store, tmp_path):
+    seen: list[tuple[int, int]] = []
     again = train(SYMBOLS, out=tmp_path / "again.zip", index=INDEX, start=TRAIN[0], end=TRAIN[1], timesteps=TINY,
-                  seed=0, store=str(sp_store), ppo=TINY_PPO)
+                  seed=0, store=str(sp_store), ppo=TINY_PPO, progress=lambda done, total: seen.append((done, total)))
+    assert seen[0] == (1, TINY) and seen[-1] == (TINY, TINY) and len(seen) == TINY  # progress on every step
     other = train(SYMBOLS, out=tmp_path / "other.zip", index=INDEX, start=TRAIN[0], end=TRAIN[1], timesteps=TINY,
                   seed=1, store=str(sp_store), ppo=TINY_PPO)
     first, second, third = (policy_parameters(r.model) for r in (trained, again, other))
