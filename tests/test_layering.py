@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "btlab"
 LAYERS: list[set[str]] = [
     {"cli"},
     {"report", "dashboards"},
-    {"sweep", "evaluation"},
+    {"sweep", "evaluation", "rl"},
     {"strategies"},
     {"backtest"},
     {"stream", "marketdata"},

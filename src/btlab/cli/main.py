@@ -74,6 +74,7 @@ from btlab.cli.health import health
 from btlab.cli.ingest import ingest_app
 from btlab.cli.paper import paper
 from btlab.cli.replay import kafka_source, replay
+from btlab.cli.rl import rl_app
 from btlab.cli.sink import sink
 from btlab.cli.sweep import sweep_app
 from btlab.cli.walkforward import walkforward
@@ -106,6 +107,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(sweep_app, name="sweep")
+app.add_typer(rl_app, name="rl")
 app.command("health")(health)
 app.command("replay")(replay)
 app.command("sink")(sink)
