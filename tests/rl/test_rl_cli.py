@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from btlab.backtest.runs import list_runs
 from btlab.cli.main import app
+from btlab.strategies.tilt_policy import sidecar_path
 from btlab.store.duckdb import DuckDBStore
 from btlab.strategies.tilt_policy import EXTRA_HINT
 from cliproc import assert_one_line
@@ -52,9 +53,9 @@ def test_train_then_evaluate_records_both_runs(store, tmp_path):
     out = tmp_path / "models" / "tilt.zip"
     res = invoke("rl", "train", *TRAIN_ARGS, "--timesteps", "200", "--out", str(out), store=store)
     assert res.exit_code == 0, res.output
-    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert out.is_file() and sidecar_path(out).is_file()
     assert "basket (" in res.output and "trained on 2013-02-08 .. 2016-12-30 (982 sessions)" in res.output
-    meta = json.loads(out.with_suffix(".json").read_text())
+    meta = json.loads(sidecar_path(out).read_text())
     res = invoke("rl", "evaluate", "--model", str(out), "--from", "2017-01-01", "--to", "2018-02-07", "--format",
                  "json", store=store)
     assert res.exit_code == 0, res.output

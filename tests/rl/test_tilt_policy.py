@@ -17,7 +17,7 @@ from btlab.errors import InvalidArgumentError, StrategyParameterError
 from btlab.rl import evaluate, policy_parameters, train
 from btlab.rl.env import env_from_bars
 from btlab.store.duckdb import DuckDBStore
-from btlab.strategies.tilt_policy import load_policy
+from btlab.strategies.tilt_policy import load_policy, sidecar_path
 from rlsetup import GSPC, INDEX, OOS, SYMBOLS, TINY, TINY_PPO, TRAIN
 
 
@@ -137,11 +137,11 @@ def test_other_symbols_a_replaced_file_and_missing_model_are_refused(trained, sp
                      params={"model": str(trained.model), "k": 3}, store=str(sp_store), record=False)
     copy = tmp_path / "swapped.zip"
     shutil.copy(trained.model, copy)
-    shutil.copy(trained.sidecar, copy.with_suffix(".json"))
+    shutil.copy(trained.sidecar, sidecar_path(copy))
     with open(copy, "ab") as f:
         f.write(b"\0")
     with pytest.raises(InvalidArgumentError, match="sha256 differs"):
         evaluate(copy, store=str(sp_store), record=False)
-    copy.with_suffix(".json").unlink()
+    sidecar_path(copy).unlink()
     with pytest.raises(InvalidArgumentError, match="sidecar .* is missing"):
         evaluate(copy, store=str(sp_store), record=False)

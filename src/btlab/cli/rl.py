@@ -42,7 +42,7 @@ TimestepsOption = Annotated[int, typer.Option(
 RlSeedOption = Annotated[int, typer.Option(
     "--seed", metavar="N", help="Seed of PPO and the environment: the same seed and data give the same policy.")]
 OutOption = Annotated[Path, typer.Option(
-    "--out", metavar="FILE.zip", help="Policy file to write; its sidecar FILE.json (config, dates, data hash, "
+    "--out", metavar="FILE.zip", help="Policy file to write; its sidecar FILE.zip.json (config, dates, data hash, "
     "versions) is written beside it.")]
 KOption = Annotated[int, typer.Option("--k", min=1, metavar="N", help="Largest basket size (OMP selection).")]
 LookbackOption = Annotated[int, typer.Option(

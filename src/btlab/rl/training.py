@@ -85,7 +85,7 @@ def train(symbols: Sequence[str], *, out: str | Path, index: str = "^GSPC", star
 
     Args:
         symbols: the constituents to select the basket from (stored symbols). index: the index's symbol.
-        out: the policy file to write (``.zip``; the sidecar ``.json`` beside it). Parent folders are created.
+        out: the policy file to write (``.zip``; the sidecar ``.zip.json`` beside it). Parent folders are created.
         start, end: the in-sample range (inclusive UTC days, as ``run_backtest``).
         k: largest basket size. lookback: returns of the basket selection (the last ones of the range).
         timesteps: PPO environment steps (one step = ``rebalance`` bars), >= 1.

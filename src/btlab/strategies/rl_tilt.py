@@ -42,7 +42,7 @@ class RlTilt(StateRecording, MatchingPursuitTracker):
     Feeds: the model's basket names, then its index (``--symbols`` in that order: ``btlab rl evaluate`` does it).
 
     Params:
-        model: path of the policy file (``.zip``; its ``.json`` sidecar beside it). Required.
+        model: path of the policy file (``.zip``; its ``.zip.json`` sidecar beside it). Required.
         allow_overlap: run even when the run's range starts inside the training range (default False).
         untilted: ignore the policy, hold the base weights (default False).
         gross: fraction of the portfolio invested (default 0.98, as mp_tracker).

@@ -1,4 +1,4 @@
-"""A saved tilt policy: the stable-baselines3 PPO file (``NAME.zip``) and its JSON sidecar (``NAME.json``).
+"""A saved tilt policy: the stable-baselines3 PPO file (``NAME.zip``) and its JSON sidecar (``NAME.zip.json``).
 
 The sidecar (written by :func:`btlab.rl.train`) holds ``format`` (:data:`FORMAT`), ``spec`` (the
 :class:`btlab.strategies.tilts.TiltSpec`: basket names, base weights, index, every observation/reward setting),
@@ -45,8 +45,10 @@ def require_rl() -> None:
 
 
 def sidecar_path(model: str | Path) -> Path:
-    """``models/x.zip`` -> ``models/x.json``."""
-    return Path(model).with_suffix(".json")
+    """``models/x.zip`` -> ``models/x.zip.json`` (named after the whole file name, so that no other file
+    called ``x.json`` -- e.g. the output of ``btlab rl evaluate --format json > x.json`` -- is taken for it)."""
+    path = Path(model)
+    return path.with_name(path.name + ".json")
 
 
 def file_sha256(path: str | Path) -> str:
