@@ -22,17 +22,17 @@ from btlab.model.timeframe import Timeframe
 from btlab.store.schema import HEALTH_METRICS, TABLES
 
 #: Timeframes btlab uses (ccxt strings) and their length in seconds, for SQL that needs a bar's length.
-TIMEFRAME_SECONDS: dict[str, int] = {
+_TIMEFRAME_SECONDS: dict[str, int] = {
     tf: Timeframe.parse(tf).seconds
     for tf in ("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w")
 }
 
 
-def timeframe_seconds(expr: str) -> str:
+def _timeframe_seconds(expr: str) -> str:
     """SQL ``CASE`` giving the length in seconds (LONG) of the timeframe string in the SQL expression ``expr``
     (a column such as ``timeframe`` or a quoted variable such as ``'$timeframe'``); NULL for a timeframe not in
-    :data:`TIMEFRAME_SECONDS`. ``expr`` is SQL written by btlab, never user text."""
-    whens = " ".join(f"WHEN '{tf}' THEN {s}" for tf, s in TIMEFRAME_SECONDS.items())
+    ``_TIMEFRAME_SECONDS``. ``expr`` is SQL written by btlab, never user text."""
+    whens = " ".join(f"WHEN '{tf}' THEN {s}" for tf, s in _TIMEFRAME_SECONDS.items())
     return f"CASE {expr} {whens} END"
 
 
@@ -123,8 +123,8 @@ RUNS_COMPARE_EQUITY = ("SELECT ts AS time, run_id, last(value) AS equity FROM bt
 
 # ---- Market data (variables exchange, symbol, timeframe) -----------------------------------------------------------
 _SERIES = "exchange = '$exchange' AND symbol = '$symbol' AND timeframe = '$timeframe'"
-_TF_S = timeframe_seconds("timeframe")
-_VAR_TF_S = timeframe_seconds("'$timeframe'")
+_TF_S = _timeframe_seconds("timeframe")
+_VAR_TF_S = _timeframe_seconds("'$timeframe'")
 
 #: Variables exchange, symbol (of the exchange), timeframe (of the instrument), from ohlcv.
 MARKET_EXCHANGES = "SELECT DISTINCT exchange FROM ohlcv ORDER BY exchange"
