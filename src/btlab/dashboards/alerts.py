@@ -1,7 +1,8 @@
 """Grafana alert rules for btlab, provisioned from files (deploy/grafana/provisioning/alerting/).
 
-Rules query QuestDB through the provisioned data source (alert queries run in Grafana's backend: the plugin's
-time macros are expanded there, dashboard variables do not exist, so the SQL names no variable). Each rule's
+Rules query QuestDB through the provisioned data source (their SQL: ``ALERT_*`` of :mod:`btlab.store.grafana_sql`;
+alert queries run in Grafana's backend: the plugin's time macros are expanded there, dashboard variables do not
+exist, so the SQL names no variable). Each rule's
 query returns one row per instance (string columns become labels, one numeric column the value) and a threshold
 expression fires on it. No contact point is provisioned: notifications follow Grafana's default notification
 policy to its built-in contact point ``grafana-default-email`` (which sends nothing until SMTP and an address are
