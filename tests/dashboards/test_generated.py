@@ -103,7 +103,8 @@ def test_every_health_metric_has_a_pipeline_panel():
 def test_sweep_board_reads_every_metric_it_offers_and_links_runs():
     """The sweep board: its metric variable's options are each a bt_runs column the CASE reads (higher is better),
     x/y list the sweep's parameters, and the top table links to the run dashboard (the run and its -full re-run)."""
-    from btlab.dashboards.boards import RUN_UID, SWEEP_METRIC, SWEEP_UID
+    from btlab.dashboards.boards import RUN_UID, SWEEP_UID
+    from btlab.store.grafana_sql import SWEEP_METRIC
     from btlab.store.schema import TABLES
     from btlab.sweep.top import LOWER_IS_BETTER
 
