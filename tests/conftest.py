@@ -131,3 +131,34 @@ def sma_grid(tmp_path_factory) -> pd.DataFrame:
                                             params={"fast": fast, "slow": slow}, record=False)
                 columns[f"{fast}/{slow}"] = daily_returns(result.equity["value"], result.config.cash)
     return pd.DataFrame(columns)
+
+
+# ---- RL tests (tests/rl): here, not in a tests/rl/conftest.py, whose module name "conftest" would shadow this
+# file's for the `from conftest import ...` of other test modules ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sp_store(tmp_path_factory) -> Path:
+    """(RL tests) A DuckDB file holding the 20 bundled constituents and ^GSPC as nyse 1d bars."""
+    from btlab.marketdata.sources.files.folder import bar_files, symbol_of_file
+    from btlab.marketdata.sources.files.importer import import_bars
+    from btlab.store.duckdb import DuckDBStore
+    from rlsetup import GSPC, INDEX, STOCKS
+
+    path = tmp_path_factory.mktemp("rl_sp500") / "sp.duckdb"
+    with DuckDBStore(path) as st:
+        for f in bar_files([STOCKS]):
+            import_bars(f, st, exchange="nyse", symbol=symbol_of_file(f), timeframe="1d")
+        import_bars(GSPC, st, exchange="nyse", symbol=INDEX, timeframe="1d")
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(sp_store, tmp_path_factory):
+    """``TrainResult`` of a tiny training on the in-sample years (seed 0)."""
+    from btlab.rl import train
+    from rlsetup import INDEX, SYMBOLS, TINY, TINY_PPO, TRAIN
+
+    out = tmp_path_factory.mktemp("rl_model") / "tilt.zip"
+    return train(SYMBOLS, out=out, index=INDEX, start=TRAIN[0], end=TRAIN[1], timesteps=TINY, seed=0,
+                 store=str(sp_store), ppo=TINY_PPO)
