@@ -28,7 +28,8 @@ def test_import_backtest_list_show_report(tmp_path):
     res = invoke("data", "import", str(BTC_1H), "--exchange", "binance", "--symbol", "BTC/USDT", "--timeframe", "1h",
                  "--store", str(store))
     assert res.exit_code == 0, res.output
-    assert "58,419 1h bars for binance:BTC/USDT" in res.output and "128 missing bar(s)" in res.output
+    flat = " ".join(res.output.split())  # the line names the file and the store: wrapped where the paths are long
+    assert "58,419 1h bars for binance:BTC/USDT" in flat and "128 missing bar(s)" in flat
 
     res = invoke("data", "coverage", "--store", str(store))
     assert res.exit_code == 0 and "58,419" in res.output and "128" in res.output
