@@ -46,7 +46,8 @@ from btlab.store import Store, open_store
 from btlab.store.schema import RUN_METRIC_COLUMNS
 from btlab.sweep.grid import Grid, combo_id, make_grid
 
-__all__ = ["ENGINES", "SweepProgress", "SweepResult", "run_sweep", "sweep_id_for"]
+__all__ = ["ENGINES", "SweepProgress", "SweepResult", "check_engine", "close_client", "dask_client", "run_sweep",
+           "sweep_id_for", "symbol_list"]
 
 #: engines a sweep runs on
 ENGINES: tuple[str, ...] = ("backtrader", "vector")
@@ -170,7 +171,7 @@ def _run_one(job: _Job, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- in the calling process -----------------------------------------------------------------------------------------
-def _check_engine(engine: str, ref: str, symbols: list[str]) -> str:
+def check_engine(engine: str, ref: str, symbols: list[str]) -> str:
     """The engine name, checked: ``vector`` needs a kernel for the strategy and one symbol.
 
     Raises:
@@ -190,7 +191,13 @@ def _check_engine(engine: str, ref: str, symbols: list[str]) -> str:
     return name
 
 
-def _symbols(symbols: str | Sequence[str]) -> list[str]:
+def symbol_list(symbols: str | Sequence[str]) -> list[str]:
+    """The symbols of a request as a list: a comma-separated string or a sequence, each stripped, empty ones left
+    out (``"BTC/USDT, ETH/USDT"`` -> ``["BTC/USDT", "ETH/USDT"]``).
+
+    Raises:
+        InvalidArgumentError: no symbol left.
+    """
     items = symbols.split(",") if isinstance(symbols, str) else list(symbols)
     out = [str(s).strip() for s in items if str(s).strip()]
     if not out:
@@ -209,7 +216,7 @@ def sweep_id_for(strategy: str, grid: Grid, *, exchange: str, symbols: Sequence[
     return f"{label}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
-def _client(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:
+def dask_client(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:
     """``(client, local cluster or None)``: ``Client(scheduler)`` (or ``BTLAB_DASK_SCHEDULER``), else a
     ``LocalCluster`` of ``workers`` (default 2) single-threaded worker processes.
 
@@ -387,8 +394,8 @@ def run_sweep(strategy: str, grid: Grid | str | Mapping[str, Any], *, exchange: 
         StoreUnavailableError: the store cannot be reached.
     """
     ref, cls = resolve_strategy(strategy)
-    names = _symbols(symbols)
-    engine = _check_engine(engine, ref, names)
+    names = symbol_list(symbols)
+    engine = check_engine(engine, ref, names)
     the_grid = make_grid(grid)
     the_grid.check_params(strategy_params(cls), ref)
     owns_store = not isinstance(store, Store)
@@ -444,7 +451,7 @@ def _sweep(ref: str, grid: Grid, store: Store, *, exchange: str, names: list[str
                    calendar=calendar, session=session, config=config, bars=bars, base_row=base_row,
                    warnings=warnings)
         try:
-            client, cluster = _client(workers, scheduler)
+            client, cluster = dask_client(workers, scheduler)
         except BaseException as exc:
             state.write("failed", error=_error_text(exc))
             raise
@@ -455,7 +462,7 @@ def _sweep(ref: str, grid: Grid, store: Store, *, exchange: str, names: list[str
             state.write("interrupted" if control.signum else "failed", error=_error_text(exc))
             raise
         finally:
-            _close(client, cluster)
+            close_client(client, cluster)
     elapsed = time.monotonic() - state.started
     if control.signum:
         message = f"{control.signal_name}: stopped after {state.done:,} of {len(todo):,} combinations of this call"
@@ -484,7 +491,8 @@ def _sweep_start(store: Store, sweep_id: str, ref: str, engine: str) -> datetime
     return existing["ts"]
 
 
-def _close(client: Any, cluster: Any) -> None:
+def close_client(client: Any, cluster: Any) -> None:
+    """Close a :func:`dask_client` pair: the client, then the local cluster (if one was started)."""
     try:
         client.close()
     finally:

@@ -41,7 +41,7 @@ from btlab.backtest.signals import stop_on_signals
 from btlab.errors import InvalidArgumentError, NoDataError, RunInterruptedError
 from btlab.store import Store, open_store
 from btlab.sweep.grid import Grid, make_grid
-from btlab.sweep.run import SweepProgress, _check_engine, _client, _close, _symbols, run_sweep
+from btlab.sweep.run import SweepProgress, check_engine, close_client, dask_client, run_sweep, symbol_list
 from btlab.sweep.top import METRIC_COLUMNS, best_runs, check_metric
 
 __all__ = ["WalkForwardProgress", "WalkForwardRun", "WindowRun", "run_walkforward", "walkforward_id_for"]
@@ -167,8 +167,8 @@ def run_walkforward(strategy: str, grid: Grid | str | Mapping[str, Any], *, wind
     """
     check_metric(by)
     ref, cls = resolve_strategy(strategy)
-    names = _symbols(symbols)
-    engine = _check_engine(engine, ref, names)
+    names = symbol_list(symbols)
+    engine = check_engine(engine, ref, names)
     the_grid = make_grid(grid)
     the_grid.check_params(strategy_params(cls), ref)
     if not len(windows):
@@ -224,7 +224,7 @@ def _walkforward(req: _Request, windows: Any, workers: int | None, scheduler: st
     wf_id = walkforward_id or walkforward_id_for(
         req.strategy, req.grid, exchange=req.exchange, symbols=req.symbols, timeframe=config.timeframe,
         windows=windows.spec, engine=req.engine, by=req.by, data_hash=hash_bars(bars), config=settings)
-    client, cluster = _client(workers, scheduler)  # one cluster for every window's sweep
+    client, cluster = dask_client(workers, scheduler)  # one cluster for every window's sweep
     address = cluster.scheduler_address if cluster is not None else scheduler
     runs: list[WindowRun] = []
     periods = 365
@@ -243,7 +243,7 @@ def _walkforward(req: _Request, windows: Any, workers: int | None, scheduler: st
                         f"of {len(windows)} (its sweeps and test runs are stored; run it again to resume)",
                         run_id=wf_id, signal_name=control.signal_name, signal_number=int(control.signum))
     finally:
-        _close(client, cluster)
+        close_client(client, cluster)
     return WalkForwardRun(walkforward_id=wf_id, by=req.by, cash=req.cash, calendar=config.venue_calendar,
                           periods_per_year=periods, windows=runs, untested=windows.untested,
                           store_address=req.store.address)
