@@ -43,10 +43,10 @@ Statistics (:func:`evaluate_walkforward`):
   finished combination with a Sharpe ratio; their annualized Sharpe ratios are made per-period by dividing by
   ``sqrt(periods_per_year)``), n_trials = the finished combinations of the window's sweep;
 * PBO (:func:`btlab.evaluation.overfitting.pbo`, CSCV with S = 16 blocks, per-period Sharpe ratio) of each
-  window's grid on its train window, from every combination's daily train returns: only when the run has them
-  (the vector engine recomputes them with its kernel); NaN on the Backtrader engine (the sweep rows hold metrics,
-  not return series, and re-running the whole grid to get them is not done) or when the train window has fewer
-  than 32 days or the grid fewer than 2 combinations.
+  window's grid on its train window, from every combination's daily train returns (the vector engine recomputes
+  them with its kernel; on the Backtrader engine the sweep's workers return them); a train window of fewer than
+  32 days has fewer blocks (:func:`pbo_splits`: at least 2 days per block); NaN when fewer than 8 blocks (16 days)
+  or the grid has fewer than 2 combinations.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from btlab.errors import InvalidArgumentError
 from btlab.model.timebounds import parse_range
 
 __all__ = ["WalkForwardResult", "WalkForwardWindows", "Window", "bound_text", "evaluate_walkforward", "parse_period",
-           "walkforward_windows", "window_dsr", "window_pbo"]
+           "pbo_splits", "walkforward_windows", "window_dsr", "window_pbo"]
 
 _PERIOD = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[dwmy])$", re.IGNORECASE)
 _ONE_NS = pd.Timedelta(1, "ns")
@@ -340,10 +340,24 @@ def window_pbo(trial_returns: Any, n_splits: int = PBO_SPLITS) -> float:
         n_splits: CSCV blocks S.
 
     Returns: the PBO in [0, 1], or NaN when ``trial_returns`` is None, has fewer than 2 columns or fewer than
-    ``2 * n_splits`` rows.
+    ``2 * MIN_PBO_SPLITS`` rows. A train window of fewer than ``2 * n_splits`` days (e.g. 4 weeks of sessions) is
+    cut into fewer blocks: the largest even S <= ``n_splits`` with at least 2 days per block (:func:`pbo_splits`).
     """
     from btlab.evaluation.overfitting import pbo
 
-    if trial_returns is None or trial_returns.shape[1] < 2 or len(trial_returns) < 2 * n_splits:
+    if trial_returns is None or trial_returns.shape[1] < 2:
         return math.nan
-    return float(pbo(trial_returns, n_splits=n_splits).pbo)
+    splits = pbo_splits(len(trial_returns), n_splits)
+    if splits < MIN_PBO_SPLITS:
+        return math.nan
+    return float(pbo(trial_returns, n_splits=splits).pbo)
+
+
+#: fewest CSCV blocks a window's PBO is computed with (fewer: NaN)
+MIN_PBO_SPLITS = 8
+
+
+def pbo_splits(n_rows: int, n_splits: int = PBO_SPLITS) -> int:
+    """The CSCV blocks S for ``n_rows`` daily returns: ``n_splits``, or fewer (even) when the rows cannot give
+    every block at least 2 days: ``min(n_splits, 2 * (n_rows // 4))``."""
+    return int(min(n_splits, 2 * (n_rows // 4)))
