@@ -231,7 +231,8 @@ class WalkForwardResult:
         equity: the chained out-of-sample equity: columns ``ts`` (datetime64[ns, UTC], bar open time) and
             ``value`` (account currency), one row per bar of the test windows.
         metrics: :class:`~btlab.backtest.metrics.Metrics` of the chained curve (start value = the requested cash).
-        side_by_side: DataFrame indexed by metric name (:data:`SIDE_BY_SIDE`)
+        side_by_side: DataFrame indexed by metric name (:data:`SIDE_BY_SIDE`, and ``tracking_error`` for an
+            index tracker such as ``mp_tracker``: annualized std of the active returns against the index)
             with columns ``in_sample`` (mean over windows of the chosen combination's train-window metric) and
             ``out_of_sample`` (the chained OOS metric).
         untested: as :attr:`WalkForwardWindows.untested`.
@@ -271,11 +272,30 @@ def evaluate_walkforward(run: Any) -> WalkForwardResult:
     ins = {name: float(np.nanmean([w.is_metrics.get(name, math.nan) for w in run.windows]))
            if any(_finite(w.is_metrics.get(name)) for w in run.windows) else math.nan for name in SIDE_BY_SIDE}
     outs = {name: float(getattr(metrics, name)) for name in SIDE_BY_SIDE}
+    tracking = _chained_tracking_error(run, equity)
+    if tracking is not None:  # an index tracker: how closely it tracked, IS (mean of the windows) vs chained OOS
+        ins["tracking_error"] = float(np.nanmean([_num(w.is_metrics.get("tracking_error")) for w in run.windows]))
+        outs["tracking_error"] = tracking
     side = pd.DataFrame({"in_sample": ins, "out_of_sample": outs})
     side.index.name = "metric"
     curve = pd.DataFrame({"ts": pd.DatetimeIndex(equity.index), "value": equity["value"].to_numpy()})
     return WalkForwardResult(walkforward_id=run.walkforward_id, by=run.by, windows=table, equity=curve,
                              metrics=metrics, side_by_side=side, untested=run.untested, trades=trades)
+
+
+def _chained_tracking_error(run: Any, equity: pd.DataFrame) -> float | None:
+    """Annualized tracking error of the chained OOS curve against the index (every window's ``index_close``),
+    as :func:`btlab.backtest.tracking.tracking_metrics` defines it (std of per-bar active returns, ddof 1, x
+    sqrt(periods_per_year)); None when the run is not an index tracker's."""
+    closes = [getattr(w, "index_close", None) for w in run.windows]
+    if any(c is None for c in closes):
+        return None
+    from btlab.backtest.tracking import active_returns
+
+    returns = active_returns(equity["value"], pd.concat(closes))
+    if len(returns) < 2:
+        return math.nan
+    return float(returns["active"].std(ddof=1) * math.sqrt(run.periods_per_year))
 
 
 def _finite(value: Any) -> bool:
