@@ -81,7 +81,7 @@ def walkforward(
     flat with the previous segment's ending equity, after a warm-up of the strategy's minimum period in bars
     taken from the end of the train window (it cannot order before the test start). Stored: one sweep per window
     (<id>-wNN) and one recorded test run per window (<id>-wNN-oos). Prints the windows (chosen parameters, in-sample
-    and out-of-sample metric, deflated Sharpe ratio of the choice, PBO of the grid on the train window (CSCV)
+    and out-of-sample metric, deflated Sharpe ratio of the choice, PBO of the grid on the train window, CSCV)
     and in-sample vs out-of-sample metrics.
 
     \b
