@@ -10,12 +10,22 @@ whole range; window k's sweep is ``<id>-wKK`` (finished combinations are skipped
 
 Warm-up of a test run. Indicators need history, but the test run must not trade before its window. The chosen
 combination is first run (not recorded) on its train window; Backtrader's minimum period of that strategy
-(``max(strategy._minperiods)``, in bars of the first symbol) gives ``W = minperiod - 1`` warm-up bars: the test run
-starts W bars before the test start, so its first ``next()`` -- the first bar where it may order -- is the first
-bar of the test window, with every indicator fully warmed up. Those W bars are the last W bars of the train
-window (in-sample prices feed indicators only). The recorded test run holds them (flat, at its starting cash);
-the segment is the run's equity from the test start. A strategy that orders during its warm-up (in ``prenext``)
-is refused (:class:`~btlab.errors.InvalidArgumentError`): its test window cannot be isolated.
+(``max(strategy._minperiods)`` over the base feeds, in bars of the first symbol) gives ``W = minperiod - 1``
+warm-up bars: the test run starts W bars before the test start, so its first ``next()`` -- the first bar where it
+may order -- is the first bar of the test window, with every indicator fully warmed up. Those W bars are the last
+W bars of the train window (in-sample prices feed indicators only). A strategy that reads history from its lines
+itself declares it with a classmethod ``warmup_bars(params)`` (``mp_tracker``: ``lookback``); with resampled feeds
+(``resample=["1d"]``) the test run also starts early enough for each resampled feed's minimum period in whole
+windows of its timeframe (the first ``next()`` is then the last base bar before the test start, whose orders fill
+at the test start's open). See :func:`warmup_of`. The recorded test run holds the warm-up bars (flat, at its
+starting cash); the segment is the run's equity from the test start. A strategy that orders during its warm-up
+(an order recorded before the test start, or equity off its cash) is refused
+(:class:`~btlab.errors.InvalidArgumentError`): its test window cannot be isolated.
+
+Trials: every window's sweep (resumed if stored) gives the trials' Sharpe ratios (the DSR) and their daily returns
+on the train window (the PBO): the vector engine recomputes them with its kernel, the Backtrader engine's workers
+return them with their rows (``run_sweep(returns=True)``). Ranking by ``tracking_error`` (an index tracker such as
+``mp_tracker``) reads it from the sweep rows' ``metrics`` (:func:`btlab.sweep.run.extra_metrics`).
 
 Chaining: the test run of window k starts with cash = the ending equity of window k-1's segment (window 0 with
 ``cash``); each segment starts flat (see :mod:`btlab.evaluation.walkforward`).
