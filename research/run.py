@@ -196,18 +196,21 @@ def _finite(v: Any) -> bool:
 
 
 def verdict(o: Outcome) -> str:
-    """One plain line: what the out-of-sample record supports (see :data:`DSR_BAR`, :data:`PBO_BAR`)."""
+    """One plain line: what the out-of-sample record supports (see :data:`DSR_BAR`, :data:`PBO_BAR`); its part
+    before the first colon is the headline table's verdict."""
     side = o.result.side_by_side
     oos_sr, is_sr = side.loc["sharpe", "out_of_sample"], side.loc["sharpe", "in_sample"]
     dsr, pbo = _median(o.result.windows["dsr"]), _median(o.result.windows["pbo"])
+    held = f"buy and hold of {_benchmark_symbol(o.study)}: Sharpe {_f(o.benchmark.sharpe)}"
     if o.study.kind == "tracking":
         te_is, te_oos = side.loc["tracking_error", "in_sample"], side.loc["tracking_error", "out_of_sample"]
         worse = "worse than" if te_oos > te_is * 1.1 else "about as"
-        return (f"tracks ^GSPC out of sample with a tracking error of {_f(te_oos, 'pct')} a year, {worse} "
-                f"in-sample ({_f(te_is, 'pct')}); no claim of excess return (Sharpe OOS {_f(oos_sr)} vs the "
-                f"index it follows)")
+        return (f"tracks {_benchmark_symbol(o.study)} out of sample, no excess return: tracking error "
+                f"{_f(te_oos, 'pct')} a year, {worse} in-sample ({_f(te_is, 'pct')}); Sharpe {_f(oos_sr)} "
+                f"({held})")
     if oos_sr > 0 and dsr >= DSR_BAR and pbo < PBO_BAR:
-        return f"an edge out of sample: Sharpe {_f(oos_sr)}, median DSR {_f(dsr)}, median PBO {_f(pbo)}"
+        return (f"an edge out of sample: Sharpe {_f(oos_sr)}, median DSR {_f(dsr)}, median PBO {_f(pbo)} "
+                f"({held})")
     why = []
     if not oos_sr > 0:
         why.append(f"out-of-sample Sharpe {_f(oos_sr)} (in-sample {_f(is_sr)})")
@@ -217,6 +220,8 @@ def verdict(o: Outcome) -> str:
         why.append(f"median DSR {_f(dsr)} < {DSR_BAR}")
     if not pbo < PBO_BAR:
         why.append(f"median PBO {_f(pbo)} >= {PBO_BAR}")
+    if o.benchmark.sharpe > oos_sr:
+        why.append(held)
     return "no edge out of sample: " + "; ".join(why)
 
 
@@ -231,7 +236,7 @@ def _command(s: Study) -> str:
     start, end, train, test = s.span
     parts.append(f"--from {start} --to {end} --train {train} --test {test}")
     parts.append(f"--engine {r.get('engine', 'backtrader')} --by {r.get('by', 'sharpe')}")
-    parts.append(f"--cash {r.get('cash', 10_000):g} --commission {r.get('commission', 0.001):g}")
+    parts.append(f"--cash {r.get('cash', 10_000):.0f} --commission {r.get('commission', 0.001):g}")
     return " \\\n    ".join(parts)
 
 
