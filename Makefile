@@ -14,7 +14,7 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,rl]"
 	touch $(STAMP)
 
 # QuestDB's own SQL parser (npm) for tests/store/test_questdb_sql.py; without npm that check is skipped, saying so
@@ -23,7 +23,7 @@ $(SQLCHECK): tests/store/questdb_sql/package-lock.json
 		npm ci --prefix tests/store/questdb_sql --no-audit --no-fund --silent && touch $@; \
 	else echo "npm not found: the QuestDB SQL parser check (tests/store/test_questdb_sql.py) will be skipped"; fi
 
-install: $(STAMP)  ## create .venv and install btlab with its test tools
+install: $(STAMP)  ## create .venv and install btlab with its test tools and the rl extra (torch CPU)
 
 demo: $(STAMP)  ## import real BTC/USDT 1h bars, backtest sma_cross, print metrics, write the HTML report
 	$(BIN)/btlab data import data/BTC_USDT-1h_2017-08-17_2024-04-21.feather --exchange binance --symbol BTC/USDT --timeframe 1h

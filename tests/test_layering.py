@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "btlab"
 LAYERS: list[set[str]] = [
     {"cli"},
     {"report", "dashboards"},
-    {"sweep", "evaluation"},
+    {"sweep", "evaluation", "rl"},
     {"strategies"},
     {"backtest"},
     {"stream", "marketdata"},
@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
 ]
 
 #: importable from anywhere (the package itself, and modules every layer needs)
-ROOT = {"", "errors", "settings", "_pyfix"}
+ROOT = {"", "errors", "settings", "signals", "_pyfix"}
 
 
 def _rank(package: str) -> int:

@@ -296,3 +296,104 @@ def test_mp_tracker_from_the_cli_records_the_run(sp_store, tmp_path):
     assert run["params"]["k"] == 5 and run["params"]["index"] == INDEX
     assert run["symbols"].split(",")[-1] == INDEX and len(run["symbols"].split(",")) == 21
     assert "annualization 252 (equity)" in " ".join(proc.stdout.split())
+
+
+# ---- tracking figures in the CLI, the run row and the report -------------------------------------------------------
+def test_tracking_figures_in_the_cli_the_run_row_and_the_report(sp_store, tmp_path):
+    """``btlab backtest --strategy mp_tracker`` records the tracking table with the run, prints it and the report
+    shows it with the chart: the numbers equal run_tracking's (the API, three runs of its own) and a direct pandas
+    computation from the stored equity and the raw ^GSPC file."""
+    import re
+    import shutil
+
+    from cliproc import btlab_cli
+
+    from btlab.backtest.tracking import tracking_series
+    from btlab.report.format import format_value
+
+    store = tmp_path / "cli.duckdb"
+    shutil.copy(sp_store, store)
+    span = ("--from", "2013-02-08", "--to", "2015-06-30")
+    proc = btlab_cli("backtest", "--strategy", "mp_tracker", "--symbols", ",".join([*SYMBOLS, INDEX]),
+                     "--exchange", "nyse", "--timeframe", "1d", "--cash", "1000000", "-p", "k=5", *span,
+                     store=store, extra_env={"BTLAB_REPORTS": str(tmp_path / "reports")})
+    assert proc.returncode == 0, proc.stderr
+    run_id = re.search(r"run id: (\S+)", proc.stdout).group(1)
+    with DuckDBStore(store, read_only=True) as st:
+        run, equity = st.get_run(run_id), st.read_equity(run_id)
+        orders = st.read_orders(run_id)
+    record = run["metrics"]["tracking"]
+    assert record["index"] == INDEX and record["own"] == "mp_tracker" and record["periods"] == 252
+    api = run_tracking(SYMBOLS, index=INDEX, k=5, cash=1_000_000, commission=0.001, store=str(sp_store),
+                       record=False, start="2013-02-08", end="2015-06-30").table
+    assert sorted(record["rows"]) == sorted(api.index)  # JSON objects keep keys sorted
+    for name, row in record["rows"].items():
+        for col in ("tracking_error", "active_return", "correlation", "r2", "beta", "turnover", "commission",
+                    "cost_per_year", "bars"):
+            assert row[col] == pytest.approx(api.loc[name, col], rel=1e-12), (name, col)
+    # the run's own row against pandas on what the store holds and the raw index file
+    _, index = _closes()
+    index.index = pd.to_datetime(index.index, utc=True)
+    value = equity.set_index("ts")["value"]
+    start = orders.loc[orders["status"] == "Completed", "ts"].min()
+    rp = value.pct_change()[value.index >= start]
+    active = rp - index.pct_change().reindex(rp.index)
+    own = record["rows"]["mp_tracker"]
+    assert own["bars"] == len(rp) == 349  # 2014-02-11 .. 2015-06-30: the sessions from the first fill on
+    assert own["tracking_error"] == pytest.approx(active.std(ddof=1) * np.sqrt(252), rel=1e-12)
+    assert own["correlation"] == pytest.approx(rp.corr(index.pct_change().reindex(rp.index)), rel=1e-12)
+    assert pd.Timestamp(own["first"]) == rp.index[0]
+    # the terminal: the table with every basket's formatted tracking error, R² and turnover
+    out = " ".join(proc.stdout.split())
+    assert f"tracking {INDEX} (this run: mp_tracker)" in out
+    for name, row in record["rows"].items():
+        assert name in out
+        for key, unit in (("tracking_error", "pct"), ("r2", "ratio4"), ("turnover", "ratio"),
+                          ("commission", "money")):
+            assert format_value(row[key], unit) in out, (name, key)
+    # the report: the table (one row per basket, the figures formatted the same) and the chart
+    doc = (tmp_path / "reports" / f"{run_id}.html").read_text(encoding="utf-8")
+    table = doc[doc.index('id="tracking-table"'):doc.index("</table>", doc.index('id="tracking-table"'))]
+    for name, row in record["rows"].items():
+        cells = table[table.index(f'data-row="{name}"'):]
+        assert f'<td data-col="tracking_error">{format_value(row["tracking_error"], "pct")}</td>' in cells
+        assert f'<td data-col="r2">{format_value(row["r2"], "ratio4")}</td>' in cells
+    assert 'id="chart-tracking"' in doc and "rolling tracking error (63 bars, ann.)" in doc
+    # the charted series: rebased to 1 at the bar before the first counted return; the same active returns
+    series = tracking_series(value, index, start, 63)
+    assert series.iloc[0][["portfolio", "index"]].tolist() == [1.0, 1.0]
+    assert series.index[1] == rp.index[0]
+    np.testing.assert_allclose(series["active"].iloc[1:], active, rtol=1e-12)
+    np.testing.assert_allclose(series["rolling_tracking_error"].iloc[-1],
+                               active.iloc[-63:].std(ddof=1) * np.sqrt(252), rtol=1e-12)
+    # btlab runs show prints it again from the run row
+    shown = btlab_cli("runs", "show", run_id, store=store)
+    assert shown.returncode == 0, shown.stderr
+    assert format_value(own["tracking_error"], "pct") in shown.stdout and "tracking ^GSPC" in shown.stdout
+
+
+def test_track_result_of_a_baseline_run_and_of_another_strategy(sp_store, tmp_path):
+    """A run of another basket (top_k_corr) is its own row; the other two rows equal run_tracking's; the record is
+    written into the run row, the rest of the row unchanged; a run of another strategy is refused in one line."""
+    import shutil
+
+    from btlab.backtest.tracking import TRACKING_KEY, track_result
+
+    store = tmp_path / "own.duckdb"
+    shutil.copy(sp_store, store)
+    span = {"start": "2013-02-08", "end": "2015-06-30", "cash": 1_000_000, "commission": 0.001}
+    with DuckDBStore(store) as st:
+        run = run_backtest("mp_tracker", symbols=[*SYMBOLS, INDEX], exchange="nyse", timeframe="1d",
+                           params={"k": 5, "basket": "top_k_corr"}, store=st, **span)
+        before = st.get_run(run.run_id)
+        tracked = track_result(run, store=st)
+        after = st.get_run(run.run_id)
+        with pytest.raises(InvalidArgumentError, match="is a buy_hold run: tracking figures need an mp_tracker run"):
+            track_result(run_backtest("buy_hold", symbol="AAPL", exchange="nyse", timeframe="1d", store=st,
+                                      record=False, **span))
+    assert tracked.results["top_k_corr"] is run and tracked.record["own"] == "top_k_corr"
+    api = run_tracking(SYMBOLS, index=INDEX, k=5, store=str(sp_store), record=False, **span).table
+    pd.testing.assert_frame_equal(tracked.table.sort_index(), api.sort_index(), rtol=1e-12)
+    assert TRACKING_KEY not in before["metrics"] and after["metrics"][TRACKING_KEY] == tracked.record
+    assert {k: v for k, v in after["metrics"].items() if k != TRACKING_KEY} == before["metrics"]
+    assert {k: v for k, v in after.items() if k != "metrics"} == {k: v for k, v in before.items() if k != "metrics"}

@@ -15,6 +15,7 @@ from realdata import BTC_1M, DATA
 from typer.testing import CliRunner
 
 import btlab
+from btlab.backtest.vector.engine import run_vector
 from btlab.cli.main import app
 from btlab.errors import StrategyParameterError
 from btlab.marketdata.sources.files.importer import import_bars
@@ -177,3 +178,22 @@ def test_cli_backtest_orb(store_path: Path) -> None:
         runs = st.list_runs(strategy="orb")
         assert len(runs) == 1
         assert len(st.read_trades(runs["run_id"].iloc[0])) > 10
+
+
+def test_calendar_auto_takes_the_runs_calendar_on_an_exchange_btlab_does_not_know(store_path: Path, run,
+                                                                                    tmp_path: Path) -> None:
+    """SPY stored under a venue name btlab does not know, run with ``calendar="XNYS"``: ``calendar=auto`` sessions
+    are the run's New York sessions (the same trades as the nyse run), as the vector kernel takes them."""
+    path = tmp_path / "renamed.duckdb"
+    with DuckDBStore(path) as st:
+        import_bars(SPY_1M, st, exchange="myvenue", symbol="SPY", timeframe="1m", calendar="XNYS")
+    renamed = btlab.run_backtest("orb", exchange="myvenue", symbol="SPY", timeframe="1m", calendar="XNYS",
+                                 store=str(path), record=False, params=PARAMS)
+    assert renamed.config.venue_calendar == "XNYS"
+    assert len(renamed.trades) == len(run.trades) >= 40
+    cols = ["entry_ts", "ts", "size", "entry_price", "exit_price", "pnl_net"]
+    pd.testing.assert_frame_equal(renamed.trades[cols].reset_index(drop=True), run.trades[cols].reset_index(drop=True))
+    c = renamed.config
+    _, vector = run_vector("orb", renamed.bars, PARAMS, c.cash, c.commission, c.size_pct, calendar=c.venue_calendar,
+                           timeframe="1m")
+    assert vector["pnl_net"].tolist() == pytest.approx(renamed.trades["pnl_net"].tolist(), rel=1e-9)

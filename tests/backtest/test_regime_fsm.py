@@ -239,3 +239,157 @@ def test_several_instruments_are_refused_in_one_line(store, uid):
     with pytest.raises(InvalidArgumentError, match=f"one instrument on several timeframes, got BTC/USDT, {symbol}"):
         btlab.run_backtest("regime_fsm", store=store, symbols=["BTC/USDT", symbol], start="2021-01-01",
                            end="2021-02-28", record=False)
+
+
+def test_grafana_states_panel_reads_every_change_of_the_run(store, result):
+    """The run dashboard's state-timeline SQL, with ``$run_id`` substituted as Grafana substitutes a single-valued
+    variable (raw text), returns every stored change of this run: per machine, in time order, the new state at the
+    close time of the deciding bar -- the rows the panel splits into one lane per machine."""
+    from btlab.dashboards.boards import STATES_SQL
+
+    rows = store.query(STATES_SQL.replace("$run_id", result.run_id))
+    assert list(rows.columns) == ["time", "machine", "state"]
+    rows["time"] = pd.to_datetime(rows["time"], utc=True)
+    expected = result.states.sort_values(["machine", "ts"], kind="stable")
+    assert len(rows) == len(expected) > 300
+    assert rows["machine"].tolist() == expected["machine"].tolist()
+    assert rows["time"].tolist() == expected["ts"].tolist()
+    assert rows["state"].tolist() == expected["to_state"].tolist()
+
+
+# ---- weekly machines: 1d and 1w from daily bars ---------------------------------------------------------------------
+WEEK = pd.Timedelta(days=7)
+
+
+def _daily_sets():
+    """Real daily bars of an exchange-session venue (AAPL, Mon-Fri with holidays) and of a 24/7 venue (BTC/USDT
+    days built from the real 1h bars, 2021-2022), with their exchange, as bar frames (ns UTC open times)."""
+    from btlab.marketdata.bars import resample_bars
+    from realdata import aapl_1d
+
+    aapl = aapl_1d()
+    aapl["ts"] = aapl["ts"].astype("datetime64[ns, UTC]")
+    hourly = btc_1h()
+    hourly = hourly[(hourly["ts"] >= pd.Timestamp(START, tz="UTC")) & (hourly["ts"] <= pd.Timestamp(END, tz="UTC"))]
+    btc = resample_bars(hourly, "1d")[["ts", "open", "high", "low", "close", "volume"]]
+    return {"AAPL": (aapl, "nyse"), "BTC/USDT": (btc, "binance")}
+
+
+def _iso_weeks(daily: pd.DataFrame) -> pd.DataFrame:
+    """Weekly bars by pandas, independently of btlab: ISO weeks (Monday 00:00 UTC), first open, max high, min low,
+    last close, summed volume; ``ts`` the week's open; the last week left out when the data ends inside it."""
+    monday = (daily["ts"] - pd.to_timedelta(daily["ts"].dt.dayofweek, unit="D")).dt.normalize()
+    weeks = daily.groupby(monday).agg(open=("open", "first"), high=("high", "max"), low=("low", "min"),
+                                      close=("close", "last"), volume=("volume", "sum"))
+    last_close = daily["ts"].iloc[-1] + DAY
+    return weeks[weeks.index + WEEK <= last_close].rename_axis("ts").reset_index()
+
+
+class _WeekPeek(bt.Strategy):
+    """Keeps each weekly bar when it is first seen: (base step close time, week bar time, OHLCV)."""
+
+    def __init__(self) -> None:
+        self.seen, self._n = [], 0
+
+    def next(self) -> None:
+        week = self.datas[1]
+        if len(week) > self._n:
+            self._n = len(week)
+            self.seen.append((bt.num2date(self.datas[0].datetime[0]), bt.num2date(week.datetime[0]), week.open[0],
+                              week.high[0], week.low[0], week.close[0], week.volume[0]))
+
+
+@pytest.mark.parametrize("symbol", ["AAPL", "BTC/USDT"])
+def test_weekly_bars_are_iso_weeks_never_seen_early(symbol):
+    """1w from real daily bars equals pandas' ISO weeks and resample_bars(..., "1w"); each week is stamped with its
+    end (Monday 00:00 UTC, its close time) and first seen in the step of its last daily bar when that bar closes the
+    week (24/7: the Sunday bar), else in the step of the next week's first daily bar (exchange sessions end on
+    Fridays); the week the data ends inside is never delivered."""
+    from btlab.marketdata.bars import resample_bars
+
+    daily, exchange = _daily_sets()[symbol]
+    r = btlab.run_backtest(_WeekPeek, symbol=symbol, exchange=exchange, timeframes=["1d", "1w"],
+                           bars={symbol: daily}, record=False)
+    seen = pd.DataFrame(r.strategy.seen, columns=["step", "end", "open", "high", "low", "close", "volume"])
+    expected = _iso_weeks(daily)
+    assert len(seen) == len(expected) > 50
+    assert (pd.to_datetime(seen["end"], utc=True) == expected["ts"] + WEEK).all()
+    for col in ("open", "high", "low", "close"):
+        np.testing.assert_array_equal(seen[col].to_numpy(), expected[col].to_numpy())
+    np.testing.assert_allclose(seen["volume"], expected["volume"], rtol=1e-12)
+    ref = resample_bars(daily, "1w").iloc[:len(expected)]  # btlab's batch resampler, the exchange's rule
+    assert (ref["ts"] == expected["ts"]).all() and (ref["close"].to_numpy() == expected["close"].to_numpy()).all()
+    # when each week is first seen: never before its last daily bar's close
+    closes = daily["ts"] + DAY
+    step = pd.to_datetime(seen["step"], utc=True)
+    end = expected["ts"] + WEEK
+    last_daily = [closes[closes <= e].iloc[-1] for e in end]
+    assert (step >= pd.Series(last_daily)).all()
+    if symbol == "BTC/USDT":  # every day traded: the Sunday bar closes the week, seen in that very step
+        assert (step == end).all()
+    else:  # the first session after the week (a Monday, or Tuesday after a Monday holiday)
+        assert all(s == closes[closes > e].iloc[0] for s, e in zip(step, end))
+        assert (step > end).all()
+
+
+@pytest.fixture(scope="module")
+def aapl_store(store):
+    """The real AAPL daily bars (nyse, 1d) in the module's store."""
+    daily, _ = _daily_sets()["AAPL"]
+    store.write_bars(daily, exchange="nyse", symbol="AAPL", timeframe="1d", source="test")
+    return store
+
+
+def _weekly_by_hand(daily: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Timestamp, pd.Timestamp]:
+    """Daily and weekly closes indexed by bar CLOSE time (pandas), and each machine's first step: the 20th week's
+    close for the weekly machine; for the daily one, the close of the daily bar in whose step that week is seen."""
+    day = daily.set_index(daily["ts"] + DAY)["close"]
+    weeks = _iso_weeks(daily)
+    week = pd.Series(weeks["close"].to_numpy(), index=weeks["ts"] + WEEK)
+    first_week = week.index[PARAMS["period"] - 1]
+    return day, week, day.index[day.index >= first_week][0], first_week
+
+
+def test_regime_fsm_on_days_and_weeks_equals_the_rule_by_hand(aapl_store):
+    """regime_fsm with timeframes ["1d", "1w"] from real daily bars (API): each machine's recorded changes equal
+    the hysteresis rule applied by hand to pandas' daily closes and ISO-week closes; the stored changes are the
+    same."""
+    daily, _ = _daily_sets()["AAPL"]
+    res = btlab.run_backtest("regime_fsm", symbol="AAPL", exchange="nyse", timeframes=["1d", "1w"],
+                             params=PARAMS, store=aapl_store)
+    day, week, first_day, first_week = _weekly_by_hand(daily)
+    for machine, close, first in (("1d", day, first_day), ("1w", week, first_week)):
+        expected = _by_hand(close, PARAMS["period"], PARAMS["enter_pct"], PARAMS["exit_pct"], first)
+        got = _changes(res.states, machine)
+        assert len(got) > (60 if machine == "1d" else 15)
+        assert got == expected, machine
+    stored = aapl_store.read_states(res.run_id)
+    assert len(stored) == len(res.states)
+    assert sorted(zip(stored["ts"], stored["machine"], stored["to_state"])) == \
+        sorted(zip(res.states["ts"], res.states["machine"], res.states["to_state"]))
+
+
+def test_regime_fsm_weekly_from_the_cli(tmp_path):
+    """btlab backtest --strategy regime_fsm --timeframe 1d --resample 1w on stored real daily bars: exit 0, the
+    run records the 1d and 1w machines' changes, equal to the rule by hand."""
+    from cliproc import btlab_cli
+
+    from btlab.store.duckdb import DuckDBStore
+
+    daily, _ = _daily_sets()["AAPL"]
+    path = tmp_path / "weekly.duckdb"
+    with DuckDBStore(path) as st:
+        st.write_bars(daily, exchange="nyse", symbol="AAPL", timeframe="1d", source="test")
+    params = [x for k, v in PARAMS.items() for x in ("-p", f"{k}={v}")]
+    proc = btlab_cli("backtest", "--strategy", "regime_fsm", "--symbol", "AAPL", "--exchange", "nyse",
+                     "--timeframe", "1d", "--resample", "1w", *params, "--no-report", store=path)
+    assert proc.returncode == 0, proc.stderr
+    run_id = proc.stdout.split("run id: ")[1].split()[0]
+    with DuckDBStore(path, read_only=True) as st:
+        states = st.read_states(run_id)
+        run = st.get_run(run_id)
+    assert "1w" in str(run["config"]) and set(states["machine"]) == {"1d", "1w"}
+    day, week, first_day, first_week = _weekly_by_hand(daily)
+    expected = _by_hand(week, PARAMS["period"], PARAMS["enter_pct"], PARAMS["exit_pct"], first_week)
+    assert _changes(states.sort_values("ts", kind="stable"), "1w") == expected
+    assert "state changes: " in proc.stdout and " of 1w" in proc.stdout

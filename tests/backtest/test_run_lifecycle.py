@@ -219,7 +219,7 @@ def test_heartbeat_and_wall_time_flushes_with_slow_bars(bars_1m, tmp_path):
         (["--timeframe", "4h"], "--source-timeframe 1h --timeframe 4h"),
         (["--symbol", "btc/usdt"], "did you mean --exchange binance --symbol BTC/USDT?"),
         (["--symbol", "BTC/USDT", "--symbols", "ETH/USDT"], "give symbol (BTC/USDT) or symbols (ETH/USDT), not both"),
-        (["--timeframe", "1m", "--resample", "1w"], "cannot resample to 1w"),
+        (["--timeframe", "1m", "--resample", "3d"], "cannot resample to 3d"),
     ],
 )
 def test_backtest_user_errors_are_one_line_exit_1(m1_store, args, message):

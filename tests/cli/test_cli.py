@@ -95,7 +95,7 @@ def test_locked_duckdb_file_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["backtest", "--strategy", "nope"], "bundled strategies: buy_hold, mp_tracker, orb, regime_fsm, sma_cross"),
+        (["backtest", "--strategy", "nope"], "bundled strategies: buy_hold, mp_tracker, orb, regime_fsm, rl_tilt, sma_cross"),
         (["backtest", "--param", "fats=3"], "its parameters: fast=10, slow=30"),
         (["backtest", "--param", "fast"], "expected name=value"),
         (["backtest", "--timeframe", "1x"], "invalid timeframe '1x'"),

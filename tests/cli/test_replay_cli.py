@@ -48,6 +48,28 @@ def test_replay_then_backtest_from_the_topic_equals_the_backtest_from_the_store(
     assert re.search(r"Closed trades\s*│\s*[1-9]", direct.stdout), direct.stdout  # a run that trades
 
 
+def _wait_published(bootstrap: str, topic: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    """Until ``topic`` holds a record (on a loaded machine the command may need many seconds to start)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe"})
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+                parts = list(meta.partitions) if meta is not None and meta.error is None else []
+                if any(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] > 0 for p in parts):
+                    return
+            except KafkaException:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"nothing published to {topic} within {timeout_s:.0f} s")
+    finally:
+        consumer.close()
+
+
 def test_ctrl_c_ends_the_replay_with_aborted_markers_and_exit_130(store_path, kafka_bootstrap) -> None:  # noqa: F811
     topic = f"cli{uuid.uuid4().hex[:8]}.slow"
     exe = Path(sys.executable).with_name("btlab")
@@ -58,7 +80,7 @@ def test_ctrl_c_ends_the_replay_with_aborted_markers_and_exit_130(store_path, ka
                              "--topic", topic, "--kafka", kafka_bootstrap], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(4)  # started and publishing (10 bars per second)
+        _wait_published(kafka_bootstrap, topic, proc)  # started and publishing (10 bars per second)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -103,7 +103,8 @@ def test_every_health_metric_has_a_pipeline_panel():
 def test_sweep_board_reads_every_metric_it_offers_and_links_runs():
     """The sweep board: its metric variable's options are each a bt_runs column the CASE reads (higher is better),
     x/y list the sweep's parameters, and the top table links to the run dashboard (the run and its -full re-run)."""
-    from btlab.dashboards.boards import RUN_UID, SWEEP_METRIC, SWEEP_UID
+    from btlab.dashboards.boards import RUN_UID, SWEEP_UID
+    from btlab.store.grafana_sql import SWEEP_METRIC
     from btlab.store.schema import TABLES
     from btlab.sweep.top import LOWER_IS_BETTER
 
@@ -125,3 +126,24 @@ def test_sweep_board_reads_every_metric_it_offers_and_links_runs():
              if o["matcher"]["options"] == "run_id" for p in o["properties"] for link in p["value"]]
     assert links[0].startswith(f"/d/{RUN_UID}?var-run_id=${{__data.fields.run_id}}&")
     assert links[1].startswith(f"/d/{RUN_UID}?var-run_id=${{__data.fields.run_id}}-full&")
+
+
+def test_run_board_draws_the_state_machines_as_a_state_timeline():
+    """The run board's states panel: a Grafana state-timeline over bt_states of the chosen run, split into one lane
+    per machine (partition by values on ``machine``, the lane named by that label), regimes coloured. Its SQL is
+    checked by QuestDB's parser with every other panel (test_panel_sql.py) and run on a real regime_fsm run in
+    tests/backtest/test_regime_fsm.py."""
+    from btlab.dashboards.boards import STATES_SQL
+
+    board = dashboard_json("btlab-run")
+    panel = next(p for p in board["panels"] if p["title"] == "State machines")
+    assert panel["type"] == "state-timeline"
+    assert [t["rawSql"] for t in panel["targets"]] == [STATES_SQL] and panel["targets"][0]["format"] == 1
+    assert "FROM bt_states WHERE run_id = '$run_id'" in STATES_SQL and "$__timeFilter" not in STATES_SQL
+    assert panel["transformations"] == [{"id": "partitionByValues",
+                                         "options": {"fields": ["machine"], "keepFields": False}}]
+    assert panel["fieldConfig"]["defaults"]["displayName"] == "${__field.labels.machine}"
+    colours = panel["fieldConfig"]["defaults"]["mappings"][0]["options"]
+    assert {k: v["color"] for k, v in colours.items()} == {"bullish": "green", "neutral": "yellow", "bearish": "red"}
+    titles = [p["title"] for p in board["panels"]]
+    assert titles.index("Price with entries and exits") + 1 == titles.index("State machines")

@@ -14,6 +14,12 @@ defaults) builds exactly the bars :func:`btlab.marketdata.bars.resample_bars` bu
 exchange's klines; like it, from the bars that hold trades only, see :func:`traded_bars`), stamped with their
 close time and delivered in the step of the base bar that closes their window (or, after missing base bars, of
 the first base bar past it): never before the window has closed.
+Weekly bars (``1w``) are ISO weeks, Monday 00:00 UTC to the next Monday 00:00 (as
+:func:`~btlab.marketdata.bars.resample_bars` and Binance cut them): :class:`ClosedWindowResampler` decides which week
+a base bar belongs to from its close time, delivers a week in the step of the base bar closing exactly at its end
+(a 24/7 venue's Sunday bar) or else in the step of the first base bar of a later week (an equity venue's week is
+seen at the next week's first session: nothing tells a Friday from a week's last session before Monday 00:00), and
+stamps it with its end (Monday 00:00 UTC).
 :class:`ClosedWindowResampler` also drops the bar of a window the data ends inside (Backtrader would deliver it
 after the last base bar as if it were complete). What btlab stores keeps bar OPEN times: the recorder converts
 back (see :mod:`btlab.backtest.recorder`).
@@ -42,6 +48,9 @@ _BT_UNITS = (  # (seconds per unit, Backtrader timeframe) from the largest unit 
 SESSION_END = _dt.time(0, 0)
 
 _DAY_SECONDS = 86_400
+_WEEK_SECONDS = 604_800
+#: Monday 1970-01-05 00:00 UTC in ms since the epoch: ISO weeks start there (``Timeframe("1w").origin_ns``)
+_WEEK_ORIGIN_MS = 4 * 86_400_000
 _EPOCH_ORDINAL = 719163.0  # bt.date2num(1970-01-01)
 
 
@@ -58,9 +67,9 @@ def check_resample(base: Timeframe | str, target: Timeframe | str) -> Timeframe:
     """Check that Backtrader's resampler can build ``target`` bars from ``base`` bars exactly; return ``target``.
 
     The target must be longer than the base, a whole multiple of it, and either divide one day (``5m``, ``1h``,
-    ``4h``, ...: Backtrader cuts intraday windows from midnight) or be exactly one day (``1d``: the UTC session).
-    Weeks and multi-day bars are refused: Backtrader counts them from the first bar seen, not from btlab's aligned
-    windows.
+    ``4h``, ...: Backtrader cuts intraday windows from midnight), be exactly one day (``1d``: the UTC session) or
+    exactly one week (``1w``: ISO weeks from Monday 00:00 UTC, see :class:`ClosedWindowResampler`). Multi-day and
+    multi-week bars are refused: Backtrader counts them from the first bar seen, not from btlab's aligned windows.
 
     Raises:
         InvalidArgumentError: naming the timeframes and the rule broken.
@@ -71,9 +80,10 @@ def check_resample(base: Timeframe | str, target: Timeframe | str) -> Timeframe:
             f"cannot resample {src} bars to {tf}: the resampled timeframe must be a whole multiple of {src} "
             f"and longer than it"
         )
-    if _DAY_SECONDS % tf.seconds and tf.seconds != _DAY_SECONDS:
+    if _DAY_SECONDS % tf.seconds and tf.seconds not in (_DAY_SECONDS, _WEEK_SECONDS):
         raise InvalidArgumentError(
-            f"cannot resample to {tf}: resampled timeframes must divide one day (e.g. 5m, 15m, 1h, 4h) or be 1d"
+            f"cannot resample to {tf}: resampled timeframes must divide one day (e.g. 5m, 15m, 1h, 4h) or be 1d "
+            "or 1w"
         )
     return tf
 
@@ -87,21 +97,54 @@ class ClosedWindowResampler(bt.resamplerfilter.Resampler):
       to the window length, from midnight UTC). Backtrader decides by time of day and stamps a bar delivered past a
       session end with that session end (a 4h bar holding only 00:00-01:00 came out stamped at the next midnight
       when the bars after it were missing until the next day), and can merge two windows a day apart.
-    * End of data: when the data ends inside a window (e.g. 1m bars up to 18:27 resampled to 1h), Backtrader
-      delivers that window's bar after the last base bar as if it were complete. Here it is dropped: a strategy
-      only sees bars whose window has closed.
+    * Weeks (``Weeks``, compression 1): ISO weeks from Monday 00:00 UTC. Backtrader puts a base bar in the ISO week
+      of its datetime, which for btlab feeds is the CLOSE time: a 24/7 venue's Sunday bar (closing Monday 00:00)
+      landed in the next week; it also stamped the week with its last base bar's time. Here the week is the one
+      whose end is the base bar's close time rounded up to a Monday 00:00 (as intraday windows); a week is
+      delivered in the step of the base bar closing exactly at its end, else (no such bar: an exchange's week ends
+      on a Friday session, or its last days are missing) in the step of the first base bar of a later week, as
+      Backtrader does; it is stamped with its end. So a week's bar is never seen before its last base bar, and
+      its values equal :func:`btlab.marketdata.bars.resample_bars` ``(..., "1w")``.
+    * End of data: when the data ends inside a window (e.g. 1m bars up to 18:27 resampled to 1h, or daily bars
+      ending on a Wednesday resampled to 1w), Backtrader delivers that window's bar after the last base bar as if
+      it were complete. Here it is dropped: a strategy only sees bars whose window has closed (an exchange's week
+      ending on its Friday session is dropped too when the data ends there: its window closes on Monday 00:00).
 
     Daily bars (``Days``) are Backtrader's own: the session ends at midnight UTC (:data:`SESSION_END`).
+
+    Raises:
+        InvalidArgumentError: weeks with a compression other than 1.
     """
 
     def __init__(self, data: Any) -> None:
         super().__init__(data)
+        self._origin_ms = 0
+        if self.p.timeframe == bt.TimeFrame.Weeks:
+            if self.p.compression != 1:
+                raise InvalidArgumentError(f"cannot resample to {self.p.compression} weeks: only 1w is exact")
+            self._window_ms, self._origin_ms = _WEEK_SECONDS * 1000, _WEEK_ORIGIN_MS
+            self.doadjusttime = True  # stamp the week with its end (Backtrader keeps its last base bar's time)
+            return
         unit_ms = {bt.TimeFrame.Minutes: 60_000, bt.TimeFrame.Seconds: 1_000}.get(self.p.timeframe)
         self._window_ms = unit_ms * self.p.compression if unit_ms and self.subdays else None
 
+    @staticmethod
+    def _ms(num: float) -> int:
+        return int(round((num - _EPOCH_ORDINAL) * 86_400_000.0))
+
     def _window_end_ms(self, num: float) -> int:
-        ms = int(round((num - _EPOCH_ORDINAL) * 86_400_000.0))
-        return -(-ms // self._window_ms) * self._window_ms
+        ms = self._ms(num) - self._origin_ms
+        return -(-ms // self._window_ms) * self._window_ms + self._origin_ms
+
+    def _barover_weeks(self, data: Any) -> bool:
+        return self._window_end_ms(data.datetime[0]) > self._window_end_ms(self.bar.datetime)
+
+    def _dataonedge(self, data: Any) -> tuple[bool, bool]:
+        if self.p.timeframe != bt.TimeFrame.Weeks:
+            return super()._dataonedge(data)
+        if self.bar.isopen() and self._barover_weeks(data):
+            return False, True  # the open week ended before this bar: deliver it first, this bar opens the next
+        return self._window_end_ms(data.datetime[0]) == self._ms(data.datetime[0]), True
 
     def _barover_subdays(self, data: Any) -> bool:
         if self._window_ms is None:
@@ -217,7 +260,7 @@ def complete_windows(ts: pd.Series | pd.DatetimeIndex, base: Timeframe | str, ta
     :class:`ClosedWindowResampler`).
     """
     src, tf = Timeframe.parse(base), Timeframe.parse(target)
-    ns = pd.DatetimeIndex(ts).asi8
+    ns = pd.DatetimeIndex(ts).as_unit("ns").asi8  # any unit (a frame read with pandas may hold µs)
     if ns.size == 0:
         return 0
     buckets = np.unique((ns - tf.origin_ns) // tf.nanos)

@@ -24,6 +24,7 @@ BUNDLED: dict[str, str] = {
     "orb": "btlab.strategies.orb:OpeningRangeBreakout",
     "regime_fsm": "btlab.strategies.regime_fsm:RegimeFsm",
     "mp_tracker": "btlab.strategies.mp_tracker:MatchingPursuitTracker",
+    "rl_tilt": "btlab.strategies.rl_tilt:RlTilt",
 }
 
 

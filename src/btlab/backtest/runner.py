@@ -236,7 +236,9 @@ def run_backtest(
         exchange: ccxt id of the stored bars.
         timeframe, timeframes: the stored base timeframe (default ``1h``), or a list whose first item is the base
             timeframe and the others timeframes to build from it (each a multiple of the base that divides a day,
-            or ``1d``). Give one of the two (or the same base in both).
+            or ``1d``, or ``1w``: ISO weeks from Monday 00:00 UTC, seen when a base bar closes the week or else at
+            the next week's first base bar, see :class:`btlab.backtest.feed.ClosedWindowResampler`). Give one of
+            the two (or the same base in both).
         start, end: inclusive UTC bounds: ``YYYY-MM-DD`` dates or ISO 8601 times (strictly, see
             :mod:`btlab.model.timebounds`; a date ``end`` includes that whole day). None = all.
         params: strategy parameters; strings are converted to each parameter's type (CLI values); the strategy's
@@ -625,6 +627,7 @@ def _build_cerebro(feeds: list[StoreData], bars: dict[str, pd.DataFrame], plan: 
     cerebro = bt.Cerebro(stdstats=False)
     feed_bars = []
     for feed, frame in zip(feeds, bars.values()):
+        feed.btlab_calendar = plan.venue.calendar  # the run's calendar (--calendar wins over the exchange's)
         cerebro.adddata(feed)
         feed_bars.append(len(frame))
     for tf in plan.resampled:

@@ -195,8 +195,8 @@ StrategyOption = Annotated[str, typer.Option(
 ResampleOption = Annotated[str | None, typer.Option(
     "--resample", metavar="TFS", show_default=False,
     help="Also feed these timeframes, built from the stored bars by Backtrader's resampler, comma-separated, e.g. "
-    "1h,1d (each divides a day, or 1d). Feeds after the base ones, per timeframe then symbol, named SYMBOL@TF "
-    "(e.g. BTC/USDT@1h); a bar is seen once its window has closed.")]
+    "1h,1d (each divides a day, or 1d, or 1w: ISO weeks from Monday 00:00 UTC). Feeds after the base ones, per "
+    "timeframe then symbol, named SYMBOL@TF (e.g. BTC/USDT@1h); a bar is seen once its window has closed.")]
 ParamOption = Annotated[list[str] | None, typer.Option(
     "--param", "-p", metavar="NAME=VALUE", help="Strategy parameter name=value (repeatable).")]
 CashOption = Annotated[float, typer.Option("--cash", metavar="AMOUNT", help="Starting cash in quote currency.")]

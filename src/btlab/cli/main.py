@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from btlab.cli import show
+from btlab.signals import on_stop_signals
 from btlab.cli.common import (
     APP_SETTINGS,
     DEBUG,
@@ -66,12 +67,14 @@ from btlab.cli.common import (
     parse_range,
     progress_bar,
     progress_task,
+    warn,
 )
 from btlab.cli.dashboards import dashboards_app
 from btlab.cli.health import health
 from btlab.cli.ingest import ingest_app
 from btlab.cli.paper import paper
 from btlab.cli.replay import kafka_source, replay
+from btlab.cli.rl import rl_app
 from btlab.cli.sink import sink
 from btlab.cli.sweep import sweep_app
 from btlab.cli.walkforward import walkforward
@@ -104,6 +107,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(dashboards_app, name="dashboards")
 app.add_typer(sweep_app, name="sweep")
+app.add_typer(rl_app, name="rl")
 app.command("health")(health)
 app.command("replay")(replay)
 app.command("sink")(sink)
@@ -169,7 +173,8 @@ def data_import(
     other files and lists the rejected ones. Bars spaced by a whole multiple of --timeframe (e.g. 1h bars
     imported as 1m) are refused, asking which timeframe was meant. Re-importing a file changes nothing.
     --exchange is required, unless the file has a data.binance.vision kline name (then binance, said in the
-    output). Give --symbol, or --symbol-from-file for a folder of one file per instrument.
+    output). Give --symbol, or --symbol-from-file for a folder of one file per instrument. Ctrl-C or SIGTERM stops
+    between files (the file in hand is finished; exit 130/143): the same command again imports the rest.
 
     \b
     Examples (bundled real data):
@@ -194,9 +199,12 @@ def data_import(
     for path in paths:  # every file's exchange and calendar is checked before the first is imported
         resolve_venue(exchange_of(path, exchange)[0], calendar)
     skipped: list[str] = []
-    with open_store_cli(store) as st, progress_bar() as progress:
+    stop: list[int] = []  # the signal that asked to stop: the file in hand is finished, the rest left
+    with open_store_cli(store) as st, progress_bar() as progress, on_stop_signals(stop.append):
         task = progress.add_task("importing", total=len(paths))
-        for path in paths:
+        for n, path in enumerate(paths):
+            if stop:
+                _import_interrupted(stop[0], n, len(paths))
             progress.update(task, description=f"importing {path.name}")
             try:
                 name = fixed or symbol_of_file(path)
@@ -218,6 +226,18 @@ def data_import(
     if skipped:
         console.print(f"{len(paths) - len(skipped)} of {len(paths)} files imported; {len(skipped)} invalid "
                       "file(s) skipped (listed above on stderr)", highlight=False)
+
+
+def _import_interrupted(signum: int, done: int, total: int) -> None:
+    """Stop a folder import between files: what is imported stays (each file is all or nothing)."""
+    import signal
+
+    from btlab.errors import RunInterruptedError
+
+    name = signal.Signals(signum).name
+    raise RunInterruptedError(f"import stopped by {name} after {done} of {total} files; each of them is imported "
+                              "whole and the others not at all (the same command again imports the rest: re-imported "
+                              "files change nothing)", run_id="", signal_name=name, signal_number=signum)
 
 
 @data_app.command("coverage")
@@ -384,10 +404,28 @@ def backtest(
                                   on_warning=progress.warn, source=bar_source)
         show.backtest_result(result, exchange=exchange, feeds=timeframe + (f" (+{resample})" if resample else ""),
                              warned=progress.warned, address=st.address)
+        _track(result, st)
         if report:
             from btlab.report import write_report
 
             console.print(f"report: {write_report(result.run_id, store=st).resolve()}", highlight=False)
+
+
+def _track(result: Any, st: Any) -> None:
+    """For an index-tracking run (mp_tracker): run the two baseline baskets on the same bars, record the tracking
+    table with the run (the report shows it) and print it; a run without a fill gets a warning instead."""
+    from btlab.backtest.tracking import is_tracking_run, track_result
+    from btlab.errors import InvalidArgumentError
+
+    if not is_tracking_run(result):
+        return
+    try:
+        with progress_task("tracking baselines (equal_weight_k, top_k_corr)"):
+            tracked = track_result(result, store=st)
+    except InvalidArgumentError as exc:
+        warn(f"no tracking figures: {exc}")
+        return
+    show.tracking(tracked.record)
 
 
 @app.command("strategies")

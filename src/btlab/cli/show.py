@@ -77,6 +77,33 @@ def backtest_result(result: Any, *, exchange: str, feeds: str, warned: Sequence[
     console.print(styled("run id: ", (result.run_id, "bold"), f" (stored in {address})"), highlight=False)
 
 
+def tracking(record: Mapping[str, Any] | None, currency: str | None = None) -> None:
+    """The tracking table of an ``mp_tracker`` run (``metrics["tracking"]``, :func:`btlab.backtest.tracking.
+    tracking_record`): one column per basket (the run's own first), one row per figure, and what each means."""
+    if not record or not record.get("rows"):
+        return
+    from rich.table import Table
+
+    from btlab.cli.common import plain
+    from btlab.report.format import TRACKING_COLUMNS, TRACKING_ROWS, format_value
+
+    rows = record["rows"]
+    names = [record.get("own"), *(n for n in rows if n != record.get("own"))]
+    table = Table(title=plain(f"tracking {record.get('index')} (this run: {record.get('own')})"), header_style="bold")
+    table.add_column("figure")
+    for name in names:
+        table.add_column(plain(name + (" (this run)" if name == record.get("own") else "")), justify="right")
+    for key, label, unit in TRACKING_COLUMNS:
+        table.add_row(plain(label), *(plain(format_value(rows[n].get(key), unit, currency)) for n in names))
+    console.print(table)
+    first = rows[record.get("own")]
+    console.print(styled((
+        f"active return = portfolio - index per bar from the first fill's bar ({first.get('first')}); tracking error = "
+        f"std(active, ddof=1) x sqrt({record.get('periods')}); turnover = traded value / portfolio value a year; "
+        "rows: " + "; ".join(f"{n} = {TRACKING_ROWS.get(n, n)}" for n in names) + " (same bars, dates, K, lookback, "
+        "rebalance, costs)", "dim")), highlight=False)
+
+
 def runs_table(runs: Sequence[Mapping[str, Any]], title: str) -> None:
     """Runs as the 80-column table of ``btlab runs list``, with its notes (settings shared by all runs)."""
     from btlab.backtest.runs import run_settings
@@ -130,6 +157,7 @@ def run_detail(store: Any, run: Mapping[str, Any], output: OutputFormat, *, now:
         console.print(metrics_table(m, "metrics"))
         console.print(styled((CONVENTIONS.format(periods=m.get("periods_per_year"), calendar=m.get("calendar")),
                               "dim")), highlight=False)
+        tracking(m.get("tracking"))
     trades = store.read_trades(run["run_id"])
     console.print(f"{len(trades):,} closed trade(s), {len(store.read_orders(run['run_id'])):,} order event(s)",
                   highlight=False)

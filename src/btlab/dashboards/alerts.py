@@ -1,7 +1,8 @@
 """Grafana alert rules for btlab, provisioned from files (deploy/grafana/provisioning/alerting/).
 
-Rules query QuestDB through the provisioned data source (alert queries run in Grafana's backend: the plugin's
-time macros are expanded there, dashboard variables do not exist, so the SQL names no variable). Each rule's
+Rules query QuestDB through the provisioned data source (their SQL: ``ALERT_*`` of :mod:`btlab.store.grafana_sql`;
+alert queries run in Grafana's backend: the plugin's time macros are expanded there, dashboard variables do not
+exist, so the SQL names no variable). Each rule's
 query returns one row per instance (string columns become labels, one numeric column the value) and a threshold
 expression fires on it. No contact point is provisioned: notifications follow Grafana's default notification
 policy to its built-in contact point ``grafana-default-email`` (which sends nothing until SMTP and an address are
@@ -18,8 +19,9 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import alerting as galert
 
-from btlab.dashboards.boards import HEALTH_UID, MARKET_UID, RUNS_UID, timeframe_seconds
+from btlab.dashboards.boards import HEALTH_UID, MARKET_UID, RUNS_UID
 from btlab.dashboards.core import FOLDER_TITLE, QUESTDB_UID, SQL
+from btlab.store import grafana_sql as q
 
 #: Bars whose close is older than this (seconds) while the series is live fire "ingest lag".
 INGEST_LAG_SECONDS = 120
@@ -51,33 +53,27 @@ class AlertRule:
 RULES: tuple[AlertRule, ...] = (
     AlertRule(
         "btlab-ingest-lag", "btlab: ingest lag",
-        "SELECT concat(exchange, ':', symbol, ' ', timeframe) AS series, "
-        f"datediff('s', ts, now()) - ({timeframe_seconds('timeframe')}) AS lag_s FROM ohlcv "
-        f"WHERE ts > dateadd('d', -1, now()) LATEST ON ts PARTITION BY exchange, symbol, timeframe",
+        q.ALERT_INGEST_LAG,
         INGEST_LAG_SECONDS,
         f"Series {{{{ $labels.series }}}}: last bar closed {{{{ $values.A }}}} s ago (> {INGEST_LAG_SECONDS} s).",
         MARKET_UID),
     AlertRule(
         "btlab-no-heartbeat", "btlab: no heartbeat",
-        "SELECT service, datediff('s', ts, now()) AS age_s FROM bt_health WHERE metric = 'heartbeat' "
-        "AND ts > dateadd('d', -7, now()) LATEST ON ts PARTITION BY service",
+        q.ALERT_NO_HEARTBEAT,
         HEARTBEAT_SECONDS,
         f"Service {{{{ $labels.service }}}} last wrote a heartbeat {{{{ $values.A }}}} s ago "
         f"(> {HEARTBEAT_SECONDS} s): down or unable to write.",
         HEALTH_UID),
     AlertRule(
         "btlab-run-failed", "btlab: backtest run failed",
-        "SELECT run_id, strategy, count() AS failed FROM bt_runs WHERE status = 'failed' "
-        "AND finished_at > dateadd('h', -1, now()) GROUP BY run_id, strategy",
+        q.ALERT_RUN_FAILED,
         0,
         "Run {{ $labels.run_id }} ({{ $labels.strategy }}) failed in the last hour; see its error on the Runs "
         "dashboard.",
         RUNS_UID, pending="0s"),
     AlertRule(
         "btlab-bad-trades", "btlab: late or quarantined trades",
-        "SELECT service, subject, sum(value) AS trades FROM bt_health "
-        "WHERE metric IN ('late_trades', 'quarantined_trades') AND ts > dateadd('m', -5, now()) "
-        "GROUP BY service, subject",
+        q.ALERT_BAD_TRADES,
         BAD_TRADES_PER_5M,
         f"{{{{ $labels.subject }}}} ({{{{ $labels.service }}}}): {{{{ $values.A }}}} late or quarantined trades in "
         f"5 minutes (> {BAD_TRADES_PER_5M}).",

@@ -1,8 +1,9 @@
 """btlab's Grafana dashboards: backtest run, runs, market data, pipeline health, parameter sweep.
 
 Each function builds one dashboard with grafana-foundation-sdk and registers it (:func:`~btlab.dashboards.core.
-dashboard`). All SQL is QuestDB SQL for the QuestDB data source plugin (macros: see :mod:`btlab.dashboards.core`);
-values come only from Grafana variables. Times are UTC; bars are stamped with their OPEN time (ARCHITECTURE.md).
+dashboard`). The panels' and variables' SQL is in :mod:`btlab.store.grafana_sql` (QuestDB SQL for the QuestDB data
+source plugin; macros: see :mod:`btlab.dashboards.core`); values come only from Grafana variables. Times are UTC;
+bars are stamped with their OPEN time (ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from grafana_foundation_sdk.builders import (
     barchart,
     candlestick,
     stat,
+    statetimeline,
     table,
     timeseries,
 )
@@ -29,27 +31,17 @@ from btlab.dashboards.core import (
     query_variable,
 )
 from btlab.dashboards.health import HEALTH_METRICS
+from btlab.store import grafana_sql as q
+from btlab.store.grafana_sql import STATES_SQL  # the states panel's SQL, also read here by tests
 
 RUN_UID = "btlab-run"
 RUNS_UID = "btlab-runs"
 MARKET_UID = "btlab-market"
 HEALTH_UID = "btlab-health"
 
-#: Timeframes btlab uses (ccxt strings) and their length in seconds, for SQL that needs a bar's length.
-TIMEFRAME_SECONDS: dict[str, int] = {
-    "1s": 1, "1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
-    "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400, "1w": 604800,
-}
-
 CONVENTIONS = ("Returns from equity resampled to daily UTC closes (per exchange session for equity venues), "
                "rf = 0, sample standard deviation (ddof = 1), annualized with 365 days (24/7 crypto) or 252 "
                "(exchange-session equities); definitions as empyrical's.")
-
-
-def timeframe_seconds(expr: str) -> str:
-    """SQL ``CASE`` giving the length in seconds of the timeframe in ``expr`` (NULL for one not listed)."""
-    whens = " ".join(f"WHEN '{tf}' THEN {s}" for tf, s in TIMEFRAME_SECONDS.items())
-    return f"CASE {expr} {whens} END"
 
 
 def _grid(panel, w: int, h: int):
@@ -59,7 +51,7 @@ def _grid(panel, w: int, h: int):
 def _stat(title: str, column: str, unit: str, description: str, decimals: int = 2) -> stat.Panel:
     return _grid(stat.Panel().title(title).description(description).datasource(QUESTDB).unit(unit)
                  .decimals(decimals)
-                 .with_target(SQL(f"SELECT {column} FROM bt_runs WHERE run_id = '$run_id'", table=True)), 3, 4)
+                 .with_target(SQL(q.run_stat(column), table=True)), 3, 4)
 
 
 # ---- Backtest run ------------------------------------------------------------------------------------------------
@@ -89,26 +81,19 @@ def backtest_run() -> gdash.Dashboard:
              .time("now-10y", "now").refresh("10s")
              .link(dashboard_link("Runs", RUNS_UID))
              .with_variable(query_variable(
-                 "run_id",
-                 "SELECT run_id, concat(strategy, ' ', symbols, ' ', timeframe, ' ', status, ' ', run_id) "
-                 "FROM bt_runs ORDER BY ts DESC LIMIT 500",
+                 "run_id", q.RUN_OPTIONS,
                  label="run", description="Recorded runs, newest first (strategy symbols timeframe status id)"))
-             .with_variable(query_variable("exchange", "SELECT exchange FROM bt_runs WHERE run_id = '$run_id'",
-                                           hide=True))
-             .with_variable(query_variable("timeframe", "SELECT timeframe FROM bt_runs WHERE run_id = '$run_id'",
-                                           hide=True))
+             .with_variable(query_variable("exchange", q.RUN_EXCHANGE, hide=True))
+             .with_variable(query_variable("timeframe", q.RUN_TIMEFRAME, hide=True))
              .with_variable(query_variable(
-                 "symbol",
-                 "SELECT split_part(symbols, ',', 1) AS symbol FROM bt_runs WHERE run_id = '$run_id' "
-                 "UNION SELECT DISTINCT symbol FROM bt_orders WHERE run_id = '$run_id'",
+                 "symbol", q.RUN_SYMBOLS,
                  label="instrument", description="Instrument shown in the price panel")))
 
     board = board.with_panel(_grid(
         stat.Panel().title("Status").datasource(QUESTDB)
         .description("running -> finished / failed / interrupted (a paper run: stopped). A running run whose heartbeat (wall time of the "
                      "recorder's last write) is over 2 minutes old was killed: stale.")
-        .with_target(SQL("SELECT status, heartbeat, finished_at, error FROM bt_runs WHERE run_id = '$run_id'",
-                         table=True))
+        .with_target(SQL(q.RUN_STATUS, table=True))
         .reduce_options(_reduce_all_fields()), 6, 4))
     for column, title, unit, description in RUN_STATS:
         board = board.with_panel(_stat(title, column, unit, description, 0 if column == "n_trades" else 2))
@@ -118,39 +103,29 @@ def backtest_run() -> gdash.Dashboard:
                  timeseries.Panel().title("Equity").datasource(QUESTDB).unit("none")
                  .description("Account value (cash + positions) at each base bar's open time, last value per "
                               "display interval.")
-                 .with_target(SQL("SELECT ts AS time, last(value) AS equity, last(cash) AS cash FROM bt_equity "
-                                  "WHERE run_id = '$run_id' AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval")),
+                 .with_target(SQL(q.RUN_EQUITY)),
                  24, 9))
              .with_panel(_grid(
                  timeseries.Panel().title("Drawdown").datasource(QUESTDB).unit("percentunit").max(0)
                  .fill_opacity(30)
                  .description("Equity / running peak - 1 (a fraction <= 0), deepest value per display interval.")
-                 .with_target(SQL("SELECT ts AS time, min(drawdown) AS drawdown FROM bt_equity "
-                                  "WHERE run_id = '$run_id' AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval")),
+                 .with_target(SQL(q.RUN_DRAWDOWN)),
                  24, 5))
-             .with_panel(_price_panel()))
+             .with_panel(_price_panel())
+             .with_panel(_states_panel()))
 
     board = (board
              .with_panel(_grid(
                  table.Panel().title("Trades").datasource(QUESTDB).filterable(True)
                  .description("Closed trades; exit_ts is the bar open time of the exit fill. PnL in quote "
                               "currency, pnl_net after commission.")
-                 .with_target(SQL(
-                     "SELECT trade_ref, symbol, direction, entry_ts, ts AS exit_ts, size, entry_price, exit_price, "
-                     "pnl, pnl_net, commission, bars_held FROM bt_trades WHERE run_id = '$run_id' ORDER BY ts",
-                     table=True)), 24, 10))
+                 .with_target(SQL(q.RUN_TRADES, table=True)), 24, 10))
              .with_panel(_grid(
                  barchart.Panel().title("Monthly returns").datasource(QUESTDB).unit("percentunit")
                  .x_field("month").show_value(VisibilityMode.AUTO)
                  .description("Simple return of each UTC calendar month: last equity of the month / last equity "
                               "of the month before - 1, the first month against the starting cash.")
-                 .with_target(SQL(
-                     "WITH m AS (SELECT ts, last(value) AS close FROM bt_equity WHERE run_id = '$run_id' "
-                     "SAMPLE BY 1M ALIGN TO CALENDAR), "
-                     "r AS (SELECT cash FROM bt_runs WHERE run_id = '$run_id') "
-                     "SELECT to_str(m.ts, 'yyyy-MM') AS month, "
-                     "m.close / coalesce(lag(m.close) OVER (ORDER BY m.ts), r.cash) - 1 AS monthly_return "
-                     "FROM m CROSS JOIN r ORDER BY month", table=True)), 24, 8)))
+                 .with_target(SQL(q.RUN_MONTHLY_RETURNS, table=True)), 24, 8)))
     return board
 
 
@@ -170,22 +145,37 @@ def _price_panel() -> candlestick.Panel:
              .description("Bars of the run's instrument from ohlcv (open time), aggregated to the display "
                           "interval (first open, max high, min low, last close, summed volume). Green points: "
                           "trade entries at their entry price; red: exits.")
-             .with_target(SQL(
-                 "SELECT ts AS time, first(open) AS open, max(high) AS high, min(low) AS low, last(close) AS close, "
-                 "sum(volume) AS volume FROM ohlcv WHERE exchange = '$exchange' AND symbol = '$symbol' "
-                 "AND timeframe = '$timeframe' AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval"))
-             .with_target(SQL("SELECT entry_ts AS time, entry_price AS entry FROM bt_trades "
-                              "WHERE run_id = '$run_id' AND symbol = '$symbol' ORDER BY entry_ts", ref_id="B"))
-             .with_target(SQL("SELECT ts AS time, exit_price AS exit FROM bt_trades "
-                              "WHERE run_id = '$run_id' AND symbol = '$symbol' ORDER BY ts", ref_id="C"))
+             .with_target(SQL(q.RUN_PRICE))
+             .with_target(SQL(q.RUN_ENTRIES, ref_id="B"))
+             .with_target(SQL(q.RUN_EXITS, ref_id="C"))
              .override_by_name(*entry).override_by_name(*exit_))
     return _grid(panel, 24, 12)
 
 
+#: Colours of the regime states of :class:`btlab.backtest.states.HysteresisMachine` in the states panel (any other
+#: state a strategy records gets Grafana's palette colour).
+STATE_COLOURS = {"bullish": "green", "neutral": "yellow", "bearish": "red"}
+
+
+def _states_panel() -> statetimeline.Panel:
+    """The run's state machines (``bt_states``) as a state timeline, one lane per machine: the long result
+    (time, machine, state) is split into one frame per machine by Grafana's "partition by values" transformation
+    (each frame's state field gets the label ``machine``, shown as the lane's name)."""
+    mappings = [mdash.ValueMap({state: mdash.ValueMappingResult(text=state, color=colour, index=i)
+                                for i, (state, colour) in enumerate(STATE_COLOURS.items())})]
+    panel = (statetimeline.Panel().title("State machines").datasource(QUESTDB)
+             .description("State changes of the run's machines (bt_states), one lane per machine (e.g. regime_fsm's "
+                          "timeframes): a state holds from the close time of the bar that decided it to the "
+                          "machine's next change; before a machine's first state it was warming up (no colour).")
+             .with_target(SQL(STATES_SQL, table=True))
+             .with_transformation(mdash.DataTransformerConfig(
+                 id_val="partitionByValues", options={"fields": ["machine"], "keepFields": False}))
+             .display_name("${__field.labels.machine}")
+             .mappings(mappings).merge_values(True).show_value(VisibilityMode.AUTO).row_height(0.8))
+    return _grid(panel, 24, 6)
+
+
 # ---- Runs ----------------------------------------------------------------------------------------------------------
-RUN_COLUMNS = ("run_id, ts AS started, strategy, params, exchange, symbols, timeframe, data_from, data_to, status, "
-               "total_return, cagr, volatility, sharpe, sortino, max_drawdown, calmar, win_rate, profit_factor, "
-               "avg_trade, exposure, n_trades, end_value, cash, commission, sweep_id")
 
 
 @dashboard(RUNS_UID)
@@ -200,14 +190,7 @@ def runs() -> gdash.Dashboard:
                               "header to sort, the "
                               "funnel to filter; a run id opens the run's dashboard over its data range. "
                               + CONVENTIONS)
-                 .with_target(SQL(
-                     f"SELECT {RUN_COLUMNS}, cast(data_from AS long) / 1000 AS from_ms, "
-                     "cast(dateadd('d', 1, data_to) AS long) / 1000 AS to_ms FROM bt_runs "
-                     "WHERE data_to >= $__fromTime AND data_from <= $__toTime "
-                     "AND $__conditionalAll(strategy IN ($strategy), $strategy) "
-                     "AND $__conditionalAll(status IN ($status), $status) "
-                     "AND $__conditionalAll(exchange IN ($exchange), $exchange) "
-                     "AND $__conditionalAll(symbols IN ($symbols), $symbols) ORDER BY ts DESC", table=True))
+                 .with_target(SQL(q.RUNS_TABLE, table=True))
                  .override_by_name("run_id", [mdash.DynamicConfigValue(id_val="links", value=[link.build()])]))
     for name, props in hidden:
         run_table = run_table.override_by_name(name, props)
@@ -219,26 +202,18 @@ def runs() -> gdash.Dashboard:
                            "equity curves of chosen runs over the same range.")
              .time("now-10y", "now").refresh("30s")
              .link(dashboard_link("Backtest run", RUN_UID))
-             .with_variable(query_variable("strategy", "SELECT DISTINCT strategy FROM bt_runs ORDER BY strategy",
-                                           multi=True, include_all=True))
-             .with_variable(query_variable("status", "SELECT DISTINCT status FROM bt_runs ORDER BY status",
-                                           multi=True, include_all=True))
-             .with_variable(query_variable("exchange", "SELECT DISTINCT exchange FROM bt_runs ORDER BY exchange",
-                                           multi=True, include_all=True))
-             .with_variable(query_variable("symbols", "SELECT DISTINCT symbols FROM bt_runs ORDER BY symbols",
-                                           label="instruments", multi=True, include_all=True))
-             .with_variable(query_variable(
-                 "compare",
-                 "SELECT run_id, concat(strategy, ' ', symbols, ' ', timeframe, ' ', run_id) FROM bt_runs "
-                 "ORDER BY ts DESC LIMIT 200", label="compare runs", multi=True))
+             .with_variable(query_variable("strategy", q.RUNS_STRATEGIES, multi=True, include_all=True))
+             .with_variable(query_variable("status", q.RUNS_STATUSES, multi=True, include_all=True))
+             .with_variable(query_variable("exchange", q.RUNS_EXCHANGES, multi=True, include_all=True))
+             .with_variable(query_variable("symbols", q.RUNS_SYMBOLS, label="instruments", multi=True,
+                                           include_all=True))
+             .with_variable(query_variable("compare", q.RUNS_COMPARE_OPTIONS, label="compare runs", multi=True))
              .with_panel(_grid(run_table, 24, 14))
              .with_panel(_grid(
                  timeseries.Panel().title("Equity of chosen runs").datasource(QUESTDB).unit("none")
                  .description("Account value of each run chosen in 'compare runs', last value per display "
                               "interval; one line per run id.")
-                 .with_target(SQL("SELECT ts AS time, run_id, last(value) AS equity FROM bt_equity "
-                                  "WHERE run_id IN ($compare) AND $__timeFilter(ts) "
-                                  "SAMPLE BY $__sampleByInterval ORDER BY time")), 24, 10)))
+                 .with_target(SQL(q.RUNS_COMPARE_EQUITY)), 24, 10)))
     return board
 
 
@@ -246,68 +221,43 @@ def runs() -> gdash.Dashboard:
 @dashboard(MARKET_UID)
 def market_data() -> gdash.Dashboard:
     """Candles and volume of one series, coverage and gaps per series, tick rate, ingest lag."""
-    series = "exchange = '$exchange' AND symbol = '$symbol' AND timeframe = '$timeframe'"
-    tf_s = timeframe_seconds("timeframe")
-    var_tf_s = timeframe_seconds("'$timeframe'")
     board = (new_dashboard(MARKET_UID, "btlab: market data",
                            "Bars and trades in the store: one series' candles, coverage and gaps, live tick rate "
                            "and ingest lag.")
              .time("now-7d", "now").refresh("1m")
              .link(dashboard_link("Pipeline health", HEALTH_UID))
-             .with_variable(query_variable("exchange", "SELECT DISTINCT exchange FROM ohlcv ORDER BY exchange"))
-             .with_variable(query_variable("symbol", "SELECT DISTINCT symbol FROM ohlcv "
-                                                     "WHERE exchange = '$exchange' ORDER BY symbol"))
-             .with_variable(query_variable("timeframe", "SELECT DISTINCT timeframe FROM ohlcv "
-                                                        "WHERE exchange = '$exchange' AND symbol = '$symbol'"))
+             .with_variable(query_variable("exchange", q.MARKET_EXCHANGES))
+             .with_variable(query_variable("symbol", q.MARKET_SYMBOLS))
+             .with_variable(query_variable("timeframe", q.MARKET_TIMEFRAMES))
              .with_panel(_grid(
                  candlestick.Panel().title("$symbol $timeframe").datasource(QUESTDB)
                  .mode(VizDisplayMode.CANDLES_VOLUME)
                  .description("Bars (open time) aggregated to the display interval: first open, max high, "
                               "min low, last close, summed volume.")
-                 .with_target(SQL(
-                     "SELECT ts AS time, first(open) AS open, max(high) AS high, min(low) AS low, "
-                     f"last(close) AS close, sum(volume) AS volume FROM ohlcv WHERE {series} "
-                     "AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval")), 24, 12))
+                 .with_target(SQL(q.MARKET_CANDLES)), 24, 12))
              .with_panel(_grid(
                  table.Panel().title("Coverage per series").datasource(QUESTDB).filterable(True)
                  .description("Every stored series (all time): first and last bar (open time), bars, bars "
                               "expected between them and missing bars, counted in continuous (24/7) time -- for "
                               "equity venues, whose nights and weekends count here, use `btlab data coverage`.")
-                 .with_target(SQL(
-                     "SELECT exchange, symbol, timeframe, first_bar, last_bar, bars, expected, expected - bars "
-                     "AS missing FROM (SELECT exchange, symbol, timeframe, min(ts) AS first_bar, max(ts) AS "
-                     f"last_bar, count() AS bars, datediff('s', min(ts), max(ts)) / ({tf_s}) + 1 AS expected "
-                     "FROM ohlcv GROUP BY exchange, symbol, timeframe) ORDER BY exchange, symbol, timeframe",
-                     table=True)), 24, 8))
+                 .with_target(SQL(q.MARKET_COVERAGE, table=True)), 24, 8))
              .with_panel(_grid(
                  table.Panel().title("Gaps in $symbol $timeframe").datasource(QUESTDB)
                  .description("Missing bars of the chosen series in the time range: after each bar followed by "
                               "a later bar than the next one expected (continuous time).")
-                 .with_target(SQL(
-                     "SELECT prev_ts AS last_bar_before, ts AS first_bar_after, "
-                     f"datediff('s', prev_ts, ts) / ({var_tf_s}) - 1 AS missing_bars "
-                     "FROM (SELECT ts, lag(ts) OVER (ORDER BY ts) AS prev_ts FROM ohlcv "
-                     f"WHERE {series} AND $__timeFilter(ts)) "
-                     f"WHERE datediff('s', prev_ts, ts) > {var_tf_s} "
-                     "ORDER BY ts DESC LIMIT 1000", table=True)), 12, 8))
+                 .with_target(SQL(q.MARKET_GAPS, table=True)), 12, 8))
              .with_panel(_grid(
                  table.Panel().title("Ingest lag").datasource(QUESTDB)
                  .description("Per instrument: now - close time of its last bar (open + timeframe), and now - "
                               "time of its last trade, in seconds. Live series should stay near the lateness "
                               "allowance.")
-                 .with_target(SQL(
-                     "SELECT exchange, symbol, timeframe, ts AS last_bar, "
-                     f"datediff('s', ts, now()) - ({tf_s}) AS lag_s FROM ohlcv "
-                     "LATEST ON ts PARTITION BY exchange, symbol, timeframe ORDER BY lag_s", table=True))
-                 .with_target(SQL(
-                     "SELECT exchange, symbol, ts AS last_trade, datediff('s', ts, now()) AS lag_s FROM ticks "
-                     "LATEST ON ts PARTITION BY exchange, symbol ORDER BY lag_s", table=True, ref_id="B")),
+                 .with_target(SQL(q.MARKET_BAR_LAG, table=True))
+                 .with_target(SQL(q.MARKET_TICK_LAG, table=True, ref_id="B")),
                  12, 8))
              .with_panel(_grid(
                  timeseries.Panel().title("Tick rate $symbol").datasource(QUESTDB).unit("none")
                  .description("Stored trades of the chosen instrument per display interval ($__interval).")
-                 .with_target(SQL("SELECT ts AS time, count() AS trades FROM ticks WHERE exchange = '$exchange' "
-                                  "AND symbol = '$symbol' AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval")),
+                 .with_target(SQL(q.MARKET_TICK_RATE)),
                  24, 8)))
     return board
 
@@ -319,9 +269,7 @@ def _metric_series(metric: str, agg: str, title: str, unit: str, w: int = 12) ->
         timeseries.Panel().title(title).datasource(QUESTDB).unit(unit)
         .description(f"bt_health metric '{metric}': {meaning}; {agg} per display interval, one line per "
                      "service and subject.")
-        .with_target(SQL(f"SELECT ts AS time, concat(service, ' ', subject) AS series, {agg}(value) AS {metric} "
-                         f"FROM bt_health WHERE metric = '{metric}' AND $__conditionalAll(service IN ($service), "
-                         "$service) AND $__timeFilter(ts) SAMPLE BY $__sampleByInterval ORDER BY time")), w, 8)
+        .with_target(SQL(q.health_metric_series(metric, agg))), w, 8)
 
 
 @dashboard(HEALTH_UID)
@@ -333,16 +281,12 @@ def pipeline_health() -> gdash.Dashboard:
                            "filled, reconnects, heartbeats).")
              .time("now-6h", "now").refresh("30s")
              .link(dashboard_link("Market data", MARKET_UID))
-             .with_variable(query_variable("service", "SELECT DISTINCT service FROM bt_health ORDER BY service",
-                                           multi=True, include_all=True))
+             .with_variable(query_variable("service", q.HEALTH_SERVICE_OPTIONS, multi=True, include_all=True))
              .with_panel(_grid(
                  table.Panel().title("Last heartbeat per service").datasource(QUESTDB)
                  .description("Each service's last heartbeat row and its age in seconds (no row for a minute: "
                               "the service is down or cannot write; alert 'btlab: no heartbeat').")
-                 .with_target(SQL(
-                     "SELECT service, ts AS last_heartbeat, datediff('s', ts, now()) AS age_s FROM bt_health "
-                     "WHERE metric = 'heartbeat' LATEST ON ts PARTITION BY service ORDER BY service",
-                     table=True)), 24, 6))
+                 .with_target(SQL(q.HEALTH_LAST_HEARTBEAT, table=True)), 24, 6))
              .with_panel(_metric_series("rows_per_s", "avg", "Rows written per second, per table", "none"))
              .with_panel(_metric_series("late_trades", "sum", "Late trades", "none"))
              .with_panel(_metric_series("quarantined_trades", "sum", "Quarantined trades", "none"))
@@ -359,29 +303,11 @@ def pipeline_health() -> gdash.Dashboard:
 # ---- Sweep ---------------------------------------------------------------------------------------------------------
 SWEEP_UID = "btlab-sweep"
 
-#: Metrics the sweep board can show (bt_runs columns where higher is better, so "best" is max): (column, unit).
-SWEEP_METRICS: tuple[tuple[str, str], ...] = (
-    ("sharpe", "none"), ("sortino", "none"), ("calmar", "none"), ("cagr", "percentunit"),
-    ("total_return", "percentunit"), ("max_drawdown", "percentunit"), ("win_rate", "percentunit"),
-    ("profit_factor", "none"), ("avg_trade", "none"), ("end_value", "none"),
-)
-
-#: The chosen metric of a bt_runs row: a CASE over the ``metric`` variable (a quoted literal, never an identifier
-#: built from a variable); NULL while a combination runs or when it failed.
-SWEEP_METRIC = "CASE '$metric' " + " ".join(f"WHEN '{c}' THEN {c}" for c, _ in SWEEP_METRICS) + " END"
-
-#: Parameters of the sweep (the JSON list bt_sweeps.params) offered for an axis, at most this many.
-SWEEP_MAX_PARAMS = 8
-
 
 def _param_variable(name: str, first: int) -> gdash.QueryVariable:
     """A variable listing the sweep's parameter names, starting with the ``first``-th (so x and y default to the
-    first two). QuestDB's json_extract reads one array element per path (paths cannot be built dynamically)."""
-    order = [first] + [i for i in range(SWEEP_MAX_PARAMS) if i != first]
-    parts = " UNION ALL ".join(
-        f"SELECT json_extract(cast(params AS varchar), '[{i}]') AS name, {n} AS k FROM bt_sweeps "
-        "WHERE sweep_id = '$sweep_id'" for n, i in enumerate(order))
-    return query_variable(name, f"SELECT name FROM ({parts}) WHERE name IS NOT NULL ORDER BY k",
+    first two; SQL: :func:`btlab.store.grafana_sql.sweep_param_names`)."""
+    return query_variable(name, q.sweep_param_names(first),
                           label=f"{name} parameter",
                           description=f"Parameter on the {name} axis of the heatmap (numeric parameters)")
 
@@ -396,7 +322,7 @@ def sweep() -> gdash.Dashboard:
         return xychart.MatcherConfig().id("byName").options(field)
 
     metric_var = (gdash.CustomVariable("metric").label("metric")
-                  .values(",".join(c for c, _ in SWEEP_METRICS))
+                  .values(",".join(q.SWEEP_METRIC_COLUMNS))
                   .current(mdash.VariableOption(selected=True, text="sharpe", value="sharpe"))
                   .description("Metric of the heatmap, distribution and ranking (higher is better for each)"))
     run_link = (gdash.DashboardLink("Open combination run").type(mdash.DashboardLinkType.LINK)
@@ -409,12 +335,7 @@ def sweep() -> gdash.Dashboard:
                  .description("The 50 best finished combinations by the chosen metric. A run id opens the "
                               "combination's run (a sweep records its metrics, not its equity) or its full re-run "
                               "'<run id>-full' recorded by `btlab sweep top` (equity, trades). " + CONVENTIONS)
-                 .with_target(SQL(
-                     f"SELECT run_id, params, {SWEEP_METRIC} AS metric, sharpe, total_return, cagr, max_drawdown, "
-                     "calmar, win_rate, n_trades, end_value, cast(data_from AS long) / 1000 AS from_ms, "
-                     "cast(dateadd('d', 1, data_to) AS long) / 1000 AS to_ms FROM bt_runs "
-                     f"WHERE sweep_id = '$sweep_id' AND {SWEEP_METRIC} IS NOT NULL ORDER BY metric DESC LIMIT 50",
-                     table=True))
+                 .with_target(SQL(q.SWEEP_TOP, table=True))
                  .override_by_name("run_id", [mdash.DynamicConfigValue(
                      id_val="links", value=[run_link.build(), full_link.build()])]))
     for name, props in [field_override(n, custom_hidden=True) for n in ("from_ms", "to_ms")]:
@@ -428,9 +349,7 @@ def sweep() -> gdash.Dashboard:
              .time("now-10y", "now").refresh("10s")
              .link(dashboard_link("Runs", RUNS_UID)).link(dashboard_link("Backtest run", RUN_UID))
              .with_variable(query_variable(
-                 "sweep_id",
-                 "SELECT sweep_id, concat(strategy, ' ', symbols, ' ', timeframe, ' ', status, ' ', sweep_id) "
-                 "FROM bt_sweeps ORDER BY ts DESC LIMIT 500",
+                 "sweep_id", q.SWEEP_OPTIONS,
                  label="sweep", description="Sweeps, newest first (strategy symbols timeframe status id)"))
              .with_variable(metric_var)
              .with_variable(_param_variable("x", 0))
@@ -441,8 +360,7 @@ def sweep() -> gdash.Dashboard:
                               "those of earlier calls of a resumed sweep), failed, the share done, and the status "
                               "(running -> finished / interrupted / failed). Heartbeat: wall time of the last write "
                               "while running.")
-                 .with_target(SQL("SELECT status, total, done, failed, done / cast(total AS double) AS progress, "
-                                  "heartbeat, finished_at FROM bt_sweeps WHERE sweep_id = '$sweep_id'", table=True))
+                 .with_target(SQL(q.SWEEP_PROGRESS, table=True))
                  .override_by_name(*field_override("progress", unit="percentunit", decimals=1))
                  .reduce_options(_reduce_all_fields()), 24, 4))
              .with_panel(_grid(
@@ -457,23 +375,15 @@ def sweep() -> gdash.Dashboard:
                           .color(xychart.XychartXYSeriesConfigColor().matcher(by_name("metric")))])
                  .point_size(xychart.XychartFieldConfigPointSize().fixed(14))
                  .override_by_name(*field_override("metric", color={"mode": "continuous-RdYlGr"}))
-                 .with_target(SQL(
-                     "SELECT x_value, y_value, max(metric) AS metric FROM ("
-                     "SELECT json_extract(cast(params AS varchar), '.$x')::double AS x_value, "
-                     "json_extract(cast(params AS varchar), '.$y')::double AS y_value, "
-                     f"{SWEEP_METRIC} AS metric FROM bt_runs WHERE sweep_id = '$sweep_id') "
-                     "WHERE metric IS NOT NULL AND x_value IS NOT NULL AND y_value IS NOT NULL "
-                     "ORDER BY x_value, y_value", table=True)), 14, 12))
+                 .with_target(SQL(q.SWEEP_HEATMAP, table=True)), 14, 12))
              .with_panel(_grid(
                  histogram.Panel().title("Distribution of $metric").datasource(QUESTDB)
                  .description("Histogram of the chosen metric over the finished combinations (failed and "
                               "running ones have none).")
-                 .with_target(SQL(f"SELECT {SWEEP_METRIC} AS metric FROM bt_runs WHERE sweep_id = '$sweep_id' "
-                                  f"AND {SWEEP_METRIC} IS NOT NULL", table=True)), 10, 12))
+                 .with_target(SQL(q.SWEEP_DISTRIBUTION, table=True)), 10, 12))
              .with_panel(_grid(top_table, 24, 12))
              .with_panel(_grid(
                  table.Panel().title("Failed combinations").datasource(QUESTDB).filterable(True)
                  .description("Combinations that raised: their parameters and error; the sweep went on.")
-                 .with_target(SQL("SELECT run_id, params, error, ts FROM bt_runs WHERE sweep_id = '$sweep_id' "
-                                  "AND status = 'failed' ORDER BY ts", table=True)), 24, 8)))
+                 .with_target(SQL(q.SWEEP_FAILED, table=True)), 24, 8)))
     return board

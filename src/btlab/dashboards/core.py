@@ -9,8 +9,13 @@ with the fixed uid ``btlab-questdb`` (deploy/grafana/provisioning/datasources/qu
 - ``$__sampleByInterval`` -> Grafana's interval as a SAMPLE BY unit (``1d``, ``5h``, ``20s``, ``1T``)
 - ``$__conditionalAll(condition, $var)`` -> ``condition``, or ``1=1`` when the variable selects All (front end)
 
-Values reach the SQL only through Grafana variables: a single-valued variable is substituted as its raw text (so
-the SQL quotes it: ``'$run_id'``), a multi-valued one as ``'a','b'`` (so ``IN ($symbol)``).
+The SQL itself lives in :mod:`btlab.store.grafana_sql` (every SQL statement of btlab is in ``store/``); the
+dashboards only name it. Values reach the SQL only through Grafana variables: a single-valued variable is
+substituted as its raw text (so the SQL quotes it: ``'$run_id'``), a multi-valued one as ``'a','b'`` (so
+``IN ($symbol)``).
+
+To add a panel, add its query to :mod:`btlab.store.grafana_sql` (tests/dashboards/test_dashboard_sql.py fails on a
+query no board uses, tests/test_sql_in_store.py on SQL written anywhere else).
 
 To add a dashboard, write a function returning a :class:`~grafana_foundation_sdk.builders.dashboard.Dashboard`
 builder and decorate it with :func:`dashboard`; :func:`btlab.dashboards.build` writes every registered one.

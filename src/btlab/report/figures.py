@@ -182,6 +182,37 @@ def rolling_figure(r: pd.Series, b: pd.Series | None, window: int, periods: int)
     return fig
 
 
+def tracking_figure(series: pd.DataFrame, index: str, window: int) -> tuple[Any, bool]:
+    """The strategy against the index, both rebased to 1 (top), and the per-bar active return with the rolling
+    tracking error (bottom); ``series`` = :func:`btlab.backtest.tracking.tracking_series`."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.6, 0.4],
+                        specs=[[{}], [{"secondary_y": True}]])
+    ts = series.index
+    traces = [
+        (_line(ts, series["index"], name=f"{index} (rebased)", line={"color": _BENCH, "width": 1.2},
+               hovertemplate=f"{index} %{{y:.4f}}<extra></extra>"), 1, False),
+        (_line(ts, series["portfolio"], name="strategy (rebased)", line={"color": _BLUE, "width": 1.5},
+               hovertemplate="%{x|%Y-%m-%d} UTC<br>strategy %{y:.4f}<extra></extra>"), 1, False),
+        (_line(ts, series["active"], name="active return (per bar)", line={"color": _GREY, "width": 0.8},
+               hovertemplate="active %{y:.3%}<extra></extra>"), 2, False),
+        (_line(ts, series["rolling_tracking_error"], name=f"rolling tracking error ({window} bars, ann.)",
+               line={"color": _RED, "width": 1.5}, hovertemplate="tracking error %{y:.2%}<extra></extra>"), 2, True),
+    ]
+    reduced = False
+    for (trace, was_reduced), row, secondary in traces:
+        reduced |= was_reduced
+        fig.add_trace(trace, row=row, col=1, **({"secondary_y": secondary} if row == 2 else {}))
+    fig.update_yaxes(title_text="rebased (1 = close before the first fill)", tickformat=".2f", row=1, col=1)
+    fig.update_yaxes(title_text="active return", tickformat=".1%", row=2, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="tracking error", tickformat=".1%", rangemode="tozero", row=2, col=1,
+                     secondary_y=True)
+    fig.update_xaxes(type="date")
+    fig.update_layout(hovermode="x unified", legend={"orientation": "h", "y": 1.02, "x": 0, "yanchor": "bottom"})
+    return fig, reduced
+
+
 def histogram_figure(r: pd.Series, b: pd.Series | None, var: float | None, cvar: float | None) -> Any:
     import plotly.graph_objects as go
 

@@ -83,6 +83,28 @@ METRIC_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
 )
 
 
+#: The columns of the tracking table (:func:`btlab.backtest.tracking.tracking_metrics`, recorded in the run row's
+#: ``metrics["tracking"]``), shown by the CLI and the report: (key, label, unit).
+TRACKING_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("tracking_error", "Tracking error (ann.)", "pct"),
+    ("active_return", "Active return (ann.)", "pct"),
+    ("correlation", "Correlation", "ratio4"),
+    ("r2", "R²", "ratio4"),
+    ("beta", "Beta", "ratio4"),
+    ("turnover", "Turnover (a year)", "ratio"),
+    ("commission", "Commission", "money"),
+    ("cost_per_year", "Costs (a year)", "pct"),
+    ("bars", "Bars", "int"),
+)
+
+#: what each row of the tracking table is
+TRACKING_ROWS: dict[str, str] = {
+    "mp_tracker": "matching pursuit basket",
+    "equal_weight_k": "same names, equal weights",
+    "top_k_corr": "K most correlated names, equal weights",
+}
+
+
 #: unit of each metric key
 METRIC_UNITS: dict[str, str] = {key: unit for _, rows in METRIC_SECTIONS for key, _, unit in rows}
 
@@ -103,7 +125,7 @@ def format_value(value: Any, unit: str, currency: str | None = None) -> str:
     Args:
         value: the number (or text for ``unit="text"``); ``None``/NaN give "—", ±infinity "∞"/"−∞".
         unit: ``pct`` (a fraction: 0.1234 -> "12.34 %"), ``money`` ("1,234.56" plus ``currency``), ``ratio``
-            ("1.23"), ``int`` ("1,234"), ``days`` ("12.5 d"), ``duration`` (a time in days shown in the largest
+            ("1.23"; ``ratio4``: "0.9876"), ``int`` ("1,234"), ``days`` ("12.5 d"), ``duration`` (a time in days shown in the largest
             fitting unit: "3.2 d", "5.4 h", "12 min"), ``text`` (as is).
         currency: appended to money values (e.g. ``USDT``), if given.
     """
@@ -120,6 +142,8 @@ def format_value(value: Any, unit: str, currency: str | None = None) -> str:
         return f"{v:,.2f} {currency}" if currency else f"{v:,.2f}"
     if unit == "int":
         return f"{int(round(v)):,d}"
+    if unit == "ratio4":
+        return f"{v:,.4f}"
     if unit == "days":
         return f"{v:,.1f} d"
     if unit == "duration":

@@ -18,6 +18,9 @@ Layout, top to bottom:
 * the position still open at the end (rebuilt from the orders, valued at the last close), and why it is not a
   closed trade;
 * equity against the buy-and-hold benchmark (linear/log), drawdowns of both underneath;
+* for an index-tracking run (``mp_tracker``, whose run row holds ``metrics["tracking"]``): the tracking table
+  (tracking error, active return, correlation, R², beta, turnover, costs) beside the two baselines, and the
+  strategy against the index rebased with the active return and the rolling tracking error underneath;
 * the 5 deepest drawdown periods (peak, trough, recovery, depth, lengths);
 * rolling Sharpe and rolling volatility (window: :func:`~btlab.backtest.metrics.rolling_window`, 90 daily
   returns for crypto, 63 sessions for equities), strategy and benchmark;
@@ -62,6 +65,7 @@ from btlab.backtest.metrics import (
     rolling_window,
     yearly_returns,
 )
+from btlab.backtest.tracking import TRACKING_KEY, tracking_series
 from btlab.model.instrument import Calendar
 from btlab.model.timeframe import Timeframe
 from btlab.report.figures import (
@@ -73,6 +77,7 @@ from btlab.report.figures import (
     price_figure,
     rolling_figure,
     states_figure,
+    tracking_figure,
     yearly_figure,
 )
 from btlab.report.format import to_number
@@ -93,6 +98,7 @@ from btlab.report.tables import (
     metrics_html,
     open_position_html,
     status_html,
+    tracking_table_html,
     trades_html,
     warnings_html,
     yearly_table_html,
@@ -224,8 +230,10 @@ def render_report(run: Mapping[str, Any], equity: pd.DataFrame | None, trades: p
     closed = (f'<h2>Closed trades ({len(d.trades):,d})</h2><div class="card">'
               f"{trades_html(d.trades, d.currency, bool(open_html))}</div>")
     states_html = _states_sections(d, states)
-    sections = [*equity_html, *_return_sections(d), *_calendar_sections(d), *price_html, *states_html, closed]
-    return _page(d, sections, open_html, reduced or price_reduced)
+    tracking_html, tracking_reduced = _tracking_sections(d)
+    sections = [*equity_html, *tracking_html, *_return_sections(d), *_calendar_sections(d), *price_html,
+                *states_html, closed]
+    return _page(d, sections, open_html, reduced or price_reduced or tracking_reduced)
 
 
 @dataclass
@@ -353,6 +361,36 @@ def _price_sections(d: _Inputs) -> tuple[list[str], bool]:
             "entry, ✕ exit (green: net win, red: net loss or break-even). Open positions at the end of the run are "
             "not trades yet.</p></div>")
     return out, reduced
+
+
+def _tracking_sections(d: _Inputs) -> tuple[list[str], bool]:
+    """For an index-tracking run (``metrics["tracking"]`` recorded, :func:`btlab.backtest.tracking.track_result`):
+    the tracking table beside the baselines, and the strategy against the index (rebased) with the active return
+    and the rolling tracking error (:func:`~btlab.backtest.tracking.tracking_series` on the stored equity and the
+    index's stored bars)."""
+    metrics = d.run.get("metrics")
+    record = metrics.get(TRACKING_KEY) if isinstance(metrics, Mapping) else None
+    if not isinstance(record, Mapping) or not record.get("rows"):
+        return [], False
+    index, periods = str(record.get("index")), int(record.get("periods") or d.cal.periods_per_year)
+    window = rolling_window(d.cal)
+    bars = d.bars.get(index)
+    own = record["rows"].get(record.get("own"), {})
+    chart, reduced = f'<p class="empty">No bars of {esc(index)} in the store: no tracking chart.</p>', False
+    if d.value is not None and bars is not None and len(bars) and own.get("first"):
+        series = tracking_series(d.value, bars.set_index("ts")["close"], pd.Timestamp(own["first"]), window, periods)
+        fig, reduced = tracking_figure(series, index, window)
+        chart = figure_html(fig, "chart-tracking", 560, top=50)
+    first = fmt_ts(pd.Timestamp(own["first"])) if own.get("first") else "—"
+    note = (f"Active return = the portfolio's return − {esc(index)}'s return per bar, from the bar of the first "
+            f"fill ({esc(first)} UTC; its return from the close before, where both curves are rebased to 1); "
+            f"tracking error = std(active, ddof=1) × √{periods}; correlation "
+            f"and R² of the per-bar returns; turnover = traded value / portfolio value before each fill, a year; "
+            f"costs = commission / mean value a year. The baselines ran on the same bars, dates, K, lookback, "
+            f"rebalance schedule and costs (btlab.backtest.tracking). Rolling tracking error over {window} bars.")
+    return [f'<h2>Index tracking ({esc(index)})</h2><div class="card">'
+            f'{tracking_table_html(record, d.currency)}{chart}<p class="note" id="tracking-note">{note}</p></div>'
+            ], reduced
 
 
 def _states_sections(d: _Inputs, states: pd.DataFrame | None) -> list[str]:

@@ -278,6 +278,25 @@ def drawdown_table_html(periods: pd.DataFrame) -> str:
     )
 
 
+def tracking_table_html(record: Mapping[str, Any], currency: str | None) -> str:
+    """The tracking table (``metrics["tracking"]``, :func:`btlab.backtest.tracking.tracking_record`): one row per
+    basket (the run's own first, marked), one column per figure of :data:`~btlab.report.format.TRACKING_COLUMNS`."""
+    from btlab.report.format import TRACKING_COLUMNS, TRACKING_ROWS
+
+    rows, own = record.get("rows") or {}, record.get("own")
+    body = []
+    for name in [own, *(n for n in rows if n != own)]:
+        row = rows[name]
+        cells = "".join(f'<td data-col="{esc(key)}">{esc(format_value(row.get(key), unit, currency))}</td>'
+                        for key, _, unit in TRACKING_COLUMNS)
+        label = f"<b>{esc(name)}</b> (this run)" if name == own else esc(name)
+        body.append(f'<tr data-row="{esc(name)}"><td class="l">{label}<br><span class="note">'
+                    f"{esc(TRACKING_ROWS.get(name, ''))}</span></td>{cells}</tr>")
+    head = "".join(f"<th>{esc(label)}</th>" for _, label, _ in TRACKING_COLUMNS)
+    return (f'<table class="data" id="tracking-table"><thead><tr><th class="l">basket</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
 def yearly_table_html(table: pd.DataFrame) -> str:
     rows = []
     for year, row in table.iterrows():

@@ -28,8 +28,8 @@ class OpeningRangeBreakout(bt.Strategy):
     :func:`btlab.model.sessions.session_windows`, so daylight-saving changes and holidays are the calendar's; bars
     of the extended hours (a run with ``session=extended``) are outside every session and never trade. For a 24/7
     venue, a session is the 24 hours starting each UTC day at ``session_start``. The calendar is the venue's
-    (``calendar=auto``: from the feed's exchange via :func:`btlab.model.venue.resolve_venue`; an exchange btlab does
-    not know counts as 24/7), or the one named by ``calendar`` (``24/7`` or a calendar code such as ``XNYS``).
+    (``calendar=auto``: the run's calendar -- ``--calendar``/``calendar=`` of the run, else the exchange's via
+    :func:`btlab.model.venue.resolve_venue`; outside btlab's runner an exchange btlab does not know counts as 24/7), or the one named by ``calendar`` (``24/7`` or a calendar code such as ``XNYS``).
 
     Rules (times are bar open times, UTC; a bar is ``[open, open + timeframe)``):
 
@@ -121,6 +121,9 @@ class OpeningRangeBreakout(bt.Strategy):
 
         if str(self.p.calendar).strip().lower() != _AUTO:
             return resolve_calendar(self.p.calendar)
+        run_calendar = getattr(self.data, "btlab_calendar", None)  # set by btlab's runner: the run's venue calendar
+        if run_calendar:
+            return str(run_calendar)
         exchange = getattr(self.data.p, "exchange", None)
         if not exchange:
             return TWENTY_FOUR_SEVEN

@@ -33,12 +33,12 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from btlab.errors import InvalidArgumentError
+from btlab.signals import on_stop_signals
 from btlab.stream.codec import BarMessage, TickMessage, bars_frame, ticks_frame
 from btlab.stream.config import StreamConfig
 from btlab.stream.consumer import Record, StreamConsumer
@@ -215,7 +215,7 @@ class Sink:
         start = self._start = time.monotonic()
         report = self.report
         with StreamConsumer(self.topics, group_id=self.group, config=self.config, from_beginning=self.from_beginning,
-                            reject=_unstorable) as consumer, self._signals(handle_signals):
+                            reject=_unstorable) as consumer, on_stop_signals(self._on_signal, enabled=handle_signals):
             self._consumer = consumer
             if self._stop.is_set():
                 consumer.stop()
@@ -272,30 +272,11 @@ class Sink:
         gauges = {("consumer_lag", subject[t]): float(n) for t, n in (lag or {}).items() if t in subject}
         self.health.write(counts, dict(self._rows), rates=rates, gauges=gauges)
 
-    @contextmanager
-    def _signals(self, enabled: bool) -> Iterator[None]:
-        """In the main thread: SIGINT/SIGTERM stop the sink after the batch in hand; a second one raises
-        KeyboardInterrupt at once. Previous handlers are restored on exit."""
-        if not enabled or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self.report.signal is not None:
-                raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping at once")
-            self.report.signal = signal.Signals(signum).name
-            self.report.signal_number = int(signum)
-            self.stop()
-
-        previous: dict[int, Any] = {}
-        try:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.getsignal(sig)
-                signal.signal(sig, handler)
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+    def _on_signal(self, signum: int) -> None:
+        """The first SIGINT/SIGTERM (:func:`btlab.signals.on_stop_signals`): stop after the batch in hand."""
+        self.report.signal = signal.Signals(signum).name
+        self.report.signal_number = int(signum)
+        self.stop()
 
 
 def run_sink(

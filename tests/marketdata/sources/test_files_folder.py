@@ -4,10 +4,12 @@ subprocesses, a real DuckDB file. Over all 505 constituents when ../shared/data 
 
 from __future__ import annotations
 
-import os
-
 import gzip
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +114,33 @@ def test_an_invalid_real_file_is_refused_or_skipped(tmp_path):
     assert "skipped" in proc.stderr and "DHR_data.csv.gz, row 600, column 'open'" in proc.stderr
     assert "1 of 2 files imported; 1 invalid file(s) skipped" in proc.stdout
     assert _stored(store, "DHR").empty and len(_stored(store, "GSPC")) == 1_259
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_folder_import_between_files(tmp_path, sig):
+    """The file in hand is finished, the others are not started; what is stored is whole files only."""
+    store = tmp_path / "stop.duckdb"
+    env = {**os.environ, "NO_COLOR": "1", "BTLAB_STORE": str(store), "COLUMNS": "200"}
+    exe = Path(sys.executable).with_name("btlab")
+    proc = subprocess.Popen([str(exe), "data", "import", str(STOCKS), *DAILY, "--symbol-from-file"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    first = proc.stdout.readline()  # the first file is imported: stop now, 19 files before the end
+    assert " 1d bars for nyse:" in first, (first, proc.stderr.read() if proc.poll() is not None else "")
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    done = [first] + [line for line in out.splitlines() if " 1d bars for nyse:" in line]
+    assert proc.returncode == 128 + sig, (proc.returncode, out, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"error: import stopped by {sig.name} after {len(done)} of 20 files"), lines
+    assert 1 <= len(done) < 20
+    with DuckDBStore(store, read_only=True) as st:
+        stored = st.bar_series()
+    assert sorted(stored["symbol"]) == sorted(line.split("nyse:")[1].split()[0].rstrip(",") for line in done)
+    for f in bar_files([STOCKS]):
+        raw = pd.read_csv(f)
+        if raw["Name"].iloc[0] in set(stored["symbol"]):
+            assert len(_stored(store, raw["Name"].iloc[0])) == len(raw)  # whole files only
 
 
 def test_symbol_options_are_one_or_the_other(tmp_path):
