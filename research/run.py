@@ -7,7 +7,9 @@ combination run on the following test range, the test segments chained) and its 
 (:func:`btlab.evaluation.walkforward.evaluate_walkforward`: in-sample vs out-of-sample, each window's deflated
 Sharpe ratio and PBO). The page states each study's request, so anyone can re-run it with ``btlab walkforward``.
 
-Adding a study (e.g. ``rl_tilt``): append a :class:`Study` to :data:`STUDIES` (see the marked place below).
+Adding a study: append a :class:`Study` to :data:`STUDIES`. ``rl_tilt`` is judged apart (:class:`RLStudy`): a
+policy is trained once per seed on the in-sample years, the seeds are the trials, the best in sample trades the
+out-of-sample years; it needs the ``rl`` extra and is left out (saying so) without it.
 """
 
 from __future__ import annotations
@@ -102,8 +104,30 @@ STUDIES: list[Study] = [
           notes="An index tracker: the combination is chosen by the lowest tracking error on the train window "
                 "(annualized std of the daily active returns against ^GSPC); Sharpe, DSR and PBO are shown for "
                 "completeness, the verdict is on tracking."),
-    # ---- rl_tilt: the lead adds its Study here (strategy "rl_tilt", its grid, data and windows) -------------------
 ]
+
+
+# ---- rl_tilt: trained once in sample, judged once out of sample; the trials are the seeds ------------------------
+@dataclass(frozen=True)
+class RLStudy:
+    """The RL weight tilts (``btlab rl train`` / ``btlab rl evaluate``) judged out of sample.
+
+    A policy is not re-optimized per window like a grid (one training takes about half a minute): PPO is trained on
+    the in-sample years once per seed, the seeds are the trials (a user would keep the seed that did best in
+    sample), and the chosen seed trades the out-of-sample years beside the untilted basket. DSR and PBO are computed
+    on the DAILY ACTIVE returns (portfolio - index: what the policy is rewarded for), the seeds as the N trials.
+    """
+
+    name: str = "rl_tilt"
+    files: tuple[tuple[str, str, str | None, str], ...] = (SP500_MEMBERS, SP500_INDEX)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    train: tuple[str, str] = ("2013-02-08", "2016-12-31")
+    test: tuple[str, str] = ("2017-01-01", "2018-02-07")
+    timesteps: int = 20_000
+    cash: float = 1_000_000.0
+
+
+RL_STUDY = RLStudy()
 
 
 # ---- running -------------------------------------------------------------------------------------------------------
@@ -168,6 +192,143 @@ def _progress(name: str):
 
 def _grid_names(name: str) -> set[str]:
     return {k for s in STUDIES if s.name == name for k in s.grid}
+
+
+# ---- rl_tilt ---------------------------------------------------------------------------------------------------------
+@dataclass
+class RLOutcome:
+    """Per seed (rows) the in-sample and out-of-sample figures of the policy, the untilted basket's, the chosen
+    seed, its DSR and the seeds' PBO, seconds."""
+
+    study: RLStudy
+    seeds: Any  # DataFrame indexed by seed
+    untilted: dict[str, dict[str, float]]  # {"in_sample": figures, "out_of_sample": figures}
+    chosen: int
+    dsr: float
+    pbo: float
+    seconds: float
+    benchmark: Any = None  # Metrics of buy and hold of the index over the out-of-sample range
+
+
+def _rl_figures(result: Any, index: str) -> tuple[dict[str, float], Any]:
+    """Tracking figures and Sharpe/CAGR/max drawdown of one run, and its daily active returns."""
+    from btlab.backtest.tracking import active_returns, tracking_metrics
+
+    bars = result.bars_by_symbol[index]
+    fig = tracking_metrics(result.equity, result.orders, bars)
+    active = active_returns(result.equity["value"], bars.set_index("ts")["close"], fig["first"])["active"]
+    m = result.summary
+    return {"tracking_error": fig["tracking_error"], "active_return": fig["active_return"], "turnover": fig["turnover"],
+            "sharpe": m.sharpe, "cagr": m.cagr, "max_drawdown": m.max_drawdown, "total_return": m.total_return}, active
+
+
+def run_rl_study(study: RLStudy, store: DuckDBStore, folder: Path) -> RLOutcome:
+    """Train one policy per seed in sample, run each in and out of sample (with the untilted basket), choose the
+    seed with the best in-sample training reward, and compute DSR (chosen seed) and PBO (seeds) on daily active
+    returns of the in-sample runs."""
+    import numpy as np
+    import pandas as pd
+
+    from btlab.evaluation.walkforward import window_dsr, window_pbo
+    from btlab.rl import evaluate, train
+
+    began = time.monotonic()
+    rows, actives, untilted = {}, {}, {}
+    for seed in study.seeds:
+        print(f"  rl_tilt: seed {seed}: training {study.timesteps:,} steps on {study.train[0]} .. {study.train[1]}",
+              flush=True)
+        trained = train(list(MEMBERS), out=folder / f"tilt-seed{seed}.zip", start=study.train[0],
+                        end=study.train[1], timesteps=study.timesteps, seed=seed, store=store)
+        ins = evaluate(trained.model, start=study.train[0], end=study.train[1], cash=study.cash, allow_overlap=True,
+                       store=store, record=False)
+        oos = evaluate(trained.model, start=study.test[0], end=study.test[1], cash=study.cash, store=store,
+                       record=False)
+        is_fig, actives[seed] = _rl_figures(ins.results["rl_tilt"], "^GSPC")
+        oos_fig, _ = _rl_figures(oos.results["rl_tilt"], "^GSPC")
+        rows[seed] = {"reward": trained.reward_trained, "reward_untilted": trained.reward_untilted,
+                      **{f"is_{k}": v for k, v in is_fig.items()}, **{f"oos_{k}": v for k, v in oos_fig.items()},
+                      "oos_first": oos.table.loc["rl_tilt", "first"], "oos_last": oos.table.loc["rl_tilt", "last"]}
+        if not untilted:  # the same basket for every seed (chosen on the training range): run once
+            untilted = {"in_sample": _rl_figures(ins.results["untilted"], "^GSPC")[0],
+                        "out_of_sample": _rl_figures(oos.results["untilted"], "^GSPC")[0]}
+    seeds = pd.DataFrame.from_dict(rows, orient="index")
+    chosen = int(seeds["reward"].idxmax())
+    trials = pd.concat(actives, axis=1).dropna()
+    sharpes = trials.mean() / trials.std(ddof=1) * np.sqrt(252)
+    dsr = window_dsr(trials[chosen].to_numpy(), sharpes.to_numpy(), n_trials=len(study.seeds), periods_per_year=252)
+    pbo = window_pbo(trials.to_numpy())
+    first, last = seeds.loc[chosen, "oos_first"], seeds.loc[chosen, "oos_last"]
+    held = btlab.run_backtest("buy_hold", symbol="^GSPC", exchange="nyse", timeframe="1d", start=first, end=last,
+                              cash=study.cash, commission=0.001, store=store, record=False).summary
+    return RLOutcome(study, seeds, untilted, chosen, dsr, pbo, time.monotonic() - began, held)
+
+
+def rl_verdict(o: RLOutcome) -> str:
+    """One plain line: does the chosen seed track better (lower tracking error) or earn more (active return) than
+    the untilted basket out of sample, with DSR/PBO on active returns; before the first colon: the headline."""
+    row, base = o.seeds.loc[o.chosen], o.untilted["out_of_sample"]
+    better_te = row["oos_tracking_error"] < base["tracking_error"]
+    better_active = row["oos_active_return"] > base["active_return"]
+    stats = f"DSR {_f(o.dsr)}, PBO {_f(o.pbo)} over {len(o.seeds)} seeds"
+    if better_te and better_active and o.dsr >= DSR_BAR and o.pbo < PBO_BAR:
+        return f"an edge out of sample: lower tracking error and higher active return than the untilted basket; {stats}"
+    return (f"no edge out of sample: tracking error {_f(row['oos_tracking_error'], 'pct')} vs "
+            f"{_f(base['tracking_error'], 'pct')} untilted, active return {_f(row['oos_active_return'], 'pct')} vs "
+            f"{_f(base['active_return'], 'pct')} a year, turnover {_f(row['oos_turnover'])} vs "
+            f"{_f(base['turnover'])}; {stats}")
+
+
+def _rl_headline(o: RLOutcome) -> str:
+    row = o.seeds.loc[o.chosen]
+    return (f"| rl_tilt | {len(MEMBERS)} names + ^GSPC 1d | 1 (seeds: {len(o.seeds)}) | "
+            f"{_f(row['is_sharpe'])} → {_f(row['oos_sharpe'])} | {_f(row['is_cagr'], 'pct')} → "
+            f"{_f(row['oos_cagr'], 'pct')} | {_f(row['oos_max_drawdown'], 'pct')} | {_f(o.benchmark.sharpe)} / "
+            f"{_f(o.benchmark.cagr, 'pct')} | {_f(o.dsr)} | {_f(o.pbo)} | {rl_verdict(o).split(':')[0]} |")
+
+
+def _rl_section(o: RLOutcome) -> list[str]:
+    s = o.study
+    cmd = (f"btlab rl train --symbols {','.join(MEMBERS)} --index ^GSPC \\\n    --from {s.train[0]} --to {s.train[1]} "
+           f"--timesteps {s.timesteps} --seed {o.chosen} --out models/tilt.zip\n"
+           f"btlab rl evaluate --model models/tilt.zip --from {s.test[0]} --to {s.test[1]}")
+    lines = ["## rl_tilt", "",
+             "`rl_tilt`: PPO (stable-baselines3) over- and underweights, by at most 5 % per name, the matching-pursuit "
+             "basket of at most 10 of the 20 names, every 5 sessions, from the regimes of two hysteresis machines on "
+             "^GSPC, recent returns, the trailing tracking error and the current tilts; reward: active return minus "
+             "20 x its square, net of 0.1 % commission on turnover (README, RL weight tilts). Trained on "
+             f"{s.train[0]} .. {s.train[1]} only, once per seed ({s.timesteps:,} steps each); the seed with the best "
+             "in-sample training reward is the choice (the seeds are the trials), and it trades "
+             f"{s.test[0]} .. {s.test[1]} beside the untilted basket (same names, schedule and costs). DSR and PBO "
+             "on daily ACTIVE returns of the in-sample runs (what the policy is rewarded for). "
+             f"{o.seconds:.0f} s.", "", "```bash", cmd, "```", "",
+             "| seed | training reward (untilted) | tracking error IS | OOS | active return IS | OOS | turnover OOS "
+             "| Sharpe IS | OOS |", "|---|---|---|---|---|---|---|---|---|"]
+    for seed, r in o.seeds.iterrows():
+        mark = " (chosen)" if seed == o.chosen else ""
+        lines.append(f"| {seed}{mark} | {r['reward']:.2f} ({r['reward_untilted']:.2f}) | "
+                     f"{_f(r['is_tracking_error'], 'pct')} | {_f(r['oos_tracking_error'], 'pct')} | "
+                     f"{_f(r['is_active_return'], 'pct')} | {_f(r['oos_active_return'], 'pct')} | "
+                     f"{_f(r['oos_turnover'])} | {_f(r['is_sharpe'])} | {_f(r['oos_sharpe'])} |")
+    ui, uo = o.untilted["in_sample"], o.untilted["out_of_sample"]
+    lines.append(f"| untilted basket | — | {_f(ui['tracking_error'], 'pct')} | {_f(uo['tracking_error'], 'pct')} | "
+                 f"{_f(ui['active_return'], 'pct')} | {_f(uo['active_return'], 'pct')} | {_f(uo['turnover'])} | "
+                 f"{_f(ui['sharpe'])} | {_f(uo['sharpe'])} |")
+    row = o.seeds.loc[o.chosen]
+    lines += ["", f"Out of sample {row['oos_first']:%Y-%m-%d} .. {row['oos_last']:%Y-%m-%d} (the first months of "
+              "the test years are the observation's warm-up). Buy and hold of ^GSPC over the same span: Sharpe "
+              f"{_f(o.benchmark.sharpe)}, CAGR {_f(o.benchmark.cagr, 'pct')}.", "",
+              f"**Verdict: {rl_verdict(o)}.**", ""]
+    return lines
+
+
+def _has_rl() -> bool:
+    try:
+        import gymnasium  # noqa: F401
+        import stable_baselines3  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # ---- the page ------------------------------------------------------------------------------------------------------
@@ -311,7 +472,7 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def render(outcomes: list[Outcome], total_s: float, workers: int) -> str:
+def render(outcomes: list[Outcome], total_s: float, workers: int, rl: RLOutcome | None = None) -> str:
     now = datetime.now(timezone.utc)
     lines = [
         "# Research results: every strategy out of sample", "",
@@ -335,10 +496,13 @@ def render(outcomes: list[Outcome], total_s: float, workers: int) -> str:
         "annualized with 365 (crypto) or 252 (NYSE). Drawdowns are fractions of the peak. Costs: the commission "
         "named per study, market orders filled at the next bar's open.", "",
     ]
-    lines += _headline(outcomes) + ["", "`rl_tilt`: not yet in this page (its study is added to "
-                                                     "`STUDIES` in research/run.py when it lands).", ""]
+    lines += _headline(outcomes)
+    lines += [_rl_headline(rl), ""] if rl is not None else ["", "`rl_tilt`: not run (the `rl` extra is not "
+                                                            "installed, or `--only` left it out).", ""]
     for o in outcomes:
         lines += _section(o)
+    if rl is not None:
+        lines += _rl_section(rl)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -350,9 +514,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     wanted = set(args.only.split(",")) if args.only else None
     studies = [s for s in STUDIES if wanted is None or s.name in wanted]
-    if wanted and len(studies) != len(wanted):
-        print(f"unknown study in --only: {', '.join(sorted(wanted - {s.name for s in STUDIES}))}", file=sys.stderr)
+    with_rl = wanted is None or RL_STUDY.name in wanted
+    known = {s.name for s in STUDIES} | {RL_STUDY.name}
+    if wanted and wanted - known:
+        print(f"unknown study in --only: {', '.join(sorted(wanted - known))}", file=sys.stderr)
         return 1
+    if with_rl and not _has_rl():
+        print("rl_tilt: left out: the rl extra is not installed (pip install 'btlab[rl]')", file=sys.stderr)
+        with_rl = False
+    rl = None
     began = time.monotonic()
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="btlab-research-") as tmp, DuckDBStore(Path(tmp) / "r.duckdb") as st:
@@ -363,9 +533,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{study.name}: walk-forward ...", flush=True)
             outcomes.append(run_study(study, st, args.workers))
             print(f"{study.name}: {outcomes[-1].seconds:.0f} s; {verdict(outcomes[-1])}", flush=True)
+        if with_rl:
+            import_files(st, tuple(f for f in RL_STUDY.files if f not in imported))
+            print("rl_tilt: one policy per seed ...", flush=True)
+            rl = run_rl_study(RL_STUDY, st, Path(tmp))
+            print(f"rl_tilt: {rl.seconds:.0f} s; {rl_verdict(rl)}", flush=True)
     total = time.monotonic() - began
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(outcomes, total, args.workers))
+    args.out.write_text(render(outcomes, total, args.workers, rl))
     print(f"wrote {args.out} in {total:.0f} s")
     return 0
 

@@ -55,3 +55,37 @@ def test_the_verdict_follows_the_rule(page):
     verdict = re.search(r"\*\*Verdict: (.*)\.\*\*", text)[1]
     assert verdict.startswith("an edge out of sample" if edge else "no edge out of sample")
     assert f"{dsr:.2f}" in verdict or edge
+
+
+def test_the_rl_study_chooses_the_best_seed_in_sample_and_deflates_it_over_the_seeds(tmp_path):
+    """rl_tilt's study on the bundled constituents (2 seeds, a few PPO steps): the chosen seed is the best training
+    reward, DSR and PBO are those of the seeds' daily in-sample active returns, and the page shows the row."""
+    pytest.importorskip("stable_baselines3", reason="the rl extra (pip install 'btlab[rl]') is not installed")
+    from dataclasses import replace
+
+    from btlab.evaluation.walkforward import window_dsr, window_pbo
+    from btlab.rl import evaluate
+
+    gen = _generator()
+    study = replace(gen.RL_STUDY, seeds=(0, 1), timesteps=64)
+    with DuckDBStore(tmp_path / "rl.duckdb") as st:
+        gen.import_files(st, study.files)
+        o = gen.run_rl_study(study, st, tmp_path)
+        assert o.chosen == int(o.seeds["reward"].idxmax())
+        actives = {}
+        for seed in study.seeds:  # the in-sample runs again, from the saved policies: the same active returns
+            ins = evaluate(tmp_path / f"tilt-seed{seed}.zip", start=study.train[0], end=study.train[1],
+                           cash=study.cash, allow_overlap=True, store=st, record=False).results["rl_tilt"]
+            actives[seed] = gen._rl_figures(ins, "^GSPC")[1]
+    trials = np.column_stack([actives[s].to_numpy() for s in study.seeds])
+    sharpes = trials.mean(axis=0) / trials.std(axis=0, ddof=1) * np.sqrt(252)
+    assert o.dsr == pytest.approx(window_dsr(actives[o.chosen].to_numpy(), sharpes, n_trials=2, periods_per_year=252))
+    assert o.pbo == pytest.approx(window_pbo(trials))
+    assert 0 <= o.dsr <= 1 and 0 <= o.pbo <= 1
+    text = gen.render([], o.seconds, 1, o)
+    row = next(line for line in text.splitlines() if line.startswith("| rl_tilt |"))
+    r = o.seeds.loc[o.chosen]
+    assert f"{r['is_sharpe']:.2f} → {r['oos_sharpe']:.2f}" in row and f"| {o.dsr:.2f} | {o.pbo:.2f} |" in row
+    assert f"| {o.chosen} (chosen) |" in text and "| untilted basket |" in text
+    verdict = re.search(r"\*\*Verdict: (.*)\.\*\*", text)[1]
+    assert verdict.startswith(("no edge out of sample", "an edge out of sample"))
