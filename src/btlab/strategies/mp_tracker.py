@@ -280,7 +280,7 @@ class MatchingPursuitTracker(bt.Strategy):
         return int(params.get("lookback", 252))
 
     def __init__(self) -> None:
-        self.validate_params(dict(self.p._getitems()))
+        self.validate_params(dict(self.p._getkwargs()))  # the values of this run (_getitems: the defaults)
         names = [d._name for d in self.datas]
         if self.p.index not in names:
             raise StrategyParameterError(
