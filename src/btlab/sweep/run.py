@@ -542,7 +542,7 @@ def _sweep(ref: str, grid: Grid, store: Store, *, exchange: str, names: list[str
         finally:
             close_client(client, cluster)
     elapsed = time.monotonic() - state.started
-    if control.signum:
+    if control.signum and state.done < len(todo):  # a stop that came after the last batch stopped nothing
         message = f"{control.signal_name}: stopped after {state.done:,} of {len(todo):,} combinations of this call"
         state.write("interrupted", error=message)
         raise RunInterruptedError(f"sweep {sid} interrupted by {message}; stored as interrupted "
