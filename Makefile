@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 SQLCHECK := tests/store/questdb_sql/node_modules/.installed
 COMPOSE := docker compose -f deploy/docker-compose.yml
 
-.PHONY: help install demo test bench up down logs ps lock clean
+.PHONY: help install demo test bench research up down logs ps lock clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test: $(STAMP) $(SQLCHECK)  ## run the whole test suite
 
 bench: $(STAMP)  ## run the benchmarks and write benchmarks/RESULTS.md (ONLY=replay,sink: just those sections)
 	$(BIN)/python benchmarks/run.py $(if $(ONLY),--only $(ONLY))
+
+research: $(STAMP)  ## judge every research strategy out of sample on the bundled data, write docs/RESEARCH.md (ONLY=orb,rl_tilt)
+	$(BIN)/python research/run.py $(if $(ONLY),--only $(ONLY))
 
 up:  ## start the full stack (QuestDB, Redpanda, Grafana, the demo job) with docker compose; see deploy/README.md
 	@test -f deploy/.env || { echo "first: cp deploy/.env.example deploy/.env and set the passwords in it"; exit 1; }

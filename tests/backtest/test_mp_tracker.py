@@ -245,6 +245,22 @@ def test_mp_tracker_ols_variant_and_errors(sp_store):
         run_tracking([*SYMBOLS, INDEX], index=INDEX, store=str(sp_store), record=False)
 
 
+def test_plain_backtrader_checks_the_runs_own_values(sp_store):
+    """Outside btlab's runner (which checks parameters first) the strategy checks the values it was given, not
+    its defaults."""
+    from btlab.backtest.compat import bt
+    from btlab.strategies.mp_tracker import MatchingPursuitTracker
+
+    cerebro = bt.Cerebro()
+    with DuckDBStore(sp_store, read_only=True) as st:
+        for symbol in (SYMBOLS[0], INDEX):
+            bars = st.read_bars(exchange="nyse", symbol=symbol, timeframe="1d").set_index("ts").tz_convert(None)
+            cerebro.adddata(bt.feeds.PandasData(dataname=bars), name=symbol)
+    cerebro.addstrategy(MatchingPursuitTracker, k=0)
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        cerebro.run()
+
+
 ALL_505 = SHARED / "data" / "equities" / "sp500_daily" / "individual_stocks_5yr"
 
 

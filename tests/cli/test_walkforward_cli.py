@@ -120,3 +120,29 @@ def test_sigterm_stops_with_143_and_a_rerun_resumes(store_path, tmp_path):
     again = btlab_cli(*args, store=store)
     assert again.returncode == 0, again.stderr
     assert "window 1/2: sweeping 4 combinations on the train range, 4 finished earlier" in again.stderr
+
+
+def test_walkforward_resamples_for_regime_fsm(store_path):
+    """--resample 1d reaches every sweep run and the recorded test run (regime_fsm's daily machine)."""
+    done = btlab_cli("walkforward", "--strategy", "regime_fsm", "--grid-param", "period=10",
+                     "--grid-param", "enter_pct=0.02,0.04", "--symbols", "BTC/USDT", "--timeframe", "1h",
+                     "--resample", "1d", "--from", "2021-01-01", "--to", "2021-06-30", "--train", "3m",
+                     "--test", "3m", "--workers", "1", store=store_path)
+    assert done.returncode == 0, done.stderr
+    wf_id = re.search(r"walk-forward (wf-regime_fsm-[0-9a-f]+)", done.stdout)[1]
+    with DuckDBStore(store_path, read_only=True) as st:
+        test_run = st.get_run(f"{wf_id}-w00-oos")
+        sweep = st.sweep_runs(f"{wf_id}-w00", status="finished")
+    assert test_run["config"]["resample"] == ["1d"] and test_run["status"] == "finished"
+    assert len(sweep) == 2 and all(json.loads(c)["resample"] == ["1d"] for c in sweep["config"])
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--resample", "7m"), "7m"),
+    (("--resample", "1d", "--engine", "vector"), "vector engine runs the base timeframe only"),
+    (("--by", "tracking"), "unknown metric 'tracking'"),
+])
+def test_bad_resample_or_ranking_is_one_line(store_path, extra, message):
+    args = [a for a in ARGS if a not in ("--engine", "vector")]
+    line = assert_one_line(btlab_cli(*args, *extra, store=store_path))
+    assert message in line

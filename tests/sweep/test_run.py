@@ -250,6 +250,21 @@ def test_sigint_stops_the_sweep_and_keeps_what_finished(store_path, tmp_path):
         assert sweep["done"] == len(runs) and sweep["error"].startswith("SIGINT: stopped after")
 
 
+def test_a_signal_after_the_last_combination_leaves_the_sweep_finished(store):
+    """Ctrl-C that comes when every combination is already stored stops nothing: the sweep is finished, not
+    interrupted (the signal is sent from the progress callback of the last combination, in the main thread)."""
+    total = len(GRID)
+
+    def progress(p) -> None:
+        if p.done == total:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = run_sweep("sma_cross", GRID, **REQUEST, engine="vector", store=store, workers=1, progress=progress)
+    assert (result.status, result.done) == ("finished", total)
+    sweep = store.get_sweep(result.sweep_id)
+    assert (sweep["status"], sweep["done"]) == ("finished", total) and not sweep["error"]
+
+
 def test_an_unreachable_scheduler_is_one_error_and_the_sweep_is_stored_failed(store, monkeypatch):
     import socket
 

@@ -629,6 +629,10 @@ ByOption = Annotated[str, typer.Option(
     help="Rank by this metric: sharpe, sortino, calmar, cagr, total_return, max_drawdown (<= 0, closer to 0 is "
     "better), win_rate, profit_factor, avg_trade, exposure, n_trades, end_value (higher first), or volatility, "
     "max_drawdown_days (lower first).")]
+WalkForwardByOption = Annotated[str, typer.Option(
+    "--by", metavar="METRIC",
+    help="Choose each window's combination by this metric: as sweep show --by (sharpe, ..., volatility lower "
+    "first), or tracking_error (lower first) for an index tracker such as mp_tracker.")]
 TopNOption = Annotated[int, typer.Option("-n", "--top", metavar="N", min=1, help="How many combinations.")]
 MetricOption = Annotated[str, typer.Option(
     "--metric", metavar="METRIC", help="Metric of the heatmap, marginals, histogram and ranking (as --by).")]

@@ -8,7 +8,6 @@ from typing import Any
 
 from btlab.cli.common import (
     AnchoredOption,
-    ByOption,
     CalendarOption,
     CashOption,
     CommissionOption,
@@ -18,6 +17,7 @@ from btlab.cli.common import (
     FromOption,
     GridOption,
     GridParamOption,
+    ResampleOption,
     SchedulerOption,
     SessionOption,
     SizePctOption,
@@ -29,6 +29,7 @@ from btlab.cli.common import (
     TimeframeOption,
     ToOption,
     TrainOption,
+    WalkForwardByOption,
     WalkForwardIdOption,
     WorkersOption,
     console,
@@ -50,13 +51,14 @@ def walkforward(
     exchange: ExchangeOption = "binance",
     symbols: SymbolsOption = ...,
     timeframe: TimeframeOption = "1h",
+    resample: ResampleOption = None,
     from_: FromOption = None,
     to: ToOption = None,
     train: TrainOption = ...,
     test: TestOption = ...,
     step: StepOption = None,
     anchored: AnchoredOption = False,
-    by: ByOption = "sharpe",
+    by: WalkForwardByOption = "sharpe",
     engine: EngineOption = "backtrader",
     workers: WorkersOption = None,
     scheduler: SchedulerOption = None,
@@ -71,13 +73,16 @@ def walkforward(
     """Walk-forward evaluation: on each window, sweep the grid on the train range, pick the best combination by
     --by, run it on the following test range; chain the test segments into one out-of-sample equity curve.
 
+    --resample 1d feeds timeframes built from the stored bars to every run (regime_fsm); with an index tracker
+    (mp_tracker), --by tracking_error chooses the combination tracking the index most closely.
+
     Windows cover --from .. --to (both required): rolling (default) or --anchored (expanding train), moving by
     --step (default --test); a last test window that does not fit before --to is dropped. Each test run starts
     flat with the previous segment's ending equity, after a warm-up of the strategy's minimum period in bars
     taken from the end of the train window (it cannot order before the test start). Stored: one sweep per window
     (<id>-wNN) and one recorded test run per window (<id>-wNN-oos). Prints the windows (chosen parameters, in-sample
-    and out-of-sample metric, deflated Sharpe ratio of the choice, PBO of the grid on the train window with the
-    vector engine) and in-sample vs out-of-sample metrics.
+    and out-of-sample metric, deflated Sharpe ratio of the choice, PBO of the grid on the train window, CSCV)
+    and in-sample vs out-of-sample metrics.
 
     \b
     Example:
@@ -86,10 +91,9 @@ def walkforward(
     """
     from btlab.cli.sweep import _grid
     from btlab.evaluation.walkforward import evaluate_walkforward, walkforward_windows
-    from btlab.sweep.top import check_metric
-    from btlab.sweep.walkforward import run_walkforward
+    from btlab.sweep.walkforward import check_ranking, run_walkforward
 
-    check_metric(by)
+    check_ranking(by)
     names = need_text(symbols, "--symbols")
     windows = walkforward_windows(from_, to, train=train, test=test, step=step, anchored=anchored)
     spec = _grid(grid, grid_param or [], constraint or [], None, None)
@@ -97,7 +101,8 @@ def walkforward(
         run = run_walkforward(strategy, spec, windows=windows, exchange=exchange, symbols=names,
                               timeframe=timeframe, by=by, engine=engine, workers=workers, scheduler=scheduler,
                               walkforward_id=walkforward_id, cash=cash, commission=commission, size_pct=size_pct,
-                              calendar=calendar, session=session, store=st, progress=_progress)
+                              calendar=calendar, session=session, store=st, progress=_progress,
+                              resample=resample)
     result = evaluate_walkforward(run)
     console.print(_windows_table(result, windows))
     console.print(_side_by_side_table(result))
@@ -127,7 +132,7 @@ def _windows_table(result: Any, windows: Any) -> Any:
              f"test {windows.test}, step {windows.step}; each window: its train range, its test range, the chosen "
              f"parameters; IS = {by} of the chosen parameters on the train window (the best of N trials), "
              f"OOS = {by} of its test segment, DSR = deflated Sharpe ratio of the choice, PBO = probability of "
-             f"backtest overfitting of the grid on the train window (vector engine only)")
+             f"backtest overfitting of the grid on the train window (CSCV)")
     table = Table(title=plain(title), header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("#", "window (UTC)", "IS", "OOS", "OOS ret", "N", "DSR", "PBO"):
         table.add_column(name, justify="left" if name.startswith("window") else "right", no_wrap=True)

@@ -43,10 +43,10 @@ Statistics (:func:`evaluate_walkforward`):
   finished combination with a Sharpe ratio; their annualized Sharpe ratios are made per-period by dividing by
   ``sqrt(periods_per_year)``), n_trials = the finished combinations of the window's sweep;
 * PBO (:func:`btlab.evaluation.overfitting.pbo`, CSCV with S = 16 blocks, per-period Sharpe ratio) of each
-  window's grid on its train window, from every combination's daily train returns: only when the run has them
-  (the vector engine recomputes them with its kernel); NaN on the Backtrader engine (the sweep rows hold metrics,
-  not return series, and re-running the whole grid to get them is not done) or when the train window has fewer
-  than 32 days or the grid fewer than 2 combinations.
+  window's grid on its train window, from every combination's daily train returns (the vector engine recomputes
+  them with its kernel; on the Backtrader engine the sweep's workers return them); a train window of fewer than
+  32 days has fewer blocks (:func:`pbo_splits`: at least 2 days per block); NaN when fewer than 8 blocks (16 days)
+  or the grid has fewer than 2 combinations.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from btlab.errors import InvalidArgumentError
 from btlab.model.timebounds import parse_range
 
 __all__ = ["WalkForwardResult", "WalkForwardWindows", "Window", "bound_text", "evaluate_walkforward", "parse_period",
-           "walkforward_windows", "window_dsr", "window_pbo"]
+           "pbo_splits", "walkforward_windows", "window_dsr", "window_pbo"]
 
 _PERIOD = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[dwmy])$", re.IGNORECASE)
 _ONE_NS = pd.Timedelta(1, "ns")
@@ -231,7 +231,8 @@ class WalkForwardResult:
         equity: the chained out-of-sample equity: columns ``ts`` (datetime64[ns, UTC], bar open time) and
             ``value`` (account currency), one row per bar of the test windows.
         metrics: :class:`~btlab.backtest.metrics.Metrics` of the chained curve (start value = the requested cash).
-        side_by_side: DataFrame indexed by metric name (:data:`SIDE_BY_SIDE`)
+        side_by_side: DataFrame indexed by metric name (:data:`SIDE_BY_SIDE`, and ``tracking_error`` for an
+            index tracker such as ``mp_tracker``: annualized std of the active returns against the index)
             with columns ``in_sample`` (mean over windows of the chosen combination's train-window metric) and
             ``out_of_sample`` (the chained OOS metric).
         untested: as :attr:`WalkForwardWindows.untested`.
@@ -271,11 +272,30 @@ def evaluate_walkforward(run: Any) -> WalkForwardResult:
     ins = {name: float(np.nanmean([w.is_metrics.get(name, math.nan) for w in run.windows]))
            if any(_finite(w.is_metrics.get(name)) for w in run.windows) else math.nan for name in SIDE_BY_SIDE}
     outs = {name: float(getattr(metrics, name)) for name in SIDE_BY_SIDE}
+    tracking = _chained_tracking_error(run, equity)
+    if tracking is not None:  # an index tracker: how closely it tracked, IS (mean of the windows) vs chained OOS
+        ins["tracking_error"] = float(np.nanmean([_num(w.is_metrics.get("tracking_error")) for w in run.windows]))
+        outs["tracking_error"] = tracking
     side = pd.DataFrame({"in_sample": ins, "out_of_sample": outs})
     side.index.name = "metric"
     curve = pd.DataFrame({"ts": pd.DatetimeIndex(equity.index), "value": equity["value"].to_numpy()})
     return WalkForwardResult(walkforward_id=run.walkforward_id, by=run.by, windows=table, equity=curve,
                              metrics=metrics, side_by_side=side, untested=run.untested, trades=trades)
+
+
+def _chained_tracking_error(run: Any, equity: pd.DataFrame) -> float | None:
+    """Annualized tracking error of the chained OOS curve against the index (every window's ``index_close``),
+    as :func:`btlab.backtest.tracking.tracking_metrics` defines it (std of per-bar active returns, ddof 1, x
+    sqrt(periods_per_year)); None when the run is not an index tracker's."""
+    closes = [getattr(w, "index_close", None) for w in run.windows]
+    if any(c is None for c in closes):
+        return None
+    from btlab.backtest.tracking import active_returns
+
+    returns = active_returns(equity["value"], pd.concat(closes))
+    if len(returns) < 2:
+        return math.nan
+    return float(returns["active"].std(ddof=1) * math.sqrt(run.periods_per_year))
 
 
 def _finite(value: Any) -> bool:
@@ -340,10 +360,24 @@ def window_pbo(trial_returns: Any, n_splits: int = PBO_SPLITS) -> float:
         n_splits: CSCV blocks S.
 
     Returns: the PBO in [0, 1], or NaN when ``trial_returns`` is None, has fewer than 2 columns or fewer than
-    ``2 * n_splits`` rows.
+    ``2 * MIN_PBO_SPLITS`` rows. A train window of fewer than ``2 * n_splits`` days (e.g. 4 weeks of sessions) is
+    cut into fewer blocks: the largest even S <= ``n_splits`` with at least 2 days per block (:func:`pbo_splits`).
     """
     from btlab.evaluation.overfitting import pbo
 
-    if trial_returns is None or trial_returns.shape[1] < 2 or len(trial_returns) < 2 * n_splits:
+    if trial_returns is None or trial_returns.shape[1] < 2:
         return math.nan
-    return float(pbo(trial_returns, n_splits=n_splits).pbo)
+    splits = pbo_splits(len(trial_returns), n_splits)
+    if splits < MIN_PBO_SPLITS:
+        return math.nan
+    return float(pbo(trial_returns, n_splits=splits).pbo)
+
+
+#: fewest CSCV blocks a window's PBO is computed with (fewer: NaN)
+MIN_PBO_SPLITS = 8
+
+
+def pbo_splits(n_rows: int, n_splits: int = PBO_SPLITS) -> int:
+    """The CSCV blocks S for ``n_rows`` daily returns: ``n_splits``, or fewer (even) when the rows cannot give
+    every block at least 2 days: ``min(n_splits, 2 * (n_rows // 4))``."""
+    return int(min(n_splits, 2 * (n_rows // 4)))

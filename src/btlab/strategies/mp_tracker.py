@@ -271,8 +271,16 @@ class MatchingPursuitTracker(bt.Strategy):
         if not 0 < float(params.get("gross", 0.98)) <= 1:
             raise ValueError(f"gross must be in (0, 1], got {params.get('gross')}")
 
+    @classmethod
+    def warmup_bars(cls, params: dict[str, Any]) -> int:
+        """Bars of history the strategy reads before its first rebalance: ``lookback`` (it rebalances on the bar
+        where ``lookback + 1`` index closes are known). A walk-forward starts each test run this many bars before
+        the test window (:func:`btlab.sweep.walkforward.warmup_of`), so the first rebalance is on the first test
+        bar."""
+        return int(params.get("lookback", 252))
+
     def __init__(self) -> None:
-        self.validate_params(dict(self.p._getitems()))
+        self.validate_params(dict(self.p._getkwargs()))  # the values of this run (_getitems: the defaults)
         names = [d._name for d in self.datas]
         if self.p.index not in names:
             raise StrategyParameterError(

@@ -46,7 +46,8 @@ from btlab.store import Store, open_store
 from btlab.store.schema import RUN_METRIC_COLUMNS
 from btlab.sweep.grid import Grid, combo_id, make_grid
 
-__all__ = ["ENGINES", "SweepProgress", "SweepResult", "run_sweep", "sweep_id_for"]
+__all__ = ["ENGINES", "SweepProgress", "SweepResult", "check_engine", "close_client", "dask_client", "extra_metrics",
+           "resample_list", "run_daily_returns", "run_sweep", "sweep_id_for", "symbol_list"]
 
 #: engines a sweep runs on
 ENGINES: tuple[str, ...] = ("backtrader", "vector")
@@ -85,6 +86,10 @@ class SweepResult:
         status: ``finished`` (every combination ran; some may have failed) or ``interrupted``.
         elapsed_s: wall seconds of this call.
         best: the finished run with the highest Sharpe ratio: ``run_id, params, sharpe, total_return``; None if none.
+        returns: with ``returns=True`` on the Backtrader engine, ``{run_id: daily simple returns}`` (pandas Series
+            indexed by UTC day or session date, :func:`btlab.backtest.metrics.daily_returns` of the run's equity from
+            its starting cash) of every combination THIS call finished (not stored; a resumed combination is not
+            in it); else empty.
     """
 
     sweep_id: str
@@ -95,6 +100,7 @@ class SweepResult:
     status: str
     elapsed_s: float
     best: dict[str, Any] | None = None
+    returns: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -118,6 +124,12 @@ class _Job:
     bars: dict[str, Any] = field(repr=False)
     base_row: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # found when the bars were loaded (gaps)
+    resample: tuple[str, ...] = ()  # timeframes built from the base bars (run_backtest(timeframes=...))
+    keep_returns: bool = False  # rows carry the run's daily returns under RETURNS_KEY (never stored)
+
+
+#: the key of a worker row's daily returns (``run_sweep(returns=True)``); taken off the row before it is stored
+RETURNS_KEY = "_daily_returns"
 
 
 # ---- on the workers -----------------------------------------------------------------------------------------------
@@ -154,13 +166,16 @@ def _run_one(job: _Job, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
     else:
         from btlab.backtest.runner import run_backtest
 
-        result = run_backtest(job.strategy, symbols=job.symbols, exchange=job.exchange, timeframe=job.timeframe,
-                              start=job.start, end=job.end, params=params, cash=job.cash, commission=job.commission,
-                              size_pct=job.size_pct, calendar=job.calendar, session=job.session, bars=job.bars,
-                              record=False, run_id=run_id, sweep_id=job.base_row.get("sweep_id"))
+        result = run_backtest(job.strategy, symbols=job.symbols, exchange=job.exchange,
+                              timeframes=[job.timeframe, *job.resample], start=job.start, end=job.end,
+                              params=params, cash=job.cash, commission=job.commission, size_pct=job.size_pct,
+                              calendar=job.calendar, session=job.session, bars=job.bars, record=False, run_id=run_id,
+                              sweep_id=job.base_row.get("sweep_id"))
         metrics, config = result.summary, result.config
         extra = {"warnings": "\n".join(job.warnings + result.warnings) or None, **result.order_counts}
-    values = metrics.as_dict()
+        if job.keep_returns:
+            extra[RETURNS_KEY] = run_daily_returns(result)
+    values = {**metrics.as_dict(), **(extra_metrics(result) if job.engine != "vector" else {})}
     now = datetime.now(timezone.utc)
     return {
         **job.base_row, "run_id": run_id, "params": config.params, "status": "finished", "finished_at": now,
@@ -169,8 +184,43 @@ def _run_one(job: _Job, run_id: str, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_daily_returns(result: Any) -> Any:
+    """A :class:`~btlab.backtest.runner.BacktestResult`'s daily simple returns from its starting cash (pandas Series
+    indexed by UTC day, or by session date on an exchange calendar), as its metrics compute them."""
+    from btlab.backtest.metrics import daily_returns
+
+    venue = result.config.venue_calendar
+    return daily_returns(result.equity["value"], result.config.cash, None if venue == "24/7" else venue)
+
+
+#: metrics a sweep adds to ``bt_runs.metrics`` (JSON) for some strategies, beside :class:`Metrics`: name -> True
+#: when lower is better
+EXTRA_METRICS: dict[str, bool] = {"tracking_error": True, "active_return": False}
+
+
+def extra_metrics(result: Any) -> dict[str, float]:
+    """Metrics of a run beyond :class:`~btlab.backtest.metrics.Metrics`, by name (:data:`EXTRA_METRICS`).
+
+    An index tracker -- a strategy with an ``index`` parameter naming one of the run's feeds (``mp_tracker``) --
+    gets ``tracking_error`` and ``active_return`` (annualized, fractions) of
+    :func:`btlab.backtest.tracking.tracking_metrics` (returns per base bar from the first fill; 252 bars a year on
+    an exchange calendar, else 365); NaN when nothing was filled. Any other run: ``{}``.
+    """
+    index = (result.config.params or {}).get("index")
+    if not isinstance(index, str) or index not in result.bars_by_symbol:
+        return {}
+    from btlab.backtest.tracking import tracking_metrics
+
+    periods = 365 if result.config.venue_calendar == "24/7" else 252
+    try:
+        found = tracking_metrics(result.equity, result.orders, result.bars_by_symbol[index], periods=periods)
+    except InvalidArgumentError:  # no fill: nothing tracked
+        return {name: math.nan for name in EXTRA_METRICS}
+    return {name: float(found[name]) for name in EXTRA_METRICS}
+
+
 # ---- in the calling process -----------------------------------------------------------------------------------------
-def _check_engine(engine: str, ref: str, symbols: list[str]) -> str:
+def check_engine(engine: str, ref: str, symbols: list[str]) -> str:
     """The engine name, checked: ``vector`` needs a kernel for the strategy and one symbol.
 
     Raises:
@@ -190,7 +240,29 @@ def _check_engine(engine: str, ref: str, symbols: list[str]) -> str:
     return name
 
 
-def _symbols(symbols: str | Sequence[str]) -> list[str]:
+def resample_list(timeframe: str, resample: str | Sequence[str] | None, engine: str = "backtrader") -> tuple[str, ...]:
+    """The timeframes to build from the base ``timeframe`` (comma-separated text or a sequence; None: none), each
+    checked as :func:`btlab.run_backtest` checks ``timeframes``.
+
+    Raises:
+        InvalidArgumentError: a timeframe that cannot be built from the base one, or resampling on the vector engine.
+    """
+    from btlab.backtest.feed import check_resample
+
+    items = resample.split(",") if isinstance(resample, str) else list(resample or [])
+    out = tuple(check_resample(timeframe, str(t).strip()).value for t in items if str(t).strip())
+    if out and engine == "vector":
+        raise InvalidArgumentError("the vector engine runs the base timeframe only: resample with engine backtrader")
+    return out
+
+
+def symbol_list(symbols: str | Sequence[str]) -> list[str]:
+    """The symbols of a request as a list: a comma-separated string or a sequence, each stripped, empty ones left
+    out (``"BTC/USDT, ETH/USDT"`` -> ``["BTC/USDT", "ETH/USDT"]``).
+
+    Raises:
+        InvalidArgumentError: no symbol left.
+    """
     items = symbols.split(",") if isinstance(symbols, str) else list(symbols)
     out = [str(s).strip() for s in items if str(s).strip()]
     if not out:
@@ -209,7 +281,7 @@ def sweep_id_for(strategy: str, grid: Grid, *, exchange: str, symbols: Sequence[
     return f"{label}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
-def _client(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:
+def dask_client(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:
     """``(client, local cluster or None)``: ``Client(scheduler)`` (or ``BTLAB_DASK_SCHEDULER``), else a
     ``LocalCluster`` of ``workers`` (default 2) single-threaded worker processes.
 
@@ -261,6 +333,7 @@ class _Sweep:
                  progress: Callable[[SweepProgress], None] | None) -> None:
         self.store, self.row, self.total, self.skipped = store, row, total, skipped
         self.progress = progress
+        self.returns: dict[str, Any] = {}
         self.done = self.failed = 0
         self.started = self.written = time.monotonic()
 
@@ -286,6 +359,9 @@ class _Sweep:
 
     def stored(self, rows: list[dict[str, Any]]) -> None:
         """A finished batch: one bulk upsert into ``bt_runs``, then counts, ``bt_sweeps`` and progress."""
+        for row in rows:
+            if RETURNS_KEY in row:
+                self.returns[row["run_id"]] = row.pop(RETURNS_KEY)
         self.store.write_runs(rows)
         self.done += len(rows)
         self.failed += sum(1 for r in rows if r["status"] == "failed")
@@ -356,7 +432,8 @@ def run_sweep(strategy: str, grid: Grid | str | Mapping[str, Any], *, exchange: 
               cash: float = 10_000.0, commission: float = 0.001, size_pct: float = 95.0,
               calendar: str | None = None, session: str | None = None, store: Store | str | None = None,
               progress: Callable[[SweepProgress], None] | None = None,
-              batch_size: int | None = None) -> SweepResult:
+              batch_size: int | None = None, resample: str | Sequence[str] | None = None,
+              returns: bool = False) -> SweepResult:
     """Run every combination of ``grid`` for ``strategy`` on Dask and store each result (see module docstring).
 
     Args:
@@ -375,6 +452,11 @@ def run_sweep(strategy: str, grid: Grid | str | Mapping[str, Any], *, exchange: 
         progress: called with a :class:`SweepProgress` at the start and after every stored batch.
         batch_size: combinations per task (default: a few batches per worker, at most 10 on the Backtrader engine
             and 500 on the vector engine).
+        resample: timeframes built from the stored ``timeframe`` bars for every run (``run_backtest(timeframes=
+            [timeframe, *resample])``; e.g. ``["1d"]`` for ``regime_fsm``); Backtrader engine only. Part of the sweep
+            id and of each combination's id.
+        returns: also give each finished combination's daily returns in :attr:`SweepResult.returns` (Backtrader
+            engine; what a walk-forward's PBO needs).
 
     Returns: :class:`SweepResult`.
 
@@ -387,8 +469,9 @@ def run_sweep(strategy: str, grid: Grid | str | Mapping[str, Any], *, exchange: 
         StoreUnavailableError: the store cannot be reached.
     """
     ref, cls = resolve_strategy(strategy)
-    names = _symbols(symbols)
-    engine = _check_engine(engine, ref, names)
+    names = symbol_list(symbols)
+    engine = check_engine(engine, ref, names)
+    extra_tfs = resample_list(timeframe, resample, engine)
     the_grid = make_grid(grid)
     the_grid.check_params(strategy_params(cls), ref)
     owns_store = not isinstance(store, Store)
@@ -397,7 +480,7 @@ def run_sweep(strategy: str, grid: Grid | str | Mapping[str, Any], *, exchange: 
         return _sweep(ref, the_grid, the_store, exchange=exchange, names=names, timeframe=timeframe, start=start,
                       end=end, engine=engine, workers=workers, scheduler=scheduler, sweep_id=sweep_id, cash=cash,
                       commission=commission, size_pct=size_pct, calendar=calendar, session=session,
-                      progress=progress, batch_size=batch_size)
+                      progress=progress, batch_size=batch_size, resample=extra_tfs, keep_returns=bool(returns))
     finally:
         if owns_store:
             the_store.close()
@@ -406,13 +489,15 @@ def run_sweep(strategy: str, grid: Grid | str | Mapping[str, Any], *, exchange: 
 def _sweep(ref: str, grid: Grid, store: Store, *, exchange: str, names: list[str], timeframe: str, start: Any,
            end: Any, engine: str, workers: int | None, scheduler: str | None, sweep_id: str | None, cash: float,
            commission: float, size_pct: float, calendar: str | None, session: str | None,
-           progress: Callable[[SweepProgress], None] | None, batch_size: int | None) -> SweepResult:
+           progress: Callable[[SweepProgress], None] | None, batch_size: int | None, resample: tuple[str, ...] = (),
+           keep_returns: bool = False) -> SweepResult:
     config, bars, warnings = load_backtest_bars(ref, symbols=names, exchange=exchange, timeframe=timeframe, start=start,
                                          end=end, cash=cash, commission=commission, size_pct=size_pct,
                                          calendar=calendar, session=session, store=store)
     data_hash = hash_bars(bars)
     settings = {"cash": float(cash), "commission": float(commission), "size_pct": float(size_pct),
-                "session": config.session, "calendar": config.calendar, "venue_calendar": config.venue_calendar}
+                "session": config.session, "calendar": config.calendar, "venue_calendar": config.venue_calendar,
+                **({"resample": list(resample)} if resample else {})}  # without resampling: the ids as before
     data_from = min(b["ts"].iloc[0] for b in bars.values())
     data_to = max(b["ts"].iloc[-1] for b in bars.values())
     sid = sweep_id or sweep_id_for(ref, grid, exchange=exchange, symbols=names, timeframe=config.timeframe,
@@ -441,10 +526,10 @@ def _sweep(ref: str, grid: Grid, store: Store, *, exchange: str, names: list[str
                     "backtrader_version": bt.__version__}
         job = _Job(strategy=ref, engine=engine, exchange=exchange, symbols=names, timeframe=config.timeframe,
                    start=start, end=end, cash=float(cash), commission=float(commission), size_pct=float(size_pct),
-                   calendar=calendar, session=session, config=config, bars=bars, base_row=base_row,
-                   warnings=warnings)
+                   calendar=calendar, session=session, config=replace(config, resample=resample), bars=bars,
+                   base_row=base_row, warnings=warnings, resample=resample, keep_returns=keep_returns)
         try:
-            client, cluster = _client(workers, scheduler)
+            client, cluster = dask_client(workers, scheduler)
         except BaseException as exc:
             state.write("failed", error=_error_text(exc))
             raise
@@ -455,9 +540,9 @@ def _sweep(ref: str, grid: Grid, store: Store, *, exchange: str, names: list[str
             state.write("interrupted" if control.signum else "failed", error=_error_text(exc))
             raise
         finally:
-            _close(client, cluster)
+            close_client(client, cluster)
     elapsed = time.monotonic() - state.started
-    if control.signum:
+    if control.signum and state.done < len(todo):  # a stop that came after the last batch stopped nothing
         message = f"{control.signal_name}: stopped after {state.done:,} of {len(todo):,} combinations of this call"
         state.write("interrupted", error=message)
         raise RunInterruptedError(f"sweep {sid} interrupted by {message}; stored as interrupted "
@@ -465,7 +550,7 @@ def _sweep(ref: str, grid: Grid, store: Store, *, exchange: str, names: list[str
                                   signal_number=int(control.signum))
     state.write("finished", error=None)
     return SweepResult(sweep_id=sid, total=state.total, done=state.done, failed=state.failed, skipped=state.skipped,
-                       status="finished", elapsed_s=elapsed, best=_best(store, sid))
+                       status="finished", elapsed_s=elapsed, best=_best(store, sid), returns=state.returns)
 
 
 def _sweep_start(store: Store, sweep_id: str, ref: str, engine: str) -> datetime:
@@ -484,7 +569,8 @@ def _sweep_start(store: Store, sweep_id: str, ref: str, engine: str) -> datetime
     return existing["ts"]
 
 
-def _close(client: Any, cluster: Any) -> None:
+def close_client(client: Any, cluster: Any) -> None:
+    """Close a :func:`dask_client` pair: the client, then the local cluster (if one was started)."""
     try:
         client.close()
     finally:

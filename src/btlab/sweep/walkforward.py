@@ -10,12 +10,22 @@ whole range; window k's sweep is ``<id>-wKK`` (finished combinations are skipped
 
 Warm-up of a test run. Indicators need history, but the test run must not trade before its window. The chosen
 combination is first run (not recorded) on its train window; Backtrader's minimum period of that strategy
-(``max(strategy._minperiods)``, in bars of the first symbol) gives ``W = minperiod - 1`` warm-up bars: the test run
-starts W bars before the test start, so its first ``next()`` -- the first bar where it may order -- is the first
-bar of the test window, with every indicator fully warmed up. Those W bars are the last W bars of the train
-window (in-sample prices feed indicators only). The recorded test run holds them (flat, at its starting cash);
-the segment is the run's equity from the test start. A strategy that orders during its warm-up (in ``prenext``)
-is refused (:class:`~btlab.errors.InvalidArgumentError`): its test window cannot be isolated.
+(``max(strategy._minperiods)`` over the base feeds, in bars of the first symbol) gives ``W = minperiod - 1``
+warm-up bars: the test run starts W bars before the test start, so its first ``next()`` -- the first bar where it
+may order -- is the first bar of the test window, with every indicator fully warmed up. Those W bars are the last
+W bars of the train window (in-sample prices feed indicators only). A strategy that reads history from its lines
+itself declares it with a classmethod ``warmup_bars(params)`` (``mp_tracker``: ``lookback``); with resampled feeds
+(``resample=["1d"]``) the test run also starts early enough for each resampled feed's minimum period in whole
+windows of its timeframe (the first ``next()`` is then the last base bar before the test start, whose orders fill
+at the test start's open). See :func:`warmup_of`. The recorded test run holds the warm-up bars (flat, at its
+starting cash); the segment is the run's equity from the test start. A strategy that orders during its warm-up
+(an order recorded before the test start, or equity off its cash) is refused
+(:class:`~btlab.errors.InvalidArgumentError`): its test window cannot be isolated.
+
+Trials: every window's sweep (resumed if stored) gives the trials' Sharpe ratios (the DSR) and their daily returns
+on the train window (the PBO): the vector engine recomputes them with its kernel, the Backtrader engine's workers
+return them with their rows (``run_sweep(returns=True)``). Ranking by ``tracking_error`` (an index tracker such as
+``mp_tracker``) reads it from the sweep rows' ``metrics`` (:func:`btlab.sweep.run.extra_metrics`).
 
 Chaining: the test run of window k starts with cash = the ending equity of window k-1's segment (window 0 with
 ``cash``); each segment starts flat (see :mod:`btlab.evaluation.walkforward`).
@@ -25,9 +35,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,12 +50,25 @@ from btlab.backtest.registry import coerce_params, resolve_strategy, strategy_pa
 from btlab.backtest.runner import BacktestResult, hash_bars, load_backtest_bars, run_backtest
 from btlab.backtest.signals import stop_on_signals
 from btlab.errors import InvalidArgumentError, NoDataError, RunInterruptedError
+from btlab.model.timeframe import Timeframe
 from btlab.store import Store, open_store
 from btlab.sweep.grid import Grid, make_grid
-from btlab.sweep.run import SweepProgress, _check_engine, _client, _close, _symbols, run_sweep
-from btlab.sweep.top import METRIC_COLUMNS, best_runs, check_metric
+from btlab.sweep.run import (
+    EXTRA_METRICS,
+    SweepProgress,
+    check_engine,
+    close_client,
+    dask_client,
+    extra_metrics,
+    resample_list,
+    run_daily_returns,
+    run_sweep,
+    symbol_list,
+)
+from btlab.sweep.top import METRIC_COLUMNS, best_runs
 
-__all__ = ["WalkForwardProgress", "WalkForwardRun", "WindowRun", "run_walkforward", "walkforward_id_for"]
+__all__ = ["RANKING_METRICS", "WalkForwardProgress", "WalkForwardRun", "WindowRun", "check_ranking", "run_walkforward",
+           "walkforward_id_for", "warmup_of"]
 
 
 @dataclass(frozen=True)
@@ -81,10 +105,15 @@ class WindowRun:
         oos_equity: its equity from the test start: index UTC bar open time, ``value, cash, drawdown,
             position_value``. oos_trades: its closed trades. oos_metrics: ``compute_metrics`` of that segment alone
             (start value ``oos_cash``), by name.
-        trial_returns: on the vector engine, the daily simple returns on the train window of EVERY combination of
-            the grid (rows: days in time order; columns: ``json.dumps(params, sort_keys=True)``), from the kernel
-            (:func:`btlab.backtest.vector.simulate`, the sweep's fills); None on the Backtrader engine (it would
-            re-run the whole grid). What PBO needs.
+        trial_returns: the daily simple returns on the train window of EVERY finished combination of the window
+            (rows: days in time order; columns: ``json.dumps(params, sort_keys=True)``): on the vector engine from
+            the kernel (:func:`btlab.backtest.vector.simulate`, the sweep's fills), on the Backtrader engine from
+            the sweep's workers (``run_sweep(returns=True)``; a combination finished by an earlier call is run
+            again here, not recorded). What PBO needs.
+        index_close: for an index tracker (``mp_tracker``), the index's closes on the test window (UTC bar open
+            time), what the chained tracking error needs; else None.
+        is_metrics / oos_metrics also hold ``tracking_error`` and ``active_return`` for an index tracker
+        (:func:`btlab.sweep.run.extra_metrics`; OOS: from the test start on).
     """
 
     window: Any
@@ -102,6 +131,7 @@ class WindowRun:
     oos_trades: pd.DataFrame = field(repr=False)
     oos_metrics: dict[str, Any] = field(default_factory=dict)
     trial_returns: pd.DataFrame | None = field(default=None, repr=False)
+    index_close: pd.Series | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -126,6 +156,22 @@ class WalkForwardRun:
     store_address: str | None = None
 
 
+#: what ``by`` may name: a sweep row's metric column, or a metric a sweep adds for some strategies
+#: (:data:`btlab.sweep.run.EXTRA_METRICS`: ``tracking_error`` of an index tracker, lower first)
+RANKING_METRICS: tuple[str, ...] = (*METRIC_COLUMNS, *EXTRA_METRICS)
+
+
+def check_ranking(by: str) -> str:
+    """``by`` if it can rank a walk-forward's trials (:data:`RANKING_METRICS`).
+
+    Raises:
+        InvalidArgumentError: any other name (the message lists the valid ones).
+    """
+    if by not in RANKING_METRICS:
+        raise InvalidArgumentError(f"unknown metric {by!r}: use one of {', '.join(RANKING_METRICS)}")
+    return by
+
+
 def walkforward_id_for(strategy: str, grid: Grid, *, exchange: str, symbols: Sequence[str], timeframe: str,
                        windows: Mapping[str, Any], engine: str, by: str, data_hash: str,
                        config: Mapping[str, Any]) -> str:
@@ -142,7 +188,8 @@ def run_walkforward(strategy: str, grid: Grid | str | Mapping[str, Any], *, wind
                     workers: int | None = None, scheduler: str | None = None, walkforward_id: str | None = None,
                     cash: float = 10_000.0, commission: float = 0.001, size_pct: float = 95.0,
                     calendar: str | None = None, session: str | None = None, store: Store | str | None = None,
-                    progress: Callable[[WalkForwardProgress], None] | None = None) -> WalkForwardRun:
+                    progress: Callable[[WalkForwardProgress], None] | None = None,
+                    resample: str | Sequence[str] | None = None) -> WalkForwardRun:
     """Run a walk-forward: per window, the grid on train, the best by ``by`` on test (see the module docstring).
 
     Args:
@@ -151,7 +198,10 @@ def run_walkforward(strategy: str, grid: Grid | str | Mapping[str, Any], *, wind
             Backtrader; the vector engine has its fills).
         windows: :class:`~btlab.evaluation.walkforward.WalkForwardWindows` (from ``walkforward_windows``).
         by: the metric choosing each window's combination (a :data:`btlab.sweep.top.METRIC_COLUMNS` name, ranked
-            in :func:`btlab.sweep.top.ascending`'s direction; ties: the lowest run id).
+            in :func:`btlab.sweep.top.ascending`'s direction, or ``tracking_error`` of an index tracker such as
+            ``mp_tracker``, lowest first, from the sweep rows' ``metrics``; ties: the lowest run id).
+        resample: timeframes built from the base ``timeframe`` for every run (``regime_fsm`` on ``1h`` with
+            ``["1d"]``); Backtrader engine only.
         walkforward_id: default derived from the request (:func:`walkforward_id_for`).
         progress: called with a :class:`WalkForwardProgress` at each stage (and on every sweep batch).
 
@@ -165,10 +215,11 @@ def run_walkforward(strategy: str, grid: Grid | str | Mapping[str, Any], *, wind
             as it does alone (stored ``interrupted``, RunInterruptedError); between them, the current window
             finishes and RunInterruptedError is raised (exit code 130/143). A rerun resumes.
     """
-    check_metric(by)
+    check_ranking(by)
     ref, cls = resolve_strategy(strategy)
-    names = _symbols(symbols)
-    engine = _check_engine(engine, ref, names)
+    names = symbol_list(symbols)
+    engine = check_engine(engine, ref, names)
+    extra_tfs = resample_list(timeframe, resample, engine)
     the_grid = make_grid(grid)
     the_grid.check_params(strategy_params(cls), ref)
     if not len(windows):
@@ -177,7 +228,7 @@ def run_walkforward(strategy: str, grid: Grid | str | Mapping[str, Any], *, wind
     the_store: Store = open_store(store) if owns_store else store  # type: ignore[assignment]
     try:
         request = _Request(ref, the_grid, the_store, exchange, names, timeframe, by, engine, float(cash),
-                           float(commission), float(size_pct), calendar, session, progress)
+                           float(commission), float(size_pct), calendar, session, progress, extra_tfs)
         return _walkforward(request, windows, workers, scheduler, walkforward_id)
     finally:
         if owns_store:
@@ -200,10 +251,12 @@ class _Request:
     calendar: str | None
     session: str | None
     progress: Callable[[WalkForwardProgress], None] | None
+    resample: tuple[str, ...] = ()
 
     def backtest(self, start: str, end: str, params: Mapping[str, Any], **kw: Any) -> BacktestResult:
-        return run_backtest(self.strategy, symbols=self.symbols, exchange=self.exchange, timeframe=self.timeframe,
-                            start=start, end=end, params=params, commission=self.commission,
+        return run_backtest(self.strategy, symbols=self.symbols, exchange=self.exchange,
+                            timeframes=[self.timeframe, *self.resample], start=start, end=end, params=params,
+                            commission=self.commission,
                             size_pct=self.size_pct, calendar=self.calendar, session=self.session, store=self.store,
                             **kw)
 
@@ -220,11 +273,12 @@ def _walkforward(req: _Request, windows: Any, workers: int | None, scheduler: st
                                          commission=req.commission, size_pct=req.size_pct, calendar=req.calendar,
                                          session=req.session, store=req.store)
     settings = {"cash": req.cash, "commission": req.commission, "size_pct": req.size_pct,
-                "session": config.session, "calendar": config.venue_calendar}
+                "session": config.session, "calendar": config.venue_calendar,
+                **({"resample": list(req.resample)} if req.resample else {})}
     wf_id = walkforward_id or walkforward_id_for(
         req.strategy, req.grid, exchange=req.exchange, symbols=req.symbols, timeframe=config.timeframe,
         windows=windows.spec, engine=req.engine, by=req.by, data_hash=hash_bars(bars), config=settings)
-    client, cluster = _client(workers, scheduler)  # one cluster for every window's sweep
+    client, cluster = dask_client(workers, scheduler)  # one cluster for every window's sweep
     address = cluster.scheduler_address if cluster is not None else scheduler
     runs: list[WindowRun] = []
     periods = 365
@@ -243,7 +297,7 @@ def _walkforward(req: _Request, windows: Any, workers: int | None, scheduler: st
                         f"of {len(windows)} (its sweeps and test runs are stored; run it again to resume)",
                         run_id=wf_id, signal_name=control.signal_name, signal_number=int(control.signum))
     finally:
-        _close(client, cluster)
+        close_client(client, cluster)
     return WalkForwardRun(walkforward_id=wf_id, by=req.by, cash=req.cash, calendar=config.venue_calendar,
                           periods_per_year=periods, windows=runs, untested=windows.untested,
                           store_address=req.store.address)
@@ -253,23 +307,26 @@ def _window(req: _Request, window: Any, n_windows: int, wf_id: str, cash: float,
             scheduler: str) -> tuple[WindowRun, int]:
     """One window: the train sweep and the choice, the in-sample run of the choice, the recorded test run."""
     sweep_id = f"{wf_id}-w{window.index:02d}"
-    runs, chosen, params = _train(req, window, n_windows, sweep_id, scheduler)
+    runs, chosen, params, swept = _train(req, window, n_windows, sweep_id, scheduler)
     req.report(window=window.index, n_windows=n_windows, stage="test", params=params)
     train_from, train_to = window.train
     in_sample = req.backtest(train_from, train_to, params, cash=req.cash, record=False)
     venue = in_sample.config.venue_calendar
-    returns = daily_returns(in_sample.equity["value"], req.cash, None if venue == "24/7" else venue)
-    warmup = max(in_sample.strategy._minperiods) - 1  # Backtrader: next() starts at bar index minperiod - 1
-    warmup_start = pd.Timestamp(in_sample.bars["ts"].iloc[-warmup]) if warmup else window.test_start
+    returns = run_daily_returns(in_sample)
+    warmup, warmup_start = warmup_of(in_sample, window)
     oos_id = f"{sweep_id}-oos"
-    segment, trades = _test(req, window, params, warmup_start, cash, oos_id)
+    test, segment, trades = _test(req, window, params, warmup_start, cash, oos_id)
+    trial_returns = (_trial_returns(req, train_from, train_to, venue) if req.engine == "vector"
+                     else _swept_returns(req, runs, swept, train_from, train_to))
     run = WindowRun(window=window, sweep_id=sweep_id, n_trials=len(runs),
                     trial_sharpes=pd.to_numeric(runs["sharpe"], errors="coerce").to_numpy(dtype="float64"),
-                    params=params, is_metrics={k: chosen.get(k) for k in METRIC_COLUMNS}, is_returns=returns,
-                    warmup_bars=int(warmup), warmup_start=warmup_start, oos_run_id=oos_id, oos_cash=cash,
-                    oos_equity=segment, oos_trades=trades,
-                    oos_metrics=compute_metrics(segment, trades, start_value=cash, calendar=venue).as_dict(),
-                    trial_returns=_trial_returns(req, train_from, train_to, venue) if req.engine == "vector" else None)
+                    params=params, is_metrics={**{k: chosen.get(k) for k in METRIC_COLUMNS},
+                                               **extra_metrics(in_sample)},
+                    is_returns=returns, warmup_bars=int(warmup), warmup_start=warmup_start, oos_run_id=oos_id,
+                    oos_cash=cash, oos_equity=segment, oos_trades=trades,
+                    oos_metrics={**compute_metrics(segment, trades, start_value=cash, calendar=venue).as_dict(),
+                                 **extra_metrics(_from_test_start(test, window))},
+                    trial_returns=trial_returns, index_close=_index_close(test, window))
     req.report(window=window.index, n_windows=n_windows, stage="done", params=params)
     return run, int(in_sample.summary.periods_per_year)
 
@@ -282,40 +339,116 @@ def _train(req: _Request, window: Any, n_windows: int, sweep_id: str,
         req.report(window=window.index, n_windows=n_windows, stage="train", sweep=p)
 
     train_from, train_to = window.train
-    run_sweep(req.strategy, req.grid, exchange=req.exchange, symbols=req.symbols, timeframe=req.timeframe,
-              start=train_from, end=train_to, engine=req.engine, scheduler=scheduler, sweep_id=sweep_id,
-              cash=req.cash, commission=req.commission, size_pct=req.size_pct, calendar=req.calendar,
-              session=req.session, store=req.store, progress=sweep_progress)
+    swept = run_sweep(req.strategy, req.grid, exchange=req.exchange, symbols=req.symbols, timeframe=req.timeframe,
+                      start=train_from, end=train_to, engine=req.engine, scheduler=scheduler, sweep_id=sweep_id,
+                      cash=req.cash, commission=req.commission, size_pct=req.size_pct, calendar=req.calendar,
+                      session=req.session, store=req.store, progress=sweep_progress, resample=req.resample,
+                      returns=req.engine != "vector")
     runs = _current_runs(req, sweep_id)
     chosen = _choose(runs, req.by, sweep_id)
     params = json.loads(chosen["params"]) if isinstance(chosen["params"], str) else dict(chosen["params"])
-    return runs, chosen, params
+    return runs, chosen, params, swept.returns
 
 
 def _test(req: _Request, window: Any, params: dict[str, Any], warmup_start: pd.Timestamp, cash: float,
           run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The recorded test run from the warm-up start: ``(its equity from the test start, its closed trades)``."""
+    """The recorded test run from the warm-up start: ``(the run, its equity from the test start, its closed
+    trades)``."""
     test = req.backtest(warmup_start.isoformat(), window.test[1], params, cash=cash, record=True, run_id=run_id)
-    return _segment(test, window, cash, req.strategy)
+    return (test, *_segment(test, window, cash, req.strategy))
+
+
+def warmup_of(in_sample: BacktestResult, window: Any) -> tuple[int, pd.Timestamp]:
+    """``(W, warm-up start)`` of a window's test run, from the chosen combination's run on the train window.
+
+    The test run must have, at its first ``next()``, the history the strategy needs, and no earlier ``next()``
+    than the last bar before the test start (an order decided there fills at the test start's open, inside the
+    window). Needs, each met by taking bars from the end of the train window:
+
+    * the base feeds: Backtrader's minimum period ``m`` (``max`` over the base feeds of ``strategy._minperiods``):
+      ``m - 1`` base bars before the test start (the first ``next()`` is then the first test bar);
+    * a strategy's own need, when its class has ``warmup_bars(params) -> int`` (history it reads from the lines
+      itself, e.g. ``mp_tracker``'s ``lookback``): that many base bars;
+    * each resampled feed of timeframe ``tf`` with minimum period ``m``: the ``m`` whole ``tf`` windows before the
+      test start (the first ``next()`` is then the last base bar before the test start, when the ``m``-th of them
+      closes).
+
+    W counts base bars of the first symbol from the warm-up start to the test start.
+    """
+    strat = in_sample.strategy
+    n_base = len(in_sample.config.symbols)
+    ts = pd.DatetimeIndex(in_sample.bars["ts"])
+    train = ts[ts < window.test_start]
+    need = max(strat._minperiods[:n_base]) - 1  # Backtrader: next() starts at bar index minperiod - 1
+    own = getattr(type(strat), "warmup_bars", None)
+    if callable(own):
+        need = max(need, int(own(dict(in_sample.config.params))))
+    if need > len(train):
+        raise InvalidArgumentError(f"the train window {window.train[0]} .. {window.train[1]} has {len(train)} bars; "
+                                   f"the strategy needs {need} bars of history before its test window: use a longer "
+                                   f"--train")
+    start = pd.Timestamp(train[-need]) if need else window.test_start
+    for j, tf in enumerate(in_sample.config.resample):
+        m = max(strat._minperiods[n_base * (j + 1):n_base * (j + 2)])
+        size = pd.Timedelta(Timeframe.parse(tf).nanos, "ns")
+        start = min(start, window.test_start.floor(size) - m * size)
+    return int((ts[(ts >= start) & (ts < window.test_start)]).size), start
+
+
+def _from_test_start(test: BacktestResult, window: Any) -> BacktestResult:
+    """The test run with its equity and orders from the test start on (what :func:`extra_metrics` of the segment
+    reads)."""
+    orders = test.orders[pd.to_datetime(test.orders["ts"], utc=True) >= window.test_start] if len(test.orders) \
+        else test.orders
+    return replace(test, equity=test.equity[test.equity.index >= window.test_start], orders=orders)
+
+
+def _index_close(test: BacktestResult, window: Any) -> pd.Series | None:
+    """The tracked index's closes on the test window (index: UTC bar open time), for an index tracker; else None."""
+    index = (test.config.params or {}).get("index")
+    if not isinstance(index, str) or index not in test.bars_by_symbol:
+        return None
+    bars = test.bars_by_symbol[index]
+    closes = pd.Series(bars["close"].to_numpy(dtype="float64"), index=pd.DatetimeIndex(bars["ts"]))
+    return closes[closes.index >= window.test_start]
+
+
+def _swept_returns(req: _Request, runs: pd.DataFrame, swept: Mapping[str, pd.Series], start: str,
+                   end: str) -> pd.DataFrame:
+    """Daily returns on the train window of every trial (columns as :class:`WindowRun` ``trial_returns``): from
+    the sweep's workers, and for the combinations a resumed sweep did not run again, from a run here (not
+    recorded)."""
+    columns = {}
+    for run_id, params in zip(runs["run_id"], runs["params"]):
+        params = json.loads(params) if isinstance(params, str) else dict(params)
+        found = swept.get(run_id)
+        if found is None:
+            found = run_daily_returns(req.backtest(start, end, params, cash=req.cash, record=False))
+        columns[json.dumps(params, sort_keys=True, default=str)] = found
+    return pd.DataFrame(columns)
 
 
 def _trial_returns(req: _Request, start: str, end: str, venue: str) -> pd.DataFrame:
     """Daily returns of every combination of the grid on ``start .. end`` (vector kernel; see :class:`WindowRun`)."""
     from btlab.backtest.vector import simulate
 
-    _, bars, _ = load_backtest_bars(req.strategy, symbols=req.symbols, exchange=req.exchange,
-                                    timeframe=req.timeframe, start=start, end=end, cash=req.cash,
+    config, bars, _ = load_backtest_bars(req.strategy, symbols=req.symbols, exchange=req.exchange,
+                                         timeframe=req.timeframe, start=start, end=end, cash=req.cash,
                                     commission=req.commission, size_pct=req.size_pct, calendar=req.calendar,
                                     session=req.session, store=req.store)
     frame = bars[req.symbols[0]]
     index = pd.DatetimeIndex(frame["ts"])
     open_, close = frame["open"].to_numpy("float64"), frame["close"].to_numpy("float64")
+    # what orb's kernel needs besides open/close (sma_cross's ignores them)
+    intraday = {"high": frame["high"].to_numpy("float64"), "low": frame["low"].to_numpy("float64"),
+                "ts": index, "timeframe": config.timeframe, "calendar": venue}
     params_of = resolve_strategy(req.strategy)[1]
-    cache: dict[int, np.ndarray] = {}
+    cache: dict[Any, Any] = {}
     columns = {}
     for combo in req.grid.combinations():
         params = coerce_params(params_of, combo)
-        value = simulate(req.strategy, open_, close, params, req.cash, req.commission, req.size_pct, cache)[0]
+        value = simulate(req.strategy, open_, close, params, req.cash, req.commission, req.size_pct, cache,
+                         **intraday)[0]
         columns[json.dumps(params, sort_keys=True, default=str)] = daily_returns(
             pd.Series(value, index=index), req.cash, None if venue == "24/7" else venue)
     return pd.DataFrame(columns)
@@ -341,11 +474,24 @@ def _choose(runs: pd.DataFrame, by: str, sweep_id: str) -> dict[str, Any]:
     Raises:
         NoDataError: no finished run with a value of ``by``.
     """
-    best = best_runs(runs, by, 1)
+    best = best_runs(runs, by, 1) if by in METRIC_COLUMNS else _best_extra(runs, by)
     if best.empty or pd.isna(pd.to_numeric(best[by], errors="coerce").iloc[0]):
         raise NoDataError(f"sweep {sweep_id}: no finished combination with a {by} value to choose on this train "
                           f"window (see btlab sweep show {sweep_id})")
     return best.iloc[0].to_dict()
+
+
+def _best_extra(runs: pd.DataFrame, by: str) -> pd.DataFrame:
+    """The best run by an :data:`~btlab.sweep.run.EXTRA_METRICS` name, read from the rows' ``metrics`` JSON (NaN
+    last, ties by run id), with ``by`` as a column: a one-row frame (empty without runs)."""
+    def value(text: Any) -> float:
+        found = (json.loads(text) if isinstance(text, str) and text else dict(text or {})).get(by)
+        return float(found) if found is not None else math.nan
+
+    key = pd.Series([value(m) for m in runs["metrics"]], index=runs.index, dtype="float64")
+    ordered = runs.assign(**{by: key}, _nan=key.isna()).sort_values(
+        ["_nan", by, "run_id"], ascending=[True, EXTRA_METRICS[by], True], kind="stable")
+    return ordered.drop(columns=["_nan"]).head(1).reset_index(drop=True)
 
 
 def _segment(test: BacktestResult, window: Any, cash: float, strategy: str) -> tuple[pd.DataFrame, pd.DataFrame]:
