@@ -30,8 +30,10 @@ demo: $(STAMP)  ## import real BTC/USDT 1h bars, backtest sma_cross, print metri
 	$(BIN)/btlab backtest --strategy sma_cross --symbol BTC/USDT --timeframe 1h --from 2020-01-01 --to 2023-12-31 \
 		--param fast=10 --param slow=30 --cash 10000 --commission 0.001
 
-test: $(STAMP) $(SQLCHECK)  ## run the whole test suite
-	$(BIN)/python -m pytest
+# test files run on TEST_WORKERS processes (pytest-xdist; each file's tests stay together on one); 1: one process
+TEST_WORKERS ?= 2
+test: $(STAMP) $(SQLCHECK)  ## run the whole test suite (TEST_WORKERS=1: in one process)
+	$(BIN)/python -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 bench: $(STAMP)  ## run the benchmarks and write benchmarks/RESULTS.md (ONLY=replay,sink: just those sections)
 	$(BIN)/python benchmarks/run.py $(if $(ONLY),--only $(ONLY))
