@@ -87,6 +87,25 @@ def test_omp_on_the_index_matches_an_independent_implementation_and_least_square
         np.testing.assert_allclose(weights, expected, rtol=1e-10, atol=1e-14)
 
 
+def test_omp_selects_what_scikit_learn_selects_on_the_same_matrix(returns):
+    """scikit-learn's OrthogonalMatchingPursuit (fit_intercept=False; it assumes unit-norm columns, so it gets the
+    columns divided by their norms, as omp's selection divides by them) on the real constituents' returns and the
+    real ^GSPC returns: the same K names and, back on the original columns, the same weights."""
+    from sklearn.linear_model import OrthogonalMatchingPursuit
+
+    R, y = returns
+    for start in (0, 252, 504, 756):
+        X, target = R.iloc[start:start + 252].to_numpy(), y.iloc[start:start + 252].to_numpy()
+        norms = np.linalg.norm(X, axis=0)
+        for k in (3, 10):
+            ref = OrthogonalMatchingPursuit(n_nonzero_coefs=k, fit_intercept=False).fit(X / norms, target)
+            ref_support = np.flatnonzero(ref.coef_)
+            got, weights = omp(X, target, k)
+            assert sorted(got.tolist()) == ref_support.tolist(), (start, k)
+            np.testing.assert_allclose(weights[np.argsort(got)], ref.coef_[ref_support] / norms[ref_support],
+                                       rtol=1e-8)
+
+
 def test_omp_simplex_weights_are_a_portfolio_and_recover_a_real_basket(returns):
     R, y = returns
     X = R.iloc[252:504].to_numpy()
