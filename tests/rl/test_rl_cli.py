@@ -5,6 +5,7 @@ the missing extra and SIGTERM (real processes)."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -67,6 +68,13 @@ def test_train_then_evaluate_records_both_runs(store, tmp_path):
     assert set(runs) == {r["run_id"] for r in rows}
     assert all(r["symbols"] == ",".join([*meta["spec"]["names"], "^GSPC"]) and r["status"] == "finished"
                for r in runs.values())
+    report = invoke("report", rows[0]["run_id"], "--output", str(tmp_path / "rl.html"), store=store)
+    assert report.exit_code == 0, report.output
+    html = (tmp_path / "rl.html").read_text()
+    assert 'id="tracking-table"' in html and 'data-row="untilted"' in html and "<b>rl_tilt</b> (this run)" in html
+    for r in rows:  # the table in the report: the evaluation's own figures, both rows
+        cell = re.search(rf'data-row="{r["row"]}">.*?data-col="tracking_error">([^<]+)<', html, re.S)[1]
+        assert cell.strip() == f"{r['tracking_error'] * 100:.2f} %", (r["row"], cell)
     table = invoke("rl", "evaluate", "--model", str(out), "--to", "2018-02-07", store=store)
     assert table.exit_code == 0 and "out of sample 2017-04-27 .. 2018-02-07" in table.output
     assert "tracking error (ann.)" in table.output and "untilted" in table.output

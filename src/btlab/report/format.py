@@ -102,6 +102,8 @@ TRACKING_ROWS: dict[str, str] = {
     "mp_tracker": "matching pursuit basket",
     "equal_weight_k": "same names, equal weights",
     "top_k_corr": "K most correlated names, equal weights",
+    "rl_tilt": "the basket tilted by the RL policy",
+    "untilted": "the same basket without tilts",
 }
 
 

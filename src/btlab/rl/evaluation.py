@@ -79,4 +79,27 @@ def evaluate(model: str | Path, *, start: Any = None, end: Any = None, cash: flo
         rows[row] = {**figures, "total_return": result.summary.total_return, "sharpe": result.summary.sharpe,
                      "index_return": float((1 + returns["index"]).prod() - 1), "run_id": result.run_id}
         results[row] = result
+    if record:
+        _record_tracking(store, results, spec["index"])
     return EvaluationResult(pd.DataFrame.from_dict(rows, orient="index")[COLUMNS], results, meta)
+
+
+def _record_tracking(store: Any, results: dict[str, Any], index: str) -> None:
+    """Write the two rows' tracking table into each run's row (``metrics["tracking"]``, each run its own row), so
+    that the run report and ``btlab runs show`` give the policy beside the untilted basket."""
+    from btlab.backtest.tracking import record_tracking, tracking_record, tracking_report
+    from btlab.store.base import Store
+    from btlab.store.factory import open_store
+
+    periods = int(next(iter(results.values())).summary.periods_per_year)
+    table = tracking_report(results, index, periods=periods)
+
+    def write(st: Store) -> None:
+        for row, result in results.items():
+            record_tracking(st, result.run_id, tracking_record(table, index=index, own=row, periods=periods))
+
+    if isinstance(store, Store):
+        write(store)
+    else:
+        with open_store(store) as st:
+            write(st)
