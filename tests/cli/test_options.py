@@ -16,8 +16,10 @@ from btlab.cli.main import app
 #: (``btlab backtest``) and the recorded strategy name runs are filtered by (``btlab runs list``); where bars come
 #: from in a backtest (store or kafka) and where ``ingest history`` pages from (ccxt or cryptocompare); the file
 #: or folder written (``dashboards build``: a folder; ``rl train``: the policy file) and the seed of a draw
-#: (``sweep run --sample``) or of a training (``rl train``), the rl ones declared in btlab.cli.rl
-TWO_MEANINGS = {"--strategy": 2, "--source": 2, "--out": 2, "--seed": 2}
+#: (``sweep run --sample``) or of a training (``rl train``), the rl ones declared in btlab.cli.rl; the metric
+#: that ranks a sweep's stored runs (``sweep show/top``) and the one that chooses each walk-forward window's
+#: combination (``walkforward``, which also takes an index tracker's tracking_error)
+TWO_MEANINGS = {"--strategy": 2, "--source": 2, "--out": 2, "--seed": 2, "--by": 2}
 
 
 def _commands(group, path=()):

@@ -408,7 +408,8 @@ def backtest(
         if report:
             from btlab.report import write_report
 
-            console.print(f"report: {write_report(result.run_id, store=st).resolve()}", highlight=False)
+            console.print(f"report: {write_report(result.run_id, store=st).resolve()}", highlight=False,
+                          soft_wrap=True)  # a path on one line, whatever its length (copied, clicked)
 
 
 def _track(result: Any, st: Any) -> None:
