@@ -211,3 +211,30 @@ def test_unreachable_scheduler_is_one_line_exit_2(store_path):
     assert "tcp://127.0.0.1:9" in assert_one_line(proc, code=2)
     with DuckDBStore(store_path, read_only=True) as st:
         assert st.get_sweep("cli-noscheduler")["status"] == "failed"
+
+
+def test_resampled_sweep_runs_and_its_top_reruns_with_the_same_feeds(store_path):
+    """btlab sweep run --resample 1d (regime_fsm: a 1h and a 1d machine): each stored combination equals a direct run
+    with timeframes [1h, 1d], and btlab sweep top re-runs the best with the 1d feed again (same metrics)."""
+    sid = "cli-resample"
+    proc = btlab_cli("sweep", "run", "--strategy", "regime_fsm", "--grid-param", "period=10,20", "--exchange",
+                     "binance", "--symbols", "BTC/USDT", "--timeframe", "1h", "--resample", "1d", "--from",
+                     "2022-01-01", "--to", "2022-09-30", "--workers", "1", "--sweep-id", sid, store=store_path,
+                     timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    with DuckDBStore(store_path, read_only=True) as st:
+        runs = st.sweep_runs(sid)
+        assert st.get_sweep(sid)["config"]["resample"] == ["1d"]
+    assert len(runs) == 2 and set(runs["status"]) == {"finished"}
+    for row in runs.itertuples():
+        params = row.params if isinstance(row.params, dict) else json.loads(row.params)
+        direct = btlab.run_backtest("regime_fsm", exchange="binance", symbol="BTC/USDT", timeframes=["1h", "1d"],
+                                    start="2022-01-01", end="2022-09-30", params=params, store=str(store_path),
+                                    record=False)
+        assert (row.sharpe, row.n_trades) == (direct.summary.sharpe, direct.summary.n_trades), params
+    top = btlab_cli("sweep", "top", sid, "--by", "sharpe", "-n", "1", store=store_path)
+    assert top.returncode == 0, top.stderr
+    best = runs.sort_values("sharpe", ascending=False).iloc[0]
+    with DuckDBStore(store_path, read_only=True) as st:
+        full = st.get_run(f"{best['run_id']}{FULL_SUFFIX}")
+    assert (full["sharpe"], full["n_trades"], full["end_value"]) == (best["sharpe"], best["n_trades"], best["end_value"])

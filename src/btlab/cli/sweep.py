@@ -30,6 +30,7 @@ from btlab.cli.common import (
     MetricOption,
     OutputFileOption,
     OutputFormat,
+    ResampleOption,
     SampleOption,
     SchedulerOption,
     SeedOption,
@@ -76,6 +77,7 @@ def sweep_run(
     exchange: ExchangeOption = "binance",
     symbols: SymbolsOption = ...,
     timeframe: TimeframeOption = "1h",
+    resample: ResampleOption = None,
     from_: FromOption = None,
     to: ToOption = None,
     workers: WorkersOption = None,
@@ -96,7 +98,8 @@ def sweep_run(
     bt_runs row with the sweep's id (metrics only: btlab sweep top re-runs the best with equity and trades); the
     sweep is a bt_sweeps row. Running the same command with --sweep-id again skips finished combinations. A
     combination that raises is stored as failed and the sweep goes on. Ctrl-C or SIGTERM stops it after the
-    running combinations, keeps what finished and exits 130/143.
+    running combinations, keeps what finished and exits 130/143. --resample (Backtrader engine) adds timeframes
+    built from the stored bars to every run, e.g. 1d for regime_fsm; btlab sweep top re-runs with them too.
 
     \b
     Example (grid.yaml: params: {fast: {range: [5, 50, 5]}, slow: [50, 100, 200]}):
@@ -110,7 +113,7 @@ def sweep_run(
         result = run_sweep(strategy, spec, exchange=exchange, symbols=names, timeframe=timeframe, start=from_,
                            end=to, engine=engine, workers=workers, scheduler=scheduler, sweep_id=sweep_id, cash=cash,
                            commission=commission, size_pct=size_pct, calendar=calendar, session=session, store=st,
-                           progress=show)
+                           progress=show, resample=resample)
         address = st.address
     console.print(_summary_line(result, address), highlight=False, soft_wrap=True)
 

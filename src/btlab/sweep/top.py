@@ -129,10 +129,12 @@ def _rerun(store: Any, sweep_id: str, by: str, n: int, progress: Callable[[int, 
     if best.empty:
         raise NoDataError(f"sweep {sweep_id!r} has no finished combination with a {by} value to re-run")
     config = _params(sweep.get("config"))
+    resample = list(config.get("resample") or [])  # a sweep run with --resample: the same feeds again
+    frames = {"timeframes": [sweep["timeframe"], *resample]} if resample else {"timeframe": sweep["timeframe"]}
     results = []
     for i, row in enumerate(best.itertuples(index=False), 1):
         results.append(run_backtest(
-            sweep["strategy"], symbols=sweep["symbols"], exchange=sweep["exchange"], timeframe=sweep["timeframe"],
+            sweep["strategy"], symbols=sweep["symbols"], exchange=sweep["exchange"], **frames,
             start=_iso(sweep.get("data_from")), end=_iso(sweep.get("data_to")), params=_params(row.params),
             calendar=sweep.get("calendar") or None, store=store, run_id=f"{row.run_id}{FULL_SUFFIX}", sweep_id=None,
             **{k: config[k] for k in ("cash", "commission", "size_pct", "session") if config.get(k) is not None},
