@@ -25,8 +25,6 @@ from btlab.store import grafana_sql as q
 
 #: Bars whose close is older than this (seconds) while the series is live fire "ingest lag".
 INGEST_LAG_SECONDS = 120
-#: Only series with a bar in the last day count as live (older ones are history, not lagging ingest).
-LIVE_WINDOW = "1d"
 #: A service without a heartbeat row for this long (seconds) fires "no heartbeat".
 HEARTBEAT_SECONDS = 60
 #: Late + quarantined trades per instrument over the last 5 minutes above this fire "bad trades".
