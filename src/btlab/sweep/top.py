@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -30,14 +30,14 @@ LOWER_IS_BETTER: frozenset[str] = frozenset({"volatility", "max_drawdown_days"})
 FULL_SUFFIX = "-full"
 
 
-def check_metric(metric: str) -> str:
-    """``metric`` if it is one of :data:`METRIC_COLUMNS`.
+def check_metric(metric: str, allowed: Sequence[str] = METRIC_COLUMNS) -> str:
+    """``metric`` if it is one of ``allowed`` (default :data:`METRIC_COLUMNS`).
 
     Raises:
         InvalidArgumentError: any other name (the message lists the valid ones).
     """
-    if metric not in METRIC_COLUMNS:
-        raise InvalidArgumentError(f"unknown metric {metric!r}: use one of {', '.join(METRIC_COLUMNS)}")
+    if metric not in allowed:
+        raise InvalidArgumentError(f"unknown metric {metric!r}: use one of {', '.join(allowed)}")
     return metric
 
 

@@ -65,7 +65,7 @@ from btlab.sweep.run import (
     run_sweep,
     symbol_list,
 )
-from btlab.sweep.top import METRIC_COLUMNS, best_runs
+from btlab.sweep.top import METRIC_COLUMNS, best_runs, check_metric
 
 __all__ = ["RANKING_METRICS", "WalkForwardProgress", "WalkForwardRun", "WindowRun", "check_ranking", "run_walkforward",
            "walkforward_id_for", "warmup_of"]
@@ -167,9 +167,7 @@ def check_ranking(by: str) -> str:
     Raises:
         InvalidArgumentError: any other name (the message lists the valid ones).
     """
-    if by not in RANKING_METRICS:
-        raise InvalidArgumentError(f"unknown metric {by!r}: use one of {', '.join(RANKING_METRICS)}")
-    return by
+    return check_metric(by, RANKING_METRICS)
 
 
 def walkforward_id_for(strategy: str, grid: Grid, *, exchange: str, symbols: Sequence[str], timeframe: str,
